@@ -1,0 +1,40 @@
+"""The Drafter protocol and the sampling settings every drafter shares with the target."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import torch
+
+from tt_specdec.ops.sampling import check_sampling_args
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+
+    def __post_init__(self):
+        check_sampling_args(self.temperature, self.top_k, self.top_p)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class Drafter(Protocol):
+    vocab_size: int | None  # None: proposes ids from the context, works with any vocabulary
+
+    def reset(self, batch_size: int, cache_len: int) -> None:
+        """Start a new batch of sequences."""
+
+    def propose(self, context: torch.Tensor, length: torch.Tensor, k: int, sampling: Sampling,
+                seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draft k tokens after each row's context.
+
+        context [B, S] token buffer, row b valid in 0 .. length[b]-1 (its last entry is the
+        newest emitted token); seeds [B] this step's per-row seeds.
+        Returns draft_tokens [B, k] and draft_probs [B, k, V] (the distribution each draft
+        was sampled from), or None for a deterministic proposal.
+        """

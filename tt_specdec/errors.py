@@ -1,0 +1,32 @@
+"""Input checks shared by the ops, decoders and the loop.
+
+Every message names the argument, what it got and what was expected. Checks run
+before any state is touched, so a rejected call leaves caches and positions as
+they were.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str = "") -> None:
+    """`expected` holds ints or None (any size) per dim."""
+    ok = t.dim() == len(expected) and all(e is None or s == e for s, e in zip(t.shape, expected))
+    if not ok:
+        dims = ", ".join("*" if e is None else str(e) for e in expected)
+        raise ValueError(f"{name}: got shape {list(t.shape)}, expected [{dims}]{' ' + what if what else ''}")
+
+
+def check_tokens(name: str, tokens: torch.Tensor, vocab_size: int) -> None:
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name}: got dtype {tokens.dtype}, expected int64 or int32 token ids")
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise ValueError(
+            f"{name}: got token ids {int(tokens.min())}..{int(tokens.max())}, "
+            f"expected ids in 0..{vocab_size - 1} (the vocabulary)")
+
+
+def check_finite(name: str, t: torch.Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        bad = (~torch.isfinite(t)).nonzero()[0].tolist()
+        raise ValueError(f"{name}: got a non-finite value (NaN or inf) at index {bad}, expected finite values")

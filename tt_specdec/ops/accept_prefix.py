@@ -1,0 +1,113 @@
+"""Accept the longest agreeing draft prefix and emit accepted + recovered/bonus tokens.
+
+Vocabulary (as in vLLM's rejection sampler):
+    accepted   draft tokens kept, d_1 .. d_n
+    recovered  the target's token at the first rejection (row n), when n < k
+    bonus      the target's token after a fully accepted draft (row k), when n == k
+    output     accepted + (recovered | bonus): n + 1 tokens, then PLACEHOLDER (-1)
+"""
+from __future__ import annotations
+
+import torch
+
+from tt_specdec.errors import check_finite, check_shape
+from tt_specdec.ops.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, check_sampling_args, process_logits,
+                                     sample_inverse_cdf, uniform)
+
+PLACEHOLDER = -1
+MAX_DRAFT = 31  # k + 1 target rows fit one 32-row tile
+
+
+def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed):
+    """Validate accept_prefix's arguments; returns (B, k, V)."""
+    check_shape("target_logits", target_logits, (None, None, None), "= [B, k+1, V]")
+    B, k1, V = target_logits.shape
+    k = k1 - 1
+    if not 1 <= k <= MAX_DRAFT:
+        raise ValueError(f"target_logits: got {k1} rows per sequence (k={k}), expected k+1 rows with 1 <= k <= {MAX_DRAFT}")
+    check_shape("draft_tokens", draft_tokens, (B, k), "= [B, k] (k+1 = target_logits rows)")
+    if draft_tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"draft_tokens: got dtype {draft_tokens.dtype}, expected int64 or int32")
+    if draft_tokens.numel() and (int(draft_tokens.min()) < 0 or int(draft_tokens.max()) >= V):
+        raise ValueError(f"draft_tokens: got ids {int(draft_tokens.min())}..{int(draft_tokens.max())}, "
+                         f"expected ids in 0..{V - 1} (target vocabulary)")
+    check_finite("target_logits", target_logits)
+    if num_draft is not None:
+        check_shape("num_draft", num_draft, (B,))
+        if num_draft.numel() and (int(num_draft.min()) < -1 or int(num_draft.max()) > k):
+            raise ValueError(f"num_draft: got {num_draft.tolist()}, expected values in -1..{k} (-1 = skip row)")
+    check_sampling_args(temperature, top_k, top_p)
+    if temperature > 0:
+        if draft_probs is not None:
+            check_shape("draft_probs", draft_probs, (B, k, V), "= [B, k, V] (the draft's sampling distribution)")
+            check_finite("draft_probs", draft_probs)
+        if seed is None:
+            raise ValueError("seed: got None, expected an int or per-row seeds [B] when temperature > 0")
+    return B, k, V
+
+
+def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
+                  draft_probs: torch.Tensor | None = None, num_draft: torch.Tensor | None = None,
+                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                  seed: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compare drafts with the target and emit the tokens of one speculative step.
+
+    Shapes:
+        target_logits  [B, k+1, V]  target rows for [last, d_1 .. d_k]
+        draft_tokens   [B, k]       d_1 .. d_k
+        draft_probs    [B, k, V]    q_t, the distribution d_t was sampled from (sampling only;
+                                    None = a deterministic drafter, q_t one-hot on d_t)
+        num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
+        seed           int or [B]   per-row seeds of this step (sampling only)
+        returns        num_accepted [B] (int64, -1 for skipped rows),
+                       output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)
+
+    Greedy (temperature == 0): n is the longest prefix with argmax(row t) == d_{t+1}; then
+    the argmax of row n. Sampling: d_t is accepted with probability min(1, p_t(d_t)/q_t(d_t)),
+    stopping at the first rejection, whose token is drawn from norm(max(0, p_n - q_n));
+    the bonus token is drawn from p_k. p is the target after temperature, top-k, top-p.
+    Either way, output has exactly the target's distribution (Leviathan et al. 2023).
+
+    Example (greedy, k = 3, V = 4):
+        >>> logits = torch.eye(4)[[1, 2, 0, 3]].unsqueeze(0)  # target argmax per row: 1, 2, 0, 3
+        >>> accept_prefix(logits, torch.tensor([[1, 2, 3]]))   # d_3 = 3 != 0: reject it, emit 0
+        (tensor([2]), tensor([[ 1,  2,  0, -1]]))
+    """
+    B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed)
+    drafts = draft_tokens.long()
+    positions = torch.arange(k + 1)
+    limit = torch.full((B,), k) if num_draft is None else num_draft.long()
+    in_draft = positions[:k].view(1, k) < limit.view(B, 1)  # [B, k]
+    rows = torch.arange(B)
+    if temperature == 0.0:
+        target_tokens = target_logits.argmax(-1)  # [B, k+1]
+        accepted = (target_tokens[:, :k] == drafts) & in_draft
+        n = accepted.long().cumprod(1).sum(1)  # [B]
+        final = target_tokens[rows, n]
+    else:
+        seed = torch.as_tensor(seed, dtype=torch.int64).expand(B)
+        p = process_logits(target_logits, temperature, top_k, top_p)  # [B, k+1, V]
+        if draft_probs is None:
+            q = torch.zeros(B, k, V, dtype=p.dtype).scatter_(-1, drafts.unsqueeze(-1), 1.0)
+        else:
+            q = draft_probs.double()
+        p_d = p[:, :k].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)  # [B, k] p_t(d_t)
+        q_d = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+        u = uniform(seed.view(B, 1), STREAM_ACCEPT, positions[:k].view(1, k))  # [B, k]
+        accepted = (u * q_d < p_d) & in_draft  # u < p/q without dividing by q = 0
+        n = accepted.long().cumprod(1).sum(1)
+        # residual at the first rejection; bonus (n == k_eff) draws from p itself
+        p_n = p[rows, n]  # [B, V]
+        q_n = q[rows, n.clamp(max=k - 1)]
+        rejected = n < limit
+        residual = torch.where(rejected.view(B, 1), (p_n - q_n).clamp(min=0.0), p_n)
+        # p == q on the support gives a zero residual; rejection then has probability 0, keep p
+        residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_n)
+        final = sample_inverse_cdf(residual, uniform(seed, STREAM_SAMPLE, 0))
+    output = torch.where(positions.view(1, -1) < n.view(B, 1), torch.cat([drafts, drafts[:, :1]], 1), PLACEHOLDER)
+    output[rows, n] = final
+    if num_draft is not None:
+        skipped = limit < 0
+        n = torch.where(skipped, PLACEHOLDER, n)
+        output[skipped] = PLACEHOLDER
+    return n, output

@@ -1,0 +1,102 @@
+"""Sampling pieces shared by the drafters, the loop and accept_prefix.
+
+Randomness is counter-based: a uniform is a hash of (per-row seed, stream,
+index), 24 bits, exactly representable in fp32. The same numbers can be made on
+a device core without a random-state tensor, a row's output does not depend on
+what else is in the batch, and a seeded run reproduces exactly.
+"""
+from __future__ import annotations
+
+import torch
+
+from tt_specdec.errors import check_finite
+
+MASK32 = 0xFFFFFFFF
+# streams: which random decision a uniform is for
+STREAM_DRAFT = 1  # draft token t sampled from q_t
+STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t)
+STREAM_SAMPLE = 3  # the recovered / bonus token (and plain decoding's token)
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 integer hash (C. Wellons) on int64 tensors holding uint32 values."""
+    x = x & MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
+
+
+def hash_seed(seed: torch.Tensor, *counters) -> torch.Tensor:
+    """Fold counters (ints or int tensors, broadcast) into uint32 seeds [B] (as int64)."""
+    h = mix32(torch.as_tensor(seed, dtype=torch.int64))
+    for c in counters:
+        h = mix32(h ^ ((torch.as_tensor(c, dtype=torch.int64) * 0x9E3779B9) & MASK32))
+    return h
+
+
+def uniform(seed: torch.Tensor, stream: int, index) -> torch.Tensor:
+    """Uniforms in [0, 1) (float64, 24-bit) for per-row seeds [B] and indices broadcast against them."""
+    return (hash_seed(seed, stream, index) >> 8).double() * (1.0 / (1 << 24))
+
+
+def step_seeds(seed: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Per-row seeds [B] for the step that starts at positions pos [B]: a row's randomness
+    depends only on its own seed and position, not on batch composition or k."""
+    return hash_seed(seed, pos)
+
+
+def row_seeds(seed: int, batch: int) -> torch.Tensor:
+    """Distinct uint32 seeds [B] for the rows of one seeded run."""
+    return hash_seed(torch.full((batch,), seed, dtype=torch.int64), torch.arange(batch))
+
+
+def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
+    if not temperature >= 0.0 or temperature != temperature or temperature == float("inf"):
+        raise ValueError(f"temperature: got {temperature}, expected a finite value >= 0 (0 = greedy)")
+    if int(top_k) != top_k or top_k < 0:
+        raise ValueError(f"top_k: got {top_k}, expected an integer >= 0 (0 = no top-k)")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p: got {top_p}, expected a value in (0, 1]")
+
+
+def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """logits [..., V] -> probabilities [..., V] (float64) after temperature, top-k, then top-p.
+
+    top-k keeps every token whose logit is at least the k-th largest; top-p keeps the
+    smallest set of most likely tokens whose mass reaches top_p (the most likely
+    token always). temperature must be > 0 here; greedy never calls this.
+    """
+    scores = logits.double() / temperature
+    V = scores.shape[-1]
+    if 0 < top_k < V:
+        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+        mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of strictly more likely tokens
+        drop_sorted = mass_before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+def sample_inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Token ids [...] drawn from probs [..., V] (need not be normalised) with uniforms u [...]."""
+    cdf = torch.cumsum(probs.double(), dim=-1)
+    threshold = (u.double() * cdf[..., -1]).unsqueeze(-1)
+    idx = torch.searchsorted(cdf, threshold, right=True).squeeze(-1)
+    return idx.clamp(max=probs.shape[-1] - 1)
+
+
+def greedy_or_sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+                     seed: torch.Tensor | None) -> torch.Tensor:
+    """One token per row from logits [B, V]: argmax when temperature == 0, else a seeded sample
+    with uniforms from stream STREAM_SAMPLE (seed: per-row step seeds [B])."""
+    check_finite("logits", logits)
+    if temperature == 0.0:
+        return logits.argmax(-1)
+    return sample_inverse_cdf(process_logits(logits, temperature, top_k, top_p), uniform(seed, STREAM_SAMPLE, 0))

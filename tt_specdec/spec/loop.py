@@ -1,0 +1,165 @@
+"""The speculative loop of DESIGN.md, and plain decoding with the same target for comparison.
+
+Per row b the target holds `pos[b]` tokens' KV and `last[b]`, the newest emitted token,
+not yet in its cache. One step: draft k tokens after `last`, verify [last, d_1..d_k] in
+one target forward, accept the agreeing prefix plus one recovered/bonus token, advance.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from tt_specdec import ops
+from tt_specdec.drafters.base import Drafter, Sampling
+from tt_specdec.models.decoder import Decoder
+from tt_specdec.ops.accept_prefix import MAX_DRAFT
+from tt_specdec.ops.sampling import greedy_or_sample, row_seeds, step_seeds
+from tt_specdec.spec.stats import Stats
+
+OnTokens = Callable[[int, list[int]], None]  # (row, new token ids), called as tokens are emitted
+
+
+@dataclasses.dataclass
+class Generation:
+    tokens: list[list[int]]  # new tokens per row, prompt excluded (EOS included when hit)
+    stats: Stats
+
+
+class Rows:
+    """Per-row bookkeeping: the token context, stopping (EOS, max tokens) and streaming."""
+
+    def __init__(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, extra: int,
+                 eos_token_id: int | None, on_tokens: OnTokens | None):
+        B = len(prompts)
+        self.prompt_len = torch.tensor([len(p) for p in prompts])
+        self.context = torch.zeros(B, int(self.prompt_len.max()) + max_new_tokens + extra, dtype=torch.long)
+        for b, p in enumerate(prompts):
+            self.context[b, :len(p)] = torch.tensor(p)
+        self.length = self.prompt_len.clone()  # [B] valid tokens in context
+        self.done = torch.zeros(B, dtype=torch.bool)
+        self.new_tokens: list[list[int]] = [[] for _ in range(B)]
+        self.max_new_tokens, self.eos_token_id, self.on_tokens = max_new_tokens, eos_token_id, on_tokens
+
+    def emit(self, b: int, tokens: list[int]) -> None:
+        """Append row b's emitted tokens; tokens past EOS or max_new_tokens are dropped."""
+        n0 = int(self.length[b])
+        self.context[b, n0:n0 + len(tokens)] = torch.tensor(tokens)
+        self.length[b] = n0 + len(tokens)
+        kept = tokens[:self.max_new_tokens - len(self.new_tokens[b])]
+        if self.eos_token_id is not None and self.eos_token_id in kept:
+            kept = kept[:kept.index(self.eos_token_id) + 1]
+            self.done[b] = True
+        self.new_tokens[b] += kept
+        if len(self.new_tokens[b]) >= self.max_new_tokens:
+            self.done[b] = True
+        if kept and self.on_tokens is not None:
+            self.on_tokens(b, kept)
+
+
+def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None) -> None:
+    """Reject bad requests before any cache or state is touched."""
+    if drafter is not None and not (isinstance(k, int) and 1 <= k <= MAX_DRAFT):
+        raise ValueError(f"k: got {k}, expected an integer in 1..{MAX_DRAFT} (k+1 verify rows fit one tile)")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: got {max_new_tokens!r}, expected an int >= 1")
+    if not prompts:
+        raise ValueError("prompts: got no prompts, expected a list of token-id lists")
+    V = target.vocab_size
+    if drafter is not None and drafter.vocab_size not in (None, V):
+        raise ValueError(f"drafter: got vocabulary size {drafter.vocab_size}, expected the target's {V}")
+    for b, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompts[{b}]: got an empty prompt, expected at least one token")
+        bad = [t for t in p if not (isinstance(t, int) and 0 <= t < V)]
+        if bad:
+            raise ValueError(f"prompts[{b}]: got token id {bad[0]!r}, expected ints in 0..{V - 1} (the vocabulary)")
+        need = len(p) + max_new_tokens + k + 1
+        if need > target.max_seq_len:
+            raise ValueError(f"prompts[{b}]: got {len(p)} tokens; with max_new_tokens={max_new_tokens} and k={k} "
+                             f"the KV cache needs {need} positions, expected at most {target.max_seq_len}")
+
+
+def prefill(target: Decoder, rows: Rows, sampling: Sampling, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the prompts through the target and emit the first token. Returns pos [B], last [B]."""
+    lengths = rows.prompt_len
+    logits = target.prefill(rows.context[:, :int(lengths.max())], lengths)  # [B, V]
+    last = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seeds(seeds, lengths))
+    for b in range(len(last)):
+        rows.emit(b, [int(last[b])])
+    return lengths.clone(), last
+
+
+def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                   sampling: Sampling = Sampling(), seed: int = 0, eos_token_id: int | None = None,
+                   on_tokens: OnTokens | None = None) -> Generation:
+    """The target alone, one token per forward: the baseline speculative decoding must equal."""
+    check_request(target, prompts, max_new_tokens, k=0)
+    stats, start = Stats(k=0), time.perf_counter()
+    rows = Rows(prompts, max_new_tokens, 1, eos_token_id, on_tokens)
+    target.allocate_cache(len(prompts), rows.context.shape[1])
+    seeds = row_seeds(seed, len(prompts))
+    pos, last = prefill(target, rows, sampling, seeds)
+    stats.ttft_s = time.perf_counter() - start
+    while not bool(rows.done.all()):
+        logits = target.forward(last.view(-1, 1), pos)[:, 0]  # [B, V]
+        live = ~rows.done
+        pos = torch.where(live, pos + 1, pos)
+        last = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seeds(seeds, pos))
+        for b in live.nonzero().flatten().tolist():
+            rows.emit(b, [int(last[b])])
+        stats.steps += 1
+        stats.row_steps += int(live.sum())
+        stats.emitted += int(live.sum())
+    stats.total_s = time.perf_counter() - start
+    stats.new_tokens = sum(map(len, rows.new_tokens))
+    return Generation(rows.new_tokens, stats)
+
+
+def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Sequence[int]], *, k: int,
+                         max_new_tokens: int, sampling: Sampling = Sampling(), seed: int = 0,
+                         eos_token_id: int | None = None, on_tokens: OnTokens | None = None) -> Generation:
+    """Draft k, verify in one target forward, accept the agreeing prefix, roll back the rest.
+
+    Greedy output is token for token the target's own greedy output (generate_plain);
+    sampled output has exactly the target's distribution.
+    """
+    check_request(target, prompts, max_new_tokens, k, drafter)
+    stats, start = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
+    B = len(prompts)
+    rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)
+    target.allocate_cache(B, rows.context.shape[1])
+    drafter.reset(B, rows.context.shape[1])
+    seeds = row_seeds(seed, B)
+    pos, last = prefill(target, rows, sampling, seeds)  # pos [B], last [B]
+    stats.ttft_s = time.perf_counter() - start
+    while not bool(rows.done.all()):
+        step_seed = step_seeds(seeds, pos)  # [B] randomness of this step, per row
+        num_draft = torch.where(rows.done, -1, k)  # finished rows are skipped (-1)
+        # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
+        draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k, sampling, step_seed)
+        # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
+        logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
+        # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
+        num_accepted, output = ops.accept_prefix(
+            logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
+            top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed)
+        # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
+        pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output)
+        live = num_accepted >= 0
+        for b in live.nonzero().flatten().tolist():
+            n = int(num_accepted[b])
+            rows.emit(b, output[b, :n + 1].tolist())
+            for t in range(k):
+                stats.offered_per_position[t] += 1
+                stats.accepted_per_position[t] += int(t < n)
+        stats.steps += 1
+        stats.row_steps += int(live.sum())
+        stats.drafted += k * int(live.sum())
+        stats.accepted += int(num_accepted[live].sum())
+        stats.emitted += int((num_accepted[live] + 1).sum())
+    stats.total_s = time.perf_counter() - start
+    stats.new_tokens = sum(map(len, rows.new_tokens))
+    return Generation(rows.new_tokens, stats)

@@ -1,0 +1,44 @@
+"""What a generation run measured."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class Stats:
+    k: int = 0
+    steps: int = 0  # target forward calls after prefill (verify steps, or decode steps when k = 0)
+    drafted: int = 0  # draft tokens offered for verification, summed over live rows
+    accepted: int = 0  # draft tokens accepted
+    emitted: int = 0  # tokens emitted after the prefill token (accepted + recovered/bonus)
+    row_steps: int = 0  # (live row, step) pairs
+    accepted_per_position: list[int] = dataclasses.field(default_factory=list)  # [k] rows accepting d_t
+    offered_per_position: list[int] = dataclasses.field(default_factory=list)  # [k] rows offering d_t
+    new_tokens: int = 0  # tokens returned to the caller, all rows
+    ttft_s: float = 0.0  # prompt in -> first token out
+    total_s: float = 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted / drafted tokens."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Tokens emitted per row per target step (n + 1): 1 for plain decoding."""
+        return self.emitted / self.row_steps if self.row_steps else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.total_s if self.total_s else 0.0
+
+    @property
+    def acceptance_per_position(self) -> list[float]:
+        """P(d_t accepted | d_t offered), t = 1 .. k."""
+        return [a / o if o else 0.0 for a, o in zip(self.accepted_per_position, self.offered_per_position)]
+
+    def as_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        for name in ("acceptance_rate", "mean_accepted_length", "tokens_per_s", "acceptance_per_position"):
+            out[name] = getattr(self, name)
+        return out
