@@ -124,7 +124,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     drafts = draft_tokens.tolist()
     limits = [k] * B if num_draft is None else [int(x) for x in num_draft.tolist()]
     if temperature > 0:
-        seeds = [int(seed)] * B if isinstance(seed, int) else [int(s) for s in torch.as_tensor(seed).expand(B)]
+        seeds = torch.as_tensor(seed, dtype=torch.int64).expand(B).tolist()  # an int seeds every row alike
         q_rows = None if draft_probs is None else draft_probs.double().tolist()
     num_accepted = [PLACEHOLDER] * B
     output = [[PLACEHOLDER] * k1 for _ in range(B)]

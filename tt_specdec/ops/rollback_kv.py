@@ -50,7 +50,7 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
             raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
     live = num_accepted >= 0
     n = num_accepted.long().clamp(min=0)
-    new_pos = torch.where(live, pos + n + 1, pos)
+    new_pos = torch.where(live, pos + n.to(pos.dtype) + 1, pos)  # keep the caller's dtype (int32 on device)
     emitted = output_tokens.long().gather(1, n.view(B, 1)).squeeze(1)
     if bool((live & (emitted < 0)).any()):
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")

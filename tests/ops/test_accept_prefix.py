@@ -1,0 +1,329 @@
+"""accept_prefix: output invariants, named edge cases, vectorized == plain-loop reference
+(greedy and seeded sampling), a chi-square test that speculative sampling keeps the
+target's distribution, and argument checks."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference
+from tt_specdec.ops.sampling import (STREAM_DRAFT, STREAM_SAMPLE, process_logits, row_seeds, sample_inverse_cdf,
+                                     uniform)
+
+
+def check_invariants(n, out, drafts, V, num_draft=None):
+    """n [B], out [B, k+1]: the contract every call must meet, whatever the logits."""
+    B, k = drafts.shape
+    assert n.shape == (B,) and out.shape == (B, k + 1)
+    assert n.dtype == torch.int64 and out.dtype == torch.int64
+    for b in range(B):
+        k_eff = k if num_draft is None else int(num_draft[b])
+        if k_eff < 0:
+            assert int(n[b]) == PLACEHOLDER and bool((out[b] == PLACEHOLDER).all())
+            continue
+        nb = int(n[b])
+        assert 0 <= nb <= k_eff
+        # the accepted prefix is contiguous: exactly d_1 .. d_n
+        assert out[b, :nb].tolist() == drafts[b, :nb].tolist()
+        assert 0 <= int(out[b, nb]) < V
+        assert bool((out[b, nb + 1:] == PLACEHOLDER).all())
+        assert int((out[b] != PLACEHOLDER).sum()) == nb + 1
+
+
+def check_greedy_values(logits, drafts, n, out, num_draft=None):
+    """Argmax compared by the value of the logit at the returned index, so ties cannot fail it;
+    plus the tie rule itself: the first maximum wins, as torch.argmax."""
+    B, k = drafts.shape
+    for b in range(B):
+        nb = int(n[b])
+        if nb < 0:
+            continue
+        row_max = logits[b].max(-1).values  # [k+1]
+        for t in range(nb):
+            assert logits[b, t, drafts[b, t]] == row_max[t]
+        token = int(out[b, nb])
+        assert logits[b, nb, token] == row_max[nb]
+        assert token == int((logits[b, nb] == row_max[nb]).nonzero()[0])
+        k_eff = k if num_draft is None else int(num_draft[b])
+        if nb < k_eff:
+            first_max = int((logits[b, nb] == row_max[nb]).nonzero()[0])
+            assert int(drafts[b, nb]) != first_max
+
+
+@st.composite
+def greedy_cases(draw):
+    B = draw(st.integers(1, 5))
+    k = draw(st.integers(1, 6) | st.just(31))
+    V = draw(st.sampled_from([2, 3, 8, 33]))
+    ties = draw(st.booleans())
+    match_rate = draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+    with_num_draft = draw(st.booleans())
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    # small integer logits make ties common
+    logits = torch.randint(-2, 3, (B, k + 1, V), generator=g).float() if ties else torch.randn(B, k + 1, V, generator=g)
+    agree = torch.rand(B, k, generator=g) < match_rate
+    drafts = torch.where(agree, logits[:, :k].argmax(-1), torch.randint(0, V, (B, k), generator=g))
+    num_draft = torch.randint(-1, k + 1, (B,), generator=g) if with_num_draft else None
+    return logits, drafts, num_draft
+
+
+@settings(deadline=None, max_examples=60)
+@given(greedy_cases())
+def test_greedy_matches_reference(case):
+    logits, drafts, num_draft = case
+    n, out = accept_prefix(logits, drafts, num_draft=num_draft)
+    check_invariants(n, out, drafts, logits.shape[-1], num_draft)
+    check_greedy_values(logits, drafts, n, out, num_draft)
+    ref_n, ref_out = reference.accept_prefix(logits, drafts, num_draft=num_draft)
+    assert torch.equal(n, ref_n) and torch.equal(out, ref_out)
+
+
+@st.composite
+def sampling_cases(draw):
+    B = draw(st.integers(1, 5))
+    k = draw(st.integers(1, 6) | st.just(31))
+    V = draw(st.sampled_from([2, 3, 8, 33]))
+    temperature = draw(st.sampled_from([0.5, 1.0, 1.7]))
+    top_k = draw(st.sampled_from([0, 1, 3, V]))
+    top_p = draw(st.sampled_from([1.0, 0.9, 0.5, 0.05]))
+    with_probs = draw(st.booleans())
+    with_num_draft = draw(st.booleans())
+    row_seeded = draw(st.booleans())
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    logits = 2.0 * torch.randn(B, k + 1, V, generator=g)
+    if with_probs:
+        # drafts sampled from a distribution of their own
+        draft_probs = torch.softmax(2.0 * torch.randn(B, k, V, generator=g), -1)
+        drafts = torch.multinomial(draft_probs.view(-1, V), 1, generator=g).view(B, k)
+    else:
+        draft_probs = None
+        drafts = torch.where(torch.rand(B, k, generator=g) < 0.5, logits[:, :k].argmax(-1),
+                             torch.randint(0, V, (B, k), generator=g))
+    num_draft = torch.randint(-1, k + 1, (B,), generator=g) if with_num_draft else None
+    seed = torch.randint(0, 2**32, (B,), generator=g) if row_seeded else int(torch.randint(0, 2**32, (1,), generator=g))
+    return logits, drafts, dict(draft_probs=draft_probs, num_draft=num_draft, temperature=temperature,
+                                top_k=top_k, top_p=top_p, seed=seed)
+
+
+@settings(deadline=None, max_examples=60)
+@given(sampling_cases())
+def test_sampling_matches_reference(case):
+    logits, drafts, kwargs = case
+    n, out = accept_prefix(logits, drafts, **kwargs)
+    check_invariants(n, out, drafts, logits.shape[-1], kwargs["num_draft"])
+    ref_n, ref_out = reference.accept_prefix(logits, drafts, **kwargs)
+    assert torch.equal(n, ref_n) and torch.equal(out, ref_out)
+
+
+def one_hot_logits(tokens, V, scale=1.0):
+    """[B, k+1] token ids -> logits [B, k+1, V] whose argmax is that token; a large scale makes
+    the sampled distribution one-hot too (exp(-1000) == 0 in float64)."""
+    return scale * torch.nn.functional.one_hot(tokens, V).float()
+
+
+@pytest.mark.parametrize("sampling", [False, True])
+def test_perfect_match(sampling):
+    tokens = torch.tensor([[3, 1, 4, 1, 5], [2, 7, 1, 8, 2]])  # [B, k+1]; drafts = the first k
+    drafts, k = tokens[:, :4], 4
+    if sampling:
+        logits = one_hot_logits(tokens, 10, scale=1000.0)
+        n, out = accept_prefix(logits, drafts, temperature=1.0, seed=7)
+    else:
+        n, out = accept_prefix(one_hot_logits(tokens, 10), drafts)
+    assert n.tolist() == [k, k]
+    assert torch.equal(out, tokens)  # every draft, then the bonus = argmax of row k
+
+
+@pytest.mark.parametrize("sampling", [False, True])
+def test_early_mismatch(sampling):
+    tokens = torch.tensor([[3, 1, 4, 1], [2, 7, 1, 8]])
+    drafts = torch.tensor([[0, 1, 4], [5, 7, 1]])  # d_1 wrong, the rest would match
+    if sampling:
+        n, out = accept_prefix(one_hot_logits(tokens, 10, scale=1000.0), drafts, temperature=0.8, seed=1)
+    else:
+        n, out = accept_prefix(one_hot_logits(tokens, 10), drafts)
+    assert n.tolist() == [0, 0]
+    assert out.tolist() == [[3, -1, -1, -1], [2, -1, -1, -1]]  # the recovered token only
+
+
+def test_mismatch_in_the_middle():
+    tokens = torch.tensor([[3, 1, 4, 1]])
+    n, out = accept_prefix(one_hot_logits(tokens, 10), torch.tensor([[3, 1, 9]]))
+    assert n.tolist() == [2] and out.tolist() == [[3, 1, 4, -1]]
+
+
+def test_empty_sequence():
+    # no rows at all
+    for kwargs in (dict(), dict(temperature=1.0, seed=0, draft_probs=torch.zeros(0, 3, 8))):
+        n, out = accept_prefix(torch.zeros(0, 4, 8), torch.zeros(0, 3, dtype=torch.int64), **kwargs)
+        assert n.shape == (0,) and out.shape == (0, 4) and n.dtype == out.dtype == torch.int64
+    # no drafts in a row (num_draft = 0): the step is plain decoding, one token from row 0
+    tokens = torch.tensor([[5, 1, 2], [6, 1, 2]])
+    for kwargs in (dict(), dict(temperature=1.0, seed=3)):
+        n, out = accept_prefix(one_hot_logits(tokens, 8, 1000.0), tokens[:, :2], num_draft=torch.tensor([0, 0]),
+                               **kwargs)
+        assert n.tolist() == [0, 0] and out.tolist() == [[5, -1, -1], [6, -1, -1]]
+
+
+def test_num_draft_respected():
+    tokens = torch.tensor([[3, 1, 4, 1]] * 4)
+    logits = one_hot_logits(tokens, 10)
+    n, out = accept_prefix(logits, tokens[:, :3], num_draft=torch.tensor([-1, 0, 2, 3]))
+    assert n.tolist() == [-1, 0, 2, 3]
+    assert out.tolist() == [[-1, -1, -1, -1], [3, -1, -1, -1], [3, 1, 4, -1], [3, 1, 4, 1]]
+
+
+def test_greedy_ties_pick_the_first_maximum():
+    logits = torch.tensor([[[1.0, 5.0, 5.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 3.0, 3.0]]])
+    # d_1 = 2 ties with the max but is not the first one: rejected, recovered = 1
+    n, out = accept_prefix(logits, torch.tensor([[2, 0]]))
+    assert n.tolist() == [0] and out.tolist() == [[1, -1, -1]]
+    n, out = accept_prefix(logits, torch.tensor([[1, 0]]))
+    assert n.tolist() == [2] and out.tolist() == [[1, 0, 2]]
+
+
+def test_draft_equal_to_target_accepts_everything():
+    # q == p: u * q < p holds for every u < 1
+    g = torch.Generator().manual_seed(0)
+    B, k, V = 64, 5, 12
+    logits = torch.randn(B, k + 1, V, generator=g)
+    p = process_logits(logits, 0.9, 0, 0.9)
+    seeds = row_seeds(5, B)
+    drafts = torch.stack([sample_inverse_cdf(p[:, t], uniform(seeds, STREAM_DRAFT, t)) for t in range(k)], 1)
+    n, out = accept_prefix(logits, drafts, draft_probs=p[:, :k], temperature=0.9, top_p=0.9, seed=seeds)
+    assert n.tolist() == [k] * B
+
+
+def test_deterministic_when_seeded():
+    g = torch.Generator().manual_seed(0)
+    B, k, V = 64, 4, 16
+    logits = torch.randn(B, k + 1, V, generator=g)
+    draft_probs = torch.softmax(torch.randn(B, k, V, generator=g), -1)
+    drafts = torch.multinomial(draft_probs.view(-1, V), 1, generator=g).view(B, k)
+    kwargs = dict(draft_probs=draft_probs, temperature=0.8, top_k=8, top_p=0.95)
+    seeds = row_seeds(1234, B)
+    first = accept_prefix(logits, drafts, seed=seeds, **kwargs)
+    again = accept_prefix(logits, drafts, seed=seeds.clone(), **kwargs)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    other = accept_prefix(logits, drafts, seed=row_seeds(99, B), **kwargs)
+    assert not torch.equal(first[1], other[1])
+    # a row's result does not depend on the rest of the batch
+    for b in (0, 17, 63):
+        n, out = accept_prefix(logits[b:b + 1], drafts[b:b + 1], seed=seeds[b:b + 1], draft_probs=draft_probs[b:b + 1],
+                               temperature=0.8, top_k=8, top_p=0.95)
+        assert int(n) == int(first[0][b]) and torch.equal(out[0], first[1][b])
+
+
+def chi_square(samples, probs):
+    """Pearson statistic and degrees of freedom of token ids [N] against probs [V]; a token
+    with probability 0 must never be drawn."""
+    counts = torch.bincount(samples, minlength=probs.shape[0]).double()
+    support = probs > 0
+    assert counts[~support].sum() == 0, "sampled a token the target gives probability 0"
+    expected = samples.shape[0] * probs[support]
+    assert float(expected.min()) >= 5, "too few samples per bin for the chi-square approximation"
+    return float(((counts[support] - expected) ** 2 / expected).sum()), int(support.sum()) - 1
+
+
+def chi_square_critical(df):
+    """Upper critical value at alpha = 0.001: Wilson-Hilferty approximation with z = 3.0902 (the
+    0.999 normal quantile); within 1% of the exact value for df >= 3 (df = 10: 29.75 vs 29.59)."""
+    a = 2.0 / (9.0 * df)
+    return df * (1.0 - a + 3.0902 * math.sqrt(a)) ** 3
+
+
+def speculative_samples(temperature, top_k, top_p, recover_from_target=False):
+    """One accept_prefix call over a large batch with fixed target rows p and a different
+    draft distribution q; returns (drafts [B, k], n [B], out [B, k+1], expected target rows [k+1, V]).
+    recover_from_target: the deliberately wrong sampler, recovered token drawn from p_n
+    instead of norm(max(0, p_n - q_n))."""
+    B, k, V = 30000, 2, 10
+    g = torch.Generator().manual_seed(2023)
+    target = 0.8 * torch.randn(k + 1, V, generator=g)
+    q = torch.softmax(0.8 * torch.randn(k, V, generator=g), -1)  # [k, V] draft distribution, not p
+    seeds = row_seeds(11, B)
+    drafts = torch.stack([sample_inverse_cdf(q[t].expand(B, V), uniform(seeds, STREAM_DRAFT, t)) for t in range(k)], 1)
+    logits = target.expand(B, k + 1, V)
+    n, out = accept_prefix(logits, drafts, draft_probs=q.expand(B, k, V), temperature=temperature, top_k=top_k,
+                           top_p=top_p, seed=seeds)
+    if recover_from_target:
+        rows = torch.arange(B)
+        p = process_logits(logits, temperature, top_k, top_p)
+        wrong = sample_inverse_cdf(p[rows, n], uniform(seeds, STREAM_SAMPLE, 0))
+        out[rows, n] = torch.where(n < k, wrong, out[rows, n])
+    expected = torch.tensor([reference.process_row(row, temperature, top_k, top_p) for row in target.tolist()],
+                            dtype=torch.float64)
+    return drafts, n, out, expected
+
+
+SAMPLING_SETTINGS = [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8)]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", SAMPLING_SETTINGS)
+def test_speculative_sampling_keeps_target_distribution(temperature, top_k, top_p):
+    drafts, n, out, p = speculative_samples(temperature, top_k, top_p)
+    check_invariants(n[:200], out[:200], drafts[:200], p.shape[1])
+    # first token ~ p_0, whether accepted or recovered
+    stat, df = chi_square(out[:, 0], p[0])
+    assert stat < chi_square_critical(df), (stat, df)
+    # once d_1 is accepted the step restarts at row 1: the second token ~ p_1,
+    # for all such rows and for those whose first token is one particular value
+    accepted = n >= 1
+    stat, df = chi_square(out[accepted, 1], p[1])
+    assert stat < chi_square_critical(df), (stat, df)
+    common = int(torch.bincount(out[accepted, 0]).argmax())
+    stat, df = chi_square(out[accepted & (out[:, 0] == common), 1], p[1])
+    assert stat < chi_square_critical(df), (stat, df)
+    # both drafts accepted: the bonus token ~ p_2
+    stat, df = chi_square(out[n == 2, 2], p[2])
+    assert stat < chi_square_critical(df), (stat, df)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", SAMPLING_SETTINGS)
+def test_chi_square_rejects_a_wrong_residual(temperature, top_k, top_p):
+    # the same statistic must catch a sampler that recovers from p_n instead of the residual
+    _, _, out, p = speculative_samples(temperature, top_k, top_p, recover_from_target=True)
+    stat, df = chi_square(out[:, 0], p[0])
+    assert stat > chi_square_critical(df), (stat, df)
+
+
+def valid_args(B=2, k=3, V=8):
+    return torch.zeros(B, k + 1, V), torch.zeros(B, k, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: (torch.zeros(2, 1, 8), torch.zeros(2, 0, dtype=torch.int64), {}), "target_logits"),  # k = 0
+    (lambda: (torch.zeros(2, 33, 8), torch.zeros(2, 32, dtype=torch.int64), {}), "target_logits"),  # k = 32
+    (lambda: (torch.zeros(2, 8), torch.zeros(2, 3, dtype=torch.int64), {}), "target_logits"),
+    (lambda: (torch.zeros(2, 4, 8).index_fill_(2, torch.tensor([3]), float("nan")), valid_args()[1], {}),
+     "target_logits"),
+    (lambda: (torch.zeros(2, 4, 8).index_fill_(2, torch.tensor([3]), float("inf")), valid_args()[1], {}),
+     "target_logits"),
+    (lambda: (valid_args()[0], torch.full((2, 3), 8), {}), "draft_tokens"),
+    (lambda: (valid_args()[0], torch.full((2, 3), -1), {}), "draft_tokens"),
+    (lambda: (valid_args()[0], torch.zeros(2, 2, dtype=torch.int64), {}), "draft_tokens"),
+    (lambda: (valid_args()[0], torch.zeros(3, 3, dtype=torch.int64), {}), "draft_tokens"),
+    (lambda: (*valid_args(), dict(temperature=-0.5)), "temperature"),
+    (lambda: (*valid_args(), dict(temperature=float("nan"))), "temperature"),
+    (lambda: (*valid_args(), dict(temperature=1.0, seed=0, top_p=0.0)), "top_p"),
+    (lambda: (*valid_args(), dict(temperature=1.0, seed=0, top_p=1.5)), "top_p"),
+    (lambda: (*valid_args(), dict(temperature=1.0, seed=0, top_k=-1)), "top_k"),
+    (lambda: (*valid_args(), dict(temperature=1.0)), "seed"),
+    (lambda: (*valid_args(), dict(temperature=1.0, seed=0, draft_probs=torch.zeros(2, 4, 8))), "draft_probs"),
+    (lambda: (*valid_args(), dict(temperature=1.0, seed=0, draft_probs=torch.full((2, 3, 8), float("nan")))),
+     "draft_probs"),
+    (lambda: (*valid_args(), dict(num_draft=torch.tensor([0, 4]))), "num_draft"),
+    (lambda: (*valid_args(), dict(num_draft=torch.tensor([-2, 1]))), "num_draft"),
+    (lambda: (*valid_args(), dict(num_draft=torch.tensor([1, 1, 1]))), "num_draft"),
+])
+def test_bad_inputs_name_the_argument(make, match):
+    logits, drafts, kwargs = make()
+    with pytest.raises(ValueError, match=match):
+        accept_prefix(logits, drafts, **kwargs)
+
+
+def test_float_draft_tokens_rejected():
+    with pytest.raises(TypeError, match="draft_tokens"):
+        accept_prefix(valid_args()[0], torch.zeros(2, 3))

@@ -1,0 +1,105 @@
+"""rollback_kv against the plain-loop reference and its invariants: positions advance by
+n + 1, last = output_tokens[n], skipped rows untouched, inputs unmodified, paged blocks
+starting at or after the new pos freed and reported, all others kept."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference, rollback_kv
+
+
+@st.composite
+def rollback_cases(draw):
+    B = draw(st.integers(1, 5))
+    k = draw(st.integers(1, 8))
+    paged = draw(st.booleans())
+    block_size = draw(st.sampled_from([1, 4, 16, 32]))
+    dtype = draw(st.sampled_from([torch.int64, torch.int32]))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    pos = torch.randint(0, 80, (B,), generator=g)
+    # pos at a block boundary and one before it: the edge of "starts at or after"
+    edges = torch.tensor([0, block_size - 1, block_size, 2 * block_size - 1, 32, 31])
+    pos = torch.where(torch.rand(B, generator=g) < 0.5, edges[torch.randint(0, len(edges), (B,), generator=g)], pos)
+    n = torch.randint(-1, k + 1, (B,), generator=g)
+    tokens = torch.randint(0, 100, (B, k + 1), generator=g)
+    output = torch.where(torch.arange(k + 1).view(1, -1) <= n.view(B, 1), tokens, PLACEHOLDER)
+    last = torch.randint(0, 100, (B,), generator=g)
+    page_table = None
+    if paged:
+        # the verify step wrote KV up to pos + k: those blocks are allocated, maybe a spare one too
+        max_blocks = (80 + k) // block_size + 2
+        needed = (pos + k) // block_size + 1 + torch.randint(0, 2, (B,), generator=g)
+        ids = torch.randperm(B * max_blocks, generator=g).view(B, max_blocks)
+        page_table = torch.where(torch.arange(max_blocks).view(1, -1) < needed.view(B, 1), ids, -1).to(dtype)
+    return pos.to(dtype), last.to(dtype), n, output, page_table, block_size if paged else None
+
+
+@settings(deadline=None, max_examples=60)
+@given(rollback_cases())
+def test_matches_reference_and_invariants(case):
+    pos, last, n, output, page_table, block_size = case
+    inputs = [t.clone() for t in (pos, last, n, output)] + ([page_table.clone()] if page_table is not None else [])
+    result = rollback_kv(pos, last, n, output, page_table=page_table, block_size=block_size)
+    expected = reference.rollback_kv(pos, last, n, output, page_table=page_table, block_size=block_size)
+    after = [pos, last, n, output] + ([page_table] if page_table is not None else [])
+    assert all(torch.equal(a, b) for a, b in zip(inputs, after)), "inputs were modified"
+    for got, want in zip(result, expected):
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got.dtype == want.dtype and torch.equal(got, want)
+    live = n >= 0
+    assert torch.equal(result.pos[live], pos[live] + n[live] + 1)
+    assert torch.equal(result.last[live], output[live, n[live]].to(last.dtype))
+    assert torch.equal(result.pos[~live], pos[~live]) and torch.equal(result.last[~live], last[~live])
+    if page_table is None:
+        assert result.page_table is None and result.freed is None
+        return
+    assert result.page_table.dtype == page_table.dtype
+    starts = torch.arange(page_table.shape[1]) * block_size
+    for b in range(pos.shape[0]):
+        # a block is freed iff the row is live, the entry is allocated and it starts at/after the new pos
+        stale = bool(live[b]) & (starts >= int(result.pos[b])) & (page_table[b] >= 0)
+        assert torch.equal(result.freed[b], torch.where(stale, page_table[b], -1))
+        assert torch.equal(result.page_table[b], torch.where(stale, -1, page_table[b]))
+        # the new pos - 1 (newest cached token) stays in an allocated block
+        if bool(live[b]):
+            assert int(result.page_table[b, (int(result.pos[b]) - 1) // block_size]) >= 0
+
+
+def test_after_accept_prefix():
+    tokens = torch.tensor([[3, 1, 4, 1], [2, 7, 1, 8], [5, 5, 5, 5]])
+    logits = torch.nn.functional.one_hot(tokens, 10).float()
+    n, out = accept_prefix(logits, torch.tensor([[3, 1, 4], [2, 0, 1], [5, 5, 5]]), num_draft=torch.tensor([3, 3, -1]))
+    pos, last = torch.tensor([15, 30, 9]), torch.tensor([0, 0, 6])
+    page_table = torch.tensor([[4, 9, -1], [2, 7, 3], [5, 6, -1]])
+    r = rollback_kv(pos, last, n, out, page_table=page_table, block_size=16)
+    assert r.pos.tolist() == [19, 32, 9]  # n = 3, 1, skipped
+    assert r.last.tolist() == [1, 7, 6]
+    assert r.page_table.tolist() == [[4, 9, -1], [2, 7, -1], [5, 6, -1]]  # block 2 of row 1 starts at 32
+    assert r.freed.tolist() == [[-1, -1, -1], [-1, -1, 3], [-1, -1, -1]]
+
+
+def test_empty_batch():
+    empty = torch.zeros(0, dtype=torch.int64)
+    r = rollback_kv(empty, empty, empty, torch.zeros(0, 4, dtype=torch.int64),
+                    page_table=torch.zeros(0, 3, dtype=torch.int64), block_size=16)
+    assert r.pos.shape == (0,) and r.freed.shape == (0, 3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(num_accepted=torch.tensor([4, 0])), "num_accepted"),
+    (dict(num_accepted=torch.tensor([-2, 0])), "num_accepted"),
+    (dict(num_accepted=torch.tensor([0])), "num_accepted"),
+    (dict(last=torch.tensor([1, 2, 3])), "last"),
+    (dict(output_tokens=torch.tensor([[1, -1, -1, -1], [1, -1, -1, -1]]), num_accepted=torch.tensor([0, 1])),
+     "output_tokens"),
+    (dict(page_table=torch.zeros(2, 3, dtype=torch.int64)), "block_size"),
+    (dict(page_table=torch.zeros(3, 3, dtype=torch.int64), block_size=16), "page_table"),
+])
+def test_bad_inputs_name_the_argument(kwargs, match):
+    args = dict(pos=torch.tensor([3, 4]), last=torch.tensor([1, 2]), num_accepted=torch.tensor([1, 0]),
+                output_tokens=torch.tensor([[1, 2, -1, -1], [5, -1, -1, -1]]))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        rollback_kv(args.pop("pos"), args.pop("last"), args.pop("num_accepted"), args.pop("output_tokens"), **args)
