@@ -1,4 +1,44 @@
-from setuptools import find_packages, setup
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name: str, source_dir: str = "."):
+        super().__init__(name, sources=[])
+        self.source_dir = str(Path(source_dir).resolve())
+
+
+class CMakeBuild(build_ext):
+    """Builds the host emulator (csrc/, CMakeLists.txt) as the pybind11 module tt_specdec._emu."""
+
+    def build_extension(self, ext: CMakeExtension) -> None:
+        import pybind11
+
+        out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
+        build_dir = Path(self.build_temp).resolve() / ext.name
+        build_dir.mkdir(parents=True, exist_ok=True)
+        cmake = [_cmake_exe()]
+        subprocess.run(cmake + [ext.source_dir, f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+                                f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+                                "-DCMAKE_BUILD_TYPE=Release"], cwd=build_dir, check=True)
+        # two cores on the reference machine: a parallel build would starve everything else
+        subprocess.run(cmake + ["--build", ".", "--", f"-j{os.environ.get('TT_SPECDEC_BUILD_JOBS', '1')}"],
+                       cwd=build_dir, check=True)
+
+
+def _cmake_exe() -> str:
+    """cmake from the `cmake` build requirement, else the one on PATH."""
+    try:
+        import cmake
+        return os.path.join(cmake.CMAKE_BIN_DIR, "cmake")
+    except ImportError:
+        return "cmake"
+
 
 setup(
     name="tt_specdec",
@@ -14,4 +54,6 @@ setup(
         "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
+    ext_modules=[CMakeExtension("tt_specdec._emu")],
+    cmdclass={"build_ext": CMakeBuild},
 )

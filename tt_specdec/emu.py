@@ -1,0 +1,233 @@
+"""Runs a program description (tt_specdec.program) on the host emulator.
+
+JIT like TT-Metal: each (kernel source, role, compile-time args, defines, CB data
+formats) is compiled by the host C++ compiler into a shared object, cached by hash
+in $TT_SPECDEC_CACHE (default ~/.cache/tt_specdec/kernels), loaded once per process.
+Torch tensors become interleaved DRAM buffers (row-major pages, or tiles of four
+16 x 16 faces); outputs are read back into torch tensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tt_specdec import program as P
+
+EMU_INCLUDE = P.REPO_ROOT / "csrc" / "include"
+# Wormhole B0 n150: 8 x 8 worker grid, 12 DRAM banks, 1464 KiB of L1 per core
+GRID = (8, 8)
+NUM_DRAM_BANKS = 12
+L1_SIZE = 1464 * 1024
+ROLE_DEFINES = {"reader": "COMPILE_FOR_NCRISC", "writer": "COMPILE_FOR_BRISC", "compute": "COMPILE_FOR_TRISC"}
+CXX_FLAGS = ["-std=c++17", "-O2", "-fPIC", "-shared", "-w", "-DKERNEL_BUILD", "-DTENSIX_FIRMWARE"]
+
+
+class EmuError(RuntimeError):
+    """A kernel broke a rule of the TT-Metal kernel API (the message names core, kernel and buffer)."""
+
+
+def _emu_module():
+    try:
+        from tt_specdec import _emu
+    except ImportError as e:
+        raise ImportError("tt_specdec._emu is not built: run `pip install -e .` (needs g++, cmake, pybind11)") from e
+    return _emu
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TT_SPECDEC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tt_specdec")
+    return Path(root) / "kernels"
+
+
+@dataclass
+class CompileStats:
+    compiled: int = 0  # g++ invocations
+    disk_hits: int = 0  # .so found in the cache dir
+    memory_hits: int = 0  # already loaded in this process
+
+
+compile_stats = CompileStats()
+_loaded: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+def _descriptors_header(cb_formats: dict[int, tuple[int, int]]) -> str:
+    """chlkc_descriptors.h as the real JIT generates it: per-CB data format and page size."""
+    fmt = [0xFF] * 32
+    size = [0] * 32
+    for idx, (f, page) in cb_formats.items():
+        fmt[idx], size[idx] = f, page
+    return ("#pragma once\n"
+            f"constexpr unsigned char unpack_src_format[32] = {{{', '.join(map(str, fmt))}}};\n"
+            f"constexpr unsigned char pack_dst_format[32] = {{{', '.join(map(str, fmt))}}};\n"
+            f"constexpr unsigned int unpack_tile_size[32] = {{{', '.join(map(str, size))}}};\n")
+
+
+def _emu_sources_digest() -> str:
+    h = hashlib.sha256()
+    for p in sorted(EMU_INCLUDE.rglob("*.h")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _kernel_sources_digest(src: Path) -> str:
+    """The kernel and the headers beside it (<op>_common.hpp), which it includes."""
+    h = hashlib.sha256(src.read_bytes())
+    for p in sorted(src.parent.glob("*.h*")):
+        h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> str:
+    """Returns the path of the kernel's shared object, compiling it on a cache miss."""
+    src = kernel.path
+    if not src.is_file():
+        raise FileNotFoundError(f"kernel source {src}: not found")
+    if kernel.role not in ROLE_DEFINES:
+        raise ValueError(f"kernel {src.name}: role {kernel.role!r}, expected one of {list(ROLE_DEFINES)}")
+    cta = ",".join(str(int(a)) for a in kernel.compile_time_args)
+    defines = [f"-D{k}={v}" if v != "" else f"-D{k}" for k, v in sorted(kernel.defines.items())]
+    header = _descriptors_header(cb_formats)
+    key = hashlib.sha256("\n".join([
+        _kernel_sources_digest(src), _emu_sources_digest(), kernel.role, cta, *defines, header, *CXX_FLAGS,
+    ]).encode()).hexdigest()[:24]
+    with _lock:
+        if key in _loaded:
+            compile_stats.memory_hits += 1
+            return _loaded[key]
+        out_dir = cache_dir() / f"{src.stem}-{key}"
+        so = out_dir / "kernel.so"
+        if so.is_file():
+            compile_stats.disk_hits += 1
+        else:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".build-"))
+            (tmp / "chlkc_descriptors.h").write_text(header)
+            cmd = [os.environ.get("CXX", "g++"), *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
+                   f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", f"-I{EMU_INCLUDE}", f"-I{src.parent}",
+                   "-include", "emu/kernel_entry.h", str(src), "-o", str(tmp / "kernel.so")]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise EmuError(f"kernel {src} ({kernel.role}) does not compile:\n{r.stderr[-4000:]}")
+            compile_stats.compiled += 1
+            try:
+                tmp.rename(out_dir)  # atomic: a concurrent build of the same key wins or loses whole
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        _loaded[key] = str(so)
+        return str(so)
+
+
+_device = None
+
+
+def device():
+    """The process-wide emulated device (Wormhole-like: 8 x 8 cores, 12 DRAM banks)."""
+    global _device
+    if _device is None:
+        _device = _emu_module().Device(GRID[0], GRID[1], NUM_DRAM_BANKS, L1_SIZE)
+    return _device
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, torch.Tensor]
+    stats: list[dict] = field(default_factory=list)  # per (kernel, core): NoC and DRAM bytes
+
+    def bytes_by_kernel(self, key: str = "dram_bytes_read") -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.stats:
+            out[s["kernel"]] = out.get(s["kernel"], 0) + s[key]
+        return out
+
+    def total(self, key: str) -> int:
+        return sum(s[key] for s in self.stats)
+
+
+def _to_pages(t: P.Tensor, x: torch.Tensor) -> bytes:
+    if tuple(x.shape) != tuple(t.shape) or x.dtype != t.dtype:
+        raise ValueError(f"tensor {t.name!r}: got {list(x.shape)} {x.dtype}, expected {list(t.shape)} {t.dtype}")
+    x = x.contiguous()
+    if t.layout == "tile":
+        x = P.tilize(x).contiguous()
+    return x.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def _from_pages(t: P.Tensor, raw: bytes) -> torch.Tensor:
+    flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    if t.layout == "tile":
+        h, w = t.shape[-2], t.shape[-1]
+        lead = t.shape[:-2]
+        tiles = flat.view(t.dtype).reshape(*lead, -1, P.TILE * P.TILE)
+        return P.untilize(tiles, h, w).contiguous()
+    return flat.view(t.dtype).reshape(t.shape).clone()
+
+
+def _resolve(arg: P.RuntimeArg, addresses: dict[str, int], dev) -> int:
+    if isinstance(arg, P.BufferAddress):
+        if arg.name not in addresses:
+            raise KeyError(f"runtime arg BufferAddress({arg.name!r}): no tensor of that name in the program")
+        return addresses[arg.name]
+    if isinstance(arg, (P.NocX, P.NocY)):
+        x, y = dev.noc_coord(*arg.core)
+        return x if isinstance(arg, P.NocX) else y
+    value = int(arg)
+    if not -(1 << 31) <= value < (1 << 32):
+        raise ValueError(f"runtime arg {value}: does not fit 32 bits")
+    return value & 0xFFFFFFFF
+
+
+def run(prog: P.Program, inputs: dict[str, torch.Tensor], *, deadlock_ms: float = 200.0) -> RunResult:
+    """Runs `prog` with `inputs` (one torch tensor per non-output Tensor) and returns its outputs."""
+    dev = device()
+    _emu = _emu_module()
+    cb_formats_by_core: dict[P.Core, dict[int, tuple[int, int]]] = {}
+    for cb in prog.circular_buffers:
+        for c in P.cores_of(cb.core_ranges):
+            cb_formats_by_core.setdefault(c, {})[cb.index] = (int(cb.data_format), cb.page_size)
+    dev.free_all_dram()
+    addresses = {}
+    for t in prog.tensors:
+        addresses[t.name] = dev.alloc_dram(t.name, t.num_pages, t.page_size)
+        if not t.is_output:
+            if t.name not in inputs:
+                raise KeyError(f"program {prog.name}: input tensor {t.name!r} not given")
+            dev.write_dram(addresses[t.name], t.page_size, _to_pages(t, inputs[t.name]))
+    kernels = []
+    for k in prog.kernels:
+        cores = P.cores_of(k.core_ranges)
+        # one build per distinct CB configuration; every core of a kernel normally shares one
+        formats = {tuple(sorted(cb_formats_by_core.get(c, {}).items())) for c in cores}
+        if len(formats) != 1:
+            raise ValueError(f"kernel {k.source}: its cores see different circular buffer formats")
+        so = compile_kernel(k, dict(next(iter(formats))))
+        unknown = set(k.runtime_args) - set(cores)
+        if unknown:
+            raise ValueError(f"kernel {k.source}: runtime args for cores {sorted(unknown)} outside its core ranges")
+        kernels.append({
+            "name": k.path.stem, "role": k.role, "so_path": so, "cores": cores,
+            "runtime_args": {c: [_resolve(a, addresses, dev) for a in args] for c, args in k.runtime_args.items()},
+            "common_runtime_args": [_resolve(a, addresses, dev) for a in k.common_runtime_args],
+        })
+    cbs = [{"name": cb.name, "index": cb.index, "num_pages": cb.num_pages, "page_size": cb.page_size,
+            "data_format": int(cb.data_format), "cores": P.cores_of(cb.core_ranges)} for cb in prog.circular_buffers]
+    sems = [{"id": s.id, "initial_value": s.initial_value, "cores": P.cores_of(s.core_ranges)} for s in prog.semaphores]
+    try:
+        stats = dev.run(kernels, cbs, sems, deadlock_ms)
+    except _emu.EmuError as e:
+        raise EmuError(f"program {prog.name}: {e}") from None
+    outputs = {}
+    for t in prog.tensors:
+        if t.is_output:
+            raw = dev.read_dram(addresses[t.name], t.page_size, t.num_pages * t.page_size)
+            outputs[t.name] = _from_pages(t, raw)
+    return RunResult(outputs, list(stats))
