@@ -177,19 +177,24 @@ def read_arg_indices(header: Path) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in _CONSTANT.finditer(header.read_text())}
 
 
-def arg_vector(indices: dict[str, int], prefix: str, **values: RuntimeArg) -> list[RuntimeArg]:
-    """Builds an arg vector from NAME=value pairs: every index with `prefix` must be given once."""
+def arg_vector(indices: dict[str, int], prefix: str, **values) -> list[RuntimeArg]:
+    """Builds an arg vector from name=value pairs, one per index named `prefix` + NAME in the
+    kernel's header; a list value (TensorAccessorArgs) fills consecutive slots. Every slot
+    must be filled exactly once, so a new index in the header cannot be forgotten here."""
     names = {k: v for k, v in indices.items() if k.startswith(prefix)}
-    out: list[RuntimeArg | None] = [None] * len(names)
+    slots: dict[int, RuntimeArg] = {}
     for key, value in values.items():
         name = prefix + key.upper()
         if name not in names:
             raise KeyError(f"{name}: not an arg index of this kernel (have {sorted(names)})")
-        out[names[name]] = value
-    missing = [k for k, i in names.items() if out[i] is None]
-    if missing or len(names) != max(names.values(), default=-1) + 1:
-        raise KeyError(f"arg vector {prefix}*: missing {missing}")
-    return out  # type: ignore[return-value]
+        for j, v in enumerate(value if isinstance(value, list) else [value]):
+            if names[name] + j in slots:
+                raise KeyError(f"{name}: slot {names[name] + j} filled twice")
+            slots[names[name] + j] = v
+    missing = sorted(set(names) - {prefix + k.upper() for k in values})
+    if missing or sorted(slots) != list(range(len(slots))):
+        raise KeyError(f"arg vector {prefix}*: missing {missing or 'slots'} (filled {sorted(slots)})")
+    return [slots[i] for i in range(len(slots))]
 
 
 # ---- host tilize / untilize: ttnn's 32 x 32 tiles of four 16 x 16 faces ----------------

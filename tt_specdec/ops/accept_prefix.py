@@ -49,7 +49,8 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
 def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                   draft_probs: torch.Tensor | None = None, num_draft: torch.Tensor | None = None,
                   temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                  seed: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  seed: int | torch.Tensor | None = None,
+                  backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor]:
     """Compare drafts with the target and emit the tokens of one speculative step.
 
     Shapes:
@@ -59,6 +60,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                                     None = a deterministic drafter, q_t one-hot on d_t)
         num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
         seed           int or [B]   per-row seeds of this step (sampling only)
+        backend        "torch", or "emu": the TT-Metal kernels on the host emulator (greedy so far)
         returns        num_accepted [B] (int64, -1 for skipped rows),
                        output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)
 
@@ -74,6 +76,9 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         (tensor([2]), tensor([[ 1,  2,  0, -1]]))
     """
     B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed)
+    if backend != "torch":  # "emu": the kernels of kernels/accept_prefix/ on the host emulator
+        from tt_specdec.ops.accept_prefix_program import run_backend
+        return run_backend(backend, target_logits, draft_tokens, num_draft=num_draft, temperature=temperature)
     drafts = draft_tokens.long()
     positions = torch.arange(k + 1)
     limit = torch.full((B,), k) if num_draft is None else num_draft.long()

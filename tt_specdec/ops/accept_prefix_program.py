@@ -1,0 +1,114 @@
+"""Program description of the accept_prefix kernels (kernels/accept_prefix/), greedy.
+
+Work split: the vocabulary V is cut into `num_cores` slices of whole 32-entry groups
+(core c: [c * slice, min(V, (c+1) * slice))); each core's reader streams its slice of
+the rows that matter, its writer keeps a running (value, index) per row and sends it to
+core 0, which reduces, compares with the drafts and writes the outputs.
+
+Compile-time: B, k+1, V split, chunk, formats. Runtime: buffer addresses, per-core
+slices, core coordinates; the effective k per row arrives in the num_draft tensor, so
+a new step never recompiles.
+"""
+from __future__ import annotations
+
+import torch
+
+from tt_specdec import program as P
+
+KERNEL_DIR = P.KERNELS_DIR / "accept_prefix"
+ARGS = P.read_arg_indices(KERNEL_DIR / "accept_prefix_common.hpp")
+MAX_CORES = 8
+MIN_SLICE = 2048  # vocabulary entries per core below which another core costs more than it saves
+MAX_CHUNK = 2048  # entries per cb_logits page: 4 KiB bf16, 8 KiB fp32
+
+
+def split_vocab(V: int, max_cores: int = MAX_CORES) -> list[tuple[int, int]]:
+    """[v_start, v_end) per core; starts are multiples of 32 entries (DRAM-aligned offsets)."""
+    cores = max(1, min(max_cores, -(-V // MIN_SLICE)))
+    slice_ = P.align(-(-V // cores), 32)
+    return [(s, min(V, s + slice_)) for s in range(0, V, slice_)]
+
+
+def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
+                          max_cores: int = MAX_CORES) -> P.Program:
+    """Greedy accept_prefix for logits [B, k+1, V] (bf16 or fp32)."""
+    if logits_dtype not in (torch.bfloat16, torch.float32):
+        raise TypeError(f"target_logits: got dtype {logits_dtype}, expected bfloat16 or float32 for the kernels")
+    rows = k + 1
+    logits = P.Tensor("logits", (B, rows, V), logits_dtype)
+    drafts = P.Tensor("drafts", (B, k), torch.int32)
+    num_draft = P.Tensor("num_draft", (1, B), torch.int32)
+    num_accepted = P.Tensor("num_accepted", (1, B), torch.int32, is_output=True)
+    output = P.Tensor("output_tokens", (B, rows), torch.int32, is_output=True)
+
+    slices = split_vocab(V, max_cores)
+    num_cores = len(slices)
+    cores = [P.CoreRange((0, 0), (num_cores - 1, 0))]
+    reduce_core = (0, 0)
+    chunk = min(MAX_CHUNK, P.align(slices[0][1] - slices[0][0], 32))
+    elem = logits.page_size // V
+    partial_bytes = P.align(B * rows * 8, P.L1_ALIGNMENT)  # Partial {float value; uint32 index}
+
+    cb = dict(logits=0, num_draft=1, partial=2, gather=3, drafts=4, out=16)
+    cbs = [
+        P.CircularBuffer(cb["logits"], cores, 2, chunk * elem, P.data_format(logits_dtype), "logits"),
+        P.CircularBuffer(cb["num_draft"], cores, 1, P.align(B * 4, 16), P.DataFormat.Int32, "num_draft"),
+        P.CircularBuffer(cb["partial"], cores, 1, partial_bytes, P.DataFormat.UInt32, "partial"),
+        P.CircularBuffer(cb["gather"], cores, num_cores, partial_bytes, P.DataFormat.UInt32, "gather"),
+        P.CircularBuffer(cb["drafts"], cores, 1, P.align(k * 4, 16), P.DataFormat.Int32, "drafts"),
+        P.CircularBuffer(cb["out"], cores, 2, P.align(max(rows, B) * 4, 16), P.DataFormat.Int32, "out"),
+    ]
+    sem_partials = 0
+
+    reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], chunk=chunk,
+                             batch=B, rows=rows, logits_ta=P.tensor_accessor_args(logits),
+                             num_draft_ta=P.tensor_accessor_args(num_draft))
+    writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"],
+                             cb_partial=cb["partial"], cb_gather=cb["gather"], cb_drafts=cb["drafts"],
+                             cb_out=cb["out"], chunk=chunk, batch=B, rows=rows, num_cores=num_cores,
+                             sem_partials=sem_partials, drafts_ta=P.tensor_accessor_args(drafts),
+                             num_accepted_ta=P.tensor_accessor_args(num_accepted),
+                             output_ta=P.tensor_accessor_args(output))
+
+    reader_rt, writer_rt = {}, {}
+    for c, (v0, v1) in enumerate(slices):
+        core = (c, 0)
+        reader_rt[core] = P.arg_vector(ARGS, "RT_READER_", logits_addr=P.BufferAddress("logits"),
+                                       num_draft_addr=P.BufferAddress("num_draft"), v_start=v0, v_end=v1)
+        writer_rt[core] = P.arg_vector(ARGS, "RT_WRITER_", v_start=v0, v_end=v1, core_id=c,
+                                       reduce_noc_x=P.NocX(reduce_core), reduce_noc_y=P.NocY(reduce_core),
+                                       drafts_addr=P.BufferAddress("drafts"),
+                                       num_accepted_addr=P.BufferAddress("num_accepted"),
+                                       output_addr=P.BufferAddress("output_tokens"))
+    kernels = [
+        P.Kernel("accept_prefix/reader_accept_prefix.cpp", "reader", cores, reader_ct, reader_rt),
+        P.Kernel("accept_prefix/writer_accept_prefix.cpp", "writer", cores, writer_ct, writer_rt),
+    ]
+    return P.Program("accept_prefix", kernels, cbs, [logits, drafts, num_draft, num_accepted, output],
+                     [P.Semaphore(sem_partials, cores, 0)])  # same L1 address on every core; only core 0 counts
+
+
+def accept_prefix_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor,
+                      num_draft: torch.Tensor | None = None, *, max_cores: int = MAX_CORES):
+    """Runs the greedy kernels on the emulator; returns (num_accepted [B], output_tokens [B, k+1], RunResult)."""
+    from tt_specdec import emu
+
+    B, rows, V = target_logits.shape
+    k = rows - 1
+    nd = torch.full((B,), k) if num_draft is None else num_draft
+    prog = accept_prefix_program(B, k, V, target_logits.dtype, max_cores=max_cores)
+    result = emu.run(prog, {"logits": target_logits.contiguous(), "drafts": draft_tokens.to(torch.int32),
+                            "num_draft": nd.to(torch.int32).view(1, B)})
+    n = result.outputs["num_accepted"].view(B).long()
+    return n, result.outputs["output_tokens"].long(), result
+
+
+def run_backend(backend: str, target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
+                num_draft: torch.Tensor | None, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """accept_prefix(..., backend=...) for a backend other than torch; arguments already validated."""
+    if backend != "emu":
+        raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
+    if temperature > 0:
+        raise NotImplementedError("accept_prefix(backend='emu'): only greedy (temperature=0) has kernels so far")
+    n, out, _ = accept_prefix_emu(target_logits, draft_tokens, num_draft)
+    return n, out
