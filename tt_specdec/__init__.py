@@ -1,0 +1,82 @@
+"""tt_specdec: lossless speculative decoding for Tenstorrent hardware, with a CPU path.
+
+    >>> import tt_specdec
+    >>> tt_specdec.generate("def fib(n):", max_new_tokens=16)            # doctest: +SKIP
+
+`SpeculativeDecoder` holds a target, a drafter and a tokenizer; `load_pair()` gives the
+shipped models; `tt_specdec.ops` has the three fused ops; `tt_specdec.spec` the loop.
+"""
+from __future__ import annotations
+
+import codecs
+import dataclasses
+from typing import Callable
+
+import torch
+
+from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.models import ByteTokenizer, Decoder, load_tiny_pair
+from tt_specdec.spec import Generation, generate_plain, speculative_generate
+
+__version__ = "0.1.0"
+PAIRS = ("tiny",)
+DRAFTERS = ("model", "ngram")
+
+
+@dataclasses.dataclass
+class Pair:
+    target: Decoder
+    draft: Decoder
+    tokenizer: ByteTokenizer
+
+
+def load_pair(name: str = "tiny", dtype: torch.dtype = torch.float32) -> Pair:
+    """The shipped target + draft + tokenizer. "tiny": the byte-level test pair."""
+    if name not in PAIRS:
+        raise ValueError(f"name: got {name!r}, expected one of {PAIRS}")
+    target, draft = load_tiny_pair(dtype)
+    return Pair(target, draft, ByteTokenizer())
+
+
+class SpeculativeDecoder:
+    """Text in, text out: a target, a drafter ("model" or "ngram") and a tokenizer.
+
+    k = 0 decodes with the target alone (the baseline).
+    """
+
+    def __init__(self, pair: Pair, drafter: str = "model", k: int = 4, sampling: Sampling = Sampling(),
+                 eos_token_id: int | None = None):
+        if drafter not in DRAFTERS:
+            raise ValueError(f"drafter: got {drafter!r}, expected one of {DRAFTERS}")
+        self.pair, self.k, self.sampling = pair, k, sampling
+        self.drafter = ModelDrafter(pair.draft) if drafter == "model" else NgramDrafter()
+        self.eos_token_id = pair.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+
+    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
+                     on_tokens: Callable[[int, list[int]], None] | None = None) -> Generation:
+        common = dict(max_new_tokens=max_new_tokens, sampling=self.sampling, seed=seed,
+                      eos_token_id=self.eos_token_id, on_tokens=on_tokens)
+        if self.k == 0:
+            return generate_plain(self.pair.target, prompts, **common)
+        return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, **common)
+
+    def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
+                 on_text: Callable[[str], None] | None = None) -> tuple[str, Generation]:
+        """Completion of `prompt`; on_text receives the text as it is emitted (streaming)."""
+        tok = self.pair.tokenizer
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # bytes may split a character
+        on_tokens = None
+        if on_text is not None:
+            on_tokens = lambda _row, ids: on_text(decoder.decode(bytes(i for i in ids if i < 256)))  # noqa: E731
+        gen = self.generate_ids([tok.encode(prompt)], max_new_tokens, seed, on_tokens)
+        return tok.decode(gen.tokens[0]), gen
+
+
+def generate(prompt: str, *, pair: str = "tiny", drafter: str = "model", k: int = 4, max_new_tokens: int = 64,
+             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> str:
+    """One completion with speculative decoding on the shipped pair."""
+    dec = SpeculativeDecoder(load_pair(pair), drafter, k, Sampling(temperature, top_k, top_p))
+    return dec.generate(prompt, max_new_tokens, seed)[0]
+
+
+__all__ = ["Pair", "Sampling", "SpeculativeDecoder", "generate", "load_pair", "__version__"]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up from nothing: .venv (Python 3.11) with tt_specdec installed editable, its tests and plots.
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# torch first and pinned: this is the CPU wheel; an open range would pull a multi-GB CUDA build
+.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,plot]'
