@@ -180,6 +180,13 @@ void api_cb_pop_front(EmuKernelCtx* ctx, int32_t cb, int32_t n) {
         fail(t, fmt("cb_pop_front(%s, %d pages) pops pages not waited for: %u pages pushed, %u waited for with "
                     "cb_wait_front",
                     cb_name(s, cb).c_str(), n, s.ready_pages(), s.waited));
+    for (const auto& w : t->pending_writes) {
+        const uint8_t* lo = t->core->l1 + (s.rd_ptr - t->core->base());
+        if (w.src < lo + size_t(n) * s.page_size && w.src + w.size > lo)
+            fail(t, fmt("cb_pop_front(%s, %d pages) frees pages a noc_async_write is still reading: call "
+                        "noc_async_write_barrier first",
+                        cb_name(s, cb).c_str(), n));
+    }
     s.waited -= n;
     s.popped += n;
     s.rd_ptr += n * s.page_size;
@@ -228,6 +235,41 @@ uint64_t encode(uint32_t noc_x, uint32_t noc_y, uint64_t local) {
     return (uint64_t(noc_y) << 42) | (uint64_t(noc_x) << 36) | (local & LOCAL_MASK);
 }
 
+// An L1 range touched by the NoC must lie inside one circular buffer or one semaphore of
+// the core: anything else is memory the program never allocated.
+void check_l1_range(Thread* t, Core* c, uint32_t off, uint32_t size, const char* call, const char* side) {
+    uint32_t addr = c->base() + off;
+    if (off >= SEM_BASE && off < SEM_BASE + MAX_SEMAPHORES * L1_ALIGN) {
+        uint32_t id = (off - SEM_BASE) / L1_ALIGN;
+        if (!c->sem_valid[id] || off % L1_ALIGN || size > 4)
+            fail(t, fmt("%s: %s L1 offset 0x%x on core (%u, %u) is not a 4-byte semaphore of that core", call, side,
+                        off, c->x, c->y));
+        return;
+    }
+    if (off < L1_UNRESERVED_BASE)
+        fail(t, fmt("%s: %s L1 offset 0x%x on core (%u, %u) lies in the reserved region below 0x%x", call, side, off,
+                    c->x, c->y, L1_UNRESERVED_BASE));
+    for (uint32_t i = 0; i < NUM_CBS; ++i) {
+        const CBState& s = c->cbs[i];
+        if (!s.configured) continue;
+        if (addr >= s.base && addr < s.limit()) {
+            if (uint64_t(addr) + size > s.limit())
+                fail(t, fmt("CB overflow: %s of %u bytes at byte %u of %s on core (%u, %u) runs past its end (%u "
+                            "bytes)",
+                            call, size, addr - s.base, cb_name(s, i).c_str(), c->x, c->y, s.size()));
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < NUM_CBS; ++i) {
+        const CBState& s = c->cbs[i];
+        if (s.configured && addr == s.limit())
+            fail(t, fmt("CB overflow: %s of %u bytes starts at the end of %s on core (%u, %u) (%u pages of %u bytes)",
+                        call, size, cb_name(s, i).c_str(), c->x, c->y, s.num_pages, s.page_size));
+    }
+    fail(t, fmt("%s: %s L1 range 0x%x (+%u bytes) on core (%u, %u) is in no circular buffer or semaphore", call, side,
+                off, size, c->x, c->y));
+}
+
 // Checks a range of this core's L1 used as the local side of a NoC transfer.
 uint8_t* local_l1(Thread* t, uint32_t addr, uint32_t size, const char* call, const char* side) {
     Core* c = t->core;
@@ -239,15 +281,7 @@ uint8_t* local_l1(Thread* t, uint32_t addr, uint32_t size, const char* call, con
     if (off % L1_ALIGN)
         fail(t, fmt("misaligned NoC access: %s: %s L1 address offset 0x%x is not %u-byte aligned", call, side, off,
                     L1_ALIGN));
-    if (off < L1_UNRESERVED_BASE)
-        fail(t, fmt("%s: %s L1 offset 0x%x lies in the reserved region below 0x%x", call, side, off,
-                    L1_UNRESERVED_BASE));
-    for (uint32_t i = 0; i < NUM_CBS; ++i) {
-        const CBState& s = c->cbs[i];
-        if (s.configured && addr >= s.base && addr < s.limit() && uint64_t(addr) + size > s.limit())
-            fail(t, fmt("CB overflow: %s of %u bytes at offset %u of %s runs past its end (%u bytes)", call, size,
-                        addr - s.base, cb_name(s, i).c_str(), s.size()));
-    }
+    check_l1_range(t, c, off, size, call, side);
     return c->l1 + off;
 }
 
@@ -291,6 +325,7 @@ uint8_t* remote(Thread* t, uint64_t noc_addr, uint32_t size, bool is_read, const
                     off, c->x, c->y, L1_ALIGN));
     if (uint64_t(off) + size > l1)
         fail(t, fmt("%s: remote L1 range 0x%x (+%u bytes) on core (%u, %u) is past its L1", call, off, size, c->x, c->y));
+    check_l1_range(t, c, off, size, call, "remote");
     *dst_core = c;
     return c->l1 + off;
 }

@@ -1,0 +1,20 @@
+// BROKEN on purpose: the last page's write is never waited for (no final noc_async_write_barrier).
+#include "api/dataflow/dataflow_api.h"
+
+void kernel_main() {
+    const uint32_t dst_addr = get_arg_val<uint32_t>(0);
+    const uint32_t start_page = get_arg_val<uint32_t>(1);
+    const uint32_t num_pages = get_arg_val<uint32_t>(2);
+    constexpr uint32_t cb_in = get_compile_time_arg_val(0);
+    constexpr uint32_t page_size = get_compile_time_arg_val(1);
+    constexpr auto dst_args = TensorAccessorArgs<2>();
+    const auto dst = TensorAccessor(dst_args, dst_addr, page_size);
+    for (uint32_t p = start_page; p < start_page + num_pages; ++p) {
+        cb_wait_front(cb_in, 1);
+        noc_async_write(get_read_ptr(cb_in), get_noc_addr(p, dst), page_size);
+        if (p + 1 < start_page + num_pages) {
+            noc_async_write_barrier();
+            cb_pop_front(cb_in, 1);
+        }
+    }
+}
