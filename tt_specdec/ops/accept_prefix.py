@@ -60,7 +60,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                                     None = a deterministic drafter, q_t one-hot on d_t)
         num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
         seed           int or [B]   per-row seeds of this step (sampling only)
-        backend        "torch", or "emu": the TT-Metal kernels on the host emulator (greedy so far)
+        backend        "torch", or "emu": the TT-Metal kernels on the host emulator (no top-k / top-p yet)
         returns        num_accepted [B] (int64, -1 for skipped rows),
                        output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)
 
@@ -78,7 +78,8 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed)
     if backend != "torch":  # "emu": the kernels of kernels/accept_prefix/ on the host emulator
         from tt_specdec.ops.accept_prefix_program import run_backend
-        return run_backend(backend, target_logits, draft_tokens, num_draft=num_draft, temperature=temperature)
+        return run_backend(backend, target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
+                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     drafts = draft_tokens.long()
     positions = torch.arange(k + 1)
     limit = torch.full((B,), k) if num_draft is None else num_draft.long()

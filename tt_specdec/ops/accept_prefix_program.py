@@ -11,6 +11,8 @@ a new step never recompiles.
 """
 from __future__ import annotations
 
+import struct
+
 import torch
 
 from tt_specdec import program as P
@@ -104,11 +106,128 @@ def accept_prefix_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor,
 
 
 def run_backend(backend: str, target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
-                num_draft: torch.Tensor | None, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+                draft_probs: torch.Tensor | None, num_draft: torch.Tensor | None, temperature: float, top_k: int,
+                top_p: float, seed) -> tuple[torch.Tensor, torch.Tensor]:
     """accept_prefix(..., backend=...) for a backend other than torch; arguments already validated."""
     if backend != "emu":
         raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
-    if temperature > 0:
-        raise NotImplementedError("accept_prefix(backend='emu'): only greedy (temperature=0) has kernels so far")
-    n, out, _ = accept_prefix_emu(target_logits, draft_tokens, num_draft)
+    if temperature == 0.0:
+        n, out, _ = accept_prefix_emu(target_logits, draft_tokens, num_draft)
+    elif top_k == 0 and top_p == 1.0:
+        n, out, _ = accept_prefix_sampling_emu(target_logits, draft_tokens, draft_probs=draft_probs,
+                                               num_draft=num_draft, temperature=temperature, seed=seed)
+    else:
+        raise NotImplementedError(f"accept_prefix(backend='emu'): top_k={top_k}, top_p={top_p} have no kernels yet; "
+                                  "greedy and plain temperature sampling do")
     return n, out
+
+
+def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.dtype, temperature: float, *,
+                                   has_draft_probs: bool, max_cores: int = MAX_CORES) -> P.Program:
+    """Sampling accept_prefix (temperature > 0, no top-k / top-p) for logits [B, k+1, V];
+    draft_probs [B, k, V] fp32 when the drafter samples, seeds [B] uint32 (as int32)."""
+    if logits_dtype not in (torch.bfloat16, torch.float32):
+        raise TypeError(f"target_logits: got dtype {logits_dtype}, expected bfloat16 or float32 for the kernels")
+    rows = k + 1
+    logits = P.Tensor("logits", (B, rows, V), logits_dtype)
+    drafts = P.Tensor("drafts", (B, k), torch.int32)
+    num_draft = P.Tensor("num_draft", (1, B), torch.int32)
+    seeds = P.Tensor("seeds", (1, B), torch.int32)
+    # without draft probabilities the accessor args still need a page size: a one-entry stand-in
+    draft_probs = P.Tensor("draft_probs", (B, k, V) if has_draft_probs else (1, 1), torch.float32)
+    num_accepted = P.Tensor("num_accepted", (1, B), torch.int32, is_output=True)
+    output = P.Tensor("output_tokens", (B, rows), torch.int32, is_output=True)
+    tensors = [logits, drafts, num_draft, seeds] + ([draft_probs] if has_draft_probs else []) + [num_accepted, output]
+
+    slices = split_vocab(V, max_cores)
+    num_cores = len(slices)
+    slice_ = slices[0][1] - slices[0][0] if num_cores > 1 else P.align(V, 32)
+    cores = [P.CoreRange((0, 0), (num_cores - 1, 0))]
+    reduce_core = (0, 0)
+    chunk = min(MAX_CHUNK, P.align(slices[0][1] - slices[0][0], 32))
+    elem = logits.page_size // V
+    softmax_bytes = P.align(B * rows * 16, P.L1_ALIGNMENT)  # SoftmaxPartial {double max, sum}
+    residual_bytes = P.align(B * 16, P.L1_ALIGNMENT)  # ResidualPartial {double residual, p}
+    plan_bytes = P.align(B * 24, P.L1_ALIGNMENT)  # Plan {double max, sum; int32 n; uint32 subtract_q}
+
+    cb = dict(logits=0, num_draft=1, q=2, plan=3, partial=4, gather=5, gather_res=6, drafts=7, out=16,
+              scratch=17, scratch_q=18)
+    f32, i32, u32 = P.DataFormat.Float32, P.DataFormat.Int32, P.DataFormat.UInt32
+    cbs = [
+        P.CircularBuffer(cb["logits"], cores, 2, chunk * elem, P.data_format(logits_dtype), "logits"),
+        P.CircularBuffer(cb["num_draft"], cores, 1, P.align(B * 4, 16), i32, "num_draft"),
+        P.CircularBuffer(cb["q"], cores, 2, chunk * 4, f32, "draft_probs"),
+        P.CircularBuffer(cb["plan"], cores, 1, plan_bytes, u32, "plan"),
+        P.CircularBuffer(cb["partial"], cores, 1, max(softmax_bytes, residual_bytes), u32, "partial"),
+        P.CircularBuffer(cb["gather"], cores, num_cores, softmax_bytes, u32, "gather"),
+        P.CircularBuffer(cb["gather_res"], cores, num_cores, residual_bytes, u32, "gather_residual"),
+        P.CircularBuffer(cb["drafts"], cores, 1, P.align(k * 4, 16) + P.align(B * 4, 16), i32, "drafts_seeds"),
+        P.CircularBuffer(cb["out"], cores, 2, P.align(max(rows, B) * 4, 16), i32, "out"),
+        P.CircularBuffer(cb["scratch"], cores, 1, P.align(max(chunk * elem, 32), 16), P.data_format(logits_dtype),
+                         "scratch"),
+        P.CircularBuffer(cb["scratch_q"], cores, 1, P.align(max(chunk * 4, 32), 16), f32, "scratch_q"),
+    ]
+    sem_partials, sem_plan = 0, 1
+
+    reader_ct = P.arg_vector(ARGS, "SCT_READER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], cb_q=cb["q"],
+                             cb_plan=cb["plan"], chunk=chunk, batch=B, rows=rows, sem_plan=sem_plan,
+                             has_draft_probs=int(has_draft_probs), logits_ta=P.tensor_accessor_args(logits),
+                             num_draft_ta=P.tensor_accessor_args(num_draft),
+                             draft_probs_ta=P.tensor_accessor_args(draft_probs))
+    writer_ct = P.arg_vector(ARGS, "SCT_WRITER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], cb_q=cb["q"],
+                             cb_plan=cb["plan"], cb_partial=cb["partial"], cb_gather=cb["gather"],
+                             cb_gather_res=cb["gather_res"], cb_drafts=cb["drafts"], cb_out=cb["out"],
+                             cb_scratch=cb["scratch"], cb_scratch_q=cb["scratch_q"], chunk=chunk, batch=B, rows=rows,
+                             vocab=V, num_cores=num_cores, slice=slice_, has_draft_probs=int(has_draft_probs),
+                             sem_partials=sem_partials, sem_plan=sem_plan,
+                             logits_ta=P.tensor_accessor_args(logits), drafts_ta=P.tensor_accessor_args(drafts),
+                             draft_probs_ta=P.tensor_accessor_args(draft_probs),
+                             seeds_ta=P.tensor_accessor_args(seeds),
+                             num_accepted_ta=P.tensor_accessor_args(num_accepted),
+                             output_ta=P.tensor_accessor_args(output))
+
+    t_lo, t_hi = struct.unpack("<II", struct.pack("<d", float(temperature)))
+    probs_addr = P.BufferAddress("draft_probs") if has_draft_probs else 0
+    noc_coords = [a for c in range(num_cores) for a in (P.NocX((c, 0)), P.NocY((c, 0)))]
+    reader_rt, writer_rt = {}, {}
+    for c, (v0, v1) in enumerate(slices):
+        core = (c, 0)
+        reader_rt[core] = P.arg_vector(ARGS, "SRT_READER_", logits_addr=P.BufferAddress("logits"),
+                                       num_draft_addr=P.BufferAddress("num_draft"), draft_probs_addr=probs_addr,
+                                       v_start=v0, v_end=v1)
+        writer_rt[core] = P.arg_vector(ARGS, "SRT_WRITER_", v_start=v0, v_end=v1, core_id=c,
+                                       reduce_noc_x=P.NocX(reduce_core), reduce_noc_y=P.NocY(reduce_core),
+                                       temperature_lo=t_lo, temperature_hi=t_hi,
+                                       logits_addr=P.BufferAddress("logits"), drafts_addr=P.BufferAddress("drafts"),
+                                       draft_probs_addr=probs_addr, seeds_addr=P.BufferAddress("seeds"),
+                                       num_accepted_addr=P.BufferAddress("num_accepted"),
+                                       output_addr=P.BufferAddress("output_tokens"), noc_x0=noc_coords)
+    kernels = [
+        P.Kernel("accept_prefix/reader_accept_prefix_sampling.cpp", "reader", cores, reader_ct, reader_rt),
+        P.Kernel("accept_prefix/writer_accept_prefix_sampling.cpp", "writer", cores, writer_ct, writer_rt),
+    ]
+    # same L1 address on every core; core 0 counts partials, every core waits for its plan
+    return P.Program("accept_prefix_sampling", kernels, cbs, tensors,
+                     [P.Semaphore(sem_partials, cores, 0), P.Semaphore(sem_plan, cores, 0)])
+
+
+def accept_prefix_sampling_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
+                               draft_probs: torch.Tensor | None, num_draft: torch.Tensor | None, temperature: float,
+                               seed: int | torch.Tensor, max_cores: int = MAX_CORES):
+    """Runs the sampling kernels; returns (num_accepted [B], output_tokens [B, k+1], RunResult)."""
+    from tt_specdec import emu
+
+    B, rows, V = target_logits.shape
+    k = rows - 1
+    nd = torch.full((B,), k) if num_draft is None else num_draft
+    seeds = (torch.as_tensor(seed, dtype=torch.int64).expand(B) & 0xFFFFFFFF).to(torch.int64)
+    seeds = torch.where(seeds >= 1 << 31, seeds - (1 << 32), seeds).to(torch.int32)  # the uint32 bits
+    prog = accept_prefix_sampling_program(B, k, V, target_logits.dtype, temperature,
+                                          has_draft_probs=draft_probs is not None, max_cores=max_cores)
+    inputs = {"logits": target_logits.contiguous(), "drafts": draft_tokens.to(torch.int32),
+              "num_draft": nd.to(torch.int32).view(1, B), "seeds": seeds.view(1, B)}
+    if draft_probs is not None:
+        inputs["draft_probs"] = draft_probs.to(torch.float32).contiguous()
+    result = emu.run(prog, inputs)
+    n = result.outputs["num_accepted"].view(B).long()
+    return n, result.outputs["output_tokens"].long(), result
