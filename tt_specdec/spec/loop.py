@@ -58,6 +58,10 @@ class Rows:
         if kept and self.on_tokens is not None:
             self.on_tokens(b, kept)
 
+    def remaining(self) -> torch.Tensor:
+        """[B] tokens each row may still emit before max_new_tokens."""
+        return torch.tensor([self.max_new_tokens - len(t) for t in self.new_tokens])
+
 
 def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None) -> None:
     """Reject bad requests before any cache or state is touched."""
@@ -137,7 +141,9 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     stats.ttft_s = time.perf_counter() - start
     while not bool(rows.done.all()):
         step_seed = step_seeds(seeds, pos)  # [B] randomness of this step, per row
-        num_draft = torch.where(rows.done, -1, k)  # finished rows are skipped (-1)
+        # per-row effective k: at most the tokens a row may still emit, minus the recovered/bonus one,
+        # so no row runs past max_new_tokens (nor its KV past the cache); finished rows are skipped (-1)
+        num_draft = torch.where(rows.done, -1, (rows.remaining() - 1).clamp(max=k))
         # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
         draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k, sampling, step_seed)
         # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
@@ -152,12 +158,12 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         for b in live.nonzero().flatten().tolist():
             n = int(num_accepted[b])
             rows.emit(b, output[b, :n + 1].tolist())
-            for t in range(k):
+            for t in range(int(num_draft[b])):
                 stats.offered_per_position[t] += 1
                 stats.accepted_per_position[t] += int(t < n)
         stats.steps += 1
         stats.row_steps += int(live.sum())
-        stats.drafted += k * int(live.sum())
+        stats.drafted += int(num_draft[live].sum())
         stats.accepted += int(num_accepted[live].sum())
         stats.emitted += int((num_accepted[live] + 1).sum())
     stats.total_s = time.perf_counter() - start
