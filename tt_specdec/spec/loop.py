@@ -63,11 +63,15 @@ class Rows:
         return torch.tensor([self.max_new_tokens - len(t) for t in self.new_tokens])
 
 
+def is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)  # True is an int to Python, not a token or a k
+
+
 def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None) -> None:
     """Reject bad requests before any cache or state is touched."""
-    if drafter is not None and not (isinstance(k, int) and 1 <= k <= MAX_DRAFT):
+    if drafter is not None and not (is_int(k) and 1 <= k <= MAX_DRAFT):
         raise ValueError(f"k: got {k}, expected an integer in 1..{MAX_DRAFT} (k+1 verify rows fit one tile)")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if not is_int(max_new_tokens) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: got {max_new_tokens!r}, expected an int >= 1")
     if not prompts:
         raise ValueError("prompts: got no prompts, expected a list of token-id lists")
@@ -77,7 +81,7 @@ def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter
     for b, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompts[{b}]: got an empty prompt, expected at least one token")
-        bad = [t for t in p if not (isinstance(t, int) and 0 <= t < V)]
+        bad = [t for t in p if not (is_int(t) and 0 <= t < V)]
         if bad:
             raise ValueError(f"prompts[{b}]: got token id {bad[0]!r}, expected ints in 0..{V - 1} (the vocabulary)")
         need = len(p) + max_new_tokens + k + 1
