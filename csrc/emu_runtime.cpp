@@ -227,6 +227,29 @@ uint32_t api_get_read_ptr(EmuKernelCtx* ctx, uint32_t cb) {
     return cb_of(t, cb, "get_read_ptr").rd_ptr;
 }
 
+uint32_t api_cb_tile_front(EmuKernelCtx* ctx, uint32_t cb, uint32_t index, const char* call) {
+    Thread* t = self(ctx);
+    check_abort(t);
+    std::unique_lock<std::mutex> lk(t->core->mu);
+    CBState& s = cb_of(t, static_cast<int32_t>(cb), call);
+    if (index >= s.waited)
+        fail(t, fmt("%s: tile %u of %s but only %u pages were waited for with cb_wait_front", call, index,
+                    cb_name(s, cb).c_str(), s.waited));
+    uint32_t addr = s.rd_ptr + index * s.page_size;
+    return addr >= s.limit() ? addr - s.size() : addr;
+}
+
+uint32_t api_cb_tile_back(EmuKernelCtx* ctx, uint32_t cb, uint32_t index, const char* call) {
+    Thread* t = self(ctx);
+    check_abort(t);
+    std::unique_lock<std::mutex> lk(t->core->mu);
+    CBState& s = cb_of(t, static_cast<int32_t>(cb), call);
+    if (index >= s.reserved)
+        fail(t, fmt("%s: tile %u of %s but only %u pages were reserved with cb_reserve_back", call, index,
+                    cb_name(s, cb).c_str(), s.reserved));
+    return s.wr_ptr + index * s.page_size;
+}
+
 // ---- NoC -----------------------------------------------------------------------
 
 constexpr uint64_t LOCAL_MASK = (uint64_t(1) << 36) - 1;
@@ -472,6 +495,8 @@ const EmuApi g_api = [] {
     a.get_semaphore = api_get_semaphore;
     a.interleaved_page_addr = api_interleaved_page_addr;
     a.worker_noc_addr = api_worker_noc_addr;
+    a.cb_tile_front = api_cb_tile_front;
+    a.cb_tile_back = api_cb_tile_back;
     return a;
 }();
 

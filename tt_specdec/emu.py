@@ -95,6 +95,8 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
         raise ValueError(f"kernel {src.name}: role {kernel.role!r}, expected one of {list(ROLE_DEFINES)}")
     cta = ",".join(str(int(a)) for a in kernel.compile_time_args)
     defines = [f"-D{k}={v}" if v != "" else f"-D{k}" for k, v in sorted(kernel.defines.items())]
+    if kernel.role == "compute":  # the real JIT generates this from the ComputeConfig
+        defines.append(f"-DDST_ACCUM_MODE={'true' if kernel.fp32_dest_acc_en else 'false'}")
     header = _descriptors_header(cb_formats)
     key = hashlib.sha256("\n".join([
         _kernel_sources_digest(src), _emu_sources_digest(), kernel.role, cta, *defines, header, *CXX_FLAGS,

@@ -95,6 +95,7 @@ class Kernel:
     runtime_args: dict[Core, list[RuntimeArg]] = field(default_factory=dict)
     common_runtime_args: list[RuntimeArg] = field(default_factory=list)
     defines: dict[str, str] = field(default_factory=dict)
+    fp32_dest_acc_en: bool = False  # compute only: fp32 dst (half the dst tiles)
 
     @property
     def path(self) -> Path:

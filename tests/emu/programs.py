@@ -35,3 +35,27 @@ def copy_program(shape=(4, 64), dtype=torch.bfloat16, *, cores: int = 2, reader:
          P.Kernel(str(HERE / writer), "writer", cr, [0, src.page_size, *P.tensor_accessor_args(dst)], rt_writer)],
         [P.CircularBuffer(0, cr, cb_pages, page, P.data_format(dtype), "cb_in")],
         [src, dst], semaphores or [])
+
+
+def tiles_program(n_tiles: int, in_dtype=torch.bfloat16, out_dtype=torch.bfloat16, *, op: int = 0, idst: int = 0,
+                  compute: str = "kernels/compute_binary.cpp", fp32_dest_acc_en: bool = False) -> P.Program:
+    """a, b [n_tiles * 32, 32] (tile layout) -> out [n_tiles * 32, 32] through a compute kernel
+    on one core (kernels/compute_binary.cpp: `op` picks the tile op, `idst` its dst slot)."""
+    shape = (n_tiles * 32, 32)
+    a, b = P.Tensor("a", shape, in_dtype, "tile"), P.Tensor("b", shape, in_dtype, "tile")
+    out = P.Tensor("out", shape, out_dtype, "tile", is_output=True)
+    core = [P.CoreRange((0, 0), (0, 0))]
+    cb_a, cb_b, cb_out = 0, 1, 16
+    return P.Program(
+        "tiles",
+        [P.Kernel(str(HERE / "kernels/reader_tiles.cpp"), "reader", core,
+                  [cb_a, cb_b, *P.tensor_accessor_args(a), *P.tensor_accessor_args(b)],
+                  {(0, 0): [P.BufferAddress("a"), P.BufferAddress("b"), n_tiles]}),
+         P.Kernel(str(HERE / compute), "compute", core, [cb_a, cb_b, cb_out, op, idst], {(0, 0): [n_tiles]},
+                  fp32_dest_acc_en=fp32_dest_acc_en),
+         P.Kernel(str(HERE / "kernels/writer_tiles.cpp"), "writer", core, [cb_out, *P.tensor_accessor_args(out)],
+                  {(0, 0): [P.BufferAddress("out"), n_tiles]})],
+        [P.CircularBuffer(cb_a, core, 2, a.page_size, P.data_format(in_dtype), "cb_a"),
+         P.CircularBuffer(cb_b, core, 2, b.page_size, P.data_format(in_dtype), "cb_b"),
+         P.CircularBuffer(cb_out, core, 2, out.page_size, P.data_format(out_dtype), "cb_out")],
+        [a, b, out])

@@ -34,8 +34,11 @@ struct EmuApi {
     uint64_t (*interleaved_page_addr)(EmuKernelCtx* ctx, bool is_dram, uint32_t bank_base, uint32_t page_id,
                                       uint32_t aligned_page_size, uint32_t offset);
     uint64_t (*worker_noc_addr)(EmuKernelCtx* ctx, uint32_t noc_x, uint32_t noc_y, uint32_t l1_addr);
-    // Compute (TRISC) side: dst register protocol and tile moves; null until compute kernels land.
-    void* compute_reserved[16];
+    // Compute (TRISC) side: L1 address of tile `index` of the pages waited for at the front
+    // (unpack) or reserved at the back (pack); fails past them. Dst math runs in the kernel.
+    uint32_t (*cb_tile_front)(EmuKernelCtx* ctx, uint32_t cb, uint32_t index, const char* call);
+    uint32_t (*cb_tile_back)(EmuKernelCtx* ctx, uint32_t cb, uint32_t index, const char* call);
+    void* reserved[14];
 };
 
 struct EmuKernelCtx {

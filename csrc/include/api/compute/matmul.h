@@ -1,0 +1,29 @@
+// Tile matmul (ttnn 0.81.1 api/compute/matmul.h): dst[idst] += A @ B (B transposed when
+// mm_init / mm_init_short got transpose = 1), accumulated in fp32.
+#pragma once
+
+#include "api/compute/common.h"
+
+ALWI void mm_init(uint32_t in0_cb_id, uint32_t in1_cb_id, uint32_t out_cb_id, const uint32_t transpose = 0) {
+    emu_compute::state.mm_transpose = transpose != 0;
+}
+ALWI void mm_init_short(uint32_t in0_cb_id, uint32_t in1_cb_id, const uint32_t transpose = 0) {
+    emu_compute::state.mm_transpose = transpose != 0;
+}
+ALWI void matmul_tiles(std::uint32_t in0_cb_id, std::uint32_t in1_cb_id, std::uint32_t in0_tile_index,
+                       std::uint32_t in1_tile_index, std::uint32_t idst) {
+    using namespace emu_compute;
+    expect(DstState::Math, "matmul_tiles");
+    float* d = dst_tile(idst, "matmul_tiles");
+    static thread_local float a[TILE_HW], b[TILE_HW];
+    unpack(in0_cb_id, in0_tile_index, a, "matmul_tiles");
+    unpack(in1_cb_id, in1_tile_index, b, "matmul_tiles");
+    const bool tr = state.mm_transpose;
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            float acc = 0.0f;
+            for (uint32_t i = 0; i < 32; ++i) acc += a[at(r, i)] * b[tr ? at(c, i) : at(i, c)];
+            d[at(r, c)] += acc;
+        }
+    }
+}

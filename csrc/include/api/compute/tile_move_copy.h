@@ -1,0 +1,11 @@
+// copy_tile (ttnn 0.81.1 api/compute/tile_move_copy.h): CB tile -> dst.
+#pragma once
+
+#include "api/compute/common.h"
+
+ALWI void copy_init(uint32_t cbid, uint32_t call_line = __builtin_LINE()) {}
+ALWI void copy_tile(std::uint32_t in_cb_id, std::uint32_t in_tile_index, std::uint32_t dst_tile_index) {
+    using namespace emu_compute;
+    expect(DstState::Math, "copy_tile");
+    unpack(in_cb_id, in_tile_index, dst_tile(dst_tile_index, "copy_tile"), "copy_tile");
+}

@@ -1,0 +1,145 @@
+// Emulated Tensix compute engine for one compute kernel thread: the dst register file and
+// its acquire -> commit -> wait -> release protocol, unpack from CB tiles (bf16 / fp32 to
+// fp32), math in fp32, pack to the CB's format (bf16 with round-to-nearest-even).
+//
+// The three TRISCs (unpack, math, pack) of a card run as one thread here: the protocol
+// states they hand the dst registers through are still enforced, so a kernel that would
+// race or hang on a card fails here.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "chlkc_descriptors.h"
+#include "emu/abi.h"
+#include "emu/risc_attribs.h"
+
+#ifndef DST_ACCUM_MODE
+#define DST_ACCUM_MODE false  // fp32_dest_acc_en of the kernel's ComputeConfig
+#endif
+
+namespace emu_compute {
+
+constexpr uint32_t TILE_HW = 1024;
+// Half of the 16-tile dst in SyncHalf mode; fp32 accumulation halves it again.
+constexpr uint32_t DST_CAPACITY = DST_ACCUM_MODE ? 4 : 8;
+
+enum class DstState { Free, Math, Committed, Pack };
+
+struct State {
+    float dst[DST_CAPACITY][TILE_HW];
+    DstState state = DstState::Free;
+    uint32_t pack_next[32] = {};  // next in-order pack position per CB, reset by cb_push_back
+    bool mm_transpose = false;     // mm_init(..., transpose): in1 tiles are transposed
+};
+
+inline thread_local State state;
+
+[[noreturn]] inline void fail(const char* what) {
+    emu_ctx->api->fail(emu_ctx, what);
+    __builtin_unreachable();
+}
+
+inline const char* state_name(DstState s) {
+    switch (s) {
+        case DstState::Free: return "free (no tile_regs_acquire)";
+        case DstState::Math: return "acquired by math";
+        case DstState::Committed: return "committed (no tile_regs_wait yet)";
+        default: return "held by pack";
+    }
+}
+
+inline void expect(DstState want, const char* call) {
+    if (state.state != want) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: dst registers are %s, expected %s", call, state_name(state.state),
+                 state_name(want));
+        fail(msg);
+    }
+}
+
+inline float* dst_tile(uint32_t idst, const char* call) {
+    if (idst >= DST_CAPACITY) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: dst index %u out of range: %u tiles with fp32_dest_acc_en=%d", call, idst,
+                 DST_CAPACITY, int(DST_ACCUM_MODE));
+        fail(msg);
+    }
+    return state.dst[idst];
+}
+
+// element (r, c) of a 32 x 32 tile stored as four 16 x 16 faces
+inline uint32_t at(uint32_t r, uint32_t c) { return ((r >> 4) * 2 + (c >> 4)) * 256 + (r & 15) * 16 + (c & 15); }
+
+inline float bf16_to_f32(uint16_t b) {
+    uint32_t u = uint32_t(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+inline uint16_t f32_to_bf16_rne(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Unpacks tile `itile` at the front of `cb` into `out` (fp32, face order).
+inline void unpack(uint32_t cb, uint32_t itile, float* out, const char* call) {
+    const uint32_t addr = emu_ctx->api->cb_tile_front(emu_ctx, cb, itile, call);
+    const auto fmt = static_cast<DataFormat>(unpack_src_format[cb]);
+    if (fmt == DataFormat::Float16_b) {
+        const uint16_t* p = reinterpret_cast<const uint16_t*>(uintptr_t(addr));
+        for (uint32_t i = 0; i < TILE_HW; ++i) out[i] = bf16_to_f32(p[i]);
+    } else if (fmt == DataFormat::Float32) {
+        std::memcpy(out, reinterpret_cast<const void*>(uintptr_t(addr)), TILE_HW * 4);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: cb %u has data format %u; the emulator unpacks Float16_b and Float32", call, cb,
+                 unsigned(fmt));
+        fail(msg);
+    }
+}
+
+inline void pack(uint32_t idst, uint32_t cb, uint32_t itile, const char* call) {
+    const float* src = dst_tile(idst, call);
+    const uint32_t addr = emu_ctx->api->cb_tile_back(emu_ctx, cb, itile, call);
+    const auto fmt = static_cast<DataFormat>(pack_dst_format[cb]);
+    if (fmt == DataFormat::Float16_b) {
+        uint16_t* p = reinterpret_cast<uint16_t*>(uintptr_t(addr));
+        for (uint32_t i = 0; i < TILE_HW; ++i) p[i] = f32_to_bf16_rne(src[i]);
+    } else if (fmt == DataFormat::Float32) {
+        std::memcpy(reinterpret_cast<void*>(uintptr_t(addr)), src, TILE_HW * 4);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: cb %u has data format %u; the emulator packs Float16_b and Float32", call, cb,
+                 unsigned(fmt));
+        fail(msg);
+    }
+}
+
+enum class Bcast { None, Cols, Rows, Scalar };
+
+// dst[idst] = a op broadcast(b)
+template <typename Op>
+inline void binary(uint32_t icb0, uint32_t icb1, uint32_t itile0, uint32_t itile1, uint32_t idst, Bcast bcast,
+                   const char* call, Op op) {
+    expect(DstState::Math, call);
+    float* d = dst_tile(idst, call);
+    static thread_local float a[TILE_HW], b[TILE_HW];
+    unpack(icb0, itile0, a, call);
+    unpack(icb1, itile1, b, call);
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            const uint32_t i = at(r, c);
+            const uint32_t j = bcast == Bcast::Cols ? at(r, 0) : bcast == Bcast::Rows ? at(0, c)
+                               : bcast == Bcast::Scalar ? 0 : i;
+            d[i] = op(a[i], b[j]);
+        }
+    }
+}
+
+}  // namespace emu_compute

@@ -1,0 +1,24 @@
+// BROKEN on purpose: packs after tile_regs_commit without tile_regs_wait (math and pack would race).
+#include "api/compute/compute_kernel_api.h"
+#include "api/compute/eltwise_binary.h"
+
+void kernel_main() {
+    const uint32_t num_tiles = get_arg_val<uint32_t>(0);
+    constexpr uint32_t cb_a = get_compile_time_arg_val(0);
+    constexpr uint32_t cb_b = get_compile_time_arg_val(1);
+    constexpr uint32_t cb_out = get_compile_time_arg_val(2);
+    for (uint32_t i = 0; i < num_tiles; ++i) {
+        cb_wait_front(cb_a, 1);
+        cb_wait_front(cb_b, 1);
+        tile_regs_acquire();
+        add_tiles(cb_a, cb_b, 0, 0, 0);
+        tile_regs_commit();
+        cb_pop_front(cb_a, 1);
+        cb_pop_front(cb_b, 1);
+        cb_reserve_back(cb_out, 1);
+        pack_tile(0, cb_out);
+        tile_regs_wait();
+        tile_regs_release();
+        cb_push_back(cb_out, 1);
+    }
+}

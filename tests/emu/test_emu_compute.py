@@ -1,0 +1,82 @@
+"""The emulated compute engine: tile ops in fp32 against torch, bf16 packing rounds to nearest
+even, and the dst register protocol enforced by one broken kernel per rule."""
+import re
+
+import pytest
+import torch
+
+from programs import tiles_program
+from tt_specdec import emu
+
+
+def run(n, a, b, **kw):
+    return emu.run(tiles_program(n, a.dtype, **kw), {"a": a, "b": b}).outputs["out"]
+
+
+def blocks(x):  # [n*32, 32] -> [n, 32, 32]
+    return x.view(-1, 32, 32)
+
+
+@pytest.mark.parametrize("in_dtype", [torch.bfloat16, torch.float32])
+def test_tile_ops_match_torch(in_dtype):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(96, 32, generator=g).to(in_dtype)
+    b = (torch.rand(96, 32, generator=g) + 0.5).to(in_dtype)
+    af, bf = a.float(), b.float()
+    # add and mul: one fp32 op, then bf16 round-to-nearest-even, exactly as torch rounds
+    assert torch.equal(run(3, a, b, op=0), (af + bf).bfloat16())
+    assert torch.equal(run(3, a, b, op=2), (af * bf).bfloat16())
+    # fp32 out: the fp32 result itself
+    assert torch.equal(run(3, a, b, op=0, out_dtype=torch.float32), af + bf)
+    # exp(a - b[:, col 0]) broadcast over columns, per tile
+    want = torch.exp(blocks(af) - blocks(bf)[:, :, :1]).view(96, 32)
+    torch.testing.assert_close(run(3, a, b, op=1, out_dtype=torch.float32), want, rtol=1e-6, atol=0)
+    # a @ b^T per tile (matmul with transposed in1), fp32 accumulation
+    want = (blocks(af) @ blocks(bf).transpose(1, 2)).view(96, 32)
+    torch.testing.assert_close(run(3, a, b, op=3, out_dtype=torch.float32), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run(3, b, a, op=4, out_dtype=torch.float32), 1 / bf, rtol=1e-7, atol=0)
+
+
+def test_bf16_packing_rounds_to_nearest_even():
+    # 1 + 2^-8 is halfway between two bf16 values: even mantissa wins (1.0); 1 + 3 * 2^-8 rounds up
+    a = torch.zeros(32, 32)
+    a[0, 0], a[0, 1], a[0, 2] = 1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)
+    out = run(1, a, torch.zeros(32, 32), op=0)
+    assert out[0, :3].tolist() == [1.0, 1 + 2**-6, -1.0]
+
+
+def expect(pattern, **kw):
+    a = torch.randn(64, 32).bfloat16()
+    with pytest.raises(emu.EmuError) as e:
+        run(2, a, a, **kw)
+    assert re.search(pattern, str(e.value), re.S), str(e.value)
+
+
+def test_dst_index_out_of_range():
+    expect(r"kernel 'compute_binary' \(compute\): add_tiles: dst index 8 out of range: 8 tiles", idst=8)
+    expect(r"add_tiles: dst index 4 out of range: 4 tiles with fp32_dest_acc_en=1", idst=4, fp32_dest_acc_en=True)
+
+
+def test_math_without_acquire():
+    expect(r"kernel 'compute_math_without_acquire' .*add_tiles: dst registers are free \(no tile_regs_acquire\)",
+           compute="broken/compute_math_without_acquire.cpp")
+
+
+def test_pack_without_wait():
+    expect(r"kernel 'compute_pack_without_wait' .*pack_tile: dst registers are committed \(no tile_regs_wait yet\)",
+           compute="broken/compute_pack_without_wait.cpp")
+
+
+def test_pack_into_unreserved_pages():
+    expect(r"kernel 'compute_pack_unreserved' .*pack_tile: tile 0 of cb 16 \('cb_out'\) but only 0 pages were "
+           r"reserved", compute="broken/compute_pack_unreserved.cpp")
+
+
+def test_unpack_past_the_waited_pages():
+    expect(r"kernel 'compute_unpack_unwaited' .*add_tiles: tile 1 of cb 0 \('cb_a'\) but only 1 pages were waited",
+           compute="broken/compute_unpack_unwaited.cpp")
+
+
+def test_return_holding_dst():
+    expect(r"kernel 'compute_no_release' .*returned holding the dst registers",
+           compute="broken/compute_no_release.cpp")
