@@ -625,6 +625,7 @@ void Device::free_all_dram() {
 
 std::vector<KernelStats> Device::run(const std::vector<KernelSpec>& kernels, const std::vector<CBSpec>& cbs,
                                      const std::vector<SemaphoreSpec>& sems, double deadlock_ms) {
+    std::lock_guard<std::mutex> one_run(run_mu_);
     g_deadlock_ms = deadlock_ms;
     // Fresh core state: L1 poisoned so reads of unwritten memory show up as garbage, not zeros.
     for (auto& c : cores_) {

@@ -171,6 +171,7 @@ public:
 
 private:
     uint32_t grid_x_, grid_y_, num_banks_, l1_size_;
+    std::mutex run_mu_;  // one program at a time: runs reset the cores' state
     uint8_t* l1_region_ = nullptr;
     size_t l1_region_size_ = 0;
     std::vector<std::unique_ptr<Core>> cores_;
