@@ -1,13 +1,15 @@
-"""Program description of the accept_prefix kernels (kernels/accept_prefix/), greedy.
+"""Program descriptions of the accept_prefix kernels (kernels/accept_prefix/), greedy and
+sampling, and their runs on the emulator.
 
 Work split: the vocabulary V is cut into `num_cores` slices of whole 32-entry groups
 (core c: [c * slice, min(V, (c+1) * slice))); each core's reader streams its slice of
-the rows that matter, its writer keeps a running (value, index) per row and sends it to
-core 0, which reduces, compares with the drafts and writes the outputs.
+the rows that matter, its writer reduces them to per-row partials (greedy: a running
+(value, index); sampling: softmax statistics, then residual mass) sent to core 0, which
+decides, and writes the outputs. The kernel headers say which core does what.
 
 Compile-time: B, k+1, V split, chunk, formats. Runtime: buffer addresses, per-core
-slices, core coordinates; the effective k per row arrives in the num_draft tensor, so
-a new step never recompiles.
+slices, core coordinates, temperature; the effective k per row and the seeds arrive in
+tensors, so a new step never recompiles.
 """
 from __future__ import annotations
 
