@@ -5,6 +5,7 @@ from pathlib import Path
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 
 class CMakeExtension(Extension):
@@ -29,6 +30,21 @@ class CMakeBuild(build_ext):
         # two cores on the reference machine: a parallel build would starve everything else
         subprocess.run(cmake + ["--build", ".", "--", f"-j{os.environ.get('TT_SPECDEC_BUILD_JOBS', '1')}"],
                        cwd=build_dir, check=True)
+
+
+class BuildPyWithKernels(build_py):
+    """Ships kernels/ and the emulator's kernel API headers inside the package, so an installed
+    wheel (not only a source checkout) can JIT its kernels: tt_specdec/_kernels, _emu_include."""
+
+    def run(self) -> None:
+        super().run()
+        import shutil
+
+        root = Path(__file__).resolve().parent
+        for src, dst in (("kernels", "_kernels"), ("csrc/include", "_emu_include")):
+            target = Path(self.build_lib) / "tt_specdec" / dst
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(root / src, target)
 
 
 def _cmake_exe() -> str:
@@ -60,5 +76,5 @@ setup(
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
     ext_modules=[CMakeExtension("tt_specdec._emu")],
-    cmdclass={"build_ext": CMakeBuild},
+    cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithKernels},
 )

@@ -22,6 +22,8 @@ import torch
 from tt_specdec import program as P
 
 EMU_INCLUDE = P.REPO_ROOT / "csrc" / "include"
+if not EMU_INCLUDE.is_dir():  # installed from a wheel: the headers ship inside the package
+    EMU_INCLUDE = Path(__file__).resolve().parent / "_emu_include"
 # Wormhole B0 n150: 8 x 8 worker grid, 12 DRAM banks, 1464 KiB of L1 per core
 GRID = (8, 8)
 NUM_DRAM_BANKS = 12

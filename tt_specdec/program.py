@@ -22,7 +22,10 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# a source checkout (editable install) has kernels/ beside the package; a wheel ships a copy inside it
 KERNELS_DIR = REPO_ROOT / "kernels"
+if not KERNELS_DIR.is_dir():
+    KERNELS_DIR = Path(__file__).resolve().parent / "_kernels"
 
 # Wormhole B0 (the emulator's default device)
 DRAM_ALIGNMENT = 32
