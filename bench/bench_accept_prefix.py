@@ -1,0 +1,66 @@
+"""accept_prefix kernels on the host emulator: wall time and DRAM traffic per shape, next to
+the ideal (the logits read once). The traffic is what the kernels would move on a card; the
+wall time is the emulator's, not a card's.
+
+    .venv/bin/python bench/bench_accept_prefix.py [--variant greedy,sampling] [--json out/bench_accept_prefix.json]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from tt_specdec.ops.accept_prefix_program import accept_prefix_emu, accept_prefix_sampling_emu
+
+SHAPES = [(1, 4, 49152), (8, 4, 49152), (8, 15, 49152), (1, 4, 128256), (8, 4, 128256)]  # (B, k, V)
+
+
+def run_once(variant, logits, drafts, q):
+    if variant == "greedy":
+        return accept_prefix_emu(logits, drafts)[2]
+    return accept_prefix_sampling_emu(logits, drafts, draft_probs=q, num_draft=None, temperature=1.0, seed=0)[2]
+
+
+def bench(variant, B, k, V, dtype, repeat):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(B, k + 1, V, generator=g).to(dtype)
+    drafts = logits.argmax(-1)[:, :k]
+    q = torch.softmax(torch.randn(B, k, V, generator=g), -1) if variant == "sampling" else None
+    result = run_once(variant, logits, drafts, q)  # compiles on a cold kernel cache
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        run_once(variant, logits, drafts, q)
+        times.append(time.perf_counter() - t)
+    ideal = logits.numel() * logits.element_size()
+    return {"variant": variant, "B": B, "k": k, "V": V, "dtype": str(dtype).removeprefix("torch."),
+            "emu_ms": round(1e3 * statistics.median(times), 2),
+            "dram_bytes_read": result.total("dram_bytes_read"), "dram_bytes_written": result.total("dram_bytes_written"),
+            "noc_bytes_read": result.total("noc_bytes_read"), "noc_bytes_written": result.total("noc_bytes_written"),
+            "ideal_bytes_read": ideal, "read_vs_ideal": round(result.total("dram_bytes_read") / ideal, 4)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="greedy,sampling")
+    ap.add_argument("--dtype", default="bfloat16,float32")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="write the rows to this file")
+    args = ap.parse_args()
+    rows = []
+    for variant in args.variant.split(","):
+        for dtype in args.dtype.split(","):
+            for B, k, V in SHAPES:
+                row = bench(variant, B, k, V, getattr(torch, dtype), args.repeat)
+                rows.append(row)
+                print(f"{variant:8} {row['dtype']:8} B={B} k={k:2} V={V:6}: {row['emu_ms']:8.1f} ms emu, "
+                      f"DRAM read {row['dram_bytes_read']:>10} B = {row['read_vs_ideal']:.4f}x ideal, "
+                      f"written {row['dram_bytes_written']} B")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
