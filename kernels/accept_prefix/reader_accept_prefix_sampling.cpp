@@ -2,9 +2,9 @@
 //
 // Pass 1 streams rows 0..k_eff[b] of every live sequence (as the greedy reader does) for
 // the softmax statistics. Pass 2 waits for core 0's plan (which row n each sequence
-// stopped at) and streams row n again, with the draft's probabilities of row n when the
-// residual max(0, p - q) needs them. The writer of this core consumes the same pages in
-// the same order.
+// stopped at) and, for a rejection with the draft's probabilities only, streams row n
+// again beside q's row n for the residual max(0, p - q). The writer of this core consumes
+// the same pages in the same order.
 #include <cstdint>
 
 #include "accept_prefix_common.hpp"
@@ -90,10 +90,9 @@ void kernel_main() {
     noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_semaphore(sem_plan)), 1);
     volatile tt_l1_ptr Plan* plan = reinterpret_cast<volatile tt_l1_ptr Plan*>(get_write_ptr(cb_plan));
     for (uint32_t b = 0; b < batch; ++b) {
-        if (plan[b].n < 0) {
-            continue;
+        if (has_draft_probs && plan[b].n >= 0 && plan[b].subtract_q) {  // only a residual max(0, p - q) needs it
+            const uint32_t n = static_cast<uint32_t>(plan[b].n);
+            stream(b * rows + n, static_cast<int32_t>(b * k + n));
         }
-        const uint32_t n = static_cast<uint32_t>(plan[b].n);
-        stream(b * rows + n, has_draft_probs && plan[b].subtract_q ? static_cast<int32_t>(b * k + n) : -1);
     }
 }

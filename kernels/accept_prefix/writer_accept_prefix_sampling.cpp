@@ -9,14 +9,16 @@
 //    at the first rejection (n). It needs p at one token per row, so it reads that single
 //    logit (and q_t(d_t)) itself. It then writes the plan (row n, its statistics, residual
 //    or not) to every core and raises their plan semaphore.
-// 3. every core: the residual mass of its slice of row n: sum max(0, p - q) at a rejection,
-//    sum p for the bonus row; sent to core 0.
+// 3. every core, only for a rejection with the draft's probabilities: the residual mass
+//    sum max(0, p - q) of its slice of row n, sent to core 0. A bonus row (p itself) or a
+//    one-hot q (p minus the draft token) takes its slice masses from step 1's statistics:
+//    no second read of the row.
 // 4. core 0: threshold = u * total mass; the core whose slice crosses it is found from the
 //    partial sums, and core 0 scans that one slice (1 / num_cores of a row) for the token:
 //    the first index whose running sum exceeds the threshold, as torch.searchsorted(right).
 // Math is float64 with the same formulas as tt_specdec.ops.sampling, so seeded results
 // match the torch op token for token. On a card this runs soft-float on the RISC: correct,
-// not fast; the softmax belongs on the compute engine once the emulator models it.
+// not fast; moving the exp to a compute kernel (SFPU, fp32) is the follow-up.
 #include <cmath>
 #include <cstdint>
 
@@ -219,48 +221,28 @@ void kernel_main() {
         }
     }
 
-    // 3. every core: residual mass of its slice of row n
+    // 3. every core: residual mass max(0, p - q) of its slice of row n, for the rows that need
+    // it: a rejection with the draft's probabilities. A bonus row (p itself) or a one-hot q
+    // (p without the draft token) has its slice masses in the softmax statistics already.
     noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_plan_l1), 1);
-    // residual of entry v given its logit and (when subtracted) q
-    auto residual_of = [&](uint32_t b, double x, uint32_t v, double q_v, double& p) -> double {
-        p = std::exp(x / temperature - plan[b].max) / plan[b].sum;
-        if (!plan[b].subtract_q) {
-            return p;
-        }
-        const double r = p - q_v;
-        return r > 0.0 ? r : 0.0;
-    };
     volatile tt_l1_ptr ResidualPartial* mass = reinterpret_cast<volatile tt_l1_ptr ResidualPartial*>(partial_l1);
     for (uint32_t b = 0; b < batch; ++b) {
         double residual = 0.0, total_p = 0.0;
-        if (plan[b].n >= 0) {
-            const bool stream_q = has_draft_probs && plan[b].subtract_q;
-            uint32_t one_hot = static_cast<uint32_t>(-1);  // the rejected draft token, when q is one-hot
-            if (plan[b].subtract_q && !has_draft_probs) {
-                noc_async_read(get_noc_addr(b, drafts), drafts_l1, k * sizeof(int32_t));
-                noc_async_read_barrier();
-                one_hot = static_cast<uint32_t>(draft[plan[b].n]);
-            }
+        if (plan[b].n >= 0 && has_draft_probs && plan[b].subtract_q) {
             for (uint32_t v = v_start; v < v_end; v += chunk) {
                 const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
                 cb_wait_front(cb_logits, 1);
+                cb_wait_front(cb_q, 1);
                 const uint32_t l1 = get_read_ptr(cb_logits);
-                uint32_t q_l1 = 0;
-                if (stream_q) {
-                    cb_wait_front(cb_q, 1);
-                    q_l1 = get_read_ptr(cb_q);
-                }
+                volatile tt_l1_ptr float* q = reinterpret_cast<volatile tt_l1_ptr float*>(get_read_ptr(cb_q));
                 for (uint32_t i = 0; i < n; ++i) {
-                    const double q_v = stream_q ? reinterpret_cast<volatile tt_l1_ptr float*>(q_l1)[i]
-                                                : (v + i == one_hot ? 1.0 : 0.0);
-                    double p;
-                    residual += residual_of(b, logit_at(l1, i), v + i, q_v, p);
+                    const double p = std::exp(logit_at(l1, i) / temperature - plan[b].max) / plan[b].sum;
+                    const double r = p - q[i];
+                    residual += r > 0.0 ? r : 0.0;
                     total_p += p;
                 }
                 cb_pop_front(cb_logits, 1);
-                if (stream_q) {
-                    cb_pop_front(cb_q, 1);
-                }
+                cb_pop_front(cb_q, 1);
             }
         }
         mass[b].residual = residual;
@@ -295,15 +277,38 @@ void kernel_main() {
             out[t] = PLACEHOLDER;
         }
         if (n >= 0) {
+            // per-slice masses of the residual and of p over row n
+            double res_c[num_cores], p_c[num_cores];
+            if (has_draft_probs && plan[b].subtract_q) {
+                for (uint32_t c = 0; c < num_cores; ++c) {
+                    res_c[c] = masses[c * residual_stride + b].residual;
+                    p_c[c] = masses[c * residual_stride + b].p;
+                }
+            } else {
+                for (uint32_t c = 0; c < num_cores; ++c) {  // softmax mass of slice c, from pass 1
+                    const volatile tt_l1_ptr SoftmaxPartial& g = gathered[c * softmax_stride + b * rows + n];
+                    p_c[c] = g.sum * std::exp(g.max - plan[b].max) / plan[b].sum;
+                    res_c[c] = p_c[c];
+                }
+                if (plan[b].subtract_q) {  // one-hot q: the residual is p without the rejected draft token
+                    noc_async_read(get_noc_addr(b, drafts), drafts_l1, k * sizeof(int32_t));
+                    noc_async_read_barrier();
+                    const uint32_t d = static_cast<uint32_t>(draft[n]);
+                    const double p_d = std::exp(logit_at(read_entry(logits, b * rows + n, d, elem_size, scratch_l1), 0) /
+                                                    temperature - plan[b].max) / plan[b].sum;
+                    const double r = res_c[d / slice] - p_d;
+                    res_c[d / slice] = r > 0.0 ? r : 0.0;
+                }
+            }
             double total = 0.0;
             for (uint32_t c = 0; c < num_cores; ++c) {
-                total += masses[c * residual_stride + b].residual;
+                total += res_c[c];
             }
             const bool use_residual = total > 0.0;  // p == q on the support: rejection had probability 0
             if (!use_residual) {
                 total = 0.0;
                 for (uint32_t c = 0; c < num_cores; ++c) {
-                    total += masses[c * residual_stride + b].p;
+                    total += p_c[c];
                 }
             }
             const double threshold = uniform(seeds[b], STREAM_SAMPLE, 0) * total;
@@ -311,7 +316,7 @@ void kernel_main() {
             double running = 0.0;
             uint32_t c_hit = num_cores;
             for (uint32_t c = 0; c < num_cores; ++c) {
-                const double m = use_residual ? masses[c * residual_stride + b].residual : masses[c * residual_stride + b].p;
+                const double m = use_residual ? res_c[c] : p_c[c];
                 if (running + m > threshold) {
                     c_hit = c;
                     break;

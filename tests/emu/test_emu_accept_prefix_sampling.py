@@ -88,3 +88,14 @@ def test_top_k_top_p_are_not_claimed():
     logits, drafts, q = make_case(1, 2, 64, torch.float32, 0, "sampled")
     with pytest.raises(NotImplementedError, match="top_k"):
         accept_prefix(logits, drafts, draft_probs=q, temperature=1.0, top_k=5, seed=0, backend="emu")
+
+
+def test_one_hot_and_bonus_rows_read_the_logits_about_once():
+    """Without draft probabilities the residual's slice masses come from the softmax statistics:
+    only the slice holding the sampled token is read again (1 / (num_cores * (k+1)) of the logits)."""
+    B, k, V = 4, 4, 49152
+    logits, drafts, _ = make_case(B, k, V, torch.bfloat16, 6, "deterministic")
+    _, result = check(logits, drafts, None, None, 1.0, 3)
+    logits_bytes = logits.numel() * logits.element_size()
+    extra = logits_bytes / (len(split_vocab(V)) * (k + 1))
+    assert logits_bytes <= result.total("dram_bytes_read") <= logits_bytes + extra + 4096
