@@ -47,3 +47,12 @@ def test_info_lists_executors(capsys):
 def test_unknown_drafter_rejected():
     with pytest.raises(SystemExit):
         main(["generate", "x", "--drafter", "tree"])
+
+
+def test_generate_with_k_auto_matches_target_alone(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_SPECDEC_CACHE", str(tmp_path))  # the measured cost model lands here
+    main(["generate", "class A:", "--k", "0", "--max-new-tokens", "24"])
+    plain = capsys.readouterr().out
+    assert main(["generate", "class A:", "--k", "auto", "--max-new-tokens", "24"]) == 0
+    assert capsys.readouterr().out == plain
+    assert (tmp_path / "cost_models.json").exists()

@@ -17,6 +17,7 @@ import torch
 from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.spec import Generation, generate_plain, speculative_generate
+from tt_specdec.spec.cost import AdaptiveK, measured
 
 __version__ = "0.1.0"
 PAIRS = ("tiny", "smollm2")
@@ -53,11 +54,14 @@ def load_pair(name: str = "tiny", dtype: torch.dtype = torch.float32) -> Pair:
 class SpeculativeDecoder:
     """Text in, text out: a target, a drafter ("model" or "ngram") and a tokenizer.
 
-    k = 0 decodes with the target alone (the baseline).
+    k = 0 decodes with the target alone (the baseline); k = "auto" measures the cost model
+    on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
     """
 
-    def __init__(self, pair: Pair, drafter: str = "model", k: int = 4, sampling: Sampling = Sampling(),
-                 eos_token_id: int | None = None):
+    def __init__(self, pair: Pair, drafter: str = "model", k: int | str = 4, sampling: Sampling = Sampling(),
+                 eos_token_id: int | None = None, k_max: int = 8):
+        self.auto = k == "auto"
+        k = k_max if self.auto else k
         if drafter not in DRAFTERS:
             raise ValueError(f"drafter: got {drafter!r}, expected one of {DRAFTERS}")
         if drafter == "model" and pair.draft is None and k > 0:
@@ -73,7 +77,11 @@ class SpeculativeDecoder:
                       eos_token_id=self.eos_token_id, on_tokens=on_tokens)
         if self.k == 0:
             return generate_plain(self.pair.target, prompts, **common)
-        return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, **common)
+        policy = None
+        if self.auto:  # measured once per batch size and machine, then read from the cache
+            cost = measured(self.pair.target, self.drafter, batch_size=len(prompts), k_max=self.k)
+            policy = AdaptiveK(cost, self.k)
+        return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy, **common)
 
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
                  on_text: Callable[[str], None] | None = None) -> tuple[str, Generation]:

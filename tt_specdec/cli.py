@@ -27,11 +27,17 @@ def set_threads(args) -> None:
         torch.set_num_threads(threads)
 
 
-def parse_ks(text: str) -> list[int]:
+def parse_ks(text: str) -> list[int | str]:
+    return [parse_k(x) for x in text.split(",") if x]
+
+
+def parse_k(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
-        return [int(x) for x in text.split(",") if x]
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--k: got {text!r}, expected comma-separated ints like 1,2,4")
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected an int or 'auto'")
 
 
 def cmd_generate(args) -> int:
@@ -103,14 +109,16 @@ def main(argv: list[str] | None = None) -> int:
 
     g = sub.add_parser("generate", help="complete a prompt, streaming")
     g.add_argument("prompt")
-    g.add_argument("--k", type=int, default=4, help="draft tokens per step (0 = target alone)")
+    g.add_argument("--k", type=parse_k, default=4,
+                   help="draft tokens per step (0 = target alone, auto = chosen per row by the measured cost model)")
     g.add_argument("--drafter", choices=["model", "ngram"], default="model")
     g.add_argument("--max-new-tokens", type=int, default=64)
     add_sampling_args(g)
     g.set_defaults(func=cmd_generate)
 
     b = sub.add_parser("bench", help="target alone vs speculative, side by side")
-    b.add_argument("--k", type=parse_ks, default=[1, 2, 4, 6, 8], help="comma-separated k values")
+    b.add_argument("--k", type=parse_ks, default=[1, 2, 4, 6, 8, "auto"],
+                   help="comma-separated k values; auto = the cost model's per-row choice")
     b.add_argument("--drafter", choices=["model", "ngram"], action="append", help="repeatable (default: both)")
     b.add_argument("--max-new-tokens", type=int, default=64)
     b.add_argument("--num-prompts", type=int, default=0, help="use the first N prompts (0 = all)")

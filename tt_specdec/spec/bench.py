@@ -116,8 +116,11 @@ def plot(rows: list[dict], path: str) -> None:
     ax1.set(xlabel="draft position t", ylabel="P(d_t accepted)", title="Acceptance per draft position", ylim=(0, 1.05))
     ax1.legend(fontsize=7)
     for drafter in dict.fromkeys(r["drafter"] for r in rows):
-        sel = [r for r in rows if r["drafter"] == drafter]
-        ax2.plot([r["k"] for r in sel], [r["speedup"] for r in sel], marker="o", label=drafter)
+        sel = [r for r in rows if r["drafter"] == drafter and r["k"] != "auto"]
+        line = ax2.plot([r["k"] for r in sel], [r["speedup"] for r in sel], marker="o", label=drafter)[0]
+        for r in rows:
+            if r["drafter"] == drafter and r["k"] == "auto":
+                ax2.axhline(r["speedup"], color=line.get_color(), ls=":", label=f"{drafter}, k auto")
     ax2.axhline(1.0, color="gray", lw=0.8, ls="--")
     ax2.set(xlabel="k (draft tokens per step)", ylabel="wall-clock speedup vs target alone", title="Speedup per k")
     ax2.legend()

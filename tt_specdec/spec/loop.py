@@ -17,6 +17,7 @@ from tt_specdec.drafters.base import Drafter, Sampling
 from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.ops.sampling import greedy_or_sample, row_seeds, step_seeds
+from tt_specdec.spec.cost import AdaptiveK
 from tt_specdec.spec.stats import Stats
 
 OnTokens = Callable[[int, list[int]], None]  # (row, new token ids), called as tokens are emitted
@@ -128,11 +129,13 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
 
 def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Sequence[int]], *, k: int,
                          max_new_tokens: int, sampling: Sampling = Sampling(), seed: int = 0,
-                         eos_token_id: int | None = None, on_tokens: OnTokens | None = None) -> Generation:
+                         eos_token_id: int | None = None, on_tokens: OnTokens | None = None,
+                         policy: AdaptiveK | None = None) -> Generation:
     """Draft k, verify in one target forward, accept the agreeing prefix, roll back the rest.
 
     Greedy output is token for token the target's own greedy output (generate_plain);
-    sampled output has exactly the target's distribution.
+    sampled output has exactly the target's distribution. With a `policy`, each row drafts
+    the k (at most `k`) the cost model predicts fastest, 0 meaning a plain target step.
     """
     check_request(target, prompts, max_new_tokens, k, drafter)
     stats, start = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
@@ -143,19 +146,31 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     seeds = row_seeds(seed, B)
     pos, last = prefill(target, rows, sampling, seeds)  # pos [B], last [B]
     stats.ttft_s = time.perf_counter() - start
+    if policy is not None:
+        policy.reset(B)
     while not bool(rows.done.all()):
         step_seed = step_seeds(seeds, pos)  # [B] randomness of this step, per row
         # per-row effective k: at most the tokens a row may still emit, minus the recovered/bonus one,
         # so no row runs past max_new_tokens (nor its KV past the cache); finished rows are skipped (-1)
-        num_draft = torch.where(rows.done, -1, (rows.remaining() - 1).clamp(max=k))
-        # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
-        draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k, sampling, step_seed)
-        # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
-        logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
-        # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
-        num_accepted, output = ops.accept_prefix(
-            logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
-            top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed)
+        k_rows = torch.full((B,), k) if policy is None else policy.choose().clamp(max=k)
+        num_draft = torch.where(rows.done, -1, torch.minimum(k_rows, rows.remaining() - 1))
+        k_step = int(num_draft.max())  # drafts this step: as many as the most hopeful row takes
+        if k_step == 0:  # no row drafts: a plain target step
+            logits = target.forward(last.view(B, 1), pos)[:, 0]  # [B, V]
+            token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seed)
+            num_accepted = torch.where(rows.done, -1, 0)
+            output = torch.where(rows.done, -1, token).view(B, 1)
+        else:
+            # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
+            draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k_step, sampling, step_seed)
+            # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
+            logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
+            # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
+            num_accepted, output = ops.accept_prefix(
+                logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
+                top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed)
+        if policy is not None:
+            policy.update(num_draft, num_accepted)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
         pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output)
         live = num_accepted >= 0

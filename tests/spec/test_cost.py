@@ -1,0 +1,111 @@
+"""The cost model (S = E / (d0 + k·c + v(k+1))), the adaptive-k policy, and the loop driven by it."""
+import math
+
+import pytest
+import torch
+
+from tt_specdec.drafters import ModelDrafter, NgramDrafter
+from tt_specdec.spec import cost as cost_mod
+from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.spec.cost import AdaptiveK, CostModel, expected_tokens, measure
+
+FREE_DRAFTS = CostModel(c=0.0, d0=0.0, v=(1.0,) * 9)  # drafting and verifying cost nothing extra
+DEAR_DRAFTS = CostModel(c=2.0, d0=0.0, v=(1.0,) * 9)  # a draft step costs two target steps
+
+
+def test_expected_tokens_formula():
+    assert expected_tokens(0.0, 5) == 1.0
+    assert expected_tokens(1.0, 5) == 6.0
+    assert math.isclose(expected_tokens(0.5, 2), 1 + 0.5 + 0.25)
+
+
+def test_speedup_matches_design_formula():
+    cm = CostModel(c=0.1, d0=0.05, v=(1.0, 1.1, 1.2, 1.3, 1.4))
+    a, k = 0.7, 3
+    assert math.isclose(cm.speedup(a, k), (1 - a ** 4) / (1 - a) / (0.05 + 3 * 0.1 + 1.3))
+    assert cm.speedup(a, 0) == 1.0
+
+
+def test_best_k_extremes():
+    assert FREE_DRAFTS.best_k(0.5) == 8, "free drafts: always the longest"
+    assert DEAR_DRAFTS.best_k(0.9) == 0, "drafting never pays: plain decoding"
+    cm = CostModel(c=0.05, d0=0.0, v=(1.0, 1.11, 1.11, 1.16, 1.22, 1.32, 1.35, 1.39, 1.45))
+    ks = [cm.best_k(a) for a in (0.1, 0.5, 0.7, 0.9)]
+    assert ks == sorted(ks) and ks[0] <= 1 and ks[-1] >= 4, f"k grows with acceptance: {ks}"
+
+
+def test_adaptive_k_follows_acceptance_and_probes():
+    cm = CostModel(c=0.1, d0=0.0, v=(1.0, 1.1, 1.15, 1.2, 1.25))
+    pol = AdaptiveK(cm, 4, probe_every=3)
+    pol.reset(2)
+    for _ in range(20):  # row 0 accepts everything offered, row 1 nothing
+        k = pol.choose()
+        pol.update(k, torch.stack([k[0], torch.tensor(0)]))
+    a = pol.acceptance()
+    assert a[0] > 0.9 and a[1] < 0.2
+    assert pol.choose()[0] == 4
+    seen = []
+    for _ in range(6):  # row 1 sits at plain decoding, with a one-draft probe every 3rd step
+        k = pol.choose()
+        seen.append(int(k[1]))
+        pol.update(k, torch.zeros(2, dtype=torch.long))
+    assert 0 in seen and 1 in seen and seen.count(1) <= 2
+
+
+def test_measure_reports_ratios(tiny_pair):
+    target, draft = tiny_pair
+    cm = measure(target, ModelDrafter(draft), k_max=3, repeats=2)
+    assert cm.v[0] == 1.0 and len(cm.v) == 4 and all(x > 0 for x in cm.v)
+    assert cm.c >= 0 and cm.d0 >= 0 and cm.k_max == 3
+
+
+def test_measured_is_cached(tiny_pair, tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_SPECDEC_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(cost_mod, "measure", lambda *a, **kw: calls.append(1) or FREE_DRAFTS)
+    target, draft = tiny_pair
+    assert cost_mod.measured(target, ModelDrafter(draft)) == FREE_DRAFTS
+    assert cost_mod.measured(target, ModelDrafter(draft)) == FREE_DRAFTS
+    assert len(calls) == 1 and (tmp_path / "cost_models.json").exists()
+    cost_mod.measured(target, NgramDrafter())
+    assert len(calls) == 2, "another drafter is another measurement"
+
+
+class ScriptedK:
+    """A policy replaying per-step k rows, 0 (a plain step) included."""
+
+    def __init__(self, script):
+        self.script, self.updates = script, 0
+
+    def reset(self, batch_size):
+        self.step = 0
+
+    def choose(self):
+        ks = torch.tensor(self.script[self.step % len(self.script)])
+        self.step += 1
+        return ks
+
+    def update(self, num_draft, num_accepted):
+        self.updates += 1
+
+
+@pytest.mark.parametrize("drafter", ["model", "ngram"])
+def test_mixed_and_zero_k_steps_stay_lossless(tiny_pair, drafter):
+    target, draft = tiny_pair
+    prompts = [list(b"def area(r):\n    return"), list(b"import sys\n"), list(b"    for i in range(n):\n")]
+    expected = generate_plain(target, prompts, max_new_tokens=40).tokens
+    script = [[0, 0, 0], [3, 0, 1], [0, 5, 2], [1, 1, 1], [6, 6, 0]]
+    pol = ScriptedK(script)
+    d = ModelDrafter(draft) if drafter == "model" else NgramDrafter()
+    gen = speculative_generate(target, d, prompts, k=6, max_new_tokens=40, policy=pol)
+    assert gen.tokens == expected
+    assert pol.updates == gen.stats.steps
+
+
+def test_auto_policy_is_lossless(tiny_pair):
+    target, draft = tiny_pair
+    prompts = [list(b"class Queue:\n    def __init__(self):\n")]
+    expected = generate_plain(target, prompts, max_new_tokens=48).tokens
+    pol = AdaptiveK(CostModel(c=0.2, d0=0.05, v=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)), 6)
+    gen = speculative_generate(target, ModelDrafter(draft), prompts, k=6, max_new_tokens=48, policy=pol)
+    assert gen.tokens == expected

@@ -1,0 +1,160 @@
+"""The cost model of speculative decoding, measured on the machine at hand, and k chosen from it.
+
+With per-token acceptance a and k drafts, a step emits E = (1 - a^(k+1)) / (1 - a) tokens
+and costs draft(k) + verify(k+1) target decode steps, so the wall-clock speedup over the
+target alone is
+
+    S(a, k) = E / (d0 + k·c + v(k+1))
+
+c: one draft step / one target decode step; d0: fixed cost of a proposal (a draft-model
+catch-up feed, an n-gram lookup); v(T): a T-row target forward / a 1-row one. S < 1 for
+every k means drafting does not pay: the row decodes plainly (k = 0).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import time
+
+import torch
+
+from tt_specdec.drafters.base import Drafter, Sampling
+from tt_specdec.models.decoder import Decoder
+
+
+def expected_tokens(a: float, k: int) -> float:
+    """Tokens emitted per step, accepted drafts plus the recovered/bonus one."""
+    return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    c: float  # one draft step / one target decode step
+    d0: float  # fixed cost of one proposal / one target decode step
+    v: tuple[float, ...]  # v[T-1] = T-row target forward / 1-row forward, T = 1 .. k_max+1
+
+    @property
+    def k_max(self) -> int:
+        return len(self.v) - 1
+
+    def speedup(self, a: float, k: int) -> float:
+        """Predicted wall-clock speedup over the target alone; k = 0 is the target alone."""
+        if k == 0:
+            return 1.0
+        return expected_tokens(a, k) / (self.d0 + k * self.c + self.v[k])
+
+    def best_k(self, a: float, k_max: int | None = None) -> int:
+        """k in 0 .. k_max maximising S; 0 when no k beats plain decoding."""
+        ks = range(0, min(self.k_max, k_max if k_max is not None else self.k_max) + 1)
+        return max(ks, key=lambda k: (self.speedup(a, k), -k))
+
+
+def _best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)  # the least-disturbed run: other processes only ever add time
+
+
+def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8, context: int = 64,
+            repeats: int = 7) -> CostModel:
+    """Time the target at T = 1 .. k_max+1 rows and the drafter at k = 1 and k_max, at `context`
+    tokens of context. Leaves both caches reallocated (generate allocates its own anyway)."""
+    cache_len = context + 2 * (k_max + 2)
+    target.allocate_cache(batch_size, cache_len)
+    ctx = torch.randint(0, target.vocab_size, (batch_size, cache_len))
+    pos = torch.full((batch_size,), context)
+    target.prefill(ctx[:, :context], pos)
+
+    def verify(T):
+        return lambda: target.forward(ctx[:, context:context + T], pos)
+
+    def propose(k):
+        def run():  # a fresh proposal after one new token: what a step pays
+            drafter.propose(ctx, pos + 1, k, Sampling(), torch.zeros(batch_size, dtype=torch.long))
+        return run
+
+    drafter.reset(batch_size, cache_len)
+    propose(1)()  # the drafter's own prefill, not part of a step
+    verify(1)()
+    t = [_best_time(verify(T), repeats) for T in range(1, k_max + 2)]
+    d1, dk = _best_time(propose(1), repeats), _best_time(propose(k_max), repeats)
+    c = max(dk - d1, 0.0) / (k_max - 1) / t[0] if k_max > 1 else d1 / t[0]
+    d0 = max(d1 / t[0] - c, 0.0)
+    return CostModel(c=c, d0=d0, v=tuple(x / t[0] for x in t))
+
+
+def cache_path() -> pathlib.Path:
+    root = os.environ.get("TT_SPECDEC_CACHE") or pathlib.Path.home() / ".cache" / "tt_specdec"
+    return pathlib.Path(root) / "cost_models.json"
+
+
+def describe(model) -> str | None:
+    """What a cost measurement depends on: the model's class, config and weight dtype."""
+    if model is None:
+        return None
+    params = getattr(model, "parameters", None)
+    dtype = next(iter(params()), torch.empty(0)).dtype if params else None
+    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}"
+
+
+def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
+    """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
+    ident = [describe(target), type(drafter).__name__, describe(getattr(drafter, "model", None)),
+             batch_size, k_max, torch.get_num_threads(), torch.__version__]
+    key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
+    path = cache_path()
+    table = json.loads(path.read_text()) if path.exists() else {}
+    if key not in table:
+        model = measure(target, drafter, batch_size=batch_size, k_max=k_max)
+        table[key] = dataclasses.asdict(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=1))
+    entry = table[key]
+    return CostModel(c=entry["c"], d0=entry["d0"], v=tuple(entry["v"]))
+
+
+class AdaptiveK:
+    """Per-row k from a running estimate of per-token acceptance.
+
+    A step with n accepted of k_eff offered is n successes and, when n < k_eff, one
+    failure. Counts decay geometrically so the estimate follows the text; a prior of
+    `prior` with weight `prior_weight` steps starts it. A row at k = 0 (plain) is given
+    k = 1 every `probe_every` steps so that its estimate can recover.
+    """
+
+    def __init__(self, cost: CostModel, k_max: int, *, prior: float = 0.6, prior_weight: float = 4.0,
+                 decay: float = 0.9, probe_every: int = 8):
+        self.cost, self.k_max = cost, min(k_max, cost.k_max)
+        self.prior, self.prior_weight, self.decay, self.probe_every = prior, prior_weight, decay, probe_every
+        self.reset(0)
+
+    def reset(self, batch_size: int) -> None:
+        self.success = torch.zeros(batch_size, dtype=torch.float64)
+        self.trials = torch.zeros(batch_size, dtype=torch.float64)
+        self.plain_steps = torch.zeros(batch_size, dtype=torch.long)
+
+    def acceptance(self) -> torch.Tensor:
+        """[B] estimated per-token acceptance."""
+        return (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)
+
+    def choose(self) -> torch.Tensor:
+        """[B] k per row for the next step, 0 .. k_max."""
+        ks = torch.tensor([self.cost.best_k(float(a), self.k_max) for a in self.acceptance()], dtype=torch.long)
+        probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
+        return torch.where(probe, 1, ks)
+
+    def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor) -> None:
+        """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix."""
+        offered = num_draft.clamp(min=0).double()
+        n = num_accepted.clamp(min=0).double()
+        failed = (n < offered).double()
+        live = offered > 0
+        self.success = torch.where(live, self.success * self.decay + n, self.success)
+        self.trials = torch.where(live, self.trials * self.decay + n + failed, self.trials)
+        self.plain_steps = torch.where(num_draft == 0, self.plain_steps + 1, torch.zeros_like(self.plain_steps))
