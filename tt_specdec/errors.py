@@ -6,7 +6,19 @@ they were.
 """
 from __future__ import annotations
 
+import importlib
+import types
+
 import torch
+
+
+def require(module: str, purpose: str, extra: str) -> types.ModuleType:
+    """Import an optional dependency, or say what needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"{purpose} needs the `{module}` package: pip install {module} "
+                          f"(or pip install 'tt_specdec[{extra}]')") from e
 
 
 def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str = "") -> None:

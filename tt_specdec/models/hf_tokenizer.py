@@ -34,6 +34,8 @@ import json
 import os
 import pathlib
 
+from tt_specdec.errors import require
+
 # tokenizer.ggml.pre values whose split is "each digit alone, then GPT-2's regex" (llama.cpp)
 _DIGITS_THEN_GPT2 = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}
 _GPT2 = {"gpt2", "default", "mpt", "olmo", "jais"}
@@ -56,12 +58,7 @@ def byte_alphabet() -> dict[int, str]:
 
 
 def _require_tokenizers():
-    try:
-        import tokenizers
-    except ImportError as e:  # pragma: no cover - message only
-        raise ImportError("the GGUF tokenizer needs the `tokenizers` package: pip install tokenizers "
-                          "(or pip install 'tt_specdec[smollm2]')") from e
-    return tokenizers
+    return require("tokenizers", "the GGUF tokenizer", "smollm2")
 
 
 def _build_backend(tokens: list[str], merges: list[str], token_types: list[int], pre: str):
