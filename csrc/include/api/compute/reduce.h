@@ -1,0 +1,41 @@
+// reduce_tile (ttnn 0.81.1 api/compute/reduce.h), REDUCE_ROW with SUM / MAX: for every row
+// r, v = reduce over the 32 columns of a[r][c], times the scaler tile's [0][0]; dst[r][0]
+// becomes dst[r][0] + v (SUM) or max(dst[r][0], v) (MAX), so calls over several tiles
+// into one dst slot accumulate, as sdpa's reduce_c relies on.
+// ASSUMED, not yet checked against llk_math_reduce.h (GMPOOL): MAX combines with what dst
+// holds, and dst is zero after tile_regs_acquire, so on a fresh slot a row max below zero
+// reads as 0 (a valid softmax shift, not the true max).
+#pragma once
+
+#include "api/compute/common.h"
+
+enum class ReduceDim : std::uint8_t { REDUCE_ROW, REDUCE_COL, REDUCE_SCALAR };
+enum class PoolType : std::uint8_t { SUM, AVG, MAX, MIN };
+
+template <PoolType reduce_type, ReduceDim reduce_dim, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
+ALWI void reduce_init(std::uint32_t icb, std::uint32_t icb_scaler, std::uint32_t ocb,
+                      std::uint32_t call_line = __builtin_LINE()) {}
+ALWI void reduce_uninit(std::uint32_t icb = 0) {}
+
+template <PoolType reduce_type, ReduceDim reduce_dim, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
+ALWI void reduce_tile(std::uint32_t icb, std::uint32_t icb_scaler, std::uint32_t itile, std::uint32_t itile_scaler,
+                      std::uint32_t idst) {
+    using namespace emu_compute;
+    static_assert(reduce_dim == ReduceDim::REDUCE_ROW, "emulator: only REDUCE_ROW is modelled");
+    static_assert(reduce_type == PoolType::SUM || reduce_type == PoolType::MAX, "emulator: only SUM and MAX");
+    expect(DstState::Math, "reduce_tile");
+    float* d = dst_tile(idst, "reduce_tile");
+    static thread_local float a[TILE_HW], s[TILE_HW];
+    unpack(icb, itile, a, "reduce_tile");
+    unpack(icb_scaler, itile_scaler, s, "reduce_tile");
+    const float scaler = s[0];
+    for (uint32_t r = 0; r < 32; ++r) {
+        float v = reduce_type == PoolType::MAX ? -__builtin_inff() : 0.0f;
+        for (uint32_t c = 0; c < 32; ++c) {
+            const float x = a[at(r, c)] * scaler;
+            v = reduce_type == PoolType::MAX ? (x > v ? x : v) : v + x;
+        }
+        float& out = d[at(r, 0)];
+        out = reduce_type == PoolType::MAX ? (v > out ? v : out) : out + v;
+    }
+}

@@ -1,0 +1,182 @@
+// verify_attention, compute: online softmax attention of the packed query rows [32 = (t, g), D]
+// over the chunks of 32 keys the reader streams, all in fp32 tiles:
+//   S = Q K^T * scale (+ staircase mask)      m = max(m_prev, rowmax S)
+//   P = exp(S - m)    alpha = exp(m_prev - m) l = l_prev * alpha + rowsum P
+//   O = O_prev * alpha + P V                  out = O / l
+// Running m, l, O alternate between two CBs by chunk parity, so a chunk's inputs are still
+// at the front while its outputs are pushed. Row sums are P @ ones (the value lands in
+// every column; column 0 is what the column broadcasts read).
+#include <cstdint>
+
+#include "api/compute/bcast.h"
+#include "api/compute/binary_max_min.h"
+#include "api/compute/compute_kernel_api.h"
+#include "api/compute/eltwise_binary.h"
+#include "api/compute/eltwise_unary/exp.h"
+#include "api/compute/eltwise_unary/recip.h"
+#include "api/compute/matmul.h"
+#include "api/compute/reduce.h"
+#include "verify_attention_common.hpp"
+
+using namespace verify_attention;
+
+// dst slot 0 -> one new tile at the back of `cb`
+inline void pack_to(uint32_t cb) {
+    tile_regs_commit();
+    cb_reserve_back(cb, 1);
+    tile_regs_wait();
+    pack_tile(0, cb);
+    tile_regs_release();
+    cb_push_back(cb, 1);
+}
+
+void kernel_main() {
+    // Compile-time args
+    // -----------------
+    constexpr uint32_t d_tiles = get_compile_time_arg_val(CT_COMPUTE_D_TILES);  // D / 32
+    static_assert(d_tiles >= 1, "D >= 32");
+
+    cb_wait_front(CB_POS, 1);
+    const uint32_t pos = read_tile_value(CB_POS, 0, 0);
+    const uint32_t chunks = read_tile_value(CB_POS, 0, 1);
+    cb_pop_front(CB_POS, 1);
+
+    cb_wait_front(CB_SCALE, 1);
+    cb_wait_front(CB_ONES, 1);
+    cb_wait_front(CB_Q, d_tiles);
+    binary_op_init_common(CB_Q, CB_K, CB_S);
+    for (uint32_t c = 0; c < chunks; ++c) {
+        const bool first = c == 0;
+        const uint32_t cb_m = c % 2 ? CB_M1 : CB_M0, cb_m_prev = c % 2 ? CB_M0 : CB_M1;
+        const uint32_t cb_l = c % 2 ? CB_L1 : CB_L0, cb_l_prev = c % 2 ? CB_L0 : CB_L1;
+        const uint32_t cb_o = c % 2 ? CB_O1 : CB_O0, cb_o_prev = c % 2 ? CB_O0 : CB_O1;
+
+        // S = Q K^T: accumulate over the D tiles
+        cb_wait_front(CB_K, d_tiles);
+        mm_init_short(CB_Q, CB_K, 1);
+        tile_regs_acquire();
+        for (uint32_t d = 0; d < d_tiles; ++d) {
+            matmul_tiles(CB_Q, CB_K, d, d, 0);
+        }
+        pack_to(CB_TMP);
+        cb_pop_front(CB_K, d_tiles);
+
+        // S *= scale, then + mask when the chunk reaches past pos
+        const bool masked = chunk_is_masked(c, pos);
+        cb_wait_front(CB_TMP, 1);
+        tile_regs_acquire();
+        mul_tiles_bcast_cols(CB_TMP, CB_SCALE, 0, 0, 0);
+        pack_to(masked ? CB_S2 : CB_S);
+        cb_pop_front(CB_TMP, 1);
+        if (masked) {
+            cb_wait_front(CB_S2, 1);
+            cb_wait_front(CB_MASK, 1);
+            tile_regs_acquire();
+            add_tiles(CB_S2, CB_MASK, 0, 0, 0);
+            pack_to(CB_S);
+            cb_pop_front(CB_S2, 1);
+            cb_pop_front(CB_MASK, 1);
+        }
+
+        // m = max(m_prev, rowmax S), in column 0
+        cb_wait_front(CB_S, 1);
+        tile_regs_acquire();
+        reduce_tile<PoolType::MAX, ReduceDim::REDUCE_ROW>(CB_S, CB_ONES, 0, 0, 0);
+        if (!first) {
+            cb_wait_front(cb_m_prev, 1);
+            copy_tile(cb_m_prev, 0, 1);
+            binary_max_tile(0, 1, 0);
+        }
+        pack_to(cb_m);
+
+        // P = exp(S - m)
+        cb_wait_front(cb_m, 1);
+        tile_regs_acquire();
+        sub_tiles_bcast_cols(CB_S, cb_m, 0, 0, 0);
+        exp_tile(0);
+        pack_to(CB_P);
+        cb_pop_front(CB_S, 1);
+
+        // alpha = exp(m_prev - m): how much the running sums shrink
+        if (!first) {
+            tile_regs_acquire();
+            sub_tiles(cb_m_prev, cb_m, 0, 0, 0);
+            exp_tile(0);
+            pack_to(CB_ALPHA);
+            cb_pop_front(cb_m_prev, 1);
+            cb_wait_front(CB_ALPHA, 1);
+        }
+
+        // l = l_prev * alpha + rowsum P
+        cb_wait_front(CB_P, 1);
+        mm_init_short(CB_P, CB_ONES, 0);
+        tile_regs_acquire();
+        matmul_tiles(CB_P, CB_ONES, 0, 0, 0);
+        pack_to(first ? cb_l : CB_LC);
+        if (!first) {
+            cb_wait_front(cb_l_prev, 1);
+            tile_regs_acquire();
+            mul_tiles_bcast_cols(cb_l_prev, CB_ALPHA, 0, 0, 0);
+            pack_to(CB_TMP);
+            cb_pop_front(cb_l_prev, 1);
+            cb_wait_front(CB_LC, 1);
+            cb_wait_front(CB_TMP, 1);
+            tile_regs_acquire();
+            add_tiles(CB_LC, CB_TMP, 0, 0, 0);
+            pack_to(cb_l);
+            cb_pop_front(CB_LC, 1);
+            cb_pop_front(CB_TMP, 1);
+        }
+
+        // O = O_prev * alpha + P V, per D tile
+        cb_wait_front(CB_V, d_tiles);
+        mm_init_short(CB_P, CB_V, 0);
+        for (uint32_t d = 0; d < d_tiles; ++d) {
+            tile_regs_acquire();
+            matmul_tiles(CB_P, CB_V, 0, d, 0);
+            pack_to(first ? cb_o : CB_PV);
+        }
+        cb_pop_front(CB_V, d_tiles);
+        cb_pop_front(CB_P, 1);
+        if (!first) {
+            cb_wait_front(CB_PV, d_tiles);
+            cb_wait_front(cb_o_prev, d_tiles);
+            for (uint32_t d = 0; d < d_tiles; ++d) {
+                tile_regs_acquire();
+                mul_tiles_bcast_cols(cb_o_prev, CB_ALPHA, d, 0, 0);
+                pack_to(CB_TMP);
+                cb_wait_front(CB_TMP, 1);
+                tile_regs_acquire();
+                add_tiles(CB_PV, CB_TMP, d, 0, 0);
+                pack_to(cb_o);
+                cb_pop_front(CB_TMP, 1);
+            }
+            cb_pop_front(CB_PV, d_tiles);
+            cb_pop_front(cb_o_prev, d_tiles);
+            cb_pop_front(CB_ALPHA, 1);
+        }
+    }
+
+    // out = O / l
+    const uint32_t last = (chunks - 1) % 2;
+    const uint32_t cb_l = last ? CB_L1 : CB_L0, cb_o = last ? CB_O1 : CB_O0, cb_m = last ? CB_M1 : CB_M0;
+    cb_wait_front(cb_l, 1);
+    tile_regs_acquire();
+    copy_tile(cb_l, 0, 0);
+    recip_tile(0);
+    pack_to(CB_TMP);
+    cb_pop_front(cb_l, 1);
+    cb_wait_front(CB_TMP, 1);
+    cb_wait_front(cb_o, d_tiles);
+    for (uint32_t d = 0; d < d_tiles; ++d) {
+        tile_regs_acquire();
+        mul_tiles_bcast_cols(cb_o, CB_TMP, d, 0, 0);
+        pack_to(CB_OUT);
+    }
+    cb_pop_front(cb_o, d_tiles);
+    cb_pop_front(CB_TMP, 1);
+    cb_pop_front(cb_m, 1);
+    cb_pop_front(CB_Q, d_tiles);
+    cb_pop_front(CB_SCALE, 1);
+    cb_pop_front(CB_ONES, 1);
+}

@@ -1,0 +1,121 @@
+// verify_attention, reader (NCRISC): one (sequence b, KV head h) per core. Pushes the
+// step's position for the compute kernel, the constant tiles (scale, ones), the packed
+// query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+T-1
+// the K tiles, the staircase mask when the chunk reaches past pos, and the V tiles.
+// Each K / V chunk is read once for all T query rows and all heads of the GQA group.
+#include <cstdint>
+
+#include "api/dataflow/dataflow_api.h"
+#include "verify_attention_common.hpp"
+
+using namespace verify_attention;
+
+void kernel_main() {
+    // Runtime args
+    // ------------
+    const uint32_t q_addr = get_arg_val<uint32_t>(RT_READER_Q_ADDR);
+    const uint32_t k_addr = get_arg_val<uint32_t>(RT_READER_K_ADDR);
+    const uint32_t v_addr = get_arg_val<uint32_t>(RT_READER_V_ADDR);
+    const uint32_t pos_addr = get_arg_val<uint32_t>(RT_READER_POS_ADDR);
+    const uint32_t bh = get_arg_val<uint32_t>(RT_READER_BH);
+    const uint32_t scale_bits = get_arg_val<uint32_t>(RT_READER_SCALE_BITS);
+
+    // Compile-time args
+    // -----------------
+    constexpr uint32_t cb_q = get_compile_time_arg_val(CT_READER_CB_Q);        // [Dt] tiles of q
+    constexpr uint32_t cb_k = get_compile_time_arg_val(CT_READER_CB_K);        // [Dt] tiles per chunk
+    constexpr uint32_t cb_v = get_compile_time_arg_val(CT_READER_CB_V);        // [Dt] tiles per chunk
+    constexpr uint32_t cb_mask = get_compile_time_arg_val(CT_READER_CB_MASK);  // fp32 tile: 0 or -inf
+    constexpr uint32_t cb_scale = get_compile_time_arg_val(CT_READER_CB_SCALE);  // fp32 tile of the scale
+    constexpr uint32_t cb_ones = get_compile_time_arg_val(CT_READER_CB_ONES);    // fp32 tile of 1.0
+    constexpr uint32_t cb_pos = get_compile_time_arg_val(CT_READER_CB_POS);      // [pos, chunks] uint32
+    constexpr uint32_t d_tiles = get_compile_time_arg_val(CT_READER_D_TILES);
+    constexpr uint32_t s_tiles = get_compile_time_arg_val(CT_READER_S_TILES);
+    constexpr uint32_t T = get_compile_time_arg_val(CT_READER_T);
+    constexpr uint32_t group = get_compile_time_arg_val(CT_READER_GROUP);
+    constexpr uint32_t hkv = get_compile_time_arg_val(CT_READER_HKV);
+    constexpr auto q_args = TensorAccessorArgs<CT_READER_Q_TA>();
+    constexpr auto k_args = TensorAccessorArgs<CT_READER_K_TA>();
+    constexpr auto v_args = TensorAccessorArgs<CT_READER_V_TA>();
+    constexpr auto pos_args = TensorAccessorArgs<CT_READER_POS_TA>();
+    static_assert(T * group <= 32, "T * Hq/Hkv query rows must fit one 32-row tile");
+    static_assert(get_dataformat(cb_mask) == DataFormat::Float32 && get_dataformat(cb_scale) == DataFormat::Float32,
+                  "constant tiles are fp32");
+
+    const auto q = TensorAccessor(q_args, q_addr, get_tile_size(cb_q));
+    const auto k = TensorAccessor(k_args, k_addr, get_tile_size(cb_k));
+    const auto v = TensorAccessor(v_args, v_addr, get_tile_size(cb_v));
+    const uint32_t b = bh / hkv;
+
+    // pos [B]: this sequence's position, and the chunks that hold keys 0 .. pos + T - 1
+    cb_reserve_back(cb_pos, 1);
+    const uint32_t pos_l1 = get_write_ptr(cb_pos);
+    const auto pos_acc = TensorAccessor(pos_args, pos_addr);
+    noc_async_read(get_noc_addr(0, pos_acc), pos_l1, pos_args.get_aligned_page_size());
+    noc_async_read_barrier();
+    volatile tt_l1_ptr uint32_t* pos_words = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(pos_l1);
+    const uint32_t pos = pos_words[b];
+    const uint32_t chunks = (pos + T + 31) / 32;
+    if (chunks > s_tiles) {
+        char msg[96];
+        __builtin_snprintf(msg, sizeof msg, "pos %u + T %u is past the cache (%u keys)", pos, T, s_tiles * 32);
+        emu_ctx->api->fail(emu_ctx, msg);
+    }
+    pos_words[0] = pos;
+    pos_words[1] = chunks;
+    cb_push_back(cb_pos, 1);
+
+    // constant tiles: the scale (every entry) and ones (row sums by matmul, the reduce scaler)
+    float scale;
+    __builtin_memcpy(&scale, &scale_bits, 4);
+    cb_reserve_back(cb_scale, 1);
+    cb_reserve_back(cb_ones, 1);
+    volatile tt_l1_ptr float* scale_tile = reinterpret_cast<volatile tt_l1_ptr float*>(get_write_ptr(cb_scale));
+    volatile tt_l1_ptr float* ones_tile = reinterpret_cast<volatile tt_l1_ptr float*>(get_write_ptr(cb_ones));
+    for (uint32_t i = 0; i < 1024; ++i) {
+        scale_tile[i] = scale;
+        ones_tile[i] = 1.0f;
+    }
+    cb_push_back(cb_scale, 1);
+    cb_push_back(cb_ones, 1);
+
+    // q: one tile row [32, D] of this (b, h)
+    cb_reserve_back(cb_q, d_tiles);
+    for (uint32_t d = 0; d < d_tiles; ++d) {
+        noc_async_read(get_noc_addr(bh * d_tiles + d, q), get_write_ptr(cb_q) + d * get_tile_size(cb_q),
+                       get_tile_size(cb_q));
+    }
+    noc_async_read_barrier();
+    cb_push_back(cb_q, d_tiles);
+
+    for (uint32_t c = 0; c < chunks; ++c) {
+        const uint32_t first_tile = (bh * s_tiles + c) * d_tiles;  // K / V tile (chunk c, d = 0)
+        cb_reserve_back(cb_k, d_tiles);
+        for (uint32_t d = 0; d < d_tiles; ++d) {
+            noc_async_read(get_noc_addr(first_tile + d, k), get_write_ptr(cb_k) + d * get_tile_size(cb_k),
+                           get_tile_size(cb_k));
+        }
+        noc_async_read_barrier();
+        cb_push_back(cb_k, d_tiles);
+
+        if (chunk_is_masked(c, pos)) {  // row (t, g) attends keys 0 .. pos + t
+            cb_reserve_back(cb_mask, 1);
+            volatile tt_l1_ptr float* mask = reinterpret_cast<volatile tt_l1_ptr float*>(get_write_ptr(cb_mask));
+            for (uint32_t r = 0; r < 32; ++r) {
+                const uint32_t t = r < T * group ? r / group : T - 1;  // padding rows: the last query's keys
+                for (uint32_t col = 0; col < 32; ++col) {
+                    mask[tile_offset(r, col)] = 32 * c + col <= pos + t ? 0.0f : -__builtin_inff();
+                }
+            }
+            cb_push_back(cb_mask, 1);
+        }
+
+        cb_reserve_back(cb_v, d_tiles);
+        for (uint32_t d = 0; d < d_tiles; ++d) {
+            noc_async_read(get_noc_addr(first_tile + d, v), get_write_ptr(cb_v) + d * get_tile_size(cb_v),
+                           get_tile_size(cb_v));
+        }
+        noc_async_read_barrier();
+        cb_push_back(cb_v, d_tiles);
+    }
+}

@@ -1,0 +1,75 @@
+// Shared by the host (tt_specdec/ops/verify_attention_program.py reads these names) and the kernels.
+#pragma once
+
+#include <cstdint>
+
+namespace verify_attention {
+
+// reader_verify_attention.cpp runtime args
+constexpr uint32_t RT_READER_Q_ADDR = 0;    // q packed [B*Hkv, 32 rows (t, g), D], tiles
+constexpr uint32_t RT_READER_K_ADDR = 1;    // k_cache [B*Hkv, S, D], tiles
+constexpr uint32_t RT_READER_V_ADDR = 2;    // v_cache [B*Hkv, S, D], tiles
+constexpr uint32_t RT_READER_POS_ADDR = 3;  // pos [B] int32, one page
+constexpr uint32_t RT_READER_BH = 4;        // this core's (sequence, KV head): b * Hkv + h
+constexpr uint32_t RT_READER_SCALE_BITS = 5;  // softmax scale, fp32 bits
+
+// reader_verify_attention.cpp compile-time args
+constexpr uint32_t CT_READER_CB_Q = 0;
+constexpr uint32_t CT_READER_CB_K = 1;
+constexpr uint32_t CT_READER_CB_V = 2;
+constexpr uint32_t CT_READER_CB_MASK = 3;
+constexpr uint32_t CT_READER_CB_SCALE = 4;
+constexpr uint32_t CT_READER_CB_ONES = 5;
+constexpr uint32_t CT_READER_CB_POS = 6;
+constexpr uint32_t CT_READER_D_TILES = 7;    // D / 32
+constexpr uint32_t CT_READER_S_TILES = 8;    // cache length / 32
+constexpr uint32_t CT_READER_T = 9;          // query rows per sequence (k + 1)
+constexpr uint32_t CT_READER_GROUP = 10;     // Hq / Hkv
+constexpr uint32_t CT_READER_HKV = 11;
+constexpr uint32_t CT_READER_Q_TA = 12;      // TensorAccessorArgs (2 args each)
+constexpr uint32_t CT_READER_K_TA = 14;
+constexpr uint32_t CT_READER_V_TA = 16;
+constexpr uint32_t CT_READER_POS_TA = 18;
+
+// compute_verify_attention.cpp runtime args: none (pos and the chunk count arrive in cb_pos)
+// compute_verify_attention.cpp compile-time args
+constexpr uint32_t CT_COMPUTE_D_TILES = 0;
+
+// writer_verify_attention.cpp runtime args
+constexpr uint32_t RT_WRITER_OUT_ADDR = 0;  // out packed [B*Hkv, 32, D], tiles
+constexpr uint32_t RT_WRITER_BH = 1;
+// writer_verify_attention.cpp compile-time args
+constexpr uint32_t CT_WRITER_CB_OUT = 0;
+constexpr uint32_t CT_WRITER_D_TILES = 1;
+constexpr uint32_t CT_WRITER_OUT_TA = 2;
+
+// Circular buffers (fixed indices: the compute kernel names them directly)
+constexpr uint32_t CB_Q = 0;
+constexpr uint32_t CB_K = 1;
+constexpr uint32_t CB_V = 2;
+constexpr uint32_t CB_MASK = 3;
+constexpr uint32_t CB_SCALE = 4;
+constexpr uint32_t CB_ONES = 5;
+constexpr uint32_t CB_POS = 6;
+constexpr uint32_t CB_OUT = 16;
+constexpr uint32_t CB_ALPHA = 17;
+constexpr uint32_t CB_TMP = 18;
+constexpr uint32_t CB_PV = 19;
+constexpr uint32_t CB_LC = 20;
+constexpr uint32_t CB_S2 = 21;
+constexpr uint32_t CB_S = 24;
+constexpr uint32_t CB_P = 25;
+constexpr uint32_t CB_M0 = 26;
+constexpr uint32_t CB_M1 = 27;
+constexpr uint32_t CB_L0 = 28;
+constexpr uint32_t CB_L1 = 29;
+constexpr uint32_t CB_O0 = 30;
+constexpr uint32_t CB_O1 = 31;
+
+// element (r, c) of a 32 x 32 tile stored as four 16 x 16 faces
+inline uint32_t tile_offset(uint32_t r, uint32_t c) { return ((r >> 4) * 2 + (c >> 4)) * 256 + (r & 15) * 16 + (c & 15); }
+
+// chunk c (keys 32c .. 32c+31) needs the staircase mask when a key in it is past pos (row t = 0's last key)
+inline bool chunk_is_masked(uint32_t c, uint32_t pos) { return 32 * c + 31 > pos; }
+
+}  // namespace verify_attention
