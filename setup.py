@@ -73,6 +73,8 @@ setup(
         "smollm2": ["gguf", "tokenizers"],
         # reference for tests/models/test_smollm2.py (transformers' own GGUF load); never fetches from a hub
         "compare": ["transformers", "accelerate", "gguf", "tokenizers"],
+        # the card path (tt_specdec/device.py, ttnn.generic_op): ttnn 0.81.1 has wheels for cp310 / cp312 only
+        "tt": ["ttnn==0.81.1; python_version == '3.10' or python_version == '3.12'"],
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
     ext_modules=[CMakeExtension("tt_specdec._emu")],

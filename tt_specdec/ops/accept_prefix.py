@@ -60,7 +60,8 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                                     None = a deterministic drafter, q_t one-hot on d_t)
         num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
         seed           int or [B]   per-row seeds of this step (sampling only)
-        backend        "torch", or "emu": the TT-Metal kernels on the host emulator (no top-k / top-p yet)
+        backend        "torch", or "emu": the TT-Metal kernels on the host emulator (no top-k / top-p yet),
+                       or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors)
         returns        num_accepted [B] (int64, -1 for skipped rows),
                        output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)
 
@@ -75,6 +76,10 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         >>> accept_prefix(logits, torch.tensor([[1, 2, 3]]))   # d_3 = 3 != 0: reject it, emit 0
         (tensor([2]), tensor([[ 1,  2,  0, -1]]))
     """
+    if backend == "device" or type(target_logits).__module__.split(".")[0] == "ttnn":  # the kernels on a card
+        from tt_specdec import device  # via ttnn.generic_op; ttnn tensors in -> ttnn tensors out
+        return device.accept_prefix(target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
+                                    temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed)
     if backend != "torch":  # "emu": the kernels of kernels/accept_prefix/ on the host emulator
         from tt_specdec.ops.accept_prefix_program import run_backend

@@ -36,6 +36,9 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         ...             torch.tensor([[4, 6, 8, -1], [-1, -1, -1, -1]])).pos
         tensor([13,  7])
     """
+    if type(pos).__module__.split(".")[0] == "ttnn":  # ttnn device tensors: the kernels on the card
+        from tt_specdec import device
+        return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size)
     check_shape("pos", pos, (None,))
     B = pos.shape[0]
     check_shape("last", last, (B,))

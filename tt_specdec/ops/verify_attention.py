@@ -41,6 +41,9 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     B, T, Hq, D = q.shape
     paged = page_table is not None
     Hkv = k_cache.shape[1]
+    if type(q).__module__.split(".")[0] == "ttnn":  # ttnn device tensors: the kernels on the card
+        from tt_specdec import device
+        return device.verify_attention(q, k_cache, v_cache, pos, page_table=page_table, scale=scale)
     check_shape("q", q, (None, None, None, None))
     if paged:
         check_shape("k_cache", k_cache, (None, None, None, D), "(paged: [blocks, Hkv, blk, D])")
