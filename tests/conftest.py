@@ -33,3 +33,36 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", f"greedy divergences proven near-ties: {len(NEAR_TIES)}")
         for line in NEAR_TIES:
             terminalreporter.write_line(line)
+
+
+# ---- `pytest --device`: the op property tests on a Tenstorrent card (tests/device/) ------------
+
+def pytest_addoption(parser):
+    parser.addoption("--device", action="store_true", default=False,
+                     help="also run the tests marked `device`: the kernels on a Tenstorrent card through "
+                          "ttnn.generic_op (needs ttnn 0.81.1: pip install 'tt_specdec[tt]', and a card)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "device: runs the kernels on a Tenstorrent card through ttnn.generic_op "
+                                       "(selected by --device; skipped with the reason when no card is found)")
+
+
+def device_skip_reason(config) -> str | None:
+    from tt_specdec import device
+
+    if not config.getoption("--device"):
+        return "the card path runs with `pytest --device` (a Tenstorrent card and ttnn 0.81.1)"
+    if device.ttnn_version() is None:
+        return f"--device: ttnn is not installed; {device.INSTALL_HINT}"
+    if not device.card_present():
+        return "--device: no Tenstorrent card found (/dev/tenstorrent is missing or empty)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if "device" in item.keywords]
+    reason = device_skip_reason(config) if marked else None
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))

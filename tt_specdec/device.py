@@ -279,7 +279,8 @@ def accept_prefix(target_logits, draft_tokens, *, draft_probs=None, num_draft=No
         if is_ttnn_tensor(seed):
             tensors["seeds"] = to_device(seed, _tensor(prog, "seeds"), dev)
         else:
-            seeds = [int(s) & 0xFFFFFFFF for s in (seed.tolist() if hasattr(seed, "tolist") else [seed] * B)]
+            vals = seed.reshape(-1).tolist() if hasattr(seed, "reshape") else [seed]
+            seeds = [int(s) & 0xFFFFFFFF for s in (vals * B if len(vals) == 1 else vals)]
             seeds = [s - (1 << 32) if s >= 1 << 31 else s for s in seeds]  # the uint32 bits as int32
             tensors["seeds"] = _const(seeds, _tensor(prog, "seeds"), dev)
         if draft_probs is not None:
