@@ -3,9 +3,12 @@
 // query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+T-1
 // the K tiles, the staircase mask when the chunk reaches past pos, and the V tiles.
 // Each K / V chunk is read once for all T query rows and all heads of the GQA group.
+// Paged cache: caches are [blocks, Hkv, block, D] and chunk c of sequence b lives in block
+// page_table[b][c / block_tiles]; blocks are whole 32-key chunks, so a chunk never straddles two.
 #include <cstdint>
 
 #include "api/dataflow/dataflow_api.h"
+#include "api/debug/assert.h"
 #include "verify_attention_common.hpp"
 
 using namespace verify_attention;
@@ -19,6 +22,7 @@ void kernel_main() {
     const uint32_t pos_addr = get_arg_val<uint32_t>(RT_READER_POS_ADDR);
     const uint32_t bh = get_arg_val<uint32_t>(RT_READER_BH);
     const uint32_t scale_bits = get_arg_val<uint32_t>(RT_READER_SCALE_BITS);
+    const uint32_t page_table_addr = get_arg_val<uint32_t>(RT_READER_PAGE_TABLE_ADDR);
 
     // Compile-time args
     // -----------------
@@ -38,6 +42,11 @@ void kernel_main() {
     constexpr auto k_args = TensorAccessorArgs<CT_READER_K_TA>();
     constexpr auto v_args = TensorAccessorArgs<CT_READER_V_TA>();
     constexpr auto pos_args = TensorAccessorArgs<CT_READER_POS_TA>();
+    constexpr uint32_t block_tiles = get_compile_time_arg_val(CT_READER_BLOCK_TILES);  // 0: contiguous
+    constexpr uint32_t max_blocks = get_compile_time_arg_val(CT_READER_MAX_BLOCKS);
+    constexpr uint32_t cb_table = get_compile_time_arg_val(CT_READER_CB_TABLE);
+    constexpr auto page_table_args = TensorAccessorArgs<CT_READER_PAGE_TABLE_TA>();
+    constexpr bool paged = block_tiles > 0;
     static_assert(T * group <= 32, "T * Hq/Hkv query rows must fit one 32-row tile");
     static_assert(get_dataformat(cb_mask) == DataFormat::Float32 && get_dataformat(cb_scale) == DataFormat::Float32,
                   "constant tiles are fp32");
@@ -45,7 +54,7 @@ void kernel_main() {
     const auto q = TensorAccessor(q_args, q_addr, get_tile_size(cb_q));
     const auto k = TensorAccessor(k_args, k_addr, get_tile_size(cb_k));
     const auto v = TensorAccessor(v_args, v_addr, get_tile_size(cb_v));
-    const uint32_t b = bh / hkv;
+    const uint32_t b = bh / hkv, h = bh % hkv;
 
     // pos [B]: this sequence's position, and the chunks that hold keys 0 .. pos + T - 1
     cb_reserve_back(cb_pos, 1);
@@ -56,11 +65,7 @@ void kernel_main() {
     volatile tt_l1_ptr uint32_t* pos_words = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(pos_l1);
     const uint32_t pos = pos_words[b];
     const uint32_t chunks = (pos + T + 31) / 32;
-    if (chunks > s_tiles) {
-        char msg[96];
-        __builtin_snprintf(msg, sizeof msg, "pos %u + T %u is past the cache (%u keys)", pos, T, s_tiles * 32);
-        emu_ctx->api->fail(emu_ctx, msg);
-    }
+    ASSERT(chunks <= (paged ? max_blocks * block_tiles : s_tiles));  // pos + T - 1 is inside the cache
     pos_words[0] = pos;
     pos_words[1] = chunks;
     cb_push_back(cb_pos, 1);
@@ -88,8 +93,23 @@ void kernel_main() {
     noc_async_read_barrier();
     cb_push_back(cb_q, d_tiles);
 
+    // paged: this sequence's page-table row, kept in L1 for the whole pass
+    volatile tt_l1_ptr int32_t* table = nullptr;
+    if constexpr (paged) {
+        const auto page_table = TensorAccessor(page_table_args, page_table_addr, max_blocks * sizeof(int32_t));
+        const uint32_t table_l1 = get_write_ptr(cb_table);
+        noc_async_read(get_noc_addr(b, page_table), table_l1, max_blocks * sizeof(int32_t));
+        noc_async_read_barrier();
+        table = reinterpret_cast<volatile tt_l1_ptr int32_t*>(table_l1);
+    }
+
     for (uint32_t c = 0; c < chunks; ++c) {
-        const uint32_t first_tile = (bh * s_tiles + c) * d_tiles;  // K / V tile (chunk c, d = 0)
+        uint32_t first_tile = (bh * s_tiles + c) * d_tiles;  // K / V tile (chunk c, d = 0)
+        if constexpr (paged) {
+            const int32_t block = table[c / block_tiles];
+            ASSERT(block >= 0);  // every block up to pos + T - 1 is allocated
+            first_tile = ((static_cast<uint32_t>(block) * hkv + h) * block_tiles + c % block_tiles) * d_tiles;
+        }
         cb_reserve_back(cb_k, d_tiles);
         for (uint32_t d = 0; d < d_tiles; ++d) {
             noc_async_read(get_noc_addr(first_tile + d, k), get_write_ptr(cb_k) + d * get_tile_size(cb_k),

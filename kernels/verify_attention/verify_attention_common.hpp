@@ -12,6 +12,7 @@ constexpr uint32_t RT_READER_V_ADDR = 2;    // v_cache [B*Hkv, S, D], tiles
 constexpr uint32_t RT_READER_POS_ADDR = 3;  // pos [B] int32, one page
 constexpr uint32_t RT_READER_BH = 4;        // this core's (sequence, KV head): b * Hkv + h
 constexpr uint32_t RT_READER_SCALE_BITS = 5;  // softmax scale, fp32 bits
+constexpr uint32_t RT_READER_PAGE_TABLE_ADDR = 6;  // page_table [B, max_blocks] int32, a page per row (paged only)
 
 // reader_verify_attention.cpp compile-time args
 constexpr uint32_t CT_READER_CB_Q = 0;
@@ -30,6 +31,10 @@ constexpr uint32_t CT_READER_Q_TA = 12;      // TensorAccessorArgs (2 args each)
 constexpr uint32_t CT_READER_K_TA = 14;
 constexpr uint32_t CT_READER_V_TA = 16;
 constexpr uint32_t CT_READER_POS_TA = 18;
+constexpr uint32_t CT_READER_BLOCK_TILES = 20;  // paged: block size / 32; 0 = contiguous cache
+constexpr uint32_t CT_READER_MAX_BLOCKS = 21;   // paged: page_table row length
+constexpr uint32_t CT_READER_CB_TABLE = 22;     // paged: one page_table row (scratch)
+constexpr uint32_t CT_READER_PAGE_TABLE_TA = 23;
 
 // compute_verify_attention.cpp runtime args: none (pos and the chunk count arrive in cb_pos)
 // compute_verify_attention.cpp compile-time args
@@ -51,6 +56,7 @@ constexpr uint32_t CB_MASK = 3;
 constexpr uint32_t CB_SCALE = 4;
 constexpr uint32_t CB_ONES = 5;
 constexpr uint32_t CB_POS = 6;
+constexpr uint32_t CB_TABLE = 7;
 constexpr uint32_t CB_OUT = 16;
 constexpr uint32_t CB_ALPHA = 17;
 constexpr uint32_t CB_TMP = 18;

@@ -1,26 +1,40 @@
-"""verify_attention kernels (kernels/verify_attention/, contiguous cache) on the emulator against
+"""verify_attention kernels (kernels/verify_attention/) on the emulator against
 the plain-loop reference: T 1..8 query rows, GQA ratios 1..8 packed into one 32-row tile, D 32 to
-128, positions across tile boundaries, bf16 and fp32.
+128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32.
 
 Tolerance: fp32 inputs, |out - ref| <= 1e-5 + 1e-5 |ref| (fp32 math vs float64); bf16 inputs, the
 output is rounded to bf16 once more than the reference's float64 -> bf16, so one bf16 ulp:
 |out - ref| <= 2^-7 |ref| + 1e-6."""
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tt_specdec import emu
 from tt_specdec.ops import reference
 from tt_specdec.ops.verify_attention_program import verify_attention_emu
 
 
-def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0):
+def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None):
+    """block_size: a paged cache of S / block_size blocks per sequence, shuffled over the pool,
+    blocks past pos + T - 1 left unallocated (-1)."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(B, T, Hq, D, generator=g).to(dtype)
-    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
-    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
     pos = torch.tensor(pos)
-    out, result = verify_attention_emu(q, k, v, pos)
-    ref = reference.verify_attention(q, k, v, pos).double()
+    page_table = None
+    if block_size is None:
+        k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+        v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    else:
+        max_blocks = -(-S // block_size)
+        pool = B * max_blocks + 3
+        k = torch.randn(pool, Hkv, block_size, D, generator=g).to(dtype)
+        v = torch.randn(pool, Hkv, block_size, D, generator=g).to(dtype)
+        ids = torch.randperm(pool, generator=g)[:B * max_blocks].view(B, max_blocks)
+        used = (pos + T - 1).div(block_size, rounding_mode="floor") + 1  # blocks holding keys 0 .. pos + T - 1
+        page_table = torch.where(torch.arange(max_blocks).view(1, -1) < used.view(-1, 1), ids, -1)
+    out, result = verify_attention_emu(q, k, v, pos, page_table=page_table)
+    ref = reference.verify_attention(q, k, v, pos, page_table=page_table).double()
     rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
     err = (out.double() - ref).abs()
     assert bool((err <= atol + rtol * ref.abs()).all()), f"max error {err.max().item()}"
@@ -30,15 +44,15 @@ def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(B=st.integers(1, 4), T=st.integers(1, 8), Hkv=st.integers(1, 4), group=st.sampled_from([1, 2, 4, 8]),
        D=st.sampled_from([32, 64, 128]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
-       data=st.data())
-def test_matches_reference(B, T, Hkv, group, D, dtype, data):
+       block_size=st.sampled_from([None, 32, 64]), data=st.data())
+def test_matches_reference(B, T, Hkv, group, D, dtype, block_size, data):
     if T * group > 32:
         group = max(1, 32 // T)
     S = data.draw(st.sampled_from([32, 33, 64, 100, 160]))
     # positions at and around tile boundaries, with pos + T <= S
     edges = [p for p in (0, 1, 30, 31, 32, 33, 63, 64, S - T) if 0 <= p <= S - T]
     pos = data.draw(st.lists(st.sampled_from(edges), min_size=B, max_size=B))
-    check(B, T, Hkv * group, Hkv, S, D, pos, dtype, seed=data.draw(st.integers(0, 1000)))
+    check(B, T, Hkv * group, Hkv, S, D, pos, dtype, seed=data.draw(st.integers(0, 1000)), block_size=block_size)
 
 
 def test_kv_read_once_for_all_rows_and_heads():
@@ -51,3 +65,9 @@ def test_kv_read_once_for_all_rows_and_heads():
     # and only the chunks up to pos + T - 1 are read: 29 chunks of K and V per (b, h), bf16 tiles
     kv_bytes = B * Hkv * 2 * 29 * (D // 32) * 2048
     assert kv_bytes <= kv(r1) <= kv_bytes * 1.05
+
+
+def test_unallocated_block_is_caught():
+    q, k, v = torch.randn(1, 2, 2, 32), torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
+    with pytest.raises(emu.EmuError, match=r"reader_verify_attention.*ASSERT failed: block >= 0"):
+        verify_attention_emu(q, k, v, torch.tensor([40]), page_table=torch.tensor([[2, -1, 0]]))

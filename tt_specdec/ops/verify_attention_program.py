@@ -1,5 +1,5 @@
 """Program description of the verify_attention kernels (kernels/verify_attention/), contiguous
-cache: one core per (sequence, KV head); its T query rows times the Hq/Hkv heads of the group
+or paged cache (blocks of whole 32-key chunks): one core per (sequence, KV head); its T query rows times the Hq/Hkv heads of the group
 are packed into one 32-row tile row, so each 32-key chunk of K and V is read once for all of
 them. Shapes (B, T, heads, S, D) and formats are compile-time; positions arrive in the pos
 tensor (the chunk count follows from it on the device).
@@ -23,19 +23,25 @@ MAX_CORES = 64  # the 8 x 8 grid
 
 
 def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, dtype: torch.dtype,
-                             scale: float) -> P.Program:
+                             scale: float, *, num_blocks: int = 0, block_size: int = 0,
+                             max_blocks: int = 0) -> P.Program:
+    """Contiguous caches [B, Hkv, S, D]; or paged ones [num_blocks, Hkv, block_size, D] with
+    page_table [B, max_blocks] when num_blocks > 0 (block_size a multiple of 32)."""
     group = Hq // Hkv
+    paged = num_blocks > 0
     d_tiles, s_tiles = D // 32, -(-S // 32)
     q = P.Tensor("q", (B * Hkv, 32, D), dtype, "tile")
-    k = P.Tensor("k", (B * Hkv, s_tiles * 32, D), dtype, "tile")
-    v = P.Tensor("v", (B * Hkv, s_tiles * 32, D), dtype, "tile")
+    cache_shape = (num_blocks * Hkv, block_size, D) if paged else (B * Hkv, s_tiles * 32, D)
+    k = P.Tensor("k", cache_shape, dtype, "tile")
+    v = P.Tensor("v", cache_shape, dtype, "tile")
     pos = P.Tensor("pos", (1, B), torch.int32)
+    page_table = P.Tensor("page_table", (B, max_blocks) if paged else (1, 1), torch.int32)
     out = P.Tensor("out", (B * Hkv, 32, D), dtype, "tile", is_output=True)
     n = B * Hkv
     grid = [(i % 8, i // 8) for i in range(n)]
     cores = [P.CoreRange((x, y), (x, y)) for x, y in grid]
     C = {name: ARGS[f"CB_{name}"] for name in
-         ("Q", "K", "V", "MASK", "SCALE", "ONES", "POS", "OUT", "ALPHA", "TMP", "PV", "LC", "S2",
+         ("Q", "K", "V", "MASK", "SCALE", "ONES", "POS", "TABLE", "OUT", "ALPHA", "TMP", "PV", "LC", "S2",
           "S", "P", "M0", "M1", "L0", "L1", "O0", "O1")}
     tile_in, tile_f32 = q.page_size, 4096
     fmt_in, f32 = P.data_format(dtype), P.DataFormat.Float32
@@ -45,6 +51,8 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
            P.CircularBuffer(C["K"], cores, 2 * d_tiles, tile_in, fmt_in, "k"),
            P.CircularBuffer(C["V"], cores, 2 * d_tiles, tile_in, fmt_in, "v"),
            P.CircularBuffer(C["POS"], cores, 1, P.align(max(B * 4, 32), 32), P.DataFormat.UInt32, "pos"),
+           P.CircularBuffer(C["TABLE"], cores, 1, P.align(max(max_blocks * 4, 32), 32), P.DataFormat.Int32,
+                            "page_table"),
            P.CircularBuffer(C["OUT"], cores, 2, tile_in, fmt_in, "out"),
            P.CircularBuffer(C["PV"], cores, d_tiles, tile_f32, f32, "pv"),
            P.CircularBuffer(C["O0"], cores, d_tiles, tile_f32, f32, "o0"),
@@ -54,29 +62,38 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
     reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_q=C["Q"], cb_k=C["K"], cb_v=C["V"], cb_mask=C["MASK"],
                              cb_scale=C["SCALE"], cb_ones=C["ONES"], cb_pos=C["POS"], d_tiles=d_tiles,
                              s_tiles=s_tiles, t=T, group=group, hkv=Hkv, q_ta=ta(q), k_ta=ta(k), v_ta=ta(v),
-                             pos_ta=ta(pos))
+                             pos_ta=ta(pos), block_tiles=block_size // 32 if paged else 0,
+                             max_blocks=max_blocks, cb_table=C["TABLE"], page_table_ta=ta(page_table))
     compute_ct = P.arg_vector(ARGS, "CT_COMPUTE_", d_tiles=d_tiles)
     writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_out=C["OUT"], d_tiles=d_tiles, out_ta=ta(out))
     scale_bits = struct.unpack("<I", struct.pack("<f", scale))[0]
     reader_rt = {c: P.arg_vector(ARGS, "RT_READER_", q_addr=P.BufferAddress("q"), k_addr=P.BufferAddress("k"),
                                  v_addr=P.BufferAddress("v"), pos_addr=P.BufferAddress("pos"), bh=i,
-                                 scale_bits=scale_bits) for i, c in enumerate(grid)}
+                                 scale_bits=scale_bits,
+                                 page_table_addr=P.BufferAddress("page_table") if paged else 0)
+                 for i, c in enumerate(grid)}
     writer_rt = {c: P.arg_vector(ARGS, "RT_WRITER_", out_addr=P.BufferAddress("out"), bh=i)
                  for i, c in enumerate(grid)}
     kernels = [P.Kernel("verify_attention/reader_verify_attention.cpp", "reader", cores, reader_ct, reader_rt),
                P.Kernel("verify_attention/compute_verify_attention.cpp", "compute", cores, compute_ct,
                         {c: [] for c in grid}, fp32_dest_acc_en=True),
                P.Kernel("verify_attention/writer_verify_attention.cpp", "writer", cores, writer_ct, writer_rt)]
-    return P.Program("verify_attention", kernels, cbs, [q, k, v, pos, out])
+    return P.Program("verify_attention", kernels, cbs, [q, k, v, pos] + ([page_table] if paged else []) + [out])
 
 
 def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                         scale: float | None = None):
-    """q [B, T, Hq, D], contiguous caches [B, Hkv, S, D], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult)."""
+                         page_table: torch.Tensor | None = None, scale: float | None = None):
+    """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table
+    [B, max_blocks], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult)."""
     from tt_specdec import emu
 
     B, T, Hq, D = q.shape
-    Hkv, S = k_cache.shape[1], k_cache.shape[2]
+    Hkv = k_cache.shape[1]
+    paged = page_table is not None
+    S = page_table.shape[1] * k_cache.shape[2] if paged else k_cache.shape[2]
+    if paged and k_cache.shape[2] % 32:
+        raise NotImplementedError(f"verify_attention(backend='emu'): block size {k_cache.shape[2]} must be a "
+                                  "multiple of 32 (whole key chunks per block)")
     group = Hq // Hkv
     if T * group > 32 or D % 32 or B * Hkv > MAX_CORES or q.dtype not in (torch.bfloat16, torch.float32):
         raise NotImplementedError(f"verify_attention(backend='emu'): needs T*Hq/Hkv <= 32 (got {T * group}), D a "
@@ -89,8 +106,16 @@ def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     qp = torch.zeros(B, Hkv, 32, D, dtype=q.dtype)
     qp[:, :, :T * group] = q.view(B, T, Hkv, group, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, T * group, D)
     pad = lambda c: torch.nn.functional.pad(c.to(q.dtype), (0, 0, 0, s_pad - S)).reshape(B * Hkv, s_pad, D)  # noqa
-    prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale)
-    r = emu.run(prog, {"q": qp.reshape(B * Hkv, 32, D), "k": pad(k_cache), "v": pad(v_cache),
-                       "pos": pos.to(torch.int32).view(1, B)})
+    inputs = {"q": qp.reshape(B * Hkv, 32, D), "pos": pos.to(torch.int32).view(1, B)}
+    if paged:
+        nb, blk = k_cache.shape[0], k_cache.shape[2]
+        prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, num_blocks=nb, block_size=blk,
+                                        max_blocks=page_table.shape[1])
+        inputs.update(k=k_cache.to(q.dtype).reshape(nb * Hkv, blk, D), v=v_cache.to(q.dtype).reshape(nb * Hkv, blk, D),
+                      page_table=page_table.to(torch.int32))
+    else:
+        prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale)
+        inputs.update(k=pad(k_cache), v=pad(v_cache))
+    r = emu.run(prog, inputs)
     o = r.outputs["out"].view(B, Hkv, 32, D)[:, :, :T * group]
     return o.reshape(B, Hkv, T, group, D).permute(0, 2, 1, 3, 4).reshape(B, T, Hq, D), r
