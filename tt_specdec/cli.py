@@ -60,6 +60,10 @@ def cmd_bench(args) -> int:
     from tt_specdec import Sampling, load_pair, __version__
     from tt_specdec.spec import bench
 
+    if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
+        from tt_specdec import device
+        return device.bench_cli(args)
+
     set_threads(args)
     pair = load_pair(args.pair)
     prompts = bench.TINY_PROMPTS[:args.num_prompts] if args.num_prompts else bench.TINY_PROMPTS
@@ -95,11 +99,8 @@ def cmd_info(args) -> int:
         print("  emu       available (host emulator of the TT-Metal kernel API)")
     except ImportError:
         print("  emu       not built (arrives with the kernels: csrc/)")
-    try:
-        import ttnn
-        print(f"  ttnn      {getattr(ttnn, '__version__', '?')} importable")
-    except Exception as e:  # ttnn raises more than ImportError without its runtime
-        print(f"  ttnn      not available ({type(e).__name__}: {e}); the card path needs ttnn 0.81.1, Python 3.10 or 3.12")
+    from tt_specdec import device
+    device.print_info()
     return 0
 
 
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--repeats", type=int, default=1)
     b.add_argument("--json", help="write results to this file")
     b.add_argument("--plot", help="write acceptance per position and speedup per k to this PNG")
+    b.add_argument("--device", action="store_true",
+                   help="time the fused ops' kernels on a Tenstorrent card (ttnn.generic_op) against the torch path, "
+                        "checking they agree; skipped with the reason when no card or no ttnn")
     add_sampling_args(b)
     b.set_defaults(func=cmd_bench)
 

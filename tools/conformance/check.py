@@ -281,6 +281,40 @@ def check_descriptions(progs, dev, log: Path, report: Report) -> list[tuple[str,
     return accepted
 
 
+def check_op_wrappers(dev, report: Report) -> None:
+    """tt_specdec.device's op entry points with ttnn tensors (what `ops.accept_prefix(ttnn tensors)`
+    runs): inputs made with ttnn.Tensor / ttnn.empty, results must come back as device tensors of the
+    documented shapes. The mock executes nothing, so values are not checked (that takes a card)."""
+    import ttnn
+    from tt_specdec import device as D
+
+    B, k, V = 2, 3, 2049
+    rm = ttnn.ROW_MAJOR_LAYOUT
+    logits = ttnn.empty([B, k + 1, V], ttnn.bfloat16, rm, dev, ttnn.DRAM_MEMORY_CONFIG)
+    drafts = ttnn.Tensor([1] * (B * k), [B, k], ttnn.int32, rm, dev)
+    cases = {
+        "accept_prefix greedy": lambda: D.accept_prefix(logits, drafts, dev=dev),
+        "accept_prefix sampling": lambda: D.accept_prefix(logits, drafts, temperature=0.8, seed=5, dev=dev),
+    }
+    for name, run in cases.items():
+        try:
+            n, out = run()
+            assert D.is_ttnn_tensor(n) and list(n.shape) == [B], f"num_accepted {list(n.shape)}"
+            assert D.is_ttnn_tensor(out) and list(out.shape) == [B, k + 1], f"output_tokens {list(out.shape)}"
+            print(f"ok: device.{name} with ttnn tensors", flush=True)
+        except Exception as e:  # noqa: BLE001
+            report.fail(f"device.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
+    try:
+        row = ttnn.Tensor([1] * B, [1, B], ttnn.int32, rm, dev)
+        out = ttnn.Tensor([1] * (B * (k + 1)), [B, k + 1], ttnn.int32, rm, dev)
+        table = ttnn.Tensor([0] * (B * 8), [B, 8], ttnn.int32, rm, dev)
+        r = D.rollback_kv(row, row, row, out, page_table=table, block_size=16, dev=dev)
+        assert list(r.pos.shape) == [B] and list(r.page_table.shape) == [B, 8], (r.pos.shape, r.page_table.shape)
+        print("ok: device.rollback_kv with ttnn tensors", flush=True)
+    except Exception as e:  # noqa: BLE001
+        report.fail(f"device.rollback_kv with ttnn tensors: {type(e).__name__}: {short_error(e)}")
+
+
 # ---- dataflow: clang-19 syntax check with the recorded flags -----------------------------------
 
 RISCV_HEADERS = ["/usr/riscv64-linux-gnu/include/c++/12", "/usr/riscv64-linux-gnu/include/c++/12/riscv64-linux-gnu"]
@@ -620,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         dev = ttnn.open_device(device_id=0)
         try:
             accepted = check_descriptions(progs, dev, log, report)
+            if not args.only_extra:
+                check_op_wrappers(dev, report)
         finally:
             ttnn.close_device(dev)
         check_dataflow(accepted, log, work, report, args.jobs)
