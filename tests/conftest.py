@@ -61,7 +61,7 @@ def device_skip_reason(config) -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    marked = [item for item in items if "device" in item.keywords]
+    marked = [item for item in items if item.get_closest_marker("device") is not None]
     reason = device_skip_reason(config) if marked else None
     if reason:
         for item in marked:
