@@ -1,7 +1,7 @@
 """Program description of the verify_attention kernels (kernels/verify_attention/), contiguous
-or paged cache (blocks of whole 32-key chunks): one core per (sequence, KV head); its T query rows times the Hq/Hkv heads of the group
-are packed into one 32-row tile row, so each 32-key chunk of K and V is read once for all of
-them. Shapes (B, T, heads, S, D) and formats are compile-time; positions arrive in the pos
+or paged cache (blocks of whole 32-key chunks): one core per (sequence, KV head); its T query
+rows times the Hq/Hkv heads of the group are packed into one 32-row tile row, so each 32-key
+chunk of K and V is read once for all of them. Shapes (B, T, heads, S, D) and formats are compile-time; positions arrive in the pos
 tensor (the chunk count follows from it on the device).
 
 Host glue: q [B, T, Hq, D] is packed to [B*Hkv, 32, D] (row t*group + g) and tilized, the
