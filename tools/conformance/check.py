@@ -654,9 +654,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     report = Report()
 
+    args.kernel = [f"{s.partition(':')[0]}:{Path(s.partition(':')[2]).resolve()}" for s in args.kernel]
+    args.description = [str(Path(f).resolve()) for f in args.description]
     ttnn_dir = ttnn_package_dir()
     install_standin(ttnn_dir)
     work = Path(tempfile.mkdtemp(prefix="tt_specdec_conformance_"))
+    os.chdir(work)  # tt-metal writes generated/ (fabric, watcher files) into the working directory
     log = work / "jit.jsonl"
     (work / "cluster_n150.yaml").write_text(CLUSTER_DESCRIPTOR)
     os.environ["TT_METAL_MOCK_CLUSTER_DESC_PATH"] = str(work / "cluster_n150.yaml")
