@@ -16,7 +16,8 @@ class Rollback(NamedTuple):
 
 
 def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor, *,
-                page_table: torch.Tensor | None = None, block_size: int | None = None) -> Rollback:
+                page_table: torch.Tensor | None = None, block_size: int | None = None,
+                backend: str = "torch") -> Rollback:
     """State after one speculative step; inputs are not modified.
 
     Shapes:
@@ -24,6 +25,7 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         num_accepted   [B]            n per row from accept_prefix; -1 skips the row (finished)
         output_tokens  [B, k+1]       from accept_prefix
         page_table     [B, max_blocks] paged cache only, with block_size slots per block
+        backend        "torch", or "emu": the TT-Metal kernels of kernels/rollback_kv/ on the host emulator
         returns        Rollback(pos + n + 1, output_tokens[n], page_table, freed)
 
     KV slots pos+n+1 .. pos+k hold rejected drafts: with a contiguous cache they are
@@ -53,10 +55,15 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
             raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
     live = num_accepted >= 0
     n = num_accepted.long().clamp(min=0)
-    new_pos = torch.where(live, pos + n.to(pos.dtype) + 1, pos)  # keep the caller's dtype (int32 on device)
     emitted = output_tokens.long().gather(1, n.view(B, 1)).squeeze(1)
     if bool((live & (emitted < 0)).any()):
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
+    if backend == "emu":
+        from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
+        return rollback_kv_emu(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size)[0]
+    if backend != "torch":
+        raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
+    new_pos = torch.where(live, pos + n.to(pos.dtype) + 1, pos)  # keep the caller's dtype (int32 on device)
     new_last = torch.where(live, emitted.to(last.dtype), last)
     if page_table is None:
         return Rollback(new_pos, new_last, None, None)

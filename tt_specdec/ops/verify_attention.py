@@ -18,7 +18,8 @@ def gather_pages(cache: torch.Tensor, page_table: torch.Tensor, length: int) -> 
 
 
 def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                     page_table: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
+                     page_table: torch.Tensor | None = None, scale: float | None = None,
+                     backend: str = "torch") -> torch.Tensor:
     """Attention of T query rows per sequence over its KV cache, staircase-masked.
 
     Shapes:
@@ -27,6 +28,8 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         v_cache     same as k_cache
         pos         [B]             position of query row 0; the cache already holds its KV
         page_table  [B, max_blocks] block ids (int), only for a paged cache
+        backend     "torch", or "emu": the TT-Metal kernels of kernels/verify_attention/ on the host emulator
+                    (D a multiple of 32; more than 32 // (Hq/Hkv) rows run as several row blocks)
         returns     [B, T, Hq, D]
 
     Row t of sequence b attends keys 0 .. pos[b]+t. Hq must be a multiple of Hkv
@@ -60,6 +63,11 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         raise ValueError(f"pos: got {pos.tolist()} with T={T}, expected pos + T <= {capacity} (cache capacity)")
     if B == 0:
         return q.new_empty(q.shape)
+    if backend == "emu":
+        from tt_specdec.ops.verify_attention_program import run_backend
+        return run_backend(q, k_cache, v_cache, pos, page_table=page_table, scale=scale)
+    if backend != "torch":
+        raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     G = Hq // Hkv
     L = int(pos.max()) + T  # keys beyond the longest row are never attended

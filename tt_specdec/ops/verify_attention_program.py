@@ -119,3 +119,14 @@ def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     r = emu.run(prog, inputs)
     o = r.outputs["out"].view(B, Hkv, 32, D)[:, :, :T * group]
     return o.reshape(B, Hkv, T, group, D).permute(0, 2, 1, 3, 4).reshape(B, T, Hq, D), r
+
+
+def run_backend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
+                page_table: torch.Tensor | None, scale: float | None) -> torch.Tensor:
+    """verify_attention(..., backend="emu"), arguments already validated. A tile row holds
+    32 // group query rows; more rows (a prefill) run as row blocks, block j at pos + j * rows."""
+    T, group = q.shape[1], q.shape[2] // k_cache.shape[1]
+    rows = max(32 // group, 1)  # group > 32 is refused by verify_attention_emu
+    out = [verify_attention_emu(q[:, t:t + rows], k_cache, v_cache, pos + t, page_table=page_table, scale=scale)[0]
+           for t in range(0, T, rows)]
+    return torch.cat(out, 1)
