@@ -46,7 +46,8 @@ if [ -z "$PY" ]; then
        "set TT_SPECDEC_TT_PYTHON" >&2; exit 2
 fi
 echo "conformance setup: creating $VENV with $PY and installing $WANT" >&2
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" \
+  || { echo "conformance setup: FAILED: $PY -m venv $VENV" >&2; exit 2; }
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "$TTNN_REQ" "$NUMPY_REQ" >&2 \
   || { echo "conformance setup: FAILED: pip install $WANT into $VENV" >&2; exit 2; }
 if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
