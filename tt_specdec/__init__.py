@@ -22,6 +22,7 @@ from tt_specdec.spec.cost import AdaptiveK, measured
 __version__ = "0.1.0"
 PAIRS = ("tiny", "smollm2")
 DRAFTERS = ("model", "ngram")
+OPS_BACKENDS = ("torch", "emu")
 
 
 @dataclasses.dataclass
@@ -56,18 +57,27 @@ class SpeculativeDecoder:
 
     k = 0 decodes with the target alone (the baseline); k = "auto" measures the cost model
     on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
+    ops = "emu" runs the three fused ops (both models' verify_attention, accept_prefix,
+    rollback_kv) as their TT-Metal kernels on the host emulator: the same tokens, slowly.
     """
 
     def __init__(self, pair: Pair, drafter: str = "model", k: int | str = 4, sampling: Sampling = Sampling(),
-                 eos_token_id: int | None = None, k_max: int = 8):
+                 eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch"):
         self.auto = k == "auto"
         k = k_max if self.auto else k
         if drafter not in DRAFTERS:
             raise ValueError(f"drafter: got {drafter!r}, expected one of {DRAFTERS}")
+        if ops not in OPS_BACKENDS:
+            raise ValueError(f"ops: got {ops!r}, expected one of {OPS_BACKENDS}")
+        if ops != "torch" and self.auto:
+            raise ValueError("k: got 'auto', expected an int with ops='emu' (the cost model times the torch path)")
         if drafter == "model" and pair.draft is None and k > 0:
             raise ValueError("drafter: got 'model', but this pair has no draft model yet "
                              "(smollm2's distilled draft is not shipped); use drafter='ngram' or k=0")
-        self.pair, self.k, self.sampling = pair, k, sampling
+        self.pair, self.k, self.sampling, self.ops = pair, k, sampling, ops
+        for model in (pair.target, pair.draft):  # their attention is ops.verify_attention (models/llama.py)
+            if model is not None:
+                model.ops_backend = ops
         self.drafter = ModelDrafter(pair.draft) if drafter == "model" and pair.draft is not None else NgramDrafter()
         self.eos_token_id = pair.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
 
@@ -81,7 +91,8 @@ class SpeculativeDecoder:
         if self.auto:  # measured once per batch size and machine, then read from the cache
             cost = measured(self.pair.target, self.drafter, batch_size=len(prompts), k_max=self.k)
             policy = AdaptiveK(cost, self.k)
-        return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy, **common)
+        return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
+                                    ops_backend=self.ops, **common)
 
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
                  on_text: Callable[[str], None] | None = None) -> tuple[str, Generation]:

@@ -45,7 +45,7 @@ def cmd_generate(args) -> int:
 
     set_threads(args)
     dec = SpeculativeDecoder(load_pair(args.pair), args.drafter, args.k,
-                             Sampling(args.temperature, args.top_k, args.top_p))
+                             Sampling(args.temperature, args.top_k, args.top_p), ops=args.ops)
     sys.stdout.write(args.prompt)
     _, gen = dec.generate(args.prompt, args.max_new_tokens, args.seed,
                           on_text=lambda s: (sys.stdout.write(s), sys.stdout.flush()))
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="draft tokens per step (0 = target alone, auto = chosen per row by the measured cost model)")
     g.add_argument("--drafter", choices=["model", "ngram"], default="model")
     g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--ops", choices=["torch", "emu"], default="torch",
+                   help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
+                        "greedy or plain temperature sampling)")
     add_sampling_args(g)
     g.set_defaults(func=cmd_generate)
 
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         args.drafter = ["model", "ngram"]
     try:
         return args.func(args)
-    except ValueError as e:  # bad input: one clear line, no traceback
+    except (ValueError, NotImplementedError) as e:  # bad input or a kernel feature missing: one line
         print(f"tt-specdec: error: {e}", file=sys.stderr)
         return 2
 

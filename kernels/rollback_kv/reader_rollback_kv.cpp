@@ -30,7 +30,7 @@ void kernel_main() {
     constexpr auto num_accepted_args = TensorAccessorArgs<CT_READER_NUM_ACCEPTED_TA>();
     constexpr auto output_args = TensorAccessorArgs<CT_READER_OUTPUT_TA>();
     constexpr auto page_table_args = TensorAccessorArgs<CT_READER_PAGE_TABLE_TA>();
-    static_assert(batch >= 1 && rows >= 2, "B >= 1 sequences of k + 1 >= 2 tokens");
+    static_assert(batch >= 1 && rows >= 1, "B >= 1 sequences of k + 1 >= 1 tokens (k = 0: a plain step)");
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
 
     const auto pos = TensorAccessor(pos_args, pos_addr, state_bytes);

@@ -42,7 +42,7 @@ def check(pos, last, n, out, table=None, block_size=None):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(B=st.integers(1, 8), k=st.integers(1, 15), seed=st.integers(0, 2**31 - 1), paged=st.booleans(),
+@given(B=st.integers(1, 8), k=st.integers(0, 15), seed=st.integers(0, 2**31 - 1), paged=st.booleans(),
        block_size=st.sampled_from([1, 4, 16, 32]), max_blocks=st.sampled_from([16, 33, 64]))
 def test_rollback_matches_reference(B, k, seed, paged, block_size, max_blocks):
     if paged and max_blocks * block_size <= k + 1:

@@ -111,6 +111,7 @@ class Llama(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D]
         self.v_cache: torch.Tensor | None = None
+        self.ops_backend = "torch"  # who runs ops.verify_attention: "torch", or "emu" (its kernels, host emulator)
 
     @property
     def vocab_size(self) -> int:
@@ -198,7 +199,7 @@ class Llama(nn.Module):
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
             k_cache[rows, :, positions] = k  # [B, T, Hkv, D] into slots pos..pos+T-1
             v_cache[rows, :, positions] = v
-            o = ops.verify_attention(q, k_cache, v_cache, pos)  # [B, T, Hq, D]
+            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.ops_backend)  # [B, T, Hq, D]
             x = x + layer.wo(o.reshape(B, T, -1))
             x = layer.mlp(x)
         return self.logits(x).float()

@@ -130,12 +130,14 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
 def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Sequence[int]], *, k: int,
                          max_new_tokens: int, sampling: Sampling = Sampling(), seed: int = 0,
                          eos_token_id: int | None = None, on_tokens: OnTokens | None = None,
-                         policy: AdaptiveK | None = None) -> Generation:
+                         policy: AdaptiveK | None = None, ops_backend: str = "torch") -> Generation:
     """Draft k, verify in one target forward, accept the agreeing prefix, roll back the rest.
 
     Greedy output is token for token the target's own greedy output (generate_plain);
     sampled output has exactly the target's distribution. With a `policy`, each row drafts
     the k (at most `k`) the cost model predicts fastest, 0 meaning a plain target step.
+    `ops_backend` runs accept_prefix and rollback_kv ("emu": their kernels on the host emulator);
+    the decoders run verify_attention with their own `ops_backend` (SpeculativeDecoder sets all three).
     """
     check_request(target, prompts, max_new_tokens, k, drafter)
     stats, start = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
@@ -168,11 +170,11 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
             num_accepted, output = ops.accept_prefix(
                 logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
-                top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed)
+                top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed, backend=ops_backend)
         if policy is not None:
             policy.update(num_draft, num_accepted)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
-        pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output)
+        pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output, backend=ops_backend)
         live = num_accepted >= 0
         for b in live.nonzero().flatten().tolist():
             n = int(num_accepted[b])
