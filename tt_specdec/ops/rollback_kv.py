@@ -25,7 +25,8 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         num_accepted   [B]            n per row from accept_prefix; -1 skips the row (finished)
         output_tokens  [B, k+1]       from accept_prefix
         page_table     [B, max_blocks] paged cache only, with block_size slots per block
-        backend        "torch", or "emu": the TT-Metal kernels of kernels/rollback_kv/ on the host emulator
+        backend        "torch", "emu": the TT-Metal kernels of kernels/rollback_kv/ on the host emulator,
+                       or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors)
         returns        Rollback(pos + n + 1, output_tokens[n], page_table, freed)
 
     KV slots pos+n+1 .. pos+k hold rejected drafts: with a contiguous cache they are
@@ -38,7 +39,7 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         ...             torch.tensor([[4, 6, 8, -1], [-1, -1, -1, -1]])).pos
         tensor([13,  7])
     """
-    if type(pos).__module__.split(".")[0] == "ttnn":  # ttnn device tensors: the kernels on the card
+    if backend == "device" or type(pos).__module__.split(".")[0] == "ttnn":  # the kernels on a card (ttnn tensors)
         from tt_specdec import device
         return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size)
     check_shape("pos", pos, (None,))
