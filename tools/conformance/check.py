@@ -73,6 +73,34 @@ boards:
         - 0
 """
 
+# One Blackhole p150 (one chip), the other single-chip card; `--arch blackhole_p150`.
+CLUSTER_DESCRIPTOR_P150 = """\
+# One Blackhole p150 (one chip, PCIe-attached), in tt-umd's cluster-descriptor format.
+# Written by tt_specdec's conformance check (tools/conformance/check.py) for a mock device.
+arch:
+  0: blackhole
+chips:
+  {}
+ethernet_connections: []
+chips_with_mmio:
+  - 0: 0
+harvesting:
+  0:
+    noc_translation: true
+    harvest_mask: 0
+    dram_harvesting_mask: 0
+    eth_harvesting_mask: 288
+    pcie_harvesting_mask: 2
+    l2cpu_harvesting_mask: 0
+boards:
+  -
+    - board_id: 0x41220000001  # the board type is encoded in the id: 0x41 = p150
+    - board_type: p150
+    - chips:
+        - 0
+"""
+CLUSTERS = {"wormhole_n150": CLUSTER_DESCRIPTOR, "blackhole_p150": CLUSTER_DESCRIPTOR_P150}
+
 ROLE_DEFINE = {"reader": "-DCOMPILE_FOR_NCRISC", "writer": "-DCOMPILE_FOR_BRISC", "compute": "-DCOMPILE_FOR_TRISC"}
 
 # Shapes per description builder (tt_specdec/ops/<op>_program.py: every function named *_program).
@@ -651,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also check the programs() [(label, Program)] of this Python file")
     ap.add_argument("--only-extra", action="store_true", help="check only --kernel / --description")
     ap.add_argument("--jobs", type=int, default=2, help="parallel clang-19 runs")
+    ap.add_argument("--arch", choices=sorted(CLUSTERS), default="wormhole_n150",
+                    help="the mock card (default wormhole_n150, the card the descriptions target)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (JIT log, tt-metal cache)")
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -663,8 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tt_specdec_conformance_"))
     os.chdir(work)  # tt-metal writes generated/ (fabric, watcher files) into the working directory
     log = work / "jit.jsonl"
-    (work / "cluster_n150.yaml").write_text(CLUSTER_DESCRIPTOR)
-    os.environ["TT_METAL_MOCK_CLUSTER_DESC_PATH"] = str(work / "cluster_n150.yaml")
+    (work / "cluster.yaml").write_text(CLUSTERS[args.arch])
+    os.environ["TT_METAL_MOCK_CLUSTER_DESC_PATH"] = str(work / "cluster.yaml")
     os.environ["TT_METAL_CACHE"] = str(work / "cache") + "/"  # fresh: every kernel is built, so recorded
     os.environ["TT_SPECDEC_JIT_LOG"] = str(log)
     os.environ.setdefault("TT_METAL_LOGGER_LEVEL", "Error")
@@ -700,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     c = report.counts
-    print(f"\nconformance with ttnn {TTNN_VERSION} (mock Wormhole n150, stand-in compiler, clang-19), "
+    print(f"\nconformance with ttnn {TTNN_VERSION} (mock {args.arch}, stand-in compiler, clang-19), "
           f"{time.time() - t0:.1f} s")
     print(f"descriptions accepted: {c['descriptions_accepted']}/{c['descriptions']}")
     print(f"dataflow kernels syntax-checked: {len(c['dataflow_kernels'])} ({c['dataflow_builds']} kernel builds)")
