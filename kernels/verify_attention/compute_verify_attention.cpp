@@ -44,7 +44,7 @@ void kernel_main() {
     cb_wait_front(CB_SCALE, 1);
     cb_wait_front(CB_ONES, 1);
     cb_wait_front(CB_Q, d_tiles);
-    binary_op_init_common(CB_Q, CB_K, CB_S);
+    compute_kernel_hw_startup(CB_Q, CB_K, CB_S);
     for (uint32_t c = 0; c < chunks; ++c) {
         const bool first = c == 0;
         const uint32_t cb_m = c % 2 ? CB_M1 : CB_M0, cb_m_prev = c % 2 ? CB_M0 : CB_M1;
@@ -53,7 +53,7 @@ void kernel_main() {
 
         // S = Q K^T: accumulate over the D tiles
         cb_wait_front(CB_K, d_tiles);
-        mm_init_short(CB_Q, CB_K, 1);
+        matmul_init(CB_Q, CB_K, 1);
         tile_regs_acquire();
         for (uint32_t d = 0; d < d_tiles; ++d) {
             matmul_tiles(CB_Q, CB_K, d, d, 0);
@@ -109,7 +109,7 @@ void kernel_main() {
 
         // l = l_prev * alpha + rowsum P
         cb_wait_front(CB_P, 1);
-        mm_init_short(CB_P, CB_ONES, 0);
+        matmul_init(CB_P, CB_ONES, 0);
         tile_regs_acquire();
         matmul_tiles(CB_P, CB_ONES, 0, 0, 0);
         pack_to(first ? cb_l : CB_LC);
@@ -130,7 +130,7 @@ void kernel_main() {
 
         // O = O_prev * alpha + P V, per D tile
         cb_wait_front(CB_V, d_tiles);
-        mm_init_short(CB_P, CB_V, 0);
+        matmul_init(CB_P, CB_V, 0);
         for (uint32_t d = 0; d < d_tiles; ++d) {
             tile_regs_acquire();
             matmul_tiles(CB_P, CB_V, 0, d, 0);

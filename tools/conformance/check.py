@@ -134,44 +134,10 @@ CASES: dict[str, list[dict]] = {
 }
 
 
-# The emulator's compute API headers (csrc/include/api/compute, another engineer's work) declare these
-# names, which ttnn 0.81.1 does not have (or has with other parameters). Each is printed as a KNOWN
-# deviation and does not fail the check for the emulator headers or the emulator's own test kernels
-# (tests/emu/kernels); a shipped kernel (kernels/) calling one FAILS. Remove an entry once the
-# emulator is fixed (a stale entry is reported). Tracked in the issue named in the output.
-KNOWN_EMU_DEVIATIONS = {
-    "binary_op_init_common": "gone in 0.81.1: compute_kernel_hw_startup(icb0, icb1, ocb)",
-    "add_tiles_init": "renamed: add_init(icb0, icb1, ...)",
-    "sub_tiles_init": "renamed: sub_init(icb0, icb1, ...)",
-    "mul_tiles_init": "renamed: mul_init(icb0, icb1, ...)",
-    "mm_init": "renamed: matmul_init(in0_cb, in1_cb, ...) after compute_kernel_hw_startup",
-    "mm_init_short": "renamed: matmul_init(in0_cb, in1_cb, ...)",
-    "add_bcast_cols_init_short": "renamed: add_bcast_cols_init(icb0, icb1)",
-    "sub_bcast_cols_init_short": "renamed: sub_bcast_cols_init(icb0, icb1)",
-    "mul_bcast_cols_init_short": "renamed: mul_bcast_cols_init(icb0, icb1)",
-    "mul_bcast_rows_init_short": "renamed: mul_bcast_rows_init(icb0, icb1)",
-    "copy_init": "real: copy_init(cbid, transpose = 0, transpose_within_16x16_face = false, call_line = ...); "
-                 "the emulator's second parameter is call_line, the real one's is transpose",
-}
-# Shipped kernels known to call a name ttnn 0.81.1 does not have: (kernel file, called name) -> the fix.
-# Each occurrence prints as "KNOWN FAILURE" and is counted on the summary line, without failing the run,
-# so that the rest of the check guards everything else meanwhile; any other such call fails. Delete an
-# entry to make it fail again (a fixed entry is reported as stale).
-KNOWN_KERNEL_FAILURES = {
-    ("compute_verify_attention.cpp", "binary_op_init_common"):
-        "call compute_kernel_hw_startup(CB_Q, CB_K, CB_S) instead (api/compute/compute_kernel_hw_startup.h)",
-    ("compute_verify_attention.cpp", "mm_init_short"):
-        "call matmul_init(in0_cb, in1_cb, transpose) instead (api/compute/matmul.h), and declare matmul_init "
-        "in csrc/include/api/compute/matmul.h",
-}
-KNOWN_ISSUE = "the emulator's compute API headers, csrc/include/api/compute, still to be fixed"
-
-
 class Report:
     def __init__(self):
         self.failures: list[str] = []
         self.notes: list[str] = []
-        self.known: list[str] = []
         self.counts = {"descriptions": 0, "descriptions_accepted": 0, "dataflow_kernels": set(),
                        "dataflow_builds": 0, "compute_kernels": set(), "compute_calls": 0,
                        "emu_compute_declarations": 0}
@@ -179,10 +145,6 @@ class Report:
     def fail(self, msg: str) -> None:
         self.failures.append(msg)
         print(f"FAIL: {msg}", flush=True)
-
-    def known_failure(self, msg: str) -> None:
-        self.known.append(msg)
-        print(f"KNOWN FAILURE (still to fix): {msg}", flush=True)
 
     def note(self, msg: str) -> None:
         self.notes.append(msg)
@@ -598,30 +560,17 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
     # 1. the emulator's compute API: every name it declares exists in the real headers with the same parameters
     emu_api = REPO / "csrc" / "include" / "api" / "compute"
     emu = declarations(sorted(emu_api.rglob("*.h")), skip_namespace="emu") if emu_api.is_dir() else {}
-    known_seen = set()
-    kernel_known_seen = set()
-
-    def deviation(msg: str, name: str, known_ok: bool, kernel: str = "") -> None:
-        if (kernel, name) in KNOWN_KERNEL_FAILURES:
-            kernel_known_seen.add((kernel, name))
-            report.known_failure(f"{msg}; fix: {KNOWN_KERNEL_FAILURES[(kernel, name)]}")
-        elif name in KNOWN_EMU_DEVIATIONS and known_ok:
-            known_seen.add(name)
-            report.note(f"KNOWN deviation ({KNOWN_ISSUE}): {msg} [{KNOWN_EMU_DEVIATIONS[name]}]")
-        else:
-            report.fail(msg + (f" [{KNOWN_EMU_DEVIATIONS[name]}]" if name in KNOWN_EMU_DEVIATIONS else ""))
-
     for name, overloads in sorted(emu.items()):
         report.counts["emu_compute_declarations"] += 1
         real = real_compute.get(name) or real_any.get(name)
         if real is None:
-            deviation(f"emulator compute API: {name} (csrc/include/api/compute) does not exist in ttnn "
-                      f"{TTNN_VERSION}'s api headers", name, True)
+            report.fail(f"emulator compute API: {name} (csrc/include/api/compute) does not exist in ttnn "
+                        f"{TTNN_VERSION}'s api headers")
             continue
         for o in overloads:
             if not any(call_compatible(o, r) for r in real):
-                deviation(f"emulator compute API: {name}({sig(o)}) in {Path(o['file']).name} differs from ttnn "
-                          f"{TTNN_VERSION}: " + "; ".join(f"{name}({sig(r)})" for r in real), name, True)
+                report.fail(f"emulator compute API: {name}({sig(o)}) in {Path(o['file']).name} differs from ttnn "
+                            f"{TTNN_VERSION}: " + "; ".join(f"{name}({sig(r)})" for r in real))
     # 2. our compute kernels: those of the accepted descriptions, kernels/**/compute_*.cpp, and extras
     sources = {k.path for _, prog in accepted for k in prog.kernels if k.role == "compute"}
     sources |= set(extra_compute)
@@ -635,7 +584,6 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
         sources |= set(emu_test_kernels)  # the emulator's own compute test kernels use the same API
     emu_names = set(emu)
     for src_path in sorted(sources):
-        test_kernel = src_path in emu_test_kernels
         beside = [src_path] + sorted(src_path.parent.glob("*.h*"))
         local = local_names(beside)
         src = src_path.read_text(errors="replace")
@@ -645,28 +593,20 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
             if name in real_compute:
                 n_checked += 1
                 fits = [o for o in real_compute[name] if o["required"] <= nargs <= len(o["params"])]
-                if name in KNOWN_EMU_DEVIATIONS and not test_kernel:
-                    report.fail(f"compute kernel {where}: calls {name}, which the emulator models differently from "
-                                f"ttnn {TTNN_VERSION} [{KNOWN_EMU_DEVIATIONS[name]}]")
-                elif not fits:
+                if not fits:
                     report.fail(f"compute kernel {where}: {name} called with {nargs} argument(s); ttnn "
                                 f"{TTNN_VERSION} declares " + "; ".join(
                                     f"{name}({sig(o)})" for o in real_compute[name]))
             elif name in real_any or name in real_macros or name in local:
                 continue
             elif name in emu_names:
-                deviation(f"compute kernel {where}: {name} is declared by the emulator but not by ttnn "
-                          f"{TTNN_VERSION}'s api headers", name, test_kernel, src_path.name)
+                report.fail(f"compute kernel {where}: {name} is declared by the emulator but not by ttnn "
+                            f"{TTNN_VERSION}'s api headers")
             else:
                 report.fail(f"compute kernel {where}: calls {name}, which neither ttnn {TTNN_VERSION}'s api "
                             "headers nor the kernel's own sources declare")
         report.counts["compute_calls"] += n_checked
         report.counts["compute_kernels"].add(str(src_path))
-    for kernel, name in sorted(set(KNOWN_KERNEL_FAILURES) - kernel_known_seen):
-        if repo_kernels:
-            report.note(f"KNOWN_KERNEL_FAILURES[({kernel!r}, {name!r})] no longer occurs: remove it")
-    for name in sorted(set(KNOWN_EMU_DEVIATIONS) - known_seen):
-        report.note(f"KNOWN_EMU_DEVIATIONS[{name!r}] no longer occurs: remove it from tools/conformance/check.py")
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -736,9 +676,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dataflow kernels syntax-checked: {len(c['dataflow_kernels'])} ({c['dataflow_builds']} kernel builds)")
     print(f"compute calls checked: {c['compute_calls']} (in {len(c['compute_kernels'])} compute kernels; "
           f"{c['emu_compute_declarations']} emulator compute API declarations compared)")
-    print(f"known failures still to fix (KNOWN_KERNEL_FAILURES): {len(report.known)}")
-    for msg in report.known:
-        print(f"  {msg}")
     print(f"conformance: {'FAILED' if report.failures else 'OK'}, {len(report.failures)} failure(s)")
     return 1 if report.failures else 0
 

@@ -32,7 +32,7 @@ struct State {
     float dst[DST_CAPACITY][TILE_HW];
     DstState state = DstState::Free;
     uint32_t pack_next[32] = {};  // next in-order pack position per CB, reset by cb_push_back
-    bool mm_transpose = false;     // mm_init(..., transpose): in1 tiles are transposed
+    bool mm_transpose = false;     // matmul_init(..., transpose): in1 tiles are transposed
 };
 
 inline thread_local State state;

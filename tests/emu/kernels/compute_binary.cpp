@@ -16,9 +16,9 @@ void kernel_main() {
     constexpr uint32_t op = get_compile_time_arg_val(3);
     constexpr uint32_t idst = get_compile_time_arg_val(4);  // dst slot used for the result
 
-    binary_op_init_common(cb_a, cb_b, cb_out);
+    compute_kernel_hw_startup(cb_a, cb_b, cb_out);
     if constexpr (op == 3) {
-        mm_init(cb_a, cb_b, cb_out, 1);
+        matmul_init(cb_a, cb_b, 1);
     }
     for (uint32_t i = 0; i < num_tiles; ++i) {
         cb_wait_front(cb_a, 1);

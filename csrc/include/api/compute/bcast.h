@@ -4,10 +4,10 @@
 
 #include "api/compute/common.h"
 
-ALWI void sub_bcast_cols_init_short(uint32_t icb0, uint32_t icb1) {}
-ALWI void mul_bcast_cols_init_short(uint32_t icb0, uint32_t icb1) {}
-ALWI void add_bcast_cols_init_short(uint32_t icb0, uint32_t icb1) {}
-ALWI void mul_bcast_rows_init_short(uint32_t icb0, uint32_t icb1) {}
+ALWI void sub_bcast_cols_init(uint32_t icb0, uint32_t icb1, uint32_t call_line = __builtin_LINE()) {}
+ALWI void mul_bcast_cols_init(uint32_t icb0, uint32_t icb1, uint32_t call_line = __builtin_LINE()) {}
+ALWI void add_bcast_cols_init(uint32_t icb0, uint32_t icb1, uint32_t call_line = __builtin_LINE()) {}
+ALWI void mul_bcast_rows_init(uint32_t icb0, uint32_t icb1, uint32_t call_line = __builtin_LINE()) {}
 
 ALWI void sub_tiles_bcast_cols(uint32_t icb0, uint32_t icb1, uint32_t itile0, uint32_t itile1, uint32_t idst) {
     emu_compute::binary(icb0, icb1, itile0, itile1, idst, emu_compute::Bcast::Cols, "sub_tiles_bcast_cols",

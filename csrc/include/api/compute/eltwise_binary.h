@@ -3,10 +3,12 @@
 
 #include "api/compute/common.h"
 
-ALWI void binary_op_init_common(uint32_t icb0, uint32_t icb1, uint32_t ocb) {}
-ALWI void add_tiles_init(uint32_t icb0, uint32_t icb1, bool acc_to_dest = false) {}
-ALWI void sub_tiles_init(uint32_t icb0, uint32_t icb1, bool acc_to_dest = false) {}
-ALWI void mul_tiles_init(uint32_t icb0, uint32_t icb1) {}
+ALWI void add_init(std::uint32_t icb0, std::uint32_t icb1, bool acc_to_dest = false,
+                   std::uint32_t call_line = __builtin_LINE()) {}
+ALWI void sub_init(std::uint32_t icb0, std::uint32_t icb1, bool acc_to_dest = false,
+                   std::uint32_t call_line = __builtin_LINE()) {}
+ALWI void mul_init(std::uint32_t icb0, std::uint32_t icb1, bool acc_to_dest = true,
+                   std::uint32_t call_line = __builtin_LINE()) {}
 
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void add_tiles(std::uint32_t icb0, std::uint32_t icb1, std::uint32_t itile0, std::uint32_t itile1,

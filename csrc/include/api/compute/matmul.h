@@ -1,13 +1,11 @@
 // Tile matmul (ttnn 0.81.1 api/compute/matmul.h): dst[idst] += A @ B (B transposed when
-// mm_init / mm_init_short got transpose = 1), accumulated in fp32.
+// matmul_init got transpose = 1), accumulated in fp32.
 #pragma once
 
 #include "api/compute/common.h"
 
-ALWI void mm_init(uint32_t in0_cb_id, uint32_t in1_cb_id, uint32_t out_cb_id, const uint32_t transpose = 0) {
-    emu_compute::state.mm_transpose = transpose != 0;
-}
-ALWI void mm_init_short(uint32_t in0_cb_id, uint32_t in1_cb_id, const uint32_t transpose = 0) {
+ALWI void matmul_init(std::uint32_t in0_cb_id, std::uint32_t in1_cb_id, const std::uint32_t transpose = 0,
+                      std::uint32_t call_line = __builtin_LINE()) {
     emu_compute::state.mm_transpose = transpose != 0;
 }
 ALWI void matmul_tiles(std::uint32_t in0_cb_id, std::uint32_t in1_cb_id, std::uint32_t in0_tile_index,

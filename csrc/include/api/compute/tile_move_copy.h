@@ -3,7 +3,8 @@
 
 #include "api/compute/common.h"
 
-ALWI void copy_init(uint32_t cbid, uint32_t call_line = __builtin_LINE()) {}
+ALWI void copy_init(std::uint32_t cbid, std::uint32_t transpose = 0, std::uint32_t transpose_within_16x16_face = false,
+                     std::uint32_t call_line = __builtin_LINE()) {}
 ALWI void copy_tile(std::uint32_t in_cb_id, std::uint32_t in_tile_index, std::uint32_t dst_tile_index) {
     using namespace emu_compute;
     expect(DstState::Math, "copy_tile");
