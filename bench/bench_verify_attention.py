@@ -1,7 +1,9 @@
 """verify_attention kernels on the host emulator: wall time and DRAM traffic per shape, next to
 the ideal (q, pos and the attended keys 0 .. pos+T-1 of K and V read once), and the ratio of KV
-bytes read with T = 5 query rows to T = 1 at the same position (issue 3 asks <= 1.05x). The
-traffic is what the kernels would move on a card; the wall time is the emulator's.
+bytes read with T = 5 query rows to T = 1 at the same position (issue 3 asks <= 1.05x). Long
+contexts split each (b, h)'s chunks over spare cores (auto_kv_splits, column `splits`); every
+split core reads q once more. The traffic is what the kernels would move on a card; the wall
+time is the emulator's.
 
     .venv/bin/python bench/bench_verify_attention.py [--dtype bfloat16,float32] [--json out/bench_verify_attention.json]
 """
@@ -12,11 +14,12 @@ import time
 
 import torch
 
-from tt_specdec.ops.verify_attention_program import verify_attention_emu
+from tt_specdec.ops.verify_attention_program import auto_kv_splits, verify_attention_emu
 
 # (name, B, Hq, Hkv, D): the tiny target's heads, SmolLM2-135M's, a Llama-3-8B layer's
 MODELS = [("tiny", 1, 8, 2, 32), ("smollm2", 4, 9, 3, 64), ("llama3-8b", 1, 32, 8, 128)]
-POSITIONS = [100, 1000, 1020, 2000]  # 1020 + 4 crosses a 32-key chunk: T = 5 reads one more chunk than T = 1
+# 1020 + 4 crosses a 32-key chunk: T = 5 reads one more chunk than T = 1; from 2000 on, KV splits
+POSITIONS = [100, 1000, 1020, 2000, 8000]
 BLOCK = 64  # keys per block of the paged variant
 
 
@@ -42,13 +45,16 @@ def bench(model, B, T, Hq, Hkv, D, pos, dtype, paged, repeat):
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
-    elt, cores = q.element_size(), B * Hkv
-    # the reader's other reads: the packed q tile row, the pos page (32-byte aligned), the page-table row
+    splits = auto_kv_splits(B, Hkv, k.shape[2] * table.shape[1] if paged else k.shape[2])  # the emu's choice
+    elt, cores = q.element_size(), B * Hkv * splits
+    # the reader's other reads, per core: the packed q tile row, the pos page (32-byte aligned), the
+    # page-table row (idle split cores, on contexts shorter than the splits, read only pos: none here)
     other = cores * (D * 32 * elt + -(-B * 4 // 32) * 32 + (table.shape[1] * 4 if paged else 0))
     kv_read = result.bytes_by_kernel("dram_bytes_read")["reader_verify_attention"] - other
     kv_ideal = 2 * B * Hkv * (pos + T) * D * elt
     ideal = q.numel() * elt + B * 4 + kv_ideal
     return {"model": model, "B": B, "T": T, "Hq": Hq, "Hkv": Hkv, "D": D, "pos": pos, "paged": paged,
+            "splits": splits,
             "dtype": str(dtype).removeprefix("torch."), "emu_ms": round(1e3 * statistics.median(times), 2),
             "dram_bytes_read": result.total("dram_bytes_read"),
             "dram_bytes_written": result.total("dram_bytes_written"),
@@ -79,7 +85,8 @@ def main():
                         row["kv_read_vs_t1"] = round(row["kv_bytes_read"] / pair[0]["kv_bytes_read"], 4)
                         rows.append(row)
                         print(f"{name:9} {row['dtype']:8} {'paged' if paged else 'contig':6} B={B} Hq={Hq:2} "
-                              f"Hkv={Hkv} D={D:3} pos={pos:4} T={row['T']}: {row['emu_ms']:8.1f} ms emu, "
+                              f"Hkv={Hkv} D={D:3} pos={pos:4} T={row['T']} splits={row['splits']}: "
+                              f"{row['emu_ms']:8.1f} ms emu, "
                               f"DRAM read {row['dram_bytes_read']:>9} B = {row['read_vs_ideal']:.4f}x ideal, "
                               f"written {row['dram_bytes_written']} B; KV read {row['kv_bytes_read']:>9} B "
                               f"= {row['kv_read_vs_t1']:.4f}x T=1")

@@ -3,9 +3,13 @@
 //   S = Q K^T * scale (+ staircase mask)      m = max(m_prev, rowmax S)
 //   P = exp(S - m)    alpha = exp(m_prev - m) l = l_prev * alpha + rowsum P
 //   O = O_prev * alpha + P V                  out = O / l
-// Running m, l, O alternate between two CBs by chunk parity, so a chunk's inputs are still
+// Running m, l, O alternate between two CBs by update parity, so an update's inputs are still
 // at the front while its outputs are pushed. Row sums are P @ ones (the value lands in
 // every column; column 0 is what the column broadcasts read).
+// KV splits: this core runs chunks [begin, end) only. A worker split packs its unnormalized
+// (m, l, O) to cb_part for its writer; the combine core (split 0) merges each worker's
+// (m_j, l_j, O_j) like one more chunk:  m' = max(m, m_j)  a = exp(m - m')  b = exp(m_j - m')
+//   l' = l a + l_j b   O' = O a + O_j b   and then normalizes.
 #include <cstdint>
 
 #include "api/compute/bcast.h"
@@ -38,18 +42,24 @@ void kernel_main() {
 
     cb_wait_front(CB_POS, 1);
     const uint32_t pos = read_tile_value(CB_POS, 0, 0);
-    const uint32_t chunks = read_tile_value(CB_POS, 0, 1);
+    const uint32_t begin = read_tile_value(CB_POS, 0, 1);
+    const uint32_t end = read_tile_value(CB_POS, 0, 2);
+    const uint32_t merges = read_tile_value(CB_POS, 0, 3);  // partials to merge, or WORKER
     cb_pop_front(CB_POS, 1);
+    if (begin == end) {
+        return;  // an idle split
+    }
 
     cb_wait_front(CB_SCALE, 1);
     cb_wait_front(CB_ONES, 1);
     cb_wait_front(CB_Q, d_tiles);
     compute_kernel_hw_startup(CB_Q, CB_K, CB_S);
-    for (uint32_t c = 0; c < chunks; ++c) {
-        const bool first = c == 0;
-        const uint32_t cb_m = c % 2 ? CB_M1 : CB_M0, cb_m_prev = c % 2 ? CB_M0 : CB_M1;
-        const uint32_t cb_l = c % 2 ? CB_L1 : CB_L0, cb_l_prev = c % 2 ? CB_L0 : CB_L1;
-        const uint32_t cb_o = c % 2 ? CB_O1 : CB_O0, cb_o_prev = c % 2 ? CB_O0 : CB_O1;
+    for (uint32_t c = begin; c < end; ++c) {
+        const uint32_t u = c - begin;  // update count: picks the parity
+        const bool first = u == 0;
+        const uint32_t cb_m = u % 2 ? CB_M1 : CB_M0, cb_m_prev = u % 2 ? CB_M0 : CB_M1;
+        const uint32_t cb_l = u % 2 ? CB_L1 : CB_L0, cb_l_prev = u % 2 ? CB_L0 : CB_L1;
+        const uint32_t cb_o = u % 2 ? CB_O1 : CB_O0, cb_o_prev = u % 2 ? CB_O0 : CB_O1;
 
         // S = Q K^T: accumulate over the D tiles
         cb_wait_front(CB_K, d_tiles);
@@ -157,8 +167,91 @@ void kernel_main() {
         }
     }
 
+    uint32_t last = (end - begin - 1) % 2;  // parity of the newest (m, l, O)
+    if (merges == WORKER) {  // a worker split: (m, l, O) as they are, to the combine core
+        const uint32_t cb_m = last ? CB_M1 : CB_M0, cb_l = last ? CB_L1 : CB_L0, cb_o = last ? CB_O1 : CB_O0;
+        cb_wait_front(cb_m, 1);
+        cb_wait_front(cb_l, 1);
+        cb_wait_front(cb_o, d_tiles);
+        for (uint32_t i = 0; i < d_tiles + 2; ++i) {
+            tile_regs_acquire();
+            copy_tile(i == 0 ? cb_m : i == 1 ? cb_l : cb_o, i < 2 ? 0 : i - 2, 0);
+            pack_to(CB_PART);
+        }
+        cb_pop_front(cb_m, 1);
+        cb_pop_front(cb_l, 1);
+        cb_pop_front(cb_o, d_tiles);
+        cb_pop_front(CB_Q, d_tiles);
+        cb_pop_front(CB_SCALE, 1);
+        cb_pop_front(CB_ONES, 1);
+        return;
+    }
+    for (uint32_t j = 0; j < merges; ++j) {  // combine core: fold in partial j = [m_j, l_j, O_j]
+        const uint32_t cb_m_prev = last ? CB_M1 : CB_M0, cb_m = last ? CB_M0 : CB_M1;
+        const uint32_t cb_l_prev = last ? CB_L1 : CB_L0, cb_l = last ? CB_L0 : CB_L1;
+        const uint32_t cb_o_prev = last ? CB_O1 : CB_O0, cb_o = last ? CB_O0 : CB_O1;
+        cb_wait_front(CB_GATHER, d_tiles + 2);
+        cb_wait_front(cb_m_prev, 1);
+        // m' = max(m, m_j)
+        tile_regs_acquire();
+        copy_tile(cb_m_prev, 0, 0);
+        copy_tile(CB_GATHER, 0, 1);
+        binary_max_tile(0, 1, 0);
+        pack_to(cb_m);
+        cb_wait_front(cb_m, 1);
+        // a = exp(m - m') -> alpha, b = exp(m_j - m') -> p
+        tile_regs_acquire();
+        sub_tiles(cb_m_prev, cb_m, 0, 0, 0);
+        exp_tile(0);
+        pack_to(CB_ALPHA);
+        tile_regs_acquire();
+        sub_tiles(CB_GATHER, cb_m, 0, 0, 0);
+        exp_tile(0);
+        pack_to(CB_P);
+        cb_pop_front(cb_m_prev, 1);
+        cb_wait_front(CB_ALPHA, 1);
+        cb_wait_front(CB_P, 1);
+        // l' = l a + l_j b
+        cb_wait_front(cb_l_prev, 1);
+        tile_regs_acquire();
+        mul_tiles_bcast_cols(cb_l_prev, CB_ALPHA, 0, 0, 0);
+        pack_to(CB_TMP);
+        tile_regs_acquire();
+        mul_tiles_bcast_cols(CB_GATHER, CB_P, 1, 0, 0);
+        pack_to(CB_LC);
+        cb_pop_front(cb_l_prev, 1);
+        cb_wait_front(CB_TMP, 1);
+        cb_wait_front(CB_LC, 1);
+        tile_regs_acquire();
+        add_tiles(CB_TMP, CB_LC, 0, 0, 0);
+        pack_to(cb_l);
+        cb_pop_front(CB_TMP, 1);
+        cb_pop_front(CB_LC, 1);
+        // O' = O a + O_j b, per D tile
+        cb_wait_front(cb_o_prev, d_tiles);
+        for (uint32_t d = 0; d < d_tiles; ++d) {
+            tile_regs_acquire();
+            mul_tiles_bcast_cols(cb_o_prev, CB_ALPHA, d, 0, 0);
+            pack_to(CB_TMP);
+            tile_regs_acquire();
+            mul_tiles_bcast_cols(CB_GATHER, CB_P, 2 + d, 0, 0);
+            pack_to(CB_LC);
+            cb_wait_front(CB_TMP, 1);
+            cb_wait_front(CB_LC, 1);
+            tile_regs_acquire();
+            add_tiles(CB_TMP, CB_LC, 0, 0, 0);
+            pack_to(cb_o);
+            cb_pop_front(CB_TMP, 1);
+            cb_pop_front(CB_LC, 1);
+        }
+        cb_pop_front(cb_o_prev, d_tiles);
+        cb_pop_front(CB_ALPHA, 1);
+        cb_pop_front(CB_P, 1);
+        cb_pop_front(CB_GATHER, d_tiles + 2);
+        last ^= 1;
+    }
+
     // out = O / l
-    const uint32_t last = (chunks - 1) % 2;
     const uint32_t cb_l = last ? CB_L1 : CB_L0, cb_o = last ? CB_O1 : CB_O0, cb_m = last ? CB_M1 : CB_M0;
     cb_wait_front(cb_l, 1);
     tile_regs_acquire();

@@ -3,6 +3,9 @@
 // query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+T-1
 // the K tiles, the staircase mask when the chunk reaches past pos, and the V tiles.
 // Each K / V chunk is read once for all T query rows and all heads of the GQA group.
+// With KV splits, this core streams only its split's chunks [begin, end) (see
+// verify_attention_common.hpp); on the combine core (split 0) it then waits until the other
+// active splits' partials have landed in cb_gather and hands them to compute.
 // Paged cache: caches are [blocks, Hkv, block, D] and chunk c of sequence b lives in block
 // page_table[b][c / block_tiles]; blocks are whole 32-key chunks, so a chunk never straddles two.
 #include <cstdint>
@@ -23,6 +26,7 @@ void kernel_main() {
     const uint32_t bh = get_arg_val<uint32_t>(RT_READER_BH);
     const uint32_t scale_bits = get_arg_val<uint32_t>(RT_READER_SCALE_BITS);
     const uint32_t page_table_addr = get_arg_val<uint32_t>(RT_READER_PAGE_TABLE_ADDR);
+    const uint32_t split = get_arg_val<uint32_t>(RT_READER_SPLIT);
 
     // Compile-time args
     // -----------------
@@ -46,7 +50,11 @@ void kernel_main() {
     constexpr uint32_t max_blocks = get_compile_time_arg_val(CT_READER_MAX_BLOCKS);
     constexpr uint32_t cb_table = get_compile_time_arg_val(CT_READER_CB_TABLE);
     constexpr auto page_table_args = TensorAccessorArgs<CT_READER_PAGE_TABLE_TA>();
+    constexpr uint32_t splits = get_compile_time_arg_val(CT_READER_SPLITS);
+    constexpr uint32_t cb_range = get_compile_time_arg_val(CT_READER_CB_RANGE);  // [pos, begin, end, merges]
+    constexpr uint32_t sem_partials = get_compile_time_arg_val(CT_READER_SEM_PARTIALS);
     constexpr bool paged = block_tiles > 0;
+    static_assert(splits >= 1, "at least one split per (b, h)");
     static_assert(T * group <= 32, "T * Hq/Hkv query rows must fit one 32-row tile");
     static_assert(get_dataformat(cb_mask) == DataFormat::Float32 && get_dataformat(cb_scale) == DataFormat::Float32,
                   "constant tiles are fp32");
@@ -56,7 +64,8 @@ void kernel_main() {
     const auto v = TensorAccessor(v_args, v_addr, get_tile_size(cb_v));
     const uint32_t b = bh / hkv, h = bh % hkv;
 
-    // pos [B]: this sequence's position, and the chunks that hold keys 0 .. pos + T - 1
+    // pos [B]: this sequence's position, the chunks that hold keys 0 .. pos + T - 1, and this
+    // split's share of them; the same four words go to compute (cb_pos) and the writer (cb_range)
     cb_reserve_back(cb_pos, 1);
     const uint32_t pos_l1 = get_write_ptr(cb_pos);
     const auto pos_acc = TensorAccessor(pos_args, pos_addr);
@@ -66,9 +75,20 @@ void kernel_main() {
     const uint32_t pos = pos_words[b];
     const uint32_t chunks = (pos + T + 31) / 32;
     ASSERT(chunks <= (paged ? max_blocks * block_tiles : s_tiles));  // pos + T - 1 is inside the cache
-    pos_words[0] = pos;
-    pos_words[1] = chunks;
+    const SplitRange share = split_range(pos, chunks, splits, split);
+    const uint32_t begin = share.begin, end = share.end;
+    const uint32_t merges = split == 0 ? share.active - 1 : WORKER;
+    cb_reserve_back(cb_range, 1);
+    volatile tt_l1_ptr uint32_t* range = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_write_ptr(cb_range));
+    range[0] = pos_words[0] = pos;
+    range[1] = pos_words[1] = begin;
+    range[2] = pos_words[2] = end;
+    range[3] = pos_words[3] = merges;
     cb_push_back(cb_pos, 1);
+    cb_push_back(cb_range, 1);
+    if (begin == end) {
+        return;  // an idle split: the context has fewer chunks than splits
+    }
 
     // constant tiles: the scale (every entry) and ones (row sums by matmul, the reduce scaler)
     float scale;
@@ -103,7 +123,7 @@ void kernel_main() {
         table = reinterpret_cast<volatile tt_l1_ptr int32_t*>(table_l1);
     }
 
-    for (uint32_t c = 0; c < chunks; ++c) {
+    for (uint32_t c = begin; c < end; ++c) {
         uint32_t first_tile = (bh * s_tiles + c) * d_tiles;  // K / V tile (chunk c, d = 0)
         if constexpr (paged) {
             const int32_t block = table[c / block_tiles];
@@ -137,5 +157,15 @@ void kernel_main() {
         }
         noc_async_read_barrier();
         cb_push_back(cb_v, d_tiles);
+    }
+
+    // combine core: the other active splits' partials [m, l, O] land in cb_gather (slot j - 1,
+    // written by their writers), each followed by a semaphore increment
+    if (split == 0 && merges > 0) {
+        const uint32_t sem_l1 = get_semaphore(sem_partials);
+        noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_l1), merges);
+        noc_semaphore_set(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_l1), 0);  // ready for the next run
+        cb_reserve_back(CB_GATHER, merges * (d_tiles + 2));  // already filled remotely
+        cb_push_back(CB_GATHER, merges * (d_tiles + 2));
     }
 }

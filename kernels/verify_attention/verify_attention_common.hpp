@@ -13,6 +13,7 @@ constexpr uint32_t RT_READER_POS_ADDR = 3;  // pos [B] int32, one page
 constexpr uint32_t RT_READER_BH = 4;        // this core's (sequence, KV head): b * Hkv + h
 constexpr uint32_t RT_READER_SCALE_BITS = 5;  // softmax scale, fp32 bits
 constexpr uint32_t RT_READER_PAGE_TABLE_ADDR = 6;  // page_table [B, max_blocks] int32, a page per row (paged only)
+constexpr uint32_t RT_READER_SPLIT = 7;     // this core's KV split j of (b, h); 0 = the combine core
 
 // reader_verify_attention.cpp compile-time args
 constexpr uint32_t CT_READER_CB_Q = 0;
@@ -35,18 +36,25 @@ constexpr uint32_t CT_READER_BLOCK_TILES = 20;  // paged: block size / 32; 0 = c
 constexpr uint32_t CT_READER_MAX_BLOCKS = 21;   // paged: page_table row length
 constexpr uint32_t CT_READER_CB_TABLE = 22;     // paged: one page_table row (scratch)
 constexpr uint32_t CT_READER_PAGE_TABLE_TA = 23;
+constexpr uint32_t CT_READER_SPLITS = 25;       // KV splits per (b, h): cores that share its chunks
+constexpr uint32_t CT_READER_CB_RANGE = 26;     // [pos, begin, end, merges] for the writer
+constexpr uint32_t CT_READER_SEM_PARTIALS = 27;  // combine core: counts the partials that landed
 
-// compute_verify_attention.cpp runtime args: none (pos and the chunk count arrive in cb_pos)
+// compute_verify_attention.cpp runtime args: none ([pos, begin, end, merges] arrive in cb_pos)
 // compute_verify_attention.cpp compile-time args
 constexpr uint32_t CT_COMPUTE_D_TILES = 0;
 
 // writer_verify_attention.cpp runtime args
 constexpr uint32_t RT_WRITER_OUT_ADDR = 0;  // out packed [B*Hkv, 32, D], tiles
 constexpr uint32_t RT_WRITER_BH = 1;
+constexpr uint32_t RT_WRITER_SPLIT = 2;           // j; a worker (j > 0) sends its partial to slot j - 1
+constexpr uint32_t RT_WRITER_COMBINE_NOC_X = 3;   // the combine core (split 0) of this (b, h)
+constexpr uint32_t RT_WRITER_COMBINE_NOC_Y = 4;
 // writer_verify_attention.cpp compile-time args
 constexpr uint32_t CT_WRITER_CB_OUT = 0;
 constexpr uint32_t CT_WRITER_D_TILES = 1;
 constexpr uint32_t CT_WRITER_OUT_TA = 2;
+constexpr uint32_t CT_WRITER_SEM_PARTIALS = 4;
 
 // Circular buffers (fixed indices: the compute kernel names them directly)
 constexpr uint32_t CB_Q = 0;
@@ -57,6 +65,9 @@ constexpr uint32_t CB_SCALE = 4;
 constexpr uint32_t CB_ONES = 5;
 constexpr uint32_t CB_POS = 6;
 constexpr uint32_t CB_TABLE = 7;
+constexpr uint32_t CB_RANGE = 8;    // reader -> writer: [pos, begin, end, merges] uint32
+constexpr uint32_t CB_PART = 9;     // worker: its partial [m, l, O_0 .. O_Dt-1], fp32 tiles
+constexpr uint32_t CB_GATHER = 10;  // combine core: the workers' partials, slot j - 1 each (written remotely)
 constexpr uint32_t CB_OUT = 16;
 constexpr uint32_t CB_ALPHA = 17;
 constexpr uint32_t CB_TMP = 18;
@@ -74,6 +85,29 @@ constexpr uint32_t CB_O1 = 31;
 
 // element (r, c) of a 32 x 32 tile stored as four 16 x 16 faces
 inline uint32_t tile_offset(uint32_t r, uint32_t c) { return ((r >> 4) * 2 + (c >> 4)) * 256 + (r & 15) * 16 + (c & 15); }
+
+// Work split across cores: (b, h) x KV split j; split 0 is the combine core, it merges the
+// workers' (m, l, O). The chunks holding keys <= pos (all query rows attend the first key of
+// each) are dealt ceil(full / splits) per split; the chunk past them (keys pos+1 .. pos+T-1
+// only) joins the last active split. So every split starts with a key every row attends and
+// its running max stays finite. On a short context the trailing splits are idle.
+constexpr uint32_t WORKER = 0xFFFFFFFFu;  // merges word of a split that sends its partial away
+
+struct SplitRange {
+    uint32_t begin, end;  // chunks of this split: [begin, end)
+    uint32_t active;      // splits with at least one chunk
+};
+
+inline SplitRange split_range(uint32_t pos, uint32_t chunks, uint32_t splits, uint32_t j) {
+    const uint32_t full = pos / 32 + 1;
+    const uint32_t per = (full + splits - 1) / splits;
+    const uint32_t begin = j * per < full ? j * per : full;
+    uint32_t end = begin + per < full ? begin + per : full;
+    if (end == full && begin < end) {
+        end = chunks;
+    }
+    return {begin, end, (full + per - 1) / per};
+}
 
 // chunk c (keys 32c .. 32c+31) needs the staircase mask when a key in it is past pos (row t = 0's last key)
 inline bool chunk_is_masked(uint32_t c, uint32_t pos) { return 32 * c + 31 > pos; }

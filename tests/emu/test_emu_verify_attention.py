@@ -1,6 +1,7 @@
 """verify_attention kernels (kernels/verify_attention/) on the emulator against
 the plain-loop reference: T 1..8 query rows, GQA ratios 1..8 packed into one 32-row tile, D 32 to
-128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32.
+128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32, the
+chunks of one (b, h) split over 1..5 cores and merged (idle splits on short contexts included).
 
 Tolerance: fp32 inputs, |out - ref| <= 1e-5 + 1e-5 |ref| (fp32 math vs float64); bf16 inputs, the
 output is rounded to bf16 once more than the reference's float64 -> bf16, so one bf16 ulp:
@@ -15,7 +16,7 @@ from tt_specdec.ops import reference
 from tt_specdec.ops.verify_attention_program import verify_attention_emu
 
 
-def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None):
+def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=None):
     """block_size: a paged cache of S / block_size blocks per sequence, shuffled over the pool,
     blocks past pos + T - 1 left unallocated (-1)."""
     g = torch.Generator().manual_seed(seed)
@@ -33,7 +34,7 @@ def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None):
         ids = torch.randperm(pool, generator=g)[:B * max_blocks].view(B, max_blocks)
         used = (pos + T - 1).div(block_size, rounding_mode="floor") + 1  # blocks holding keys 0 .. pos + T - 1
         page_table = torch.where(torch.arange(max_blocks).view(1, -1) < used.view(-1, 1), ids, -1)
-    out, result = verify_attention_emu(q, k, v, pos, page_table=page_table)
+    out, result = verify_attention_emu(q, k, v, pos, page_table=page_table, kv_splits=kv_splits)
     ref = reference.verify_attention(q, k, v, pos, page_table=page_table).double()
     rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
     err = (out.double() - ref).abs()
@@ -44,15 +45,18 @@ def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(B=st.integers(1, 4), T=st.integers(1, 8), Hkv=st.integers(1, 4), group=st.sampled_from([1, 2, 4, 8]),
        D=st.sampled_from([32, 64, 128]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
-       block_size=st.sampled_from([None, 32, 64]), data=st.data())
-def test_matches_reference(B, T, Hkv, group, D, dtype, block_size, data):
+       block_size=st.sampled_from([None, 32, 64]), kv_splits=st.sampled_from([None, 1, 2, 3, 5]), data=st.data())
+def test_matches_reference(B, T, Hkv, group, D, dtype, block_size, kv_splits, data):
     if T * group > 32:
         group = max(1, 32 // T)
     S = data.draw(st.sampled_from([32, 33, 64, 100, 160]))
     # positions at and around tile boundaries, with pos + T <= S
     edges = [p for p in (0, 1, 30, 31, 32, 33, 63, 64, S - T) if 0 <= p <= S - T]
     pos = data.draw(st.lists(st.sampled_from(edges), min_size=B, max_size=B))
-    check(B, T, Hkv * group, Hkv, S, D, pos, dtype, seed=data.draw(st.integers(0, 1000)), block_size=block_size)
+    if kv_splits is not None:
+        kv_splits = min(kv_splits, 64 // (B * Hkv))
+    check(B, T, Hkv * group, Hkv, S, D, pos, dtype, seed=data.draw(st.integers(0, 1000)), block_size=block_size,
+          kv_splits=kv_splits)
 
 
 def test_kv_read_once_for_all_rows_and_heads():
@@ -65,6 +69,28 @@ def test_kv_read_once_for_all_rows_and_heads():
     # and only the chunks up to pos + T - 1 are read: 29 chunks of K and V per (b, h), bf16 tiles
     kv_bytes = B * Hkv * 2 * 29 * (D // 32) * 2048
     assert kv_bytes <= kv(r1) <= kv_bytes * 1.05
+
+
+@pytest.mark.parametrize("pos", [31, 63, 100, 190])  # 31, 63: the last chunk holds only keys past pos
+@pytest.mark.parametrize("kv_splits", [2, 3, 4, 7])
+def test_kv_splits_share_the_chunks_and_merge(pos, kv_splits):
+    """Each chunk is read once over all split cores: the KV bytes equal the unsplit kernel's;
+    each active split reads its share (the last one also the chunk past pos)."""
+    B, Hkv, S, D, T = 1, 2, 200, 64, 5
+    one = check(B, T, 4 * Hkv, Hkv, S, D, [pos], torch.bfloat16, kv_splits=1)
+    split = check(B, T, 4 * Hkv, Hkv, S, D, [pos], torch.bfloat16, kv_splits=kv_splits)
+    per_core = [s["dram_bytes_read"] for s in split.stats if s["kernel"] == "reader_verify_attention"]
+    q_and_pos, chunk = (D // 32) * 2048 + 32, 2 * (D // 32) * 2048  # per active core; K + V of one chunk
+    full, chunks = pos // 32 + 1, -(-(pos + T) // 32)
+    per = -(-full // kv_splits)
+    active = -(-full // per)
+    kv = lambda r: r.bytes_by_kernel("dram_bytes_read")["reader_verify_attention"] - B * Hkv * q_and_pos  # noqa
+    assert kv(one) == B * Hkv * chunks * chunk
+    idle_reads = (kv_splits - active) * B * Hkv * 32  # an idle split reads pos only
+    assert kv(split) - (active - 1) * B * Hkv * q_and_pos - idle_reads == kv(one)
+    shares = sorted(b - q_and_pos for b in per_core if b > 32)  # idle splits read only pos (32 bytes)
+    assert len(shares) == B * Hkv * active
+    assert max(shares) <= (per + chunks - full) * chunk
 
 
 def test_unallocated_block_is_caught():

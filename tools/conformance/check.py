@@ -124,6 +124,7 @@ CASES: dict[str, list[dict]] = {
         dict(B=4, T=8, Hq=8, Hkv=2, S=1000, D=128, dtype=FP32, scale=0.08838834764831845),
         dict(B=2, T=4, Hq=8, Hkv=2, S=512, D=64, dtype=BF16, scale=0.125, num_blocks=32, block_size=64,
              max_blocks=8),  # paged KV cache
+        dict(B=1, T=5, Hq=8, Hkv=2, S=2048, D=64, dtype=BF16, scale=0.125, kv_splits=4),  # chunks over 4 cores
     ],
     "rollback_kv_program": [
         dict(B=1, k=1),

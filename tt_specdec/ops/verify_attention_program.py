@@ -1,8 +1,11 @@
 """Program description of the verify_attention kernels (kernels/verify_attention/), contiguous
-or paged cache (blocks of whole 32-key chunks): one core per (sequence, KV head); its T query
-rows times the Hq/Hkv heads of the group are packed into one 32-row tile row, so each 32-key
-chunk of K and V is read once for all of them. Shapes (B, T, heads, S, D) and formats are compile-time; positions arrive in the pos
-tensor (the chunk count follows from it on the device).
+or paged cache (blocks of whole 32-key chunks): `kv_splits` cores per (sequence, KV head); its
+T query rows times the Hq/Hkv heads of the group are packed into one 32-row tile row, so each
+32-key chunk of K and V is read once for all of them. With kv_splits > 1 the chunks are dealt
+over the split cores (flash-decoding) and split 0 merges their (max, sum, unnormalized output)
+partials, gathered into its L1 over the NoC. Shapes (B, T, heads, S, D), kv_splits and formats
+are compile-time; positions arrive in the pos tensor (each split's chunks follow from it on
+the device).
 
 Host glue: q [B, T, Hq, D] is packed to [B*Hkv, 32, D] (row t*group + g) and tilized, the
 caches are tilized per (b, h), and the packed output is unpacked. On a card the projection
@@ -20,13 +23,21 @@ from tt_specdec import program as P
 KERNEL_DIR = P.KERNELS_DIR / "verify_attention"
 ARGS = P.read_arg_indices(KERNEL_DIR / "verify_attention_common.hpp")
 MAX_CORES = 64  # the 8 x 8 grid
+MIN_SPLIT_CHUNKS = 32  # auto kv_splits: at least this many 32-key chunks of capacity per split
+
+
+def auto_kv_splits(B: int, Hkv: int, S: int) -> int:
+    """Spare cores of the grid take KV splits once the cache is long enough that the extra q
+    reads and the merge (one partial per split) are small next to a split's chunks."""
+    return max(1, min(MAX_CORES // (B * Hkv), -(-S // 32) // MIN_SPLIT_CHUNKS))
 
 
 def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, dtype: torch.dtype,
                              scale: float, *, num_blocks: int = 0, block_size: int = 0,
-                             max_blocks: int = 0) -> P.Program:
+                             max_blocks: int = 0, kv_splits: int = 1) -> P.Program:
     """Contiguous caches [B, Hkv, S, D]; or paged ones [num_blocks, Hkv, block_size, D] with
-    page_table [B, max_blocks] when num_blocks > 0 (block_size a multiple of 32)."""
+    page_table [B, max_blocks] when num_blocks > 0 (block_size a multiple of 32). Core
+    (b * Hkv + h) * kv_splits + j runs split j of (b, h)."""
     group = Hq // Hkv
     paged = num_blocks > 0
     d_tiles, s_tiles = D // 32, -(-S // 32)
@@ -37,12 +48,16 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
     pos = P.Tensor("pos", (1, B), torch.int32)
     page_table = P.Tensor("page_table", (B, max_blocks) if paged else (1, 1), torch.int32)
     out = P.Tensor("out", (B * Hkv, 32, D), dtype, "tile", is_output=True)
-    n = B * Hkv
+    splits = kv_splits
+    n = B * Hkv * splits
+    if splits < 1 or n > MAX_CORES:
+        raise ValueError(f"kv_splits: got {splits}, expected >= 1 with B*Hkv*kv_splits <= {MAX_CORES} "
+                         f"(B*Hkv = {B * Hkv})")
     grid = [(i % 8, i // 8) for i in range(n)]
     cores = [P.CoreRange((x, y), (x, y)) for x, y in grid]
     C = {name: ARGS[f"CB_{name}"] for name in
-         ("Q", "K", "V", "MASK", "SCALE", "ONES", "POS", "TABLE", "OUT", "ALPHA", "TMP", "PV", "LC", "S2",
-          "S", "P", "M0", "M1", "L0", "L1", "O0", "O1")}
+         ("Q", "K", "V", "MASK", "SCALE", "ONES", "POS", "TABLE", "RANGE", "PART", "GATHER", "OUT", "ALPHA",
+          "TMP", "PV", "LC", "S2", "S", "P", "M0", "M1", "L0", "L1", "O0", "O1")}
     tile_in, tile_f32 = q.page_size, 4096
     fmt_in, f32 = P.data_format(dtype), P.DataFormat.Float32
     one = [("MASK", 2), ("SCALE", 1), ("ONES", 1), ("ALPHA", 1), ("TMP", 1), ("LC", 1), ("S2", 1), ("S", 1),
@@ -53,38 +68,50 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
            P.CircularBuffer(C["POS"], cores, 1, P.align(max(B * 4, 32), 32), P.DataFormat.UInt32, "pos"),
            P.CircularBuffer(C["TABLE"], cores, 1, P.align(max(max_blocks * 4, 32), 32), P.DataFormat.Int32,
                             "page_table"),
+           P.CircularBuffer(C["RANGE"], cores, 1, 16, P.DataFormat.UInt32, "range"),
            P.CircularBuffer(C["OUT"], cores, 2, tile_in, fmt_in, "out"),
            P.CircularBuffer(C["PV"], cores, d_tiles, tile_f32, f32, "pv"),
            P.CircularBuffer(C["O0"], cores, d_tiles, tile_f32, f32, "o0"),
            P.CircularBuffer(C["O1"], cores, d_tiles, tile_f32, f32, "o1")]
     cbs += [P.CircularBuffer(C[name], cores, pages, tile_f32, f32, name.lower()) for name, pages in one]
+    if splits > 1:  # a worker's partial [m, l, O], and split 0's slots for the others'
+        cbs += [P.CircularBuffer(C["PART"], cores, d_tiles + 2, tile_f32, f32, "part"),
+                P.CircularBuffer(C["GATHER"], cores, (splits - 1) * (d_tiles + 2), tile_f32, f32, "gather")]
+    sem_partials = 0
     ta = P.tensor_accessor_args
     reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_q=C["Q"], cb_k=C["K"], cb_v=C["V"], cb_mask=C["MASK"],
                              cb_scale=C["SCALE"], cb_ones=C["ONES"], cb_pos=C["POS"], d_tiles=d_tiles,
                              s_tiles=s_tiles, t=T, group=group, hkv=Hkv, q_ta=ta(q), k_ta=ta(k), v_ta=ta(v),
                              pos_ta=ta(pos), block_tiles=block_size // 32 if paged else 0,
-                             max_blocks=max_blocks, cb_table=C["TABLE"], page_table_ta=ta(page_table))
+                             max_blocks=max_blocks, cb_table=C["TABLE"], page_table_ta=ta(page_table),
+                             splits=splits, cb_range=C["RANGE"], sem_partials=sem_partials)
     compute_ct = P.arg_vector(ARGS, "CT_COMPUTE_", d_tiles=d_tiles)
-    writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_out=C["OUT"], d_tiles=d_tiles, out_ta=ta(out))
+    writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_out=C["OUT"], d_tiles=d_tiles, out_ta=ta(out),
+                             sem_partials=sem_partials)
     scale_bits = struct.unpack("<I", struct.pack("<f", scale))[0]
     reader_rt = {c: P.arg_vector(ARGS, "RT_READER_", q_addr=P.BufferAddress("q"), k_addr=P.BufferAddress("k"),
-                                 v_addr=P.BufferAddress("v"), pos_addr=P.BufferAddress("pos"), bh=i,
+                                 v_addr=P.BufferAddress("v"), pos_addr=P.BufferAddress("pos"), bh=i // splits,
                                  scale_bits=scale_bits,
-                                 page_table_addr=P.BufferAddress("page_table") if paged else 0)
+                                 page_table_addr=P.BufferAddress("page_table") if paged else 0, split=i % splits)
                  for i, c in enumerate(grid)}
-    writer_rt = {c: P.arg_vector(ARGS, "RT_WRITER_", out_addr=P.BufferAddress("out"), bh=i)
+    writer_rt = {c: P.arg_vector(ARGS, "RT_WRITER_", out_addr=P.BufferAddress("out"), bh=i // splits,
+                                 split=i % splits, combine_noc_x=P.NocX(grid[i - i % splits]),
+                                 combine_noc_y=P.NocY(grid[i - i % splits]))
                  for i, c in enumerate(grid)}
     kernels = [P.Kernel("verify_attention/reader_verify_attention.cpp", "reader", cores, reader_ct, reader_rt),
                P.Kernel("verify_attention/compute_verify_attention.cpp", "compute", cores, compute_ct,
                         {c: [] for c in grid}, fp32_dest_acc_en=True),
                P.Kernel("verify_attention/writer_verify_attention.cpp", "writer", cores, writer_ct, writer_rt)]
-    return P.Program("verify_attention", kernels, cbs, [q, k, v, pos] + ([page_table] if paged else []) + [out])
+    return P.Program("verify_attention", kernels, cbs, [q, k, v, pos] + ([page_table] if paged else []) + [out],
+                     [P.Semaphore(sem_partials, cores, 0)])  # counts on each combine core
 
 
 def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                         page_table: torch.Tensor | None = None, scale: float | None = None):
+                         page_table: torch.Tensor | None = None, scale: float | None = None,
+                         kv_splits: int | None = None):
     """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table
-    [B, max_blocks], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult)."""
+    [B, max_blocks], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult). kv_splits: cores per
+    (b, h) sharing its chunks; None = auto_kv_splits (1 below MIN_SPLIT_CHUNKS chunks)."""
     from tt_specdec import emu
 
     B, T, Hq, D = q.shape
@@ -101,6 +128,7 @@ def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     if int(pos.max()) + T > S:
         raise ValueError(f"pos: got max {int(pos.max())} with T={T}, expected pos + T <= S={S}")
     scale = 1.0 / math.sqrt(D) if scale is None else scale
+    splits = auto_kv_splits(B, Hkv, S) if kv_splits is None else kv_splits
     s_pad = -(-S // 32) * 32
     # q [B, T, Hq, D] -> [B, Hkv, T, group, D] -> rows (t, g) of one tile row per (b, h)
     qp = torch.zeros(B, Hkv, 32, D, dtype=q.dtype)
@@ -110,11 +138,11 @@ def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     if paged:
         nb, blk = k_cache.shape[0], k_cache.shape[2]
         prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, num_blocks=nb, block_size=blk,
-                                        max_blocks=page_table.shape[1])
+                                        max_blocks=page_table.shape[1], kv_splits=splits)
         inputs.update(k=k_cache.to(q.dtype).reshape(nb * Hkv, blk, D), v=v_cache.to(q.dtype).reshape(nb * Hkv, blk, D),
                       page_table=page_table.to(torch.int32))
     else:
-        prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale)
+        prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, kv_splits=splits)
         inputs.update(k=pad(k_cache), v=pad(v_cache))
     r = emu.run(prog, inputs)
     o = r.outputs["out"].view(B, Hkv, 32, D)[:, :, :T * group]
