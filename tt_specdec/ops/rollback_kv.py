@@ -63,7 +63,7 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
         return rollback_kv_emu(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size)[0]
     if backend != "torch":
-        raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
+        raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
     new_pos = torch.where(live, pos + n.to(pos.dtype) + 1, pos)  # keep the caller's dtype (int32 on device)
     new_last = torch.where(live, emitted.to(last.dtype), last)
     if page_table is None:
