@@ -5,13 +5,12 @@ wall time is the emulator's, not a card's.
     .venv/bin/python bench/bench_accept_prefix.py [--variant greedy,sampling] [--json out/bench_accept_prefix.json]
 """
 import argparse
-import json
-import statistics
-import time
 
 import torch
 
 from tt_specdec.ops.accept_prefix_program import accept_prefix_emu, accept_prefix_sampling_emu
+
+from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts
 
 SHAPES = [(1, 4, 49152), (8, 4, 49152), (8, 15, 49152), (1, 4, 128256), (8, 4, 128256)]  # (B, k, V)
 
@@ -27,15 +26,10 @@ def bench(variant, B, k, V, dtype, repeat):
     logits = torch.randn(B, k + 1, V, generator=g).to(dtype)
     drafts = logits.argmax(-1)[:, :k]
     q = torch.softmax(torch.randn(B, k, V, generator=g), -1) if variant == "sampling" else None
-    result = run_once(variant, logits, drafts, q)  # compiles on a cold kernel cache
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        run_once(variant, logits, drafts, q)
-        times.append(time.perf_counter() - t)
+    result, emu_ms = emu_run_ms(lambda: run_once(variant, logits, drafts, q), repeat)
     ideal = logits.numel() * logits.element_size()
     return {"variant": variant, "B": B, "k": k, "V": V, "dtype": str(dtype).removeprefix("torch."),
-            "emu_ms": round(1e3 * statistics.median(times), 2),
+            "emu_ms": emu_ms,
             "dram_bytes_read": result.total("dram_bytes_read"), "dram_bytes_written": result.total("dram_bytes_written"),
             "noc_bytes_read": result.total("noc_bytes_read"), "noc_bytes_written": result.total("noc_bytes_written"),
             "ideal_bytes_read": ideal, "read_vs_ideal": round(result.total("dram_bytes_read") / ideal, 4)}
@@ -57,9 +51,7 @@ def main():
                 print(f"{variant:8} {row['dtype']:8} B={B} k={k:2} V={V:6}: {row['emu_ms']:8.1f} ms emu, "
                       f"DRAM read {row['dram_bytes_read']:>10} B = {row['read_vs_ideal']:.4f}x ideal, "
                       f"written {row['dram_bytes_written']} B")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,12 @@ the wall time the emulator's (a few hundred bytes: launch overhead only).
     .venv/bin/python bench/bench_rollback_kv.py [--json out/bench_rollback_kv.json]
 """
 import argparse
-import json
-import statistics
-import time
 
 import torch
 
 from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
+
+from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts
 
 # (B, k, max_blocks), max_blocks 0 = a contiguous cache
 SHAPES = [(1, 4, 0), (8, 4, 0), (32, 15, 0), (1, 4, 64), (8, 4, 64), (32, 15, 256)]
@@ -41,17 +40,12 @@ def bench(B, k, max_blocks, repeat):
     pos, last, n, out, table = step(B, k, max_blocks)
     block_size = BLOCK if table is not None else None
     run = lambda: rollback_kv_emu(pos, last, n, out, page_table=table, block_size=block_size)[1]  # noqa: E731
-    result = run()  # compiles on a cold kernel cache
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
+    result, emu_ms = emu_run_ms(run, repeat)
     table_bytes = 0 if table is None else table.numel() * 4
     ideal_read = 3 * B * 4 + out.numel() * 4 + table_bytes
     ideal_written = 2 * B * 4 + 2 * table_bytes
     return {"B": B, "k": k, "max_blocks": max_blocks, "block_size": BLOCK if max_blocks else None,
-            "emu_ms": round(1e3 * statistics.median(times), 2),
+            "emu_ms": emu_ms,
             "dram_bytes_read": result.total("dram_bytes_read"),
             "dram_bytes_written": result.total("dram_bytes_written"),
             "noc_bytes_read": result.total("noc_bytes_read"), "noc_bytes_written": result.total("noc_bytes_written"),
@@ -73,9 +67,7 @@ def main():
         print(f"B={B:2} k={k:2} {layout}: {row['emu_ms']:6.1f} ms emu, DRAM read {row['dram_bytes_read']:>6} B "
               f"= {row['read_vs_ideal']:.3f}x ideal, written {row['dram_bytes_written']:>6} B "
               f"= {row['written_vs_ideal']:.3f}x ideal")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(rows, args.json)
 
 
 if __name__ == "__main__":

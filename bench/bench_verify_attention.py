@@ -8,13 +8,12 @@ time is the emulator's.
     .venv/bin/python bench/bench_verify_attention.py [--dtype bfloat16,float32] [--json out/bench_verify_attention.json]
 """
 import argparse
-import json
-import statistics
-import time
 
 import torch
 
 from tt_specdec.ops.verify_attention_program import auto_kv_splits, verify_attention_emu
+
+from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts
 
 # (name, B, Hq, Hkv, D): the tiny target's heads, SmolLM2-135M's, a Llama-3-8B layer's
 MODELS = [("tiny", 1, 8, 2, 32), ("smollm2", 4, 9, 3, 64), ("llama3-8b", 1, 32, 8, 128)]
@@ -39,12 +38,7 @@ def bench(model, B, T, Hq, Hkv, D, pos, dtype, paged, repeat):
     q, k, v, table = inputs(B, T, Hq, Hkv, D, pos, dtype, paged)
     positions = torch.full((B,), pos)
     run = lambda: verify_attention_emu(q, k, v, positions, page_table=table)[1]  # noqa: E731
-    result = run()  # compiles on a cold kernel cache
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
+    result, emu_ms = emu_run_ms(run, repeat)
     splits = auto_kv_splits(B, Hkv, k.shape[2] * table.shape[1] if paged else k.shape[2])  # the emu's choice
     elt, cores = q.element_size(), B * Hkv * splits
     # the reader's other reads, per core: the packed q tile row, the pos page (32-byte aligned), the
@@ -55,7 +49,7 @@ def bench(model, B, T, Hq, Hkv, D, pos, dtype, paged, repeat):
     ideal = q.numel() * elt + B * 4 + kv_ideal
     return {"model": model, "B": B, "T": T, "Hq": Hq, "Hkv": Hkv, "D": D, "pos": pos, "paged": paged,
             "splits": splits,
-            "dtype": str(dtype).removeprefix("torch."), "emu_ms": round(1e3 * statistics.median(times), 2),
+            "dtype": str(dtype).removeprefix("torch."), "emu_ms": emu_ms,
             "dram_bytes_read": result.total("dram_bytes_read"),
             "dram_bytes_written": result.total("dram_bytes_written"),
             "noc_bytes_read": result.total("noc_bytes_read"), "noc_bytes_written": result.total("noc_bytes_written"),
@@ -91,9 +85,7 @@ def main():
                               f"written {row['dram_bytes_written']} B; KV read {row['kv_bytes_read']:>9} B "
                               f"= {row['kv_read_vs_t1']:.4f}x T=1")
     print(f"worst KV bytes read, T = 5 vs T = 1 at the same position: {worst:.4f}x (issue 3: <= 1.05x)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(rows, args.json)
 
 
 if __name__ == "__main__":
