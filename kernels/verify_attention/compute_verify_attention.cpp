@@ -6,6 +6,9 @@
 // Running m, l, O alternate between two CBs by update parity, so an update's inputs are still
 // at the front while its outputs are pushed. Row sums are P @ ones (the value lands in
 // every column; column 0 is what the column broadcasts read).
+// Every op runs after its own init (the unpacker / math / packer are configured per op): an
+// unpack/math init (matmul, reduce, copy, add/sub, *_bcast_cols) before each change of FPU op,
+// an SFPU init (exp, binary_max, recip) before each change of SFPU op.
 // KV splits: this core runs chunks [begin, end) only. A worker split packs its unnormalized
 // (m, l, O) to cb_part for its writer; the combine core (split 0) merges each worker's
 // (m_j, l_j, O_j) like one more chunk:  m' = max(m, m_j)  a = exp(m - m')  b = exp(m_j - m')
@@ -74,6 +77,7 @@ void kernel_main() {
         // S *= scale, then + mask when the chunk reaches past pos
         const bool masked = chunk_is_masked(c, pos);
         cb_wait_front(CB_TMP, 1);
+        mul_bcast_cols_init(CB_TMP, CB_SCALE);
         tile_regs_acquire();
         mul_tiles_bcast_cols(CB_TMP, CB_SCALE, 0, 0, 0);
         pack_to(masked ? CB_S2 : CB_S);
@@ -81,6 +85,7 @@ void kernel_main() {
         if (masked) {
             cb_wait_front(CB_S2, 1);
             cb_wait_front(CB_MASK, 1);
+            add_init(CB_S2, CB_MASK);
             tile_regs_acquire();
             add_tiles(CB_S2, CB_MASK, 0, 0, 0);
             pack_to(CB_S);
@@ -90,28 +95,35 @@ void kernel_main() {
 
         // m = max(m_prev, rowmax S), in column 0
         cb_wait_front(CB_S, 1);
+        reduce_init<PoolType::MAX, ReduceDim::REDUCE_ROW>(CB_S, CB_ONES, cb_m);
         tile_regs_acquire();
         reduce_tile<PoolType::MAX, ReduceDim::REDUCE_ROW>(CB_S, CB_ONES, 0, 0, 0);
         if (!first) {
             cb_wait_front(cb_m_prev, 1);
+            copy_init(cb_m_prev);
             copy_tile(cb_m_prev, 0, 1);
+            binary_max_tile_init();
             binary_max_tile(0, 1, 0);
         }
         pack_to(cb_m);
+        reduce_uninit();  // the packer's edge mask back to default
 
         // P = exp(S - m)
         cb_wait_front(cb_m, 1);
+        sub_bcast_cols_init(CB_S, cb_m);
         tile_regs_acquire();
         sub_tiles_bcast_cols(CB_S, cb_m, 0, 0, 0);
+        exp_tile_init();
         exp_tile(0);
         pack_to(CB_P);
         cb_pop_front(CB_S, 1);
 
         // alpha = exp(m_prev - m): how much the running sums shrink
         if (!first) {
+            sub_init(cb_m_prev, cb_m);
             tile_regs_acquire();
             sub_tiles(cb_m_prev, cb_m, 0, 0, 0);
-            exp_tile(0);
+            exp_tile(0);  // exp_tile_init is still the latest SFPU init
             pack_to(CB_ALPHA);
             cb_pop_front(cb_m_prev, 1);
             cb_wait_front(CB_ALPHA, 1);
@@ -125,12 +137,14 @@ void kernel_main() {
         pack_to(first ? cb_l : CB_LC);
         if (!first) {
             cb_wait_front(cb_l_prev, 1);
+            mul_bcast_cols_init(cb_l_prev, CB_ALPHA);
             tile_regs_acquire();
             mul_tiles_bcast_cols(cb_l_prev, CB_ALPHA, 0, 0, 0);
             pack_to(CB_TMP);
             cb_pop_front(cb_l_prev, 1);
             cb_wait_front(CB_LC, 1);
             cb_wait_front(CB_TMP, 1);
+            add_init(CB_LC, CB_TMP);
             tile_regs_acquire();
             add_tiles(CB_LC, CB_TMP, 0, 0, 0);
             pack_to(cb_l);
@@ -152,10 +166,12 @@ void kernel_main() {
             cb_wait_front(CB_PV, d_tiles);
             cb_wait_front(cb_o_prev, d_tiles);
             for (uint32_t d = 0; d < d_tiles; ++d) {
+                mul_bcast_cols_init(cb_o_prev, CB_ALPHA);
                 tile_regs_acquire();
                 mul_tiles_bcast_cols(cb_o_prev, CB_ALPHA, d, 0, 0);
                 pack_to(CB_TMP);
                 cb_wait_front(CB_TMP, 1);
+                add_init(CB_PV, CB_TMP);
                 tile_regs_acquire();
                 add_tiles(CB_PV, CB_TMP, d, 0, 0);
                 pack_to(cb_o);
@@ -174,8 +190,10 @@ void kernel_main() {
         cb_wait_front(cb_l, 1);
         cb_wait_front(cb_o, d_tiles);
         for (uint32_t i = 0; i < d_tiles + 2; ++i) {
+            const uint32_t cb = i == 0 ? cb_m : i == 1 ? cb_l : cb_o;
+            copy_init(cb);
             tile_regs_acquire();
-            copy_tile(i == 0 ? cb_m : i == 1 ? cb_l : cb_o, i < 2 ? 0 : i - 2, 0);
+            copy_tile(cb, i < 2 ? 0 : i - 2, 0);
             pack_to(CB_PART);
         }
         cb_pop_front(cb_m, 1);
@@ -194,16 +212,22 @@ void kernel_main() {
         cb_wait_front(cb_m_prev, 1);
         // m' = max(m, m_j)
         tile_regs_acquire();
+        copy_init(cb_m_prev);
         copy_tile(cb_m_prev, 0, 0);
+        copy_init(CB_GATHER);
         copy_tile(CB_GATHER, 0, 1);
+        binary_max_tile_init();
         binary_max_tile(0, 1, 0);
         pack_to(cb_m);
         cb_wait_front(cb_m, 1);
         // a = exp(m - m') -> alpha, b = exp(m_j - m') -> p
+        sub_init(cb_m_prev, cb_m);
         tile_regs_acquire();
         sub_tiles(cb_m_prev, cb_m, 0, 0, 0);
+        exp_tile_init();
         exp_tile(0);
         pack_to(CB_ALPHA);
+        sub_init(CB_GATHER, cb_m);
         tile_regs_acquire();
         sub_tiles(CB_GATHER, cb_m, 0, 0, 0);
         exp_tile(0);
@@ -213,15 +237,18 @@ void kernel_main() {
         cb_wait_front(CB_P, 1);
         // l' = l a + l_j b
         cb_wait_front(cb_l_prev, 1);
+        mul_bcast_cols_init(cb_l_prev, CB_ALPHA);
         tile_regs_acquire();
         mul_tiles_bcast_cols(cb_l_prev, CB_ALPHA, 0, 0, 0);
         pack_to(CB_TMP);
+        mul_bcast_cols_init(CB_GATHER, CB_P);
         tile_regs_acquire();
         mul_tiles_bcast_cols(CB_GATHER, CB_P, 1, 0, 0);
         pack_to(CB_LC);
         cb_pop_front(cb_l_prev, 1);
         cb_wait_front(CB_TMP, 1);
         cb_wait_front(CB_LC, 1);
+        add_init(CB_TMP, CB_LC);
         tile_regs_acquire();
         add_tiles(CB_TMP, CB_LC, 0, 0, 0);
         pack_to(cb_l);
@@ -230,14 +257,17 @@ void kernel_main() {
         // O' = O a + O_j b, per D tile
         cb_wait_front(cb_o_prev, d_tiles);
         for (uint32_t d = 0; d < d_tiles; ++d) {
+            mul_bcast_cols_init(cb_o_prev, CB_ALPHA);
             tile_regs_acquire();
             mul_tiles_bcast_cols(cb_o_prev, CB_ALPHA, d, 0, 0);
             pack_to(CB_TMP);
+            mul_bcast_cols_init(CB_GATHER, CB_P);
             tile_regs_acquire();
             mul_tiles_bcast_cols(CB_GATHER, CB_P, 2 + d, 0, 0);
             pack_to(CB_LC);
             cb_wait_front(CB_TMP, 1);
             cb_wait_front(CB_LC, 1);
+            add_init(CB_TMP, CB_LC);
             tile_regs_acquire();
             add_tiles(CB_TMP, CB_LC, 0, 0, 0);
             pack_to(cb_o);
@@ -254,13 +284,16 @@ void kernel_main() {
     // out = O / l
     const uint32_t cb_l = last ? CB_L1 : CB_L0, cb_o = last ? CB_O1 : CB_O0, cb_m = last ? CB_M1 : CB_M0;
     cb_wait_front(cb_l, 1);
+    copy_init(cb_l);
     tile_regs_acquire();
     copy_tile(cb_l, 0, 0);
+    recip_tile_init();
     recip_tile(0);
     pack_to(CB_TMP);
     cb_pop_front(cb_l, 1);
     cb_wait_front(CB_TMP, 1);
     cb_wait_front(cb_o, d_tiles);
+    mul_bcast_cols_init(cb_o, CB_TMP);
     for (uint32_t d = 0; d < d_tiles; ++d) {
         tile_regs_acquire();
         mul_tiles_bcast_cols(cb_o, CB_TMP, d, 0, 0);

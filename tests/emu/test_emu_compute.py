@@ -80,3 +80,14 @@ def test_unpack_past_the_waited_pages():
 def test_return_holding_dst():
     expect(r"kernel 'compute_no_release' .*returned holding the dst registers",
            compute="broken/compute_no_release.cpp")
+
+
+def test_sfpu_op_without_its_init():
+    expect(r"core \(0, 0\) kernel 'compute_exp_without_init' \(compute\): exp_tile without exp_tile_init: the "
+           r"latest SFPU init is none", compute="broken/compute_exp_without_init.cpp")
+
+
+def test_binary_op_after_another_ops_init():
+    # tile 0 passes (add_init is the latest unpack/math init); tile 1 runs after matmul_init
+    expect(r"kernel 'compute_add_after_matmul_init' \(compute\): add_tiles without add_init: the latest "
+           r"unpack/math init is matmul_init", compute="broken/compute_add_after_matmul_init.cpp")

@@ -33,6 +33,8 @@ struct State {
     DstState state = DstState::Free;
     uint32_t pack_next[32] = {};  // next in-order pack position per CB, reset by cb_push_back
     bool mm_transpose = false;     // matmul_init(..., transpose): in1 tiles are transposed
+    const char* fpu_init = nullptr;   // the latest unpack/math op init (see configure below)
+    const char* sfpu_init = nullptr;  // the latest SFPU op init
 };
 
 inline thread_local State state;
@@ -121,13 +123,42 @@ inline void pack(uint32_t idst, uint32_t cb, uint32_t itile, const char* call) {
     }
 }
 
+// Op inits. On a card every compute op runs with the configuration its paired *_init programmed,
+// and the emulator enforces the model below, read from ttnn 0.81.1's api/compute headers:
+// two independent slots. The unpack/math (FPU) slot: add_init, sub_init, mul_init,
+// {add,sub,mul}_bcast_{cols,rows}_init, matmul_init, reduce_init<type, dim> and copy_init each
+// reprogram the unpacker (llk_unpack_*_init) and the math MOP (llk_math_*_init) for exactly that
+// op, so an FPU op (add_tiles, *_tiles_bcast_*, matmul_tiles, reduce_tile<type, dim>, copy_tile)
+// needs its own init to be the latest FPU init: sub_tiles after add_init would run the ELWADD MOP,
+// add_tiles after matmul_init the matmul MOP. The SFPU slot: exp_tile_init, recip_tile_init and
+// binary_max_tile_init load their op's SFPU config and constants, which any other SFPU init may
+// overwrite (recip.h: "other SFPU inits may overwrite it, so call recip_tile_init again"), so an
+// SFPU op needs its own init to be the latest SFPU init. FPU inits leave the SFPU slot alone and
+// SFPU inits the FPU slot; compute_kernel_hw_startup configures no op; an init stays valid across
+// any number of tiles and tile_regs_acquire/release. Not modelled: which CBs an init named (data
+// format reconfiguration), acc_to_dest, the packer edge mask reduce_init leaves behind.
+inline void configure_fpu(const char* init) { state.fpu_init = init; }
+inline void configure_sfpu(const char* init) { state.sfpu_init = init; }
+
+// `call` needs `init` (an FPU init unless `sfpu`) to be the latest init of its slot.
+inline void expect_init(const char* init, bool sfpu, const char* call) {
+    const char* have = sfpu ? state.sfpu_init : state.fpu_init;
+    if (have != nullptr && std::strcmp(have, init) == 0) return;
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "%s without %s: the latest %s init is %s; on a card %s would run with another op's configuration", call,
+             init, sfpu ? "SFPU" : "unpack/math", have ? have : "none (no init call yet)", call);
+    fail(msg);
+}
+
 enum class Bcast { None, Cols, Rows, Scalar };
 
 // dst[idst] = a op broadcast(b)
 template <typename Op>
 inline void binary(uint32_t icb0, uint32_t icb1, uint32_t itile0, uint32_t itile1, uint32_t idst, Bcast bcast,
-                   const char* call, Op op) {
+                   const char* call, const char* init, Op op) {
     expect(DstState::Math, call);
+    expect_init(init, false, call);
     float* d = dst_tile(idst, call);
     static thread_local float a[TILE_HW], b[TILE_HW];
     unpack(icb0, itile0, a, call);

@@ -17,8 +17,18 @@ void kernel_main() {
     constexpr uint32_t idst = get_compile_time_arg_val(4);  // dst slot used for the result
 
     compute_kernel_hw_startup(cb_a, cb_b, cb_out);
-    if constexpr (op == 3) {
+    if constexpr (op == 0) {
+        add_init(cb_a, cb_b);
+    } else if constexpr (op == 1) {
+        sub_bcast_cols_init(cb_a, cb_b);
+        exp_tile_init();
+    } else if constexpr (op == 2) {
+        mul_init(cb_a, cb_b);
+    } else if constexpr (op == 3) {
         matmul_init(cb_a, cb_b, 1);
+    } else {
+        copy_init(cb_a);
+        recip_tile_init();
     }
     for (uint32_t i = 0; i < num_tiles; ++i) {
         cb_wait_front(cb_a, 1);

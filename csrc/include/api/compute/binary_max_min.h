@@ -3,10 +3,11 @@
 
 #include "api/compute/common.h"
 
-ALWI void binary_max_tile_init() {}
+ALWI void binary_max_tile_init() { emu_compute::configure_sfpu("binary_max_tile_init"); }
 ALWI void binary_max_tile(uint32_t idst0, uint32_t idst1, uint32_t odst, VectorMode vector_mode = VectorMode::RC) {
     using namespace emu_compute;
     expect(DstState::Math, "binary_max_tile");
+    expect_init("binary_max_tile_init", true, "binary_max_tile");
     const float* a = dst_tile(idst0, "binary_max_tile");
     const float* b = dst_tile(idst1, "binary_max_tile");
     float* o = dst_tile(odst, "binary_max_tile");

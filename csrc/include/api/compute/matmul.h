@@ -7,11 +7,13 @@
 ALWI void matmul_init(std::uint32_t in0_cb_id, std::uint32_t in1_cb_id, const std::uint32_t transpose = 0,
                       std::uint32_t call_line = __builtin_LINE()) {
     emu_compute::state.mm_transpose = transpose != 0;
+    emu_compute::configure_fpu("matmul_init");
 }
 ALWI void matmul_tiles(std::uint32_t in0_cb_id, std::uint32_t in1_cb_id, std::uint32_t in0_tile_index,
                        std::uint32_t in1_tile_index, std::uint32_t idst) {
     using namespace emu_compute;
     expect(DstState::Math, "matmul_tiles");
+    expect_init("matmul_init", false, "matmul_tiles");
     float* d = dst_tile(idst, "matmul_tiles");
     static thread_local float a[TILE_HW], b[TILE_HW];
     unpack(in0_cb_id, in0_tile_index, a, "matmul_tiles");

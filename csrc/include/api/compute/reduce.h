@@ -12,9 +12,24 @@
 enum class ReduceDim : std::uint8_t { REDUCE_ROW, REDUCE_COL, REDUCE_SCALAR };
 enum class PoolType : std::uint8_t { SUM, AVG, MAX, MIN };
 
+namespace emu_compute {
+// "reduce_init<MAX, REDUCE_ROW>": each (type, dim) is its own op configuration.
+template <PoolType t, ReduceDim d>
+inline const char* reduce_init_name() {
+    static const char* const names[4][3] = {
+        {"reduce_init<SUM, REDUCE_ROW>", "reduce_init<SUM, REDUCE_COL>", "reduce_init<SUM, REDUCE_SCALAR>"},
+        {"reduce_init<AVG, REDUCE_ROW>", "reduce_init<AVG, REDUCE_COL>", "reduce_init<AVG, REDUCE_SCALAR>"},
+        {"reduce_init<MAX, REDUCE_ROW>", "reduce_init<MAX, REDUCE_COL>", "reduce_init<MAX, REDUCE_SCALAR>"},
+        {"reduce_init<MIN, REDUCE_ROW>", "reduce_init<MIN, REDUCE_COL>", "reduce_init<MIN, REDUCE_SCALAR>"}};
+    return names[int(t)][int(d)];
+}
+}  // namespace emu_compute
+
 template <PoolType reduce_type, ReduceDim reduce_dim, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void reduce_init(std::uint32_t icb, std::uint32_t icb_scaler, std::uint32_t ocb,
-                      std::uint32_t call_line = __builtin_LINE()) {}
+                      std::uint32_t call_line = __builtin_LINE()) {
+    emu_compute::configure_fpu(emu_compute::reduce_init_name<reduce_type, reduce_dim>());
+}
 ALWI void reduce_uninit(std::uint32_t icb = 0) {}
 
 template <PoolType reduce_type, ReduceDim reduce_dim, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
@@ -24,6 +39,7 @@ ALWI void reduce_tile(std::uint32_t icb, std::uint32_t icb_scaler, std::uint32_t
     static_assert(reduce_dim == ReduceDim::REDUCE_ROW, "emulator: only REDUCE_ROW is modelled");
     static_assert(reduce_type == PoolType::SUM || reduce_type == PoolType::MAX, "emulator: only SUM and MAX");
     expect(DstState::Math, "reduce_tile");
+    expect_init(reduce_init_name<reduce_type, reduce_dim>(), false, "reduce_tile");
     float* d = dst_tile(idst, "reduce_tile");
     static thread_local float a[TILE_HW], s[TILE_HW];
     unpack(icb, itile, a, "reduce_tile");

@@ -4,9 +4,12 @@
 #include "api/compute/common.h"
 
 ALWI void copy_init(std::uint32_t cbid, std::uint32_t transpose = 0, std::uint32_t transpose_within_16x16_face = false,
-                     std::uint32_t call_line = __builtin_LINE()) {}
+                     std::uint32_t call_line = __builtin_LINE()) {
+    emu_compute::configure_fpu("copy_init");
+}
 ALWI void copy_tile(std::uint32_t in_cb_id, std::uint32_t in_tile_index, std::uint32_t dst_tile_index) {
     using namespace emu_compute;
     expect(DstState::Math, "copy_tile");
+    expect_init("copy_init", false, "copy_tile");
     unpack(in_cb_id, in_tile_index, dst_tile(dst_tile_index, "copy_tile"), "copy_tile");
 }

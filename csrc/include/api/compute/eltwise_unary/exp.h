@@ -5,9 +5,11 @@
 #include "api/compute/eltwise_unary/eltwise_unary.h"
 
 template <bool approx = false, bool fast_and_approx = false, uint32_t scale = 0x3F800000>
-ALWI void exp_tile_init() {}
+ALWI void exp_tile_init() {
+    emu_compute::configure_sfpu("exp_tile_init");
+}
 
 template <bool approx = false, bool scale_en = false>
 ALWI void exp_tile(uint32_t idst, VectorMode vector_mode = VectorMode::RC, uint16_t scale = 0x3F80) {
-    emu_compute::unary(idst, "exp_tile", [](float x) { return std::exp(x); });
+    emu_compute::unary(idst, "exp_tile", "exp_tile_init", [](float x) { return std::exp(x); });
 }

@@ -4,9 +4,11 @@
 #include "api/compute/eltwise_unary/eltwise_unary.h"
 
 template <bool legacy_compat = true>
-ALWI void recip_tile_init() {}
+ALWI void recip_tile_init() {
+    emu_compute::configure_sfpu("recip_tile_init");
+}
 
 template <bool legacy_compat = true>
 ALWI void recip_tile(uint32_t idst, VectorMode vector_mode = VectorMode::RC) {
-    emu_compute::unary(idst, "recip_tile", [](float x) { return 1.0f / x; });
+    emu_compute::unary(idst, "recip_tile", "recip_tile_init", [](float x) { return 1.0f / x; });
 }
