@@ -43,6 +43,8 @@ void kernel_main() {
     constexpr uint32_t d_tiles = get_compile_time_arg_val(CT_COMPUTE_D_TILES);  // D / 32
     static_assert(d_tiles >= 1, "D >= 32");
 
+    // once, before any other compute API call; Reverse: the first op is the Q·K^T matmul
+    compute_kernel_hw_startup<SrcOrder::Reverse>(CB_Q, CB_K, CB_S);
     cb_wait_front(CB_POS, 1);
     const uint32_t pos = read_tile_value(CB_POS, 0, 0);
     const uint32_t begin = read_tile_value(CB_POS, 0, 1);
@@ -56,7 +58,6 @@ void kernel_main() {
     cb_wait_front(CB_SCALE, 1);
     cb_wait_front(CB_ONES, 1);
     cb_wait_front(CB_Q, d_tiles);
-    compute_kernel_hw_startup(CB_Q, CB_K, CB_S);
     for (uint32_t c = begin; c < end; ++c) {
         const uint32_t u = c - begin;  // update count: picks the parity
         const bool first = u == 0;

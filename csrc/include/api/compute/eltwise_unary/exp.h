@@ -4,12 +4,19 @@
 
 #include "api/compute/eltwise_unary/eltwise_unary.h"
 
-template <bool approx = false, bool fast_and_approx = false, uint32_t scale = 0x3F800000>
+enum class InputClamping : uint8_t {
+    ClampToNegative = 1,
+    None = 0,
+};
+
+template <bool approx = false, uint32_t scale = 0x3F800000, InputClamping input_clamping = InputClamping::ClampToNegative,
+          bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void exp_tile_init() {
     emu_compute::configure_sfpu("exp_tile_init");
 }
 
-template <bool approx = false, bool scale_en = false>
+template <bool approx = false, bool scale_en = false, InputClamping input_clamping = InputClamping::ClampToNegative,
+          int iterations = 8, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void exp_tile(uint32_t idst, VectorMode vector_mode = VectorMode::RC, uint16_t scale = 0x3F80) {
     emu_compute::unary(idst, "exp_tile", "exp_tile_init", [](float x) { return std::exp(x); });
 }
