@@ -44,10 +44,10 @@ Sequence-level distillation, all offline, seeded, resumable:
    (config, recipe, steps, tokens seen, held-out agreement in the metadata).
 
 Progress (the shipped file's metadata has the current steps / tokens seen / agreement):
-  session 1, 05:38-06:45 (niced, shared 2 cores): at the shipped step 312, 352 training
-  sequences (38 k response tokens) + 32 held out, ~22 min of generation; 312 steps / 0.54 M
-  response tokens seen in ~23 min of training; held-out top-1 agreement 0.26, greedy
-  acceptance at k=4 on 8 bench prompts 0.071 (mean accepted length 1.27): far from done.
+  session 1, 05:38-06:50 (niced, shared 2 cores): at the shipped step 423, 448 training
+  sequences (48 k response tokens) + 32 held out, ~28 min of generation; 423 steps / 0.73 M
+  response tokens seen in ~27 min of training; held-out top-1 agreement 0.27, greedy
+  acceptance at k=4 on 8 bench prompts 0.066 (mean accepted length 1.25; step 312: 0.071): far from done.
 
     nohup nice -n 19 .venv/bin/python tools/distill_smollm2.py > ~/.cache/tt_specdec/distill/log 2>&1 &
     nohup nice -n 19 .venv/bin/python tools/distill_smollm2.py --resume >> ~/.cache/tt_specdec/distill/log 2>&1 &

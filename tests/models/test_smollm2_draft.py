@@ -24,10 +24,10 @@ CONFIG = LlamaConfig(vocab_size=49152, dim=128, n_layers=2, n_heads=4, n_kv_head
 K, NEW_TOKENS = 4, 24
 HELD_OUT = [PROMPTS[0][1], PROMPTS[6][1]]  # a chat and a code prompt, never trained on
 # Greedy acceptance (accepted / drafted) on these two prompts, fp32, k=4, 24 tokens, measured with the
-# draft committed at step 312 (early in the distillation: 9 / 132 = 0.068; the SVD-initialised draft
+# draft committed at step 423 (early in the distillation: 10 / 130 = 0.077; step 312: 0.068; the SVD-initialised draft
 # before training: 0 / 164). The floor sits well below the measured value: it catches a broken or
 # unrelated draft, not a slightly different checkpoint. Raise it as the shipped draft improves.
-ACCEPTANCE_MEASURED = 0.068
+ACCEPTANCE_MEASURED = 0.077
 ACCEPTANCE_FLOOR = 0.02
 
 pytestmark = pytest.mark.skipif(not DRAFT.is_file(), reason="no smollm2_draft.safetensors shipped")
