@@ -112,6 +112,10 @@ class Llama(nn.Module):
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D]
         self.v_cache: torch.Tensor | None = None
         self.ops_backend = "torch"  # who runs ops.verify_attention: "torch", or "emu" (its kernels, host emulator)
+        # an EAGLE-style drafter reads the target's final hidden state (before the final norm) per
+        # position: with keep_hidden, forward writes it to hidden_cache [B, S, dim] next to the KV
+        self.keep_hidden = False
+        self.hidden_cache: torch.Tensor | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -163,6 +167,8 @@ class Llama(nn.Module):
             dtype = self.embed.weight.dtype
             self.k_cache = torch.zeros(shape, dtype=dtype)
             self.v_cache = torch.zeros(shape, dtype=dtype)
+        if self.keep_hidden and (self.hidden_cache is None or self.hidden_cache.shape[:2] != (batch_size, cache_len)):
+            self.hidden_cache = torch.zeros(batch_size, cache_len, cfg.dim)
 
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] right-padded, lengths [B] -> logits [B, V] after each row's last token."""
@@ -202,4 +208,6 @@ class Llama(nn.Module):
             o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.ops_backend)  # [B, T, Hq, D]
             x = x + layer.wo(o.reshape(B, T, -1))
             x = layer.mlp(x)
+        if self.keep_hidden:
+            self.hidden_cache[rows, positions] = x.float()
         return self.logits(x).float()
