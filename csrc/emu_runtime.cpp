@@ -362,7 +362,10 @@ void api_noc_read(EmuKernelCtx* ctx, uint64_t src, uint32_t dst, uint32_t size) 
     uint8_t* d = local_l1(t, dst, size, "noc_async_read", "destination");
     t->pending_reads.push_back({d, s, size, nullptr});
     t->stats.noc_bytes_read += size;
-    if (is_dram) t->stats.dram_bytes_read += size;
+    if (is_dram) {
+        t->stats.dram_bytes_read += size;
+        t->stats.dram_bytes_read_by_buffer[t->dev->find_dram(static_cast<uint32_t>(src & LOCAL_MASK))->name] += size;
+    }
 }
 
 void api_noc_write(EmuKernelCtx* ctx, uint32_t src, uint64_t dst, uint32_t size) {
@@ -374,7 +377,10 @@ void api_noc_write(EmuKernelCtx* ctx, uint32_t src, uint64_t dst, uint32_t size)
     uint8_t* d = remote(t, dst, size, false, "noc_async_write", &rc, &is_dram);
     t->pending_writes.push_back({d, s, size, rc});
     t->stats.noc_bytes_written += size;
-    if (is_dram) t->stats.dram_bytes_written += size;
+    if (is_dram) {
+        t->stats.dram_bytes_written += size;
+        t->stats.dram_bytes_written_by_buffer[t->dev->find_dram(static_cast<uint32_t>(dst & LOCAL_MASK))->name] += size;
+    }
 }
 
 void flush(Thread* t, std::vector<PendingCopy>& q) {

@@ -107,6 +107,8 @@ struct KernelStats {
     uint64_t noc_bytes_written = 0;
     uint64_t dram_bytes_read = 0;
     uint64_t dram_bytes_written = 0;
+    std::map<std::string, uint64_t> dram_bytes_read_by_buffer;  // DRAM traffic per tensor of the program
+    std::map<std::string, uint64_t> dram_bytes_written_by_buffer;
 };
 
 class Device;

@@ -101,6 +101,8 @@ PYBIND11_MODULE(_emu, m) {
                     e["noc_bytes_written"] = s.noc_bytes_written;
                     e["dram_bytes_read"] = s.dram_bytes_read;
                     e["dram_bytes_written"] = s.dram_bytes_written;
+                    e["dram_bytes_read_by_buffer"] = s.dram_bytes_read_by_buffer;
+                    e["dram_bytes_written_by_buffer"] = s.dram_bytes_written_by_buffer;
                     out.append(e);
                 }
                 return out;
