@@ -45,6 +45,71 @@ constexpr uint32_t CT_WRITER_NEW_LAST_TA = 10;
 constexpr uint32_t CT_WRITER_NEW_TABLE_TA = 12;
 constexpr uint32_t CT_WRITER_FREED_TA = 14;
 
+// reader_rollback_kv_compact.cpp runtime args
+constexpr uint32_t RT_COMPACT_READER_POS_ADDR = 0;
+constexpr uint32_t RT_COMPACT_READER_NUM_ACCEPTED_ADDR = 1;
+constexpr uint32_t RT_COMPACT_READER_SLOTS_ADDR = 2;       // accepted_slots [B, k+1] int32, one page per row
+constexpr uint32_t RT_COMPACT_READER_PAGE_TABLE_ADDR = 3;  // 0 when contiguous
+constexpr uint32_t RT_COMPACT_READER_K_ADDR = 4;           // K cache, tiles, updated in place
+constexpr uint32_t RT_COMPACT_READER_V_ADDR = 5;
+constexpr uint32_t RT_COMPACT_READER_UNIT_BEGIN = 6;  // this core's units [begin, end) of (b, layer, K|V, head)
+constexpr uint32_t RT_COMPACT_READER_UNIT_END = 7;
+
+// reader_rollback_kv_compact.cpp compile-time args
+constexpr uint32_t CT_COMPACT_READER_CB_SCRATCH = 0;  // one page: pos [B], num_accepted [B], slots row, table row
+constexpr uint32_t CT_COMPACT_READER_CB_ROWS = 1;     // one page per unit: header + its moved KV rows
+constexpr uint32_t CT_COMPACT_READER_BATCH = 2;
+constexpr uint32_t CT_COMPACT_READER_ROWS = 3;  // k + 1
+constexpr uint32_t CT_COMPACT_READER_LAYERS = 4;
+constexpr uint32_t CT_COMPACT_READER_HKV = 5;
+constexpr uint32_t CT_COMPACT_READER_D_TILES = 6;         // head dim / 32
+constexpr uint32_t CT_COMPACT_READER_MATRIX_TILES = 7;    // tile rows of one cache matrix: S / 32, or block / 32
+constexpr uint32_t CT_COMPACT_READER_SEQ_MATRICES = 8;    // matrices per layer and head: B, or num_blocks (paged)
+constexpr uint32_t CT_COMPACT_READER_BLOCK_SIZE = 9;      // 0: contiguous cache
+constexpr uint32_t CT_COMPACT_READER_MAX_BLOCKS = 10;
+constexpr uint32_t CT_COMPACT_READER_FACE_ROW_BYTES = 11;  // 16 elements: one row of one face
+constexpr uint32_t CT_COMPACT_READER_POS_TA = 12;          // TensorAccessorArgs (2 args each)
+constexpr uint32_t CT_COMPACT_READER_NUM_ACCEPTED_TA = 14;
+constexpr uint32_t CT_COMPACT_READER_SLOTS_TA = 16;
+constexpr uint32_t CT_COMPACT_READER_PAGE_TABLE_TA = 18;
+constexpr uint32_t CT_COMPACT_READER_K_TA = 20;
+constexpr uint32_t CT_COMPACT_READER_V_TA = 22;
+
+// writer_rollback_kv_compact.cpp runtime args
+constexpr uint32_t RT_COMPACT_WRITER_K_ADDR = 0;
+constexpr uint32_t RT_COMPACT_WRITER_V_ADDR = 1;
+constexpr uint32_t RT_COMPACT_WRITER_UNIT_BEGIN = 2;
+constexpr uint32_t RT_COMPACT_WRITER_UNIT_END = 3;
+
+// writer_rollback_kv_compact.cpp compile-time args
+constexpr uint32_t CT_COMPACT_WRITER_CB_ROWS = 0;
+constexpr uint32_t CT_COMPACT_WRITER_ROWS = 1;
+constexpr uint32_t CT_COMPACT_WRITER_D_TILES = 2;
+constexpr uint32_t CT_COMPACT_WRITER_FACE_ROW_BYTES = 3;
+constexpr uint32_t CT_COMPACT_WRITER_K_TA = 4;  // TensorAccessorArgs (2 args each)
+constexpr uint32_t CT_COMPACT_WRITER_V_TA = 6;
+
 constexpr int32_t SKIP = -1;  // num_accepted of a finished row; an empty page-table entry
+
+// A rows page (reader -> writer), int32 words: [count, is_v, -, -] then (tile, row) of each moved
+// row's destination, then from byte rows_data_offset(k+1) the rows themselves, D elements each.
+constexpr uint32_t ROWS_HEADER_COUNT = 0;
+constexpr uint32_t ROWS_HEADER_IS_V = 1;
+constexpr uint32_t ROWS_HEADER_DEST = 4;
+
+constexpr uint32_t align16(uint32_t bytes) { return (bytes + 15) / 16 * 16; }
+constexpr uint32_t rows_data_offset(uint32_t rows) { return align16((ROWS_HEADER_DEST + 2 * rows) * 4); }
+
+// Tiles store 32 x 32 as four 16 x 16 faces, row-major inside a face: row r of a tile, columns
+// 16 * half .. 16 * half + 15, are contiguous at this byte offset.
+constexpr uint32_t face_row_offset(uint32_t row, uint32_t half, uint32_t face_row_bytes) {
+    return ((row / 16) * 2 + half) * 16 * face_row_bytes + (row % 16) * face_row_bytes;
+}
+
+// Tile id of the first column tile holding row `row_in_matrix` of cache matrix `matrix`
+// (matrices stacked as [layers, B or num_blocks, Hkv] x [rows, D]).
+constexpr uint32_t row_tile(uint32_t matrix, uint32_t row_in_matrix, uint32_t matrix_tiles, uint32_t d_tiles) {
+    return (matrix * matrix_tiles + row_in_matrix / 32) * d_tiles;
+}
 
 }  // namespace rollback_kv

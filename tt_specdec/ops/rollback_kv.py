@@ -17,7 +17,8 @@ class Rollback(NamedTuple):
 
 def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor, *,
                 page_table: torch.Tensor | None = None, block_size: int | None = None,
-                backend: str = "torch") -> Rollback:
+                accepted_slots: torch.Tensor | None = None, k_cache: torch.Tensor | None = None,
+                v_cache: torch.Tensor | None = None, backend: str = "torch") -> Rollback:
     """State after one speculative step; inputs are not modified.
 
     Shapes:
@@ -25,6 +26,12 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         num_accepted   [B]            n per row from accept_prefix; -1 skips the row (finished)
         output_tokens  [B, k+1]       from accept_prefix
         page_table     [B, max_blocks] paged cache only, with block_size slots per block
+        accepted_slots [B, k+1]       with k_cache, v_cache: accepted token j (j <= n) had its KV written
+                                      at slot pos + accepted_slots[j] (tree speculation); it is copied
+                                      to pos + j. Identity rows (the chain) copy nothing.
+        k_cache        [B, Hkv, S, D] or stacked [L, B, Hkv, S, D]; paged: [blocks, Hkv, block_size, D]
+                                      or [L, blocks, Hkv, block_size, D]. Updated in place.
+        v_cache        same shape and dtype as k_cache, updated in place
         backend        "torch", "emu": the TT-Metal kernels of kernels/rollback_kv/ on the host emulator,
                        or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors)
         returns        Rollback(pos + n + 1, output_tokens[n], page_table, freed)
@@ -34,6 +41,11 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     every block that starts at or after the new pos is released (page_table entry
     set to -1, its id reported in `freed`).
 
+    Compaction is a gather then a scatter: every accepted row is read before any is
+    written, so for all j <= n the new slot pos + j holds what slot pos + accepted_slots[j]
+    held before the call, whatever the overlap (a slot may be read by one j and written
+    by another). Rows j > n, finished rows and all other slots are left as they were.
+
     Example:
         >>> rollback_kv(torch.tensor([10, 7]), torch.tensor([5, 9]), torch.tensor([2, -1]),
         ...             torch.tensor([[4, 6, 8, -1], [-1, -1, -1, -1]])).pos
@@ -41,7 +53,8 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     """
     if backend == "device" or type(pos).__module__.split(".")[0] == "ttnn":  # the kernels on a card (ttnn tensors)
         from tt_specdec import device
-        return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size)
+        return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
+                                  accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)
     check_shape("pos", pos, (None,))
     B = pos.shape[0]
     check_shape("last", last, (B,))
@@ -59,11 +72,15 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     emitted = output_tokens.long().gather(1, n.view(B, 1)).squeeze(1)
     if bool((live & (emitted < 0)).any()):
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
+    if backend not in ("torch", "emu"):
+        raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
+    caches = check_compaction(pos, num_accepted, k, accepted_slots, k_cache, v_cache, page_table, block_size)
     if backend == "emu":
         from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
-        return rollback_kv_emu(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size)[0]
-    if backend != "torch":
-        raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
+        return rollback_kv_emu(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
+                               accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)[0]
+    if caches is not None:
+        compact_kv(*caches, pos, num_accepted, accepted_slots, page_table)
     new_pos = torch.where(live, pos + n.to(pos.dtype) + 1, pos)  # keep the caller's dtype (int32 on device)
     new_last = torch.where(live, emitted.to(last.dtype), last)
     if page_table is None:
@@ -72,3 +89,108 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     release = live.view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
     freed = torch.where(release, page_table, -1)
     return Rollback(new_pos, new_last, torch.where(release, -1, page_table), freed)
+
+
+def stacked(cache: torch.Tensor) -> torch.Tensor:
+    """A cache of one layer [M, Hkv, S, D] as a view [1, M, Hkv, S, D]; stacked caches as they are."""
+    return cache.unsqueeze(0) if cache.dim() == 4 else cache
+
+
+def check_compaction(pos: torch.Tensor, num_accepted: torch.Tensor, k: int, accepted_slots: torch.Tensor | None,
+                     k_cache: torch.Tensor | None, v_cache: torch.Tensor | None, page_table: torch.Tensor | None,
+                     block_size: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Validates the compaction arguments before anything is touched; returns the caches as
+    [L, M, Hkv, S or block_size, D] views, or None when there is nothing to compact."""
+    given = {"accepted_slots": accepted_slots, "k_cache": k_cache, "v_cache": v_cache}
+    if all(x is None for x in given.values()):
+        return None
+    missing = [name for name, x in given.items() if x is None]
+    if missing:
+        have = [name for name, x in given.items() if x is not None]
+        raise ValueError(f"{missing[0]}: got None with {', '.join(have)}, expected accepted_slots, k_cache and "
+                         "v_cache together (the compaction copy needs all three)")
+    B = pos.shape[0]
+    check_shape("accepted_slots", accepted_slots, (B, k + 1), "= [B, k+1] (the shape of output_tokens)")
+    if accepted_slots.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"accepted_slots: got dtype {accepted_slots.dtype}, expected int32 or int64 slot offsets")
+    if k_cache.dim() not in (4, 5) or not k_cache.is_floating_point():
+        raise ValueError(f"k_cache: got shape {list(k_cache.shape)} {k_cache.dtype}, expected a floating "
+                         "[B or blocks, Hkv, S or block_size, D] or [L, B or blocks, Hkv, S or block_size, D]")
+    check_shape("v_cache", v_cache, tuple(k_cache.shape), "(the shape of k_cache)")
+    if v_cache.dtype != k_cache.dtype:
+        raise TypeError(f"v_cache: got dtype {v_cache.dtype}, expected k_cache's {k_cache.dtype}")
+    k5, v5 = stacked(k_cache), stacked(v_cache)
+    slot_rows = k5.shape[3]
+    if page_table is None:
+        if k5.shape[1] != B:
+            raise ValueError(f"k_cache: got {k5.shape[1]} sequences in shape {list(k_cache.shape)}, expected B={B} "
+                             "(a contiguous cache; pass page_table for a paged one)")
+        capacity = slot_rows
+    else:
+        if block_size != slot_rows:
+            raise ValueError(f"block_size: got {block_size}, expected the caches' block size {slot_rows} "
+                             f"(k_cache shape {list(k_cache.shape)})")
+        capacity = page_table.shape[1] * slot_rows
+    live = num_accepted >= 0
+    j = torch.arange(k + 1).view(1, -1)
+    kept = live.view(B, 1) & (j <= num_accepted.view(B, 1))  # [B, k+1] rows j <= n of live rows
+    bad = kept & ((accepted_slots < 0) | (accepted_slots > k))
+    if bool(bad.any()):
+        b, i = (int(x) for x in bad.nonzero()[0])
+        raise ValueError(f"accepted_slots: got {int(accepted_slots[b, i])} at [{b}, {i}], expected a verify slot "
+                         f"offset in 0..{k} for every j <= num_accepted of a live row")
+    moved = kept & (accepted_slots != j)  # [B, k+1]
+    rows_moving = moved.any(1)
+    if not bool(rows_moving.any()):
+        return k5, v5
+    reach = pos.long() + torch.where(moved, torch.maximum(accepted_slots.long(), j), 0).amax(1)  # [B]
+    if bool((rows_moving & ((pos < 0) | (reach >= capacity))).any()):
+        b = int((rows_moving & ((pos < 0) | (reach >= capacity))).nonzero()[0])
+        raise ValueError(f"pos: got {int(pos[b])} at row {b} with accepted_slots {accepted_slots[b].tolist()}, "
+                         f"expected every copied slot in 0..{capacity - 1} (the cache's capacity)")
+    if page_table is not None:
+        check_paged_slots(pos, moved, accepted_slots, page_table, slot_rows, k5.shape[1])
+    return k5, v5
+
+
+def check_paged_slots(pos: torch.Tensor, moved: torch.Tensor, accepted_slots: torch.Tensor, page_table: torch.Tensor,
+                      block_size: int, num_blocks: int) -> None:
+    """Every slot a moved row reads or writes lies in an allocated block of its row, and no
+    other row reads or writes a block that a row writes (rows are copied in parallel)."""
+    written: dict[int, int] = {}  # physical block -> the row writing it
+    touched: dict[int, set[int]] = {}  # physical block -> rows reading or writing it
+    for b, j in moved.nonzero().tolist():
+        for slot, writes in ((int(pos[b]) + int(accepted_slots[b, j]), False), (int(pos[b]) + j, True)):
+            block = int(page_table[b, slot // block_size])
+            if not 0 <= block < num_blocks:
+                raise ValueError(f"page_table: got block {block} at [{b}, {slot // block_size}] for slot {slot}, "
+                                 f"expected an allocated block id in 0..{num_blocks - 1}")
+            touched.setdefault(block, set()).add(b)
+            if writes:
+                written[block] = b
+    for block, b in written.items():
+        others = touched[block] - {b}
+        if others:
+            raise ValueError(f"page_table: got block {block} shared by rows {sorted(touched[block])}, expected the "
+                             f"blocks a row compacts into (row {b}) to be its own")
+
+
+def compact_kv(k5: torch.Tensor, v5: torch.Tensor, pos: torch.Tensor, num_accepted: torch.Tensor,
+               accepted_slots: torch.Tensor, page_table: torch.Tensor | None) -> None:
+    """Copies slot pos + accepted_slots[j] to pos + j for j <= n of live rows, in every layer, head,
+    K and V; caches [L, M, Hkv, S or block_size, D]. The right-hand side is gathered before the
+    scatter, so overlapping slots copy the values from before the call."""
+    B, rows = accepted_slots.shape
+    j = torch.arange(rows).view(1, -1)
+    moved = (num_accepted.view(B, 1) >= 0) & (j <= num_accepted.view(B, 1)) & (accepted_slots != j)  # [B, k+1]
+    b_idx, j_idx = moved.nonzero(as_tuple=True)  # [M] each
+    src = pos.long()[b_idx] + accepted_slots.long()[b_idx, j_idx]
+    dst = pos.long()[b_idx] + j_idx
+    if page_table is None:
+        src_at, dst_at = (b_idx, src), (b_idx, dst)
+    else:
+        blk = k5.shape[3]
+        table = page_table.long()
+        src_at, dst_at = (table[b_idx, src // blk], src % blk), (table[b_idx, dst // blk], dst % blk)
+    for cache in (k5, v5):
+        cache[:, dst_at[0], :, dst_at[1]] = cache[:, src_at[0], :, src_at[1]]  # [M, L, Hkv, D], gathered first

@@ -1,8 +1,15 @@
-"""Program description of the rollback_kv kernels (kernels/rollback_kv/): one core, because
-the work is O(B * max_blocks). The step's num_accepted arrives as a tensor, so every step
-reuses the compiled kernels; B, k+1, max_blocks and block_size are compile-time shapes.
+"""Program description of the rollback_kv kernels (kernels/rollback_kv/): the state update on
+one core, because the work is O(B * max_blocks); with caches, the compaction copy on up to
+MAX_COMPACT_CORES more, each walking a range of units (b, layer, K|V, head). The step's
+num_accepted and accepted_slots arrive as tensors, so every step reuses the compiled kernels;
+B, k+1, max_blocks, block_size and the cache shapes are compile-time.
+
+Host glue: the caches are tiled as the verify_attention kernels keep them, matrices stacked
+[layers, B or num_blocks, Hkv] x [S padded to 32 or block_size, D]; on a card they stay there.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -12,11 +19,36 @@ from tt_specdec.ops.rollback_kv import Rollback
 
 KERNEL_DIR = P.KERNELS_DIR / "rollback_kv"
 ARGS = P.read_arg_indices(KERNEL_DIR / "rollback_kv_common.hpp")
+MAX_COMPACT_CORES = 32  # a step moves at most k rows per unit: more cores would only add launch work
 
 
-def rollback_kv_program(B: int, k: int, max_blocks: int = 0, block_size: int = 0) -> P.Program:
+class KVCaches(NamedTuple):
+    """The caches the compaction copies in, as its kernels see them: tiled
+    [layers * matrices * hkv, slot_rows, head_dim], matrices = B (contiguous, slot_rows = S
+    padded to 32) or num_blocks (paged, slot_rows = block_size)."""
+    layers: int
+    matrices: int
+    hkv: int
+    slot_rows: int
+    head_dim: int
+    dtype: torch.dtype
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.layers * self.matrices * self.hkv, self.slot_rows, self.head_dim)
+
+
+def compact_cores(units: int) -> list[P.Core]:
+    """The cores after (0, 0), which runs the state update, in row-major order of the 8 x 8 grid."""
+    n = min(units, MAX_COMPACT_CORES)
+    return [((i + 1) % 8, (i + 1) // 8) for i in range(n)]
+
+
+def rollback_kv_program(B: int, k: int, max_blocks: int = 0, block_size: int = 0,
+                        caches: KVCaches | None = None) -> P.Program:
     """pos, last, num_accepted [B] and output_tokens [B, k+1] (int32) -> new pos, last [B];
-    with max_blocks > 0 also page_table [B, max_blocks] -> new table and freed ids."""
+    with max_blocks > 0 also page_table [B, max_blocks] -> new table and freed ids; with
+    `caches` also accepted_slots [B, k+1] (int32) and the K and V caches, updated in place."""
     rows = k + 1
     row = lambda name, out=False: P.Tensor(name, (1, B), torch.int32, is_output=out)  # noqa: E731
     pos, last, num_accepted = row("pos"), row("last"), row("num_accepted")
@@ -55,27 +87,108 @@ def rollback_kv_program(B: int, k: int, max_blocks: int = 0, block_size: int = 0
                              new_table_addr=addr("new_page_table"), freed_addr=addr("freed"))
     kernels = [P.Kernel("rollback_kv/reader_rollback_kv.cpp", "reader", core, reader_ct, {(0, 0): reader_rt}),
                P.Kernel("rollback_kv/writer_rollback_kv.cpp", "writer", core, writer_ct, {(0, 0): writer_rt})]
+    if caches is not None:
+        compact_kernels, compact_cbs, compact_tensors = compaction(B, rows, max_blocks, block_size, caches,
+                                                                   pos, num_accepted, page_table)
+        kernels, cbs, tensors = kernels + compact_kernels, cbs + compact_cbs, tensors + compact_tensors
     return P.Program("rollback_kv", kernels, cbs, tensors)
 
 
+def compaction(B: int, rows: int, max_blocks: int, block_size: int, caches: KVCaches, pos: P.Tensor,
+               num_accepted: P.Tensor, page_table: P.Tensor):
+    """The compaction kernels, their circular buffers and their new tensors (accepted_slots and the
+    two caches); units (b, layer, K|V, head) are dealt to the cores in contiguous ranges."""
+    if caches.head_dim % 32 or caches.slot_rows % 32 or caches.dtype not in (torch.bfloat16, torch.float32):
+        raise NotImplementedError(f"rollback_kv compaction kernels: need head_dim and S (or block_size) multiples of "
+                                  f"32 and bf16/fp32 caches, got {caches}")
+    slots = P.Tensor("accepted_slots", (B, rows), torch.int32)
+    k_cache = P.Tensor("k_cache", caches.shape, caches.dtype, "tile", is_output=True)  # updated in place
+    v_cache = P.Tensor("v_cache", caches.shape, caches.dtype, "tile", is_output=True)
+    face_row_bytes = 16 * torch.empty((), dtype=caches.dtype).element_size()
+    d_tiles = caches.head_dim // 32
+    units = B * caches.layers * 2 * caches.hkv
+    grid = compact_cores(units)
+    cores = [P.CoreRange(c, c) for c in grid]
+    scratch_page = 2 * P.align(B * 4, 16) + P.align(rows * 4, 16) + P.align(max_blocks * 4, 16)
+    rows_page = P.align((ARGS["ROWS_HEADER_DEST"] + 2 * rows) * 4, 16) + rows * d_tiles * 2 * face_row_bytes
+    cb = dict(scratch=0, rows=1)
+    cbs = [P.CircularBuffer(cb["scratch"], cores, 1, scratch_page, P.DataFormat.Int32, "compact_scratch"),
+           P.CircularBuffer(cb["rows"], cores, 2, rows_page, P.data_format(caches.dtype), "compact_rows")]
+    ta = P.tensor_accessor_args
+    reader_ct = P.arg_vector(ARGS, "CT_COMPACT_READER_", cb_scratch=cb["scratch"], cb_rows=cb["rows"], batch=B,
+                             rows=rows, layers=caches.layers, hkv=caches.hkv, d_tiles=d_tiles,
+                             matrix_tiles=caches.slot_rows // 32, seq_matrices=caches.matrices,
+                             block_size=block_size if max_blocks else 0, max_blocks=max_blocks,
+                             face_row_bytes=face_row_bytes, pos_ta=ta(pos), num_accepted_ta=ta(num_accepted),
+                             slots_ta=ta(slots), page_table_ta=ta(page_table), k_ta=ta(k_cache), v_ta=ta(v_cache))
+    writer_ct = P.arg_vector(ARGS, "CT_COMPACT_WRITER_", cb_rows=cb["rows"], rows=rows, d_tiles=d_tiles,
+                             face_row_bytes=face_row_bytes, k_ta=ta(k_cache), v_ta=ta(v_cache))
+    reader_rt, writer_rt = {}, {}
+    for i, c in enumerate(grid):
+        begin, end = i * units // len(grid), (i + 1) * units // len(grid)
+        reader_rt[c] = P.arg_vector(ARGS, "RT_COMPACT_READER_", pos_addr=P.BufferAddress("pos"),
+                                    num_accepted_addr=P.BufferAddress("num_accepted"),
+                                    slots_addr=P.BufferAddress("accepted_slots"),
+                                    page_table_addr=P.BufferAddress("page_table") if max_blocks else 0,
+                                    k_addr=P.BufferAddress("k_cache"), v_addr=P.BufferAddress("v_cache"),
+                                    unit_begin=begin, unit_end=end)
+        writer_rt[c] = P.arg_vector(ARGS, "RT_COMPACT_WRITER_", k_addr=P.BufferAddress("k_cache"),
+                                    v_addr=P.BufferAddress("v_cache"), unit_begin=begin, unit_end=end)
+    kernels = [P.Kernel("rollback_kv/reader_rollback_kv_compact.cpp", "reader", cores, reader_ct, reader_rt),
+               P.Kernel("rollback_kv/writer_rollback_kv_compact.cpp", "writer", cores, writer_ct, writer_rt)]
+    return kernels, cbs, [slots, k_cache, v_cache]
+
+
+def kernel_caches(k5: torch.Tensor) -> KVCaches:
+    """The kernels' view of a cache [L, M, Hkv, S or block_size, D] (M = B or num_blocks)."""
+    layers, matrices, hkv, slots, head_dim = k5.shape
+    return KVCaches(layers, matrices, hkv, P.align(slots, 32), head_dim, k5.dtype)
+
+
+def to_kernel_layout(cache5: torch.Tensor, caches: KVCaches) -> torch.Tensor:
+    """[L, M, Hkv, S, D] -> [L * M * Hkv, S padded to 32, D], the tensor the kernels tile."""
+    padded = torch.nn.functional.pad(cache5, (0, 0, 0, caches.slot_rows - cache5.shape[3]))
+    return padded.reshape(caches.shape)
+
+
+def from_kernel_layout(x: torch.Tensor, cache5: torch.Tensor) -> None:
+    """Writes the kernels' [L * M * Hkv, S padded, D] back into the caller's cache [L, M, Hkv, S, D]."""
+    L, M, H, S, D = cache5.shape
+    cache5.copy_(x.view(L, M, H, -1, D)[:, :, :, :S])
+
+
 def rollback_kv_emu(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor, *,
-                    page_table: torch.Tensor | None = None, block_size: int | None = None):
-    """The kernels on the emulator; returns (Rollback in the callers' dtypes, RunResult)."""
+                    page_table: torch.Tensor | None = None, block_size: int | None = None,
+                    accepted_slots: torch.Tensor | None = None, k_cache: torch.Tensor | None = None,
+                    v_cache: torch.Tensor | None = None):
+    """The kernels on the emulator; returns (Rollback in the callers' dtypes, RunResult). With
+    accepted_slots and caches ([B or blocks, Hkv, S or block, D], or stacked over layers in
+    front) the caches are compacted in place, as by rollback_kv."""
     from tt_specdec import emu
+    from tt_specdec.ops.rollback_kv import stacked
 
     check_shape("pos", pos, (None,))
     B = pos.shape[0]
     check_shape("output_tokens", output_tokens, (B, None), "= [B, k+1]")
     k = output_tokens.shape[1] - 1
     max_blocks = 0 if page_table is None else page_table.shape[1]
-    prog = rollback_kv_program(B, k, max_blocks, block_size or 0)
+    compact = accepted_slots is not None
+    k5, v5 = (stacked(k_cache), stacked(v_cache)) if compact else (None, None)
+    caches = kernel_caches(k5) if compact else None
+    prog = rollback_kv_program(B, k, max_blocks, block_size or 0, caches)
     i32 = lambda t: t.to(torch.int32).reshape(1, B)  # noqa: E731
     inputs = {"pos": i32(pos), "last": i32(last), "num_accepted": i32(num_accepted),
               "output_tokens": output_tokens.to(torch.int32)}
     if page_table is not None:
         inputs["page_table"] = page_table.to(torch.int32)
+    if compact:
+        inputs.update(accepted_slots=accepted_slots.to(torch.int32), k_cache=to_kernel_layout(k5, caches),
+                      v_cache=to_kernel_layout(v5, caches))
     r = emu.run(prog, inputs)
     o = r.outputs
+    if compact:
+        from_kernel_layout(o["k_cache"], k5)
+        from_kernel_layout(o["v_cache"], v5)
     if page_table is None:
         return Rollback(o["new_pos"].view(B).to(pos.dtype), o["new_last"].view(B).to(last.dtype), None, None), r
     return Rollback(o["new_pos"].view(B).to(pos.dtype), o["new_last"].view(B).to(last.dtype),

@@ -1,0 +1,130 @@
+// rollback_kv compaction, reader (NCRISC): accepted token j of row b had its KV written at slot
+// pos + accepted_slots[b][j] (a tree, or any non-chain verify); it must end at pos + j. Per unit
+// (b, layer, K|V, head) of this core, every moved row (j <= n with accepted_slots[j] != j) is
+// read into one rows page, all of them before the writer writes any: the copy is a gather then
+// a scatter, so overlapping source and destination slots never see a half-done copy. Rows that
+// stay (the chain case) and finished rows (n == -1) move nothing and cost no DRAM traffic.
+// A row of a tiled cache is, per 32-column tile, two 16-element face rows: two reads.
+#include <cstdint>
+
+#include "api/dataflow/dataflow_api.h"
+#include "rollback_kv_common.hpp"
+
+using namespace rollback_kv;
+
+void kernel_main() {
+    // Runtime args
+    // ------------
+    const uint32_t pos_addr = get_arg_val<uint32_t>(RT_COMPACT_READER_POS_ADDR);
+    const uint32_t num_accepted_addr = get_arg_val<uint32_t>(RT_COMPACT_READER_NUM_ACCEPTED_ADDR);
+    const uint32_t slots_addr = get_arg_val<uint32_t>(RT_COMPACT_READER_SLOTS_ADDR);
+    const uint32_t page_table_addr = get_arg_val<uint32_t>(RT_COMPACT_READER_PAGE_TABLE_ADDR);
+    const uint32_t k_addr = get_arg_val<uint32_t>(RT_COMPACT_READER_K_ADDR);
+    const uint32_t v_addr = get_arg_val<uint32_t>(RT_COMPACT_READER_V_ADDR);
+    const uint32_t unit_begin = get_arg_val<uint32_t>(RT_COMPACT_READER_UNIT_BEGIN);
+    const uint32_t unit_end = get_arg_val<uint32_t>(RT_COMPACT_READER_UNIT_END);
+
+    // Compile-time args
+    // -----------------
+    constexpr uint32_t cb_scratch = get_compile_time_arg_val(CT_COMPACT_READER_CB_SCRATCH);  // this kernel only
+    constexpr uint32_t cb_rows = get_compile_time_arg_val(CT_COMPACT_READER_CB_ROWS);        // to the writer
+    constexpr uint32_t batch = get_compile_time_arg_val(CT_COMPACT_READER_BATCH);
+    constexpr uint32_t rows = get_compile_time_arg_val(CT_COMPACT_READER_ROWS);  // k + 1
+    constexpr uint32_t layers = get_compile_time_arg_val(CT_COMPACT_READER_LAYERS);
+    constexpr uint32_t hkv = get_compile_time_arg_val(CT_COMPACT_READER_HKV);
+    constexpr uint32_t d_tiles = get_compile_time_arg_val(CT_COMPACT_READER_D_TILES);
+    constexpr uint32_t matrix_tiles = get_compile_time_arg_val(CT_COMPACT_READER_MATRIX_TILES);
+    constexpr uint32_t seq_matrices = get_compile_time_arg_val(CT_COMPACT_READER_SEQ_MATRICES);
+    constexpr uint32_t block_size = get_compile_time_arg_val(CT_COMPACT_READER_BLOCK_SIZE);
+    constexpr uint32_t max_blocks = get_compile_time_arg_val(CT_COMPACT_READER_MAX_BLOCKS);
+    constexpr uint32_t face_row_bytes = get_compile_time_arg_val(CT_COMPACT_READER_FACE_ROW_BYTES);
+    constexpr auto pos_args = TensorAccessorArgs<CT_COMPACT_READER_POS_TA>();
+    constexpr auto num_accepted_args = TensorAccessorArgs<CT_COMPACT_READER_NUM_ACCEPTED_TA>();
+    constexpr auto slots_args = TensorAccessorArgs<CT_COMPACT_READER_SLOTS_TA>();
+    constexpr auto page_table_args = TensorAccessorArgs<CT_COMPACT_READER_PAGE_TABLE_TA>();
+    constexpr auto k_args = TensorAccessorArgs<CT_COMPACT_READER_K_TA>();
+    constexpr auto v_args = TensorAccessorArgs<CT_COMPACT_READER_V_TA>();
+    static_assert(batch >= 1 && rows >= 1 && layers >= 1 && hkv >= 1 && d_tiles >= 1, "non-empty shapes");
+    static_assert(block_size == 0 || (block_size % 32 == 0 && max_blocks >= 1),
+                  "a paged cache has blocks of whole tiles (block_size a multiple of 32) and a page table");
+    constexpr bool paged = block_size > 0;
+    constexpr uint32_t state_bytes = batch * sizeof(int32_t);
+    constexpr uint32_t state_page = align16(state_bytes);
+    constexpr uint32_t slots_page = align16(rows * sizeof(int32_t));
+    constexpr uint32_t row_bytes = d_tiles * 2 * face_row_bytes;  // one KV row of D elements
+    constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a cache page: one 32 x 32 tile
+    constexpr uint32_t units_per_seq = layers * 2 * hkv;
+
+    const auto pos_acc = TensorAccessor(pos_args, pos_addr, state_bytes);
+    const auto num_accepted_acc = TensorAccessor(num_accepted_args, num_accepted_addr, state_bytes);
+    const auto slots_acc = TensorAccessor(slots_args, slots_addr, rows * sizeof(int32_t));
+    const auto page_table_acc = TensorAccessor(page_table_args, page_table_addr, max_blocks * sizeof(int32_t));
+    const auto k_cache = TensorAccessor(k_args, k_addr, tile_bytes);
+    const auto v_cache = TensorAccessor(v_args, v_addr, tile_bytes);
+
+    cb_reserve_back(cb_scratch, 1);  // this kernel's own scratch, never pushed
+    const uint32_t scratch = get_write_ptr(cb_scratch);
+    volatile tt_l1_ptr int32_t* pos = reinterpret_cast<volatile tt_l1_ptr int32_t*>(scratch);
+    volatile tt_l1_ptr int32_t* num_accepted = reinterpret_cast<volatile tt_l1_ptr int32_t*>(scratch + state_page);
+    const uint32_t slots_l1 = scratch + 2 * state_page;
+    const uint32_t table_l1 = slots_l1 + slots_page;
+    volatile tt_l1_ptr int32_t* slots = reinterpret_cast<volatile tt_l1_ptr int32_t*>(slots_l1);
+    volatile tt_l1_ptr int32_t* table = reinterpret_cast<volatile tt_l1_ptr int32_t*>(table_l1);
+    noc_async_read(get_noc_addr(0, pos_acc), scratch, state_bytes);
+    noc_async_read(get_noc_addr(0, num_accepted_acc), scratch + state_page, state_bytes);
+    noc_async_read_barrier();
+
+    uint32_t loaded_b = batch;  // the row whose accepted_slots (and table) sit in scratch
+    for (uint32_t unit = unit_begin; unit < unit_end; ++unit) {
+        const uint32_t b = unit / units_per_seq;
+        const uint32_t layer = unit % units_per_seq / (2 * hkv);
+        const bool is_v = unit % (2 * hkv) >= hkv;
+        const uint32_t head = unit % hkv;
+        const int32_t n = num_accepted[b];
+        if (n != SKIP && b != loaded_b) {
+            noc_async_read(get_noc_addr(b, slots_acc), slots_l1, rows * sizeof(int32_t));
+            if constexpr (paged) {
+                noc_async_read(get_noc_addr(b, page_table_acc), table_l1, max_blocks * sizeof(int32_t));
+            }
+            noc_async_read_barrier();
+            loaded_b = b;
+        }
+        cb_reserve_back(cb_rows, 1);  // one page per unit, even an empty one: the writer walks the same units
+        const uint32_t page = get_write_ptr(cb_rows);
+        volatile tt_l1_ptr int32_t* header = reinterpret_cast<volatile tt_l1_ptr int32_t*>(page);
+        uint32_t count = 0;
+        for (int32_t j = 0; j <= n; ++j) {  // n == SKIP: no rows
+            if (slots[j] == j) {
+                continue;  // already in its final slot
+            }
+            const uint32_t src_slot = static_cast<uint32_t>(pos[b] + slots[j]);
+            const uint32_t dst_slot = static_cast<uint32_t>(pos[b] + j);
+            uint32_t src_matrix = (layer * seq_matrices + b) * hkv + head;
+            uint32_t dst_matrix = src_matrix;
+            uint32_t src_row = src_slot, dst_row = dst_slot;
+            if constexpr (paged) {
+                src_matrix = (layer * seq_matrices + static_cast<uint32_t>(table[src_slot / block_size])) * hkv + head;
+                dst_matrix = (layer * seq_matrices + static_cast<uint32_t>(table[dst_slot / block_size])) * hkv + head;
+                src_row = src_slot % block_size;
+                dst_row = dst_slot % block_size;
+            }
+            header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(row_tile(dst_matrix, dst_row, matrix_tiles, d_tiles));
+            header[ROWS_HEADER_DEST + 2 * count + 1] = static_cast<int32_t>(dst_row % 32);
+            const uint32_t src_tile = row_tile(src_matrix, src_row, matrix_tiles, d_tiles);
+            const uint32_t row_l1 = page + rows_data_offset(rows) + count * row_bytes;
+            for (uint32_t c = 0; c < d_tiles; ++c) {
+                for (uint32_t half = 0; half < 2; ++half) {
+                    const uint32_t offset = face_row_offset(src_row % 32, half, face_row_bytes);
+                    const uint64_t src = is_v ? get_noc_addr(src_tile + c, v_cache, offset)
+                                              : get_noc_addr(src_tile + c, k_cache, offset);
+                    noc_async_read(src, row_l1 + (2 * c + half) * face_row_bytes, face_row_bytes);
+                }
+            }
+            ++count;
+        }
+        header[ROWS_HEADER_COUNT] = static_cast<int32_t>(count);
+        header[ROWS_HEADER_IS_V] = is_v ? 1 : 0;
+        noc_async_read_barrier();  // every moved row of the unit is in L1 before the writer overwrites any
+        cb_push_back(cb_rows, 1);
+    }
+}
