@@ -1,41 +1,37 @@
-import json
-
 import pytest
+import torch
 
+import tt_specdec
+from tt_specdec import Pair
 from tt_specdec.cli import main
+from tt_specdec.models import ByteTokenizer
+
+TINY = ["--pair", "tiny"]
+
+
+@pytest.fixture()
+def cost_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TT_SPECDEC_CACHE", str(tmp_path))  # the measured cost model lands here
+    return tmp_path
 
 
 def test_generate_streams_the_completion(capsys):
-    assert main(["generate", "def f(x):", "--k", "3", "--max-new-tokens", "12"]) == 0
+    assert main(["generate", "def f(x):", *TINY, "--k", "3", "--max-new-tokens", "12"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("def f(x):") and len(out.strip()) > len("def f(x):")
     assert "tok/s" in err and "acceptance" in err
 
 
 def test_generate_matches_target_alone(capsys):
-    main(["generate", "import os", "--k", "0", "--max-new-tokens", "20"])
+    main(["generate", "import os", *TINY, "--k", "0", "--max-new-tokens", "20"])
     plain = capsys.readouterr().out
-    main(["generate", "import os", "--k", "5", "--drafter", "ngram", "--max-new-tokens", "20"])
+    main(["generate", "import os", *TINY, "--k", "5", "--drafter", "ngram", "--max-new-tokens", "20"])
     assert capsys.readouterr().out == plain
 
 
 def test_bad_argument_is_one_clear_line(capsys):
-    assert main(["generate", "x", "--top-p", "1.5"]) == 2
+    assert main(["generate", "x", "--top-p", "1.5"]) == 2  # fails before the default pair is loaded
     assert "top_p: got 1.5" in capsys.readouterr().err
-
-
-def test_bench_writes_json_and_plot(tmp_path, capsys):
-    js, png = tmp_path / "b.json", tmp_path / "b.png"
-    assert main(["bench", "--k", "1,3", "--num-prompts", "2", "--max-new-tokens", "8",
-                 "--json", str(js), "--plot", str(png)]) == 0
-    assert "speedup" in capsys.readouterr().out
-    rows = json.loads(js.read_text())["results"]
-    assert [(r["drafter"], r["k"]) for r in rows] == [("model", 1), ("model", 3), ("ngram", 1), ("ngram", 3)]
-    for r in rows:
-        assert r["outputs_match"] is True
-        assert 0.0 <= r["acceptance_rate"] <= 1.0 and 1.0 <= r["mean_accepted_length"] <= r["k"] + 1
-        assert r["speedup"] > 0 and r["plain_tokens_per_s"] > 0 and len(r["acceptance_per_position"]) == r["k"]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_info_lists_executors(capsys):
@@ -49,10 +45,79 @@ def test_unknown_drafter_rejected():
         main(["generate", "x", "--drafter", "tree"])
 
 
-def test_generate_with_k_auto_matches_target_alone(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("TT_SPECDEC_CACHE", str(tmp_path))  # the measured cost model lands here
-    main(["generate", "class A:", "--k", "0", "--max-new-tokens", "24"])
+def test_generate_with_k_auto_matches_target_alone(capsys, cost_cache):
+    main(["generate", "class A:", *TINY, "--k", "0", "--max-new-tokens", "24"])
     plain = capsys.readouterr().out
-    assert main(["generate", "class A:", "--k", "auto", "--max-new-tokens", "24"]) == 0
+    assert main(["generate", "class A:", *TINY, "--k", "auto", "--max-new-tokens", "24"]) == 0
     assert capsys.readouterr().out == plain
-    assert (tmp_path / "cost_models.json").exists()
+    assert (cost_cache / "cost_models.json").exists()
+
+
+class ChatByteTokenizer(ByteTokenizer):
+    """The tiny pair's bytes with a chat template, and a space as end of turn (so a reply stops early)."""
+    chat_template = "<u>{{ messages[0]['content'] }}</u>"
+    eos_token_id = ord(" ")
+
+    def apply_chat_template(self, messages, add_generation_prompt=True):
+        return f"<u>{messages[0]['content']}</u>"
+
+
+@pytest.fixture()
+def default_pair_calls(monkeypatch, cost_cache):
+    """load_pair and SpeculativeDecoder as the CLI calls them, on the tiny models with a chat tokenizer."""
+    tiny, calls = tt_specdec.load_pair("tiny"), {}
+
+    def load_pair(name, dtype):
+        calls["load_pair"] = (name, dtype)
+        return Pair(tiny.target, tiny.draft, ChatByteTokenizer())
+
+    def decoder(*args, **kwargs):
+        calls["decoder"] = real(*args, **kwargs)
+        return calls["decoder"]
+
+    real = tt_specdec.SpeculativeDecoder
+    monkeypatch.setattr(tt_specdec, "load_pair", load_pair)
+    monkeypatch.setattr(tt_specdec, "SpeculativeDecoder", decoder)
+    return calls
+
+
+def test_generate_defaults_smollm2_bf16_chat_template_k_auto_stop_at_eos(default_pair_calls, capsys):
+    assert main(["generate", "def", "--max-new-tokens", "48"]) == 0
+    answer = capsys.readouterr().out
+    assert default_pair_calls["load_pair"] == ("smollm2", torch.bfloat16)
+    dec = default_pair_calls["decoder"]
+    assert dec.auto and dec.k == 8 and type(dec.drafter).__name__ == "ModelDrafter"
+    assert answer.endswith(" ") and answer.count(" ") == 1  # stopped at the first end-of-turn token
+    assert main(["generate", "<u>def</u>", "--raw", "--max-new-tokens", "48"]) == 0
+    assert capsys.readouterr().out == "<u>def</u>" + answer  # --raw: the same text, untemplated, echoed
+
+
+def test_generate_pair_tiny_has_no_chat_template(capsys):
+    assert main(["generate", "def g():", *TINY, "--k", "2", "--max-new-tokens", "8"]) == 0
+    templated = capsys.readouterr().out
+    assert main(["generate", "def g():", *TINY, "--k", "2", "--max-new-tokens", "8", "--raw"]) == 0
+    assert capsys.readouterr().out == templated
+
+
+def test_bench_defaults(monkeypatch):
+    seen = {}
+
+    def fake_bench(pair_name, pair, **kwargs):  # what cmd_bench asks for, without running it
+        seen.update(kwargs, name=pair_name)
+        return {"meta": {}, "results": []}
+
+    monkeypatch.setattr("tt_specdec.spec.bench.bench", fake_bench)
+    monkeypatch.setattr("tt_specdec.spec.bench.format_table", lambda report: "")
+    monkeypatch.setattr("tt_specdec.cli.load", lambda args: tt_specdec.load_pair("tiny"))
+    assert main(["bench"]) == 0
+    assert seen["name"] == "smollm2" and seen["ks"] == [1, 2, 4, "auto"] and seen["max_new_tokens"] == 128
+    assert seen["drafters"] == list(tt_specdec.DRAFTERS) and seen["chat"] and seen["compare"]
+    assert len(seen["prompts"]) == 24 and seen["sampling"].greedy
+
+
+def test_registered_drafter_is_a_cli_choice(monkeypatch, capsys):
+    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: tt_specdec.NgramDrafter(max_ngram=2))
+    assert main(["generate", "x = 1", *TINY, "--drafter", "echo", "--k", "2", "--max-new-tokens", "6"]) == 0
+    with pytest.raises(ValueError, match=r"^factory: got 3, expected a callable"):
+        tt_specdec.register_drafter("three", 3)
+    assert "three" not in tt_specdec.DRAFTERS

@@ -1,10 +1,12 @@
 """tt_specdec: lossless speculative decoding for Tenstorrent hardware, with a CPU path.
 
     >>> import tt_specdec
-    >>> tt_specdec.generate("def fib(n):", max_new_tokens=16)            # doctest: +SKIP
+    >>> tt_specdec.generate("Write a haiku about the sea.", max_new_tokens=32)   # doctest: +SKIP
 
 `SpeculativeDecoder` holds a target, a drafter and a tokenizer; `load_pair()` gives the
-shipped models; `tt_specdec.ops` has the three fused ops; `tt_specdec.spec` the loop.
+shipped models (SmolLM2-135M-Instruct by default, "tiny" for tests); drafters are made by
+name from `DRAFTERS` (`register_drafter` adds one); `tt_specdec.ops` has the three fused
+ops; `tt_specdec.spec` the loop.
 """
 from __future__ import annotations
 
@@ -14,14 +16,14 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.drafters import Drafter, ModelDrafter, NgramDrafter, Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.spec import Generation, generate_plain, speculative_generate
 from tt_specdec.spec.cost import AdaptiveK, measured
 
 __version__ = "0.1.0"
 PAIRS = ("tiny", "smollm2")
-DRAFTERS = ("model", "ngram")
+DEFAULT_PAIR = "smollm2"
 OPS_BACKENDS = ("torch", "emu")
 
 
@@ -32,7 +34,7 @@ class Pair:
     tokenizer: ByteTokenizer | HFTokenizer
 
 
-def load_pair(name: str = "tiny", dtype: torch.dtype = torch.float32) -> Pair:
+def load_pair(name: str = DEFAULT_PAIR, dtype: torch.dtype = torch.float32) -> Pair:
     """The shipped target + draft + tokenizer.
 
     "tiny": the byte-level test pair. "smollm2": SmolLM2-135M-Instruct from the GGUF in
@@ -55,8 +57,38 @@ def load_pair(name: str = "tiny", dtype: torch.dtype = torch.float32) -> Pair:
     return Pair(target, draft, ByteTokenizer())
 
 
+def chat_prompt(tokenizer, text: str) -> str:
+    """`text` as one user message in the tokenizer's chat template; unchanged when it has none (tiny)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return text
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}])
+
+
+DrafterFactory = Callable[[Pair], Drafter]
+
+
+def model_drafter(pair: Pair) -> Drafter:
+    if pair.draft is None:
+        raise ValueError("drafter: got 'model', but this pair has no draft model yet "
+                         "(smollm2's distilled draft is not shipped); use drafter='ngram' or k=0")
+    return ModelDrafter(pair.draft)
+
+
+# drafter name -> factory building it for a pair; another drafter plugs in with register_drafter
+DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda pair: NgramDrafter()}
+
+
+def register_drafter(name: str, factory: DrafterFactory) -> None:
+    """Make `factory(pair) -> Drafter` available as drafter=`name` (SpeculativeDecoder, CLI, bench)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: got {name!r}, expected a non-empty string")
+    if not callable(factory):
+        raise ValueError(f"factory: got {factory!r}, expected a callable (pair) -> Drafter")
+    DRAFTERS[name] = factory
+
+
 class SpeculativeDecoder:
-    """Text in, text out: a target, a drafter ("model" or "ngram") and a tokenizer.
+    """Text in, text out: a target, a drafter named in DRAFTERS ("model", "ngram", ...) and a tokenizer.
 
     k = 0 decodes with the target alone (the baseline); k = "auto" measures the cost model
     on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
@@ -64,24 +96,22 @@ class SpeculativeDecoder:
     rollback_kv) as their TT-Metal kernels on the host emulator: the same tokens, slowly.
     """
 
-    def __init__(self, pair: Pair, drafter: str = "model", k: int | str = 4, sampling: Sampling = Sampling(),
+    def __init__(self, pair: Pair, drafter: str = "model", k: int | str = "auto", sampling: Sampling = Sampling(),
                  eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch"):
         self.auto = k == "auto"
         k = k_max if self.auto else k
         if drafter not in DRAFTERS:
-            raise ValueError(f"drafter: got {drafter!r}, expected one of {DRAFTERS}")
+            raise ValueError(f"drafter: got {drafter!r}, expected one of {sorted(DRAFTERS)}")
         if ops not in OPS_BACKENDS:
             raise ValueError(f"ops: got {ops!r}, expected one of {OPS_BACKENDS}")
         if ops != "torch" and self.auto:
             raise ValueError("k: got 'auto', expected an int with ops='emu' (the cost model times the torch path)")
-        if drafter == "model" and pair.draft is None and k > 0:
-            raise ValueError("drafter: got 'model', but this pair has no draft model yet "
-                             "(smollm2's distilled draft is not shipped); use drafter='ngram' or k=0")
+        # k = 0 never drafts: no drafter is built, so a pair without a draft model still decodes
+        self.drafter = DRAFTERS[drafter](pair) if k != 0 else None
         self.pair, self.k, self.sampling, self.ops = pair, k, sampling, ops
         for model in (pair.target, pair.draft):  # their attention is ops.verify_attention (models/llama.py)
             if model is not None:
                 model.ops_backend = ops
-        self.drafter = ModelDrafter(pair.draft) if drafter == "model" and pair.draft is not None else NgramDrafter()
         self.eos_token_id = pair.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
@@ -98,9 +128,12 @@ class SpeculativeDecoder:
                                     ops_backend=self.ops, **common)
 
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
-                 on_text: Callable[[str], None] | None = None) -> tuple[str, Generation]:
-        """Completion of `prompt`; on_text receives the text as it is emitted (streaming)."""
+                 on_text: Callable[[str], None] | None = None, chat: bool = False) -> tuple[str, Generation]:
+        """Completion of `prompt`; on_text receives the text as it is emitted (streaming).
+        chat: `prompt` is a user message, rendered with the tokenizer's chat template first."""
         tok = self.pair.tokenizer
+        if chat:
+            prompt = chat_prompt(tok, prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
         to_bytes = getattr(tok, "token_bytes", lambda ids: bytes(i for i in ids if i < 256))  # byte-level: id = byte
         on_tokens = None
@@ -110,11 +143,14 @@ class SpeculativeDecoder:
         return tok.decode(gen.tokens[0]), gen
 
 
-def generate(prompt: str, *, pair: str = "tiny", drafter: str = "model", k: int = 4, max_new_tokens: int = 64,
-             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> str:
-    """One completion with speculative decoding on the shipped pair."""
+def generate(prompt: str, *, pair: str = DEFAULT_PAIR, drafter: str = "model", k: int | str = "auto",
+             max_new_tokens: int = 64, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+             raw: bool = False) -> str:
+    """The answer to the user message `prompt` (chat template applied unless raw), with speculative
+    decoding on the shipped pair, stopping at the model's end-of-turn token."""
     dec = SpeculativeDecoder(load_pair(pair), drafter, k, Sampling(temperature, top_k, top_p))
-    return dec.generate(prompt, max_new_tokens, seed)[0]
+    return dec.generate(prompt, max_new_tokens, seed, chat=not raw)[0]
 
 
-__all__ = ["Pair", "Sampling", "SpeculativeDecoder", "generate", "load_pair", "__version__"]
+__all__ = ["DRAFTERS", "Pair", "Sampling", "SpeculativeDecoder", "chat_prompt", "generate", "load_pair",
+           "register_drafter", "__version__"]

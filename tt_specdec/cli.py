@@ -11,20 +11,34 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass to keep (1 = off)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pair", default="tiny", help="shipped model pair (default: tiny)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the tiny pair, else torch's)")
 
 
-# models this small are bound by per-op overhead: a second thread only adds synchronisation
-DEFAULT_THREADS = {"tiny": 1}
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    from tt_specdec import DEFAULT_PAIR, PAIRS
+
+    p.add_argument("--pair", choices=PAIRS, default=DEFAULT_PAIR,
+                   help=f"shipped model pair (default: {DEFAULT_PAIR}; tiny = the byte-level test pair)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="weights (default: fp32 for tiny, bf16 for smollm2)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: 1)")
+    p.add_argument("--raw", action="store_true",
+                   help="the prompt is raw text to continue, not a user message in the model's chat template")
 
 
-def set_threads(args) -> None:
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+DEFAULT_DTYPE = {"tiny": "fp32", "smollm2": "bf16"}  # bf16 halves the weight bytes each SmolLM2 step reads
+# one thread: on this shared 2-core machine a second thread waits for a busy core each op
+# (SmolLM2 bf16 decode measured 9.5 tok/s on 1 thread, 1.0 on 2 with the other core loaded)
+DEFAULT_THREADS = {"tiny": 1, "smollm2": 1}
+
+
+def load(args):
+    """Set the threads, then load the pair in the chosen dtype."""
     import torch
 
-    threads = args.threads or DEFAULT_THREADS.get(args.pair)
-    if threads:
-        torch.set_num_threads(threads)
+    from tt_specdec import load_pair
+
+    torch.set_num_threads(args.threads or DEFAULT_THREADS[args.pair])
+    return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]))
 
 
 def parse_ks(text: str) -> list[int | str]:
@@ -40,14 +54,19 @@ def parse_k(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected an int or 'auto'")
 
 
-def cmd_generate(args) -> int:
-    from tt_specdec import Sampling, SpeculativeDecoder, load_pair
+def parse_list(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
 
-    set_threads(args)
-    dec = SpeculativeDecoder(load_pair(args.pair), args.drafter, args.k,
-                             Sampling(args.temperature, args.top_k, args.top_p), ops=args.ops)
-    sys.stdout.write(args.prompt)
-    _, gen = dec.generate(args.prompt, args.max_new_tokens, args.seed,
+
+def cmd_generate(args) -> int:
+    from tt_specdec import Sampling, SpeculativeDecoder
+
+    sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
+    dec = SpeculativeDecoder(load(args), args.drafter, args.k, sampling, ops=args.ops)
+    chat = not args.raw and bool(getattr(dec.pair.tokenizer, "chat_template", None))
+    if not chat:  # a completion: the text it continues comes first
+        sys.stdout.write(args.prompt)
+    _, gen = dec.generate(args.prompt, args.max_new_tokens, args.seed, chat=chat,
                           on_text=lambda s: (sys.stdout.write(s), sys.stdout.flush()))
     s = gen.stats
     print(f"\n\n[{s.new_tokens} tokens, {s.tokens_per_s:.1f} tok/s, TTFT {s.ttft_s * 1e3:.0f} ms, "
@@ -57,30 +76,31 @@ def cmd_generate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from tt_specdec import Sampling, load_pair, __version__
+    import torch
+
+    from tt_specdec import DRAFTERS, Sampling, __version__
     from tt_specdec.spec import bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
         from tt_specdec import device
         return device.bench_cli(args)
 
-    set_threads(args)
-    pair = load_pair(args.pair)
-    prompts = bench.TINY_PROMPTS[:args.num_prompts] if args.num_prompts else bench.TINY_PROMPTS
-    rows = bench.bench(pair, ks=args.k, drafters=args.drafter, prompts=prompts,
-                       max_new_tokens=args.max_new_tokens, sampling=Sampling(args.temperature, args.top_k, args.top_p),
-                       seed=args.seed, repeats=args.repeats)
-    print(bench.format_table(rows))
-    print("speedup = wall clock of the target alone / wall clock of speculative decoding, same prompts, "
-          "measured side by side in this process")
-    import torch
-    meta = {"pair": args.pair, "version": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "max_new_tokens": args.max_new_tokens}
+    drafters = args.drafter or list(DRAFTERS)
+    prompts = bench.prompt_set(args.pair, args.prompts or None, args.categories)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p)
+    pair = load(args)
+    report = bench.bench(args.pair, pair, drafters=drafters, ks=args.k, prompts=prompts, sampling=sampling,
+                         max_new_tokens=args.max_new_tokens, seed=args.seed, chat=not args.raw,
+                         compare=not args.no_transformers)
+    report["meta"] |= {"pair": args.pair, "dtype": str(pair.target.embed.weight.dtype).removeprefix("torch."),
+                       "version": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "argv": sys.argv[1:]}
+    print(bench.format_table(report))
     if args.json:
-        bench.write_json(rows, args.json, meta)
+        bench.write_json(report, args.json)
         print(f"wrote {args.json}")
     if args.plot:
-        bench.plot(rows, args.plot)
+        bench.plot(report, args.plot)
         print(f"wrote {args.plot}")
     return 0
 
@@ -105,33 +125,42 @@ def cmd_info(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tt_specdec import DRAFTERS
+
     ap = argparse.ArgumentParser(prog="tt-specdec", description="Lossless speculative decoding")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    g = sub.add_parser("generate", help="complete a prompt, streaming")
+    g = sub.add_parser("generate", help="answer a prompt (or continue it, --raw), streaming")
     g.add_argument("prompt")
-    g.add_argument("--k", type=parse_k, default=4,
-                   help="draft tokens per step (0 = target alone, auto = chosen per row by the measured cost model)")
-    g.add_argument("--drafter", choices=["model", "ngram"], default="model")
-    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--k", type=parse_k, default="auto",
+                   help="draft tokens per step (default auto: chosen per row by the measured cost model; "
+                        "0 = target alone)")
+    g.add_argument("--drafter", choices=sorted(DRAFTERS), default="model")
+    g.add_argument("--max-new-tokens", type=int, default=128, help="stops earlier at the model's end of turn")
     g.add_argument("--ops", choices=["torch", "emu"], default="torch",
                    help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
                         "greedy or plain temperature sampling)")
+    add_model_args(g)
     add_sampling_args(g)
     g.set_defaults(func=cmd_generate)
 
-    b = sub.add_parser("bench", help="target alone vs speculative, side by side")
-    b.add_argument("--k", type=parse_ks, default=[1, 2, 4, 6, 8, "auto"],
-                   help="comma-separated k values; auto = the cost model's per-row choice")
-    b.add_argument("--drafter", choices=["model", "ngram"], action="append", help="repeatable (default: both)")
-    b.add_argument("--max-new-tokens", type=int, default=64)
-    b.add_argument("--num-prompts", type=int, default=0, help="use the first N prompts (0 = all)")
-    b.add_argument("--repeats", type=int, default=1)
-    b.add_argument("--json", help="write results to this file")
-    b.add_argument("--plot", help="write acceptance per position and speedup per k to this PNG")
+    b = sub.add_parser("bench", help="target alone vs speculative vs transformers, side by side")
+    b.add_argument("--k", type=parse_ks, default=[1, 2, 4, "auto"],
+                   help="comma-separated k values (default 1,2,4,auto); auto = the cost model's per-row choice")
+    b.add_argument("--drafter", choices=sorted(DRAFTERS), action="append",
+                   help="repeatable (default: every registered drafter)")
+    b.add_argument("--max-new-tokens", type=int, default=128)
+    b.add_argument("--prompts", type=int, default=0,
+                   help="use the first N prompts, round-robin over the categories (0 = all)")
+    b.add_argument("--categories", type=parse_list, help="comma-separated: chat,code,prose,summarisation")
+    b.add_argument("--no-transformers", action="store_true", help="skip transformers' side of the comparison")
+    b.add_argument("--json", help="write every figure to this file")
+    b.add_argument("--plot", help="write speedup per k, acceptance per position and per category to this PNG")
     b.add_argument("--device", action="store_true",
                    help="time the fused ops' kernels on a Tenstorrent card (ttnn.generic_op) against the torch path, "
                         "checking they agree; skipped with the reason when no card or no ttnn")
+    b.add_argument("--repeats", type=int, default=1, help="--device only: timing repeats (x10, at least 3)")
+    add_model_args(b)
     add_sampling_args(b)
     b.set_defaults(func=cmd_bench)
 
@@ -139,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     i.set_defaults(func=cmd_info)
 
     args = ap.parse_args(argv)
-    if getattr(args, "drafter", "") is None:
-        args.drafter = ["model", "ngram"]
     try:
         return args.func(args)
     except (ValueError, NotImplementedError) as e:  # bad input or a kernel feature missing: one line

@@ -60,3 +60,19 @@ PROMPTS: list[tuple[str, str]] = [
 ]
 
 assert len(PROMPTS) == 24 and all(c in CATEGORIES for c, _ in PROMPTS)
+
+
+def select(prompts: list[tuple[str, str]], n: int | None = None,
+           categories: list[str] | None = None) -> list[tuple[str, str]]:
+    """The first `n` of `prompts` in the given categories, taken round-robin over the categories
+    (chat, code, prose, summarisation, chat, ...) so that a short run still covers each one."""
+    known = list(dict.fromkeys(c for c, _ in prompts))
+    wanted = known if categories is None else list(categories)
+    unknown = [c for c in wanted if c not in known]
+    if unknown or not wanted:
+        raise ValueError(f"categories: got {wanted!r}, expected a non-empty subset of {known}")
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"n: got {n!r}, expected an int >= 1 (or None: all)")
+    queues = [[p for p in prompts if p[0] == c] for c in wanted]
+    order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+    return order[:n]
