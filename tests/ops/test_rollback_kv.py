@@ -103,3 +103,112 @@ def test_bad_inputs_name_the_argument(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         rollback_kv(args.pop("pos"), args.pop("last"), args.pop("num_accepted"), args.pop("output_tokens"), **args)
+
+
+# ---- compaction: accepted KV rows copied from pos + accepted_slots[j] to pos + j ----------------
+
+def clone_step(step: dict) -> dict:
+    return {name: x.clone() if isinstance(x, torch.Tensor) else x for name, x in step.items()}
+
+
+def slot_location(step: dict, b: int, slot: int) -> tuple[int, int]:
+    """(sequence or block, row) of slot `slot` of sequence b in the step's caches."""
+    if step.get("page_table") is None:
+        return b, slot
+    return int(step["page_table"][b, slot // step["block_size"]]), slot % step["block_size"]
+
+
+def written_slots(step: dict) -> list[tuple[int, int]]:
+    """Locations of every slot pos + j, j <= n, of the live rows: all a step may write."""
+    return [slot_location(step, b, int(step["pos"][b]) + j)
+            for b, n in enumerate(step["num_accepted"].tolist()) for j in range(n + 1)]
+
+
+def assert_compacted_like_reference(step: dict, got: dict) -> None:
+    """`got` is `step` after rollback_kv: its caches equal the reference's, and every slot the
+    step may not write (finished rows, j > n, other positions) holds what it held before."""
+    want = clone_step(step)
+    reference.rollback_kv(**want)
+    for name in ("k_cache", "v_cache"):
+        assert torch.equal(got[name], want[name]), f"{name} differs from the reference"
+        before, after = step[name], got[name]
+        keep = torch.ones(before.shape[-4], before.shape[-2], dtype=torch.bool)  # [B or blocks, S or block_size]
+        for m, r in written_slots(step):
+            keep[m, r] = False
+        lead = [slice(None)] * (before.dim() - 4)
+        idx = (*lead, keep.nonzero()[:, 0], slice(None), keep.nonzero()[:, 1])
+        assert torch.equal(after[idx], before[idx]), f"{name}: a slot outside pos..pos+n of a live row changed"
+
+
+@settings(deadline=None, max_examples=60)
+@given(B=st.integers(1, 8), k=st.integers(1, 15), block_size=st.sampled_from([None, 4, 16, 32, 64]),
+       layers=st.sampled_from([None, 1, 3]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
+       seed=st.integers(0, 2**31 - 1))
+def test_compaction_matches_reference(B, k, block_size, layers, dtype, seed):
+    step = reference.random_rollback_step(seed, B, k, block_size=block_size, layers=layers, dtype=dtype)
+    got = clone_step(step)
+    result = rollback_kv(**got)
+    assert torch.equal(result.pos, reference.rollback_kv(**clone_step(step)).pos)
+    assert_compacted_like_reference(step, got)
+
+
+def test_chain_slots_move_nothing():
+    step = reference.random_rollback_step(3, 4, 6, block_size=16)
+    step["accepted_slots"] = torch.arange(7).repeat(4, 1)
+    got = clone_step(step)
+    rollback_kv(**got)
+    assert torch.equal(got["k_cache"], step["k_cache"]) and torch.equal(got["v_cache"], step["v_cache"])
+
+
+@pytest.mark.parametrize("block_size", [None, 16])
+def test_overlapping_slots_copy_values_from_before_the_call(block_size):
+    """A swap (slot 1 <- 2, slot 2 <- 1) and a shift (j <- j + 1) overlap sources and destinations:
+    each destination gets the source's value from before the call, not one already overwritten."""
+    step = reference.random_rollback_step(5, 2, 4, block_size=block_size, layers=2)
+    step["num_accepted"] = torch.tensor([3, 3])
+    step["output_tokens"] = torch.tensor([[1, 2, 3, 4, -1], [1, 2, 3, 4, -1]])
+    step["accepted_slots"] = torch.tensor([[0, 2, 1, 3, -1], [1, 2, 3, 4, -1]])
+    got = clone_step(step)
+    rollback_kv(**got)
+    assert_compacted_like_reference(step, got)
+    for b, row in enumerate(step["accepted_slots"].tolist()):
+        p = int(step["pos"][b])
+        for j in range(4):
+            (ms, rs), (md, rd) = slot_location(step, b, p + row[j]), slot_location(step, b, p + j)
+            for name in ("k_cache", "v_cache"):
+                assert torch.equal(got[name][:, md, :, rd], step[name][:, ms, :, rs])
+
+
+def compaction_args(**change) -> dict:
+    step = reference.random_rollback_step(11, 2, 3, block_size=change.pop("paged", None), layers=2)
+    step["num_accepted"] = torch.tensor([2, 3])
+    step["output_tokens"] = torch.tensor([[1, 2, 3, -1], [1, 2, 3, 4]])
+    step["accepted_slots"] = torch.tensor([[0, 2, 3, -1], [0, 1, 3, 2]])
+    step.update(change)
+    return step
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(k_cache=None), "k_cache: got None"),
+    (dict(accepted_slots=None), "accepted_slots: got None"),
+    (dict(accepted_slots=torch.tensor([[0, 2, 3, -1]])), r"accepted_slots: got shape \[1, 4\]"),
+    (dict(accepted_slots=torch.tensor([[0, 2, 4, -1], [0, 1, 3, 2]])), r"accepted_slots: got 4 at \[0, 2\]"),
+    (dict(accepted_slots=torch.tensor([[0, 2, 3, -1], [0, -1, 3, 2]])), r"accepted_slots: got -1 at \[1, 1\]"),
+    (dict(accepted_slots=torch.tensor([[0., 2, 3, -1], [0, 1, 3, 2]])), "accepted_slots: got dtype torch.float32"),
+    (dict(v_cache=torch.zeros(2, 2, 2, 8, 32)), r"v_cache: got shape \[2, 2, 2, 8, 32\]"),
+    (dict(k_cache=torch.zeros(2, 3, 2, 80, 32), v_cache=torch.zeros(2, 3, 2, 80, 32)), "k_cache: got 3 sequences"),
+    (dict(pos=torch.tensor([0, 10_000])), "pos: got 10000 at row 1"),
+    (dict(paged=16, block_size=32), "block_size: got 32, expected the caches' block size 16"),
+    (dict(paged=16, page_table=torch.tensor([[0, 1, -1, -1, -1, -1], [2, 3, 4, 5, 6, 7]]), pos=torch.tensor([31, 8])),
+     r"page_table: got block -1 at \[0, 2\]"),
+    (dict(paged=16, page_table=torch.tensor([[0, 1, 2, -1, -1, -1], [5, 6, 2, 7, -1, -1]]), pos=torch.tensor([31, 31])),
+     "page_table: got block 2 shared by rows"),
+])
+def test_bad_compaction_inputs_name_the_argument_and_leave_caches_untouched(change, match):
+    step = compaction_args(**change)
+    before = clone_step(step)
+    with pytest.raises((ValueError, TypeError), match=match):
+        rollback_kv(**step)
+    for name, x in before.items():
+        if isinstance(x, torch.Tensor):
+            assert torch.equal(step[name], x), f"{name} changed by a rejected call"
