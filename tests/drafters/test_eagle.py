@@ -1,0 +1,188 @@
+"""EagleDrafter on the tiny byte-level target: a head trained for a few seconds on the target's own
+features (so drafts are often accepted, and fully accepted steps happen), checked against the
+teacher-forced head (forward_train), the target alone (lossless), and for bad input."""
+import pathlib
+import sysconfig
+
+import pytest
+import torch
+
+from tt_specdec.drafters import EagleDrafter, EagleHead, Sampling
+from tt_specdec.drafters.eagle import load_eagle_drafter, load_head, save_head, training_loss
+from tt_specdec.models import load_tiny_pair
+from tt_specdec.models.llama import Llama
+from tt_specdec.ops.sampling import row_seeds
+from tt_specdec.spec import generate_plain, speculative_generate
+
+PROMPTS = [list(b"def wrap(text, width=70, **kwargs):\n"), list(b"import os\n"),
+           list(b"class Shell:\n    def __init__(self, infile=None):\n        self.")]
+
+
+def target_features(target: Llama, tokens: torch.Tensor) -> torch.Tensor:
+    """tokens [B, L] -> the target's features [B, L, d], through the inference path (keep_hidden)."""
+    target.keep_hidden = True
+    target.allocate_cache(tokens.shape[0], tokens.shape[1])
+    target.forward(tokens, torch.zeros(tokens.shape[0], dtype=torch.long))
+    return target.hidden_cache.clone()
+
+
+@pytest.fixture(scope="module")
+def target():
+    return load_tiny_pair()[0]  # its own copy: the drafter sets keep_hidden on it
+
+
+@pytest.fixture(scope="module")
+def trained_head(target):
+    """A head trained for 40 steps on 48 windows of a stdlib file the prompts don't come from."""
+    text = (pathlib.Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_bytes()
+    seqs = torch.tensor(list(text[:48 * 96])).view(48, 96)
+    feats = target_features(target, seqs)
+    labels = target.logits(feats).argmax(-1)
+    scale = feats.pow(2).mean((0, 1)).sqrt()
+    torch.manual_seed(0)
+    head = EagleHead.for_target(target)
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3)
+    mask = torch.ones(seqs.shape, dtype=torch.bool)
+    for step in range(40):
+        rows = torch.arange(8) + 8 * (step % 6)
+        loss = training_loss(target, head, seqs[rows], feats[rows], labels[rows], mask[rows], scale, 0.05, 0.5)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head.eval().requires_grad_(False)
+
+
+def test_drafts_are_the_teacher_forced_heads_argmax(target, trained_head):
+    """Each draft d_t = argmax of the head run by forward_train over the whole context: target features
+    at slots 0..n-2, the head's own predicted features after; per row, rows of different lengths."""
+    subset = torch.arange(255, -1, -3)  # 86 ids, not sorted: row i of the head is id subset[i]
+    head = trained_head.with_vocabulary(subset)
+    drafter = EagleDrafter(target, head)
+    B, k = len(PROMPTS), 3
+    context = torch.zeros(B, 72, dtype=torch.long)
+    length = torch.tensor([len(p) for p in PROMPTS])
+    for b, p in enumerate(PROMPTS):
+        context[b, :len(p)] = torch.tensor(p)
+    target.allocate_cache(B, 72)
+    drafter.reset(B, 72)
+    target.forward(context, torch.zeros(B, dtype=torch.long))  # features of every slot; the drafter reads 0..n-2
+    drafts, probs = drafter.propose(context, length, k, Sampling(), row_seeds(0, B))
+    assert probs is None and drafts.shape == (B, k)
+    for b in range(B):
+        n = int(length[b])
+        tokens, feats = context[b, :n].tolist(), target.hidden_cache[b, :n - 1]  # f_0 .. f_{n-2}
+        for t in range(k):
+            pred = head.forward_train(target.embed(torch.tensor([tokens[1:]])), feats.unsqueeze(0))[0]
+            logits = target.logits(pred[-1])  # full vocabulary
+            expected = int(subset[logits[subset].argmax()])
+            assert int(drafts[b, t]) == expected, (b, t)
+            tokens.append(expected)
+            feats = torch.cat([feats, pred[-1:]])
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 6])
+def test_greedy_lossless_batch_of_three(target, trained_head, k):
+    spec = speculative_generate(target, EagleDrafter(target, trained_head), PROMPTS, k=k, max_new_tokens=40)
+    plain = generate_plain(target, PROMPTS, max_new_tokens=40)
+    assert spec.tokens == plain.tokens
+    assert spec.stats.accepted > 0
+    if k <= 2:  # some step accepts every draft: the next proposal must feed d_k's slot too
+        assert spec.stats.accepted_per_position[-1] > 0
+
+
+def test_trained_head_is_accepted_more_than_an_untrained_one(target, trained_head):
+    torch.manual_seed(1)
+    untrained = EagleHead.for_target(target)
+    rates = [speculative_generate(target, EagleDrafter(target, h), PROMPTS, k=2, max_new_tokens=40).stats.acceptance_rate
+             for h in (trained_head, untrained)]
+    # measured 0.24 vs 0.004: the positions training_loss supervises are the ones drafting uses
+    assert rates[0] > 0.15 > rates[1], rates
+
+
+def test_greedy_lossless_with_vocabulary_subset(target, trained_head):
+    head = trained_head.with_vocabulary(torch.arange(0, 128))
+    spec = speculative_generate(target, EagleDrafter(target, head), PROMPTS, k=3, max_new_tokens=30)
+    assert spec.tokens == generate_plain(target, PROMPTS, max_new_tokens=30).tokens
+
+
+def test_sampling_draft_probs_are_full_distributions_zero_outside_the_subset(target, trained_head):
+    subset = torch.arange(32, 127)
+    head = trained_head.with_vocabulary(subset)
+    drafter = EagleDrafter(target, head)
+    B, k = len(PROMPTS), 4
+    context = torch.zeros(B, 72, dtype=torch.long)
+    for b, p in enumerate(PROMPTS):
+        context[b, :len(p)] = torch.tensor(p)
+    length = torch.tensor([len(p) for p in PROMPTS])
+    target.allocate_cache(B, 72)
+    drafter.reset(B, 72)
+    target.forward(context, torch.zeros(B, dtype=torch.long))
+    sampling = Sampling(temperature=0.9, top_p=0.95)
+    drafts, probs = drafter.propose(context, length, k, sampling, row_seeds(3, B))
+    assert probs.shape == (B, k, 256)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(B, k, dtype=probs.dtype))
+    outside = torch.ones(256, dtype=torch.bool)
+    outside[subset] = False
+    assert bool((probs[..., outside] == 0).all()) and bool((probs >= 0).all())
+    assert bool((probs.gather(2, drafts.unsqueeze(-1)) > 0).all())  # each draft was possible under its q
+    drafter.reset(B, 72)  # the same seeds draft the same tokens
+    again, _ = drafter.propose(context, length, k, sampling, row_seeds(3, B))
+    assert torch.equal(again, drafts)
+
+
+def test_sampled_generation_runs_and_is_seeded(target, trained_head):
+    sampling = Sampling(temperature=0.8)
+    runs = [speculative_generate(target, EagleDrafter(target, trained_head), PROMPTS, k=3, max_new_tokens=24,
+                                 sampling=sampling, seed=7) for _ in range(2)]
+    assert runs[0].tokens == runs[1].tokens
+    assert all(len(t) == 24 for t in runs[0].tokens) and runs[0].stats.accepted > 0
+
+
+def test_save_and_load_head_round_trip(target, trained_head, tmp_path):
+    head = EagleHead(trained_head.cfg, torch.tensor([5, 3, 200]))
+    save_head(head, tmp_path / "h.safetensors", {"recipe": "test"})
+    loaded = load_head(tmp_path / "h.safetensors")
+    assert torch.equal(loaded.vocab_ids, head.vocab_ids) and loaded.cfg == head.cfg
+    for name, value in head.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name].float(), value.bfloat16().float(), msg=name)
+
+
+def test_bad_vocab_ids_are_rejected(target):
+    for ids, what in [(torch.tensor([0, 256]), "0..255"), (torch.tensor([1, 1]), "distinct"),
+                      (torch.tensor([], dtype=torch.long), "N >= 1"), (torch.tensor([0.5]), "int ids")]:
+        with pytest.raises(ValueError, match=f"vocab_ids: got .*{what}"):
+            EagleHead(target.cfg, ids)
+
+
+def test_head_of_another_target_is_rejected_and_target_untouched():
+    target = load_tiny_pair()[0]
+    other = EagleHead(load_tiny_pair()[1].cfg)  # the draft's dim 96, not 256
+    with pytest.raises(ValueError, match="head: got dim 96.*expected the target's dim 256"):
+        EagleDrafter(target, other)
+    assert target.keep_hidden is False
+
+
+def test_reset_without_the_targets_hidden_cache_says_so(trained_head):
+    target = load_tiny_pair()[0]
+    target.allocate_cache(2, 32)  # before the drafter set keep_hidden: no hidden_cache
+    drafter = EagleDrafter(target, trained_head)
+    with pytest.raises(RuntimeError, match=r"target.hidden_cache: got None, expected \[2, 32\]"):
+        drafter.reset(2, 32)
+    target.allocate_cache(2, 32)
+    drafter.reset(2, 32)  # now it is there
+
+
+def test_draft_past_the_cache_is_rejected(target, trained_head):
+    drafter = EagleDrafter(target, trained_head)
+    target.allocate_cache(1, 16)
+    drafter.reset(1, 16)
+    context = torch.zeros(1, 16, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"k: got 7 with a row of length 12, expected length \+ k - 2 <= 16"):
+        drafter.propose(context, torch.tensor([12]), 7, Sampling(), row_seeds(0, 1))
+    assert drafter.head.k_cache.abs().sum() == 0  # rejected before any slot was written
+    assert drafter.propose(context, torch.tensor([12]), 6, Sampling(), row_seeds(0, 1))[0].shape == (1, 6)
+
+
+def test_load_eagle_drafter_missing_file(target, tmp_path):
+    with pytest.raises(FileNotFoundError, match="path: got .*nothing.safetensors, which does not exist"):
+        load_eagle_drafter(target, tmp_path / "nothing.safetensors")

@@ -1,0 +1,244 @@
+"""EAGLE drafter: a one-layer head that drafts from the target's own final hidden state (Li et al. 2024).
+
+Feature f_p: the target's hidden state at position p before its final norm (the target
+writes it to `hidden_cache` [B, S, dim] when `keep_hidden` is set). A head step at slot p
+maps concat(embed(x_{p+1}), f_p) -> fc (2d -> d) -> one Llama decoder layer -> f'_{p+1}, the
+predicted feature of the next position; the target's frozen final norm and tied embedding turn
+it into logits. Drafting runs the head on its own predicted features for k tokens.
+
+The logits may be restricted to a frequency-ranked subset of the vocabulary (FR-Spec): the
+head's `vocab_ids` [N]. Drafts map back to full ids; when sampling, `draft_probs` is the full
+distribution with zeros outside the subset, so acceptance stays lossless.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tt_specdec import ops
+from tt_specdec.drafters.base import Sampling
+from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
+from tt_specdec.ops.sampling import STREAM_DRAFT, process_logits, sample_inverse_cdf, uniform
+
+SMOLLM2_EAGLE = pathlib.Path(__file__).resolve().parents[1] / "models" / "weights" / "smollm2_eagle.safetensors"
+
+
+class EagleHead(nn.Module):
+    """fc (2d -> d) + one decoder layer of the target's shapes; `vocab_ids` [N] the drafted vocabulary."""
+
+    def __init__(self, cfg: LlamaConfig, vocab_ids: torch.Tensor | None = None):
+        super().__init__()
+        if vocab_ids is None:
+            vocab_ids = torch.arange(cfg.vocab_size)
+        vocab_ids = torch.as_tensor(vocab_ids)
+        if vocab_ids.dim() != 1 or len(vocab_ids) == 0 or vocab_ids.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"vocab_ids: got {vocab_ids.dtype} shape {list(vocab_ids.shape)}, expected int ids [N], N >= 1")
+        if int(vocab_ids.min()) < 0 or int(vocab_ids.max()) >= cfg.vocab_size or len(vocab_ids.unique()) != len(vocab_ids):
+            raise ValueError(f"vocab_ids: got ids {int(vocab_ids.min())}..{int(vocab_ids.max())} ({len(vocab_ids)}, "
+                             f"{len(vocab_ids.unique())} distinct), expected distinct ids in 0..{cfg.vocab_size - 1}")
+        self.cfg = dataclasses.replace(cfg, n_layers=1)
+        self.fc = nn.Linear(2 * cfg.dim, cfg.dim, bias=True)
+        self.layer = Block(self.cfg)
+        self.register_buffer("vocab_ids", vocab_ids.long())  # [N] full id of each head row, most frequent first
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.k_cache: torch.Tensor | None = None  # [B, Hkv, S, D]
+        self.v_cache: torch.Tensor | None = None
+
+    @classmethod
+    def for_target(cls, target: Llama, vocab_ids: torch.Tensor | None = None) -> "EagleHead":
+        """A randomly initialised head with the target's dim, heads, SwiGLU width and RoPE."""
+        return cls(target.cfg, vocab_ids)
+
+    def with_vocabulary(self, vocab_ids: torch.Tensor) -> "EagleHead":
+        """A copy of this head drafting from `vocab_ids` [N] instead (e.g. a prefix of its frequency ranking)."""
+        head = EagleHead(self.cfg, vocab_ids)
+        head.load_state_dict({k: v for k, v in self.state_dict().items() if k != "vocab_ids"}, strict=False)
+        return head.to(self.fc.weight.dtype)
+
+    def forward_train(self, embeds: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """embeds [B, L, d] of x_{p+1}, feats [B, L, d] f_p for p = 0..L-1 -> f' [B, L, d] (causal, no cache)."""
+        cfg = self.cfg
+        B, L, _ = embeds.shape
+        x = self.fc(torch.cat([embeds, feats], -1))
+        q, k, v = self.layer.qkv(x, self.rope_cos[:L].view(1, L, 1, -1), self.rope_sin[:L].view(1, L, 1, -1), cfg)
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True, enable_gqa=True)
+        return self.layer.mlp(x + self.layer.wo(o.transpose(1, 2).reshape(B, L, -1)))
+
+    def allocate_cache(self, batch_size: int, cache_len: int) -> None:
+        cfg = self.cfg
+        if cache_len > cfg.max_seq_len:
+            raise ValueError(f"cache_len: got {cache_len}, expected at most max_seq_len={cfg.max_seq_len}")
+        shape = (batch_size, cfg.n_kv_heads, cache_len, cfg.head_dim)
+        if self.k_cache is None or self.k_cache.shape != shape:
+            self.k_cache = torch.zeros(shape, dtype=self.fc.weight.dtype)
+            self.v_cache = torch.zeros(shape, dtype=self.fc.weight.dtype)
+
+    @torch.inference_mode()
+    def forward(self, embeds: torch.Tensor, feats: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """embeds, feats [B, T, d] at slots pos[b] .. pos[b]+T-1 -> f' [B, T, d]; writes those slots' KV."""
+        cfg = self.cfg
+        B, T, _ = embeds.shape
+        positions = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        x = self.fc(torch.cat([embeds, feats], -1))
+        q, k, v = self.layer.qkv(x, self.rope_cos[positions].unsqueeze(2), self.rope_sin[positions].unsqueeze(2), cfg)
+        rows = torch.arange(B).view(B, 1)
+        self.k_cache[rows, :, positions] = k  # [B, T, Hkv, D] into slots pos..pos+T-1
+        self.v_cache[rows, :, positions] = v
+        o = ops.verify_attention(q, self.k_cache, self.v_cache, pos)  # [B, T, Hq, D]
+        return self.layer.mlp(x + self.layer.wo(o.reshape(B, T, -1)))
+
+
+def restricted_logits(target: Llama, head_weight: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """feats [..., d] -> logits [..., N] over the head's vocabulary: the target's final norm, then its
+    output rows head_weight [N, d]."""
+    return F.linear(target.norm(feats), head_weight)
+
+
+def output_weight(target: Llama) -> torch.Tensor:
+    """[V, d] the target's output layer (its embedding when tied)."""
+    return target.embed.weight if target.lm_head is None else target.lm_head.weight
+
+
+def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor,
+                  mask: torch.Tensor, scale: torch.Tensor, noise: float, ce_weight: float, unroll: int = 1):
+    """EAGLE-1 loss on teacher-forced sequences, optionally unrolled on the head's own predictions.
+
+    tokens [B, L] x_p, feats [B, L, d] the target's f_p (fp32), labels [B, L] the target's greedy token
+    at p, mask [B, L] positions p whose feature and label enter the loss, scale [d] per-dimension RMS of
+    the features (the regression is on f / scale; the input noise is uniform +-noise * scale).
+    Head input p = (x_{p+1}, f_p) predicts f_{p+1}. With unroll > 1, pass j feeds the previous pass's
+    predictions (detached) as f_p, as drafting does after its first step; the terms are averaged.
+    Returns (loss, feature term, CE term, top-1 agreement of the first pass).
+    """
+    head_weight = output_weight(target)[head.vocab_ids]  # [N, d]
+    m = mask[:, 1:]
+    # the CE is over the head's vocabulary: a label outside it can't be drafted, only its feature is learned
+    sub_index = torch.full((output_weight(target).shape[0],), -1, dtype=torch.long)
+    sub_index[head.vocab_ids] = torch.arange(len(head.vocab_ids))
+    target_sub = sub_index[labels[:, 1:][m].long()]  # [M]
+    embeds = target.embed(tokens[:, 1:])
+    in_feats = feats[:, :-1]  # [B, L-1, d] f_0 .. f_{L-2}
+    feat_loss = ce = 0.0
+    for j in range(unroll):
+        if noise:
+            in_feats = in_feats + (torch.rand_like(in_feats) * 2 - 1) * noise * scale
+        pred = head.forward_train(embeds, in_feats)  # [B, L-1, d] f'_1 .. f'_{L-1}
+        feat_loss = feat_loss + F.smooth_l1_loss(pred[m] / scale, feats[:, 1:][m] / scale) / unroll
+        logits = restricted_logits(target, head_weight, pred[m])  # [M, N]
+        ce = ce + F.cross_entropy(logits, target_sub, ignore_index=-1) / unroll
+        if j == 0:
+            agree = (head.vocab_ids[logits.argmax(-1)] == labels[:, 1:][m]).float().mean()
+        in_feats = torch.cat([feats[:, :1], pred[:, :-1].detach()], 1)  # slot p gets f'_p
+    return feat_loss + ce_weight * ce, feat_loss, ce, agree
+
+
+class EagleDrafter:
+    """Drafts k tokens with an EagleHead on the target's features (the Drafter protocol).
+
+    Sets `target.keep_hidden`, so every target forward writes its features; at propose time the
+    target has processed context positions 0..length-2. Head slot p needs the TRUE f_p, so only
+    slots computed from target features stay valid: `cached[b]` counts them, and each proposal
+    first feeds slots cached .. length-2 in one batched call (the accepted tokens plus the newest),
+    then k-1 single steps on predicted features, whose slots the next proposal overwrites.
+    """
+
+    def __init__(self, target: Llama, head: EagleHead):
+        if not hasattr(target, "keep_hidden"):
+            raise TypeError(f"target: got {type(target).__name__}, expected a Llama with keep_hidden / hidden_cache")
+        if head.cfg.dim != target.cfg.dim or head.cfg.vocab_size != target.vocab_size:
+            raise ValueError(f"head: got dim {head.cfg.dim}, vocabulary {head.cfg.vocab_size}; expected the target's "
+                             f"dim {target.cfg.dim}, vocabulary {target.vocab_size}")
+        self.target, self.head = target, head.to(target.embed.weight.dtype).eval().requires_grad_(False)
+        self.vocab_size = target.vocab_size
+        self.head_weight = output_weight(target)[head.vocab_ids].contiguous()  # [N, d]
+        self.cached = torch.zeros(0, dtype=torch.long)  # [B]
+        target.keep_hidden = True  # before the loop's allocate_cache: the target then keeps hidden_cache
+
+    def reset(self, batch_size: int, cache_len: int) -> None:
+        hidden = self.target.hidden_cache
+        if hidden is None or tuple(hidden.shape[:2]) != (batch_size, cache_len):
+            got = None if hidden is None else list(hidden.shape[:2])
+            raise RuntimeError(f"target.hidden_cache: got {got}, expected [{batch_size}, {cache_len}]: call "
+                               f"target.allocate_cache({batch_size}, {cache_len}) after creating the EagleDrafter")
+        self.head.allocate_cache(batch_size, cache_len)
+        self.cached = torch.zeros(batch_size, dtype=torch.long)
+
+    @torch.inference_mode()
+    def propose(self, context, length, k, sampling: Sampling, seeds):
+        B = context.shape[0]
+        cache_len = self.head.k_cache.shape[2]
+        if int(length.max()) + k - 3 >= cache_len:  # the last draft step writes slot (length-1) + (k-2)
+            raise ValueError(f"k: got {k} with a row of length {int(length.max())}, expected length + k - 2 <= "
+                             f"{cache_len} (the cache_len of reset)")
+        embed, dtype = self.target.embed, self.head.fc.weight.dtype
+        ready = length - 1  # [B] slots p = 0..length-2 have the target's f_p
+        self.cached = torch.minimum(self.cached, ready)
+        # one batched call feeds every row's missing slots; rows missing fewer re-feed valid ones (same
+        # result), rows with fewer slots than the call are padded on the right (masked, overwritten later)
+        feed = max(1, int((ready - self.cached).max()))
+        start = (ready - feed).clamp(min=0)  # [B]
+        slots = start.view(B, 1) + torch.arange(feed)  # [B, feed]
+        feats = self.target.hidden_cache[torch.arange(B).view(B, 1), slots].to(dtype)  # f_p [B, feed, d]
+        out = self.head.forward(embed(context.gather(1, slots + 1)), feats, start)  # f'_{p+1} [B, feed, d]
+        feat = out[torch.arange(B), ready - 1 - start]  # [B, d] f'_{length-1}: predicts the token after the newest
+        pos = ready.clone()
+        drafts, probs = [], []
+        for t in range(k):
+            logits = restricted_logits(self.target, self.head_weight, feat).float()  # [B, N]
+            if sampling.greedy:
+                index = logits.argmax(-1)
+            else:
+                q = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [B, N]
+                index = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
+                full = torch.zeros(B, self.vocab_size, dtype=q.dtype)
+                probs.append(full.index_copy_(1, self.head.vocab_ids, q))  # [B, V], 0 outside the subset
+            token = self.head.vocab_ids[index]  # [B] full ids
+            drafts.append(token)
+            if t + 1 < k:  # the last draft's feature is never needed
+                feat = self.head.forward(embed(token.view(B, 1)), feat.view(B, 1, -1), pos)[:, 0]
+                pos += 1
+        self.cached = ready
+        return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)
+
+
+def save_head(head: EagleHead, path: str | pathlib.Path, metadata: dict[str, str]) -> None:
+    """bf16 weights + vocab_ids (int32), the layer config in the metadata under "config"."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in head.state_dict().items() if k != "vocab_ids"}
+    tensors["vocab_ids"] = head.vocab_ids.to(torch.int32)
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={**metadata, "config": head.cfg.to_json()})
+    tmp.replace(path)
+
+
+def load_head(path: str | pathlib.Path) -> EagleHead:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        cfg = LlamaConfig.from_json(f.metadata()["config"])
+    state = load_file(str(path))
+    head = EagleHead(cfg, state.pop("vocab_ids"))
+    head.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    missing = set(head.state_dict()) - set(state) - {"vocab_ids"}
+    if missing:
+        raise ValueError(f"path: got {path} without {sorted(missing)}, expected an EagleHead file (save_head)")
+    return head
+
+
+def load_eagle_drafter(target: Llama, path: str | pathlib.Path = SMOLLM2_EAGLE) -> EagleDrafter:
+    """The shipped EAGLE head for SmolLM2-135M-Instruct (tools/train_eagle_smollm2.py) on `target`."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: got {path}, which does not exist; expected an EagleHead safetensors file "
+                                f"(tools/train_eagle_smollm2.py export writes {SMOLLM2_EAGLE.name})")
+    return EagleDrafter(target, load_head(path))
