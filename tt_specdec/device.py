@@ -292,11 +292,14 @@ def accept_prefix(target_logits, draft_tokens, *, draft_probs=None, num_draft=No
     return ttnn.to_torch(n).reshape(B).long(), ttnn.to_torch(tokens).reshape(B, rows).long()
 
 
-def rollback_kv(pos, last, num_accepted, output_tokens, *, page_table=None, block_size=None, dev=None):
+def rollback_kv(pos, last, num_accepted, output_tokens, *, page_table=None, block_size=None, accepted_slots=None,
+                k_cache=None, v_cache=None, dev=None):
     """tt_specdec.ops.rollback_kv on the card; torch inputs give a Rollback of torch tensors in the
-    callers' dtypes, ttnn inputs a Rollback of int32 device tensors."""
+    callers' dtypes, ttnn inputs a Rollback of int32 device tensors. With accepted_slots, the caches
+    are compacted in place: ttnn caches on the card ([L, M, Hkv, S, D] or [M, Hkv, S, D], tiles, S a
+    multiple of 32), torch caches (validated by the op) through a copy on the card written back."""
     from tt_specdec.ops.rollback_kv import Rollback
-    from tt_specdec.ops.rollback_kv_program import rollback_kv_program
+    from tt_specdec.ops import rollback_kv_program as RK
 
     ttnn = require_ttnn()
     dev = device() if dev is None else dev
@@ -305,23 +308,63 @@ def rollback_kv(pos, last, num_accepted, output_tokens, *, page_table=None, bloc
     max_blocks = 0 if page_table is None else int(list(page_table.shape)[-1])
     if max_blocks and (block_size is None or block_size < 1):
         raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
-    prog = rollback_kv_program(B, rows - 1, max_blocks, block_size or 0)
+    caches = None
+    if accepted_slots is not None:
+        if is_ttnn_tensor(k_cache):
+            import torch
+            dtype = {ttnn.bfloat16: torch.bfloat16, ttnn.float32: torch.float32}.get(k_cache.dtype)
+            if dtype is None:
+                raise TypeError(f"k_cache: got ttnn dtype {k_cache.dtype}, expected bfloat16 or float32")
+            caches = RK.kernel_caches((tuple(int(d) for d in k_cache.shape), dtype))
+        else:
+            caches = RK.kernel_caches(k_cache)
+    prog = RK.rollback_kv_program(B, rows - 1, max_blocks, block_size or 0, caches)
     names = {"pos": pos, "last": last, "num_accepted": num_accepted, "output_tokens": output_tokens}
     if max_blocks:
         names["page_table"] = page_table
+    if caches is not None:
+        names["accepted_slots"] = accepted_slots
+        for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
+            names[name] = cache if is_ttnn_tensor(cache) else RK.to_kernel_layout(cache, caches)
     out = run(prog, {name: to_device(x, _tensor(prog, name), dev) for name, x in names.items()}, dev)
+    if caches is not None and not is_ttnn_tensor(k_cache):  # torch caches: the card's copy written back
+        RK.from_kernel_layout(ttnn.to_torch(out["k_cache"]), k_cache)
+        RK.from_kernel_layout(ttnn.to_torch(out["v_cache"]), v_cache)
     if is_ttnn_tensor(pos):
         res = [ttnn.reshape(out["new_pos"], [B]), ttnn.reshape(out["new_last"], [B])]
         return Rollback(*res, out.get("new_page_table"), out.get("freed"))
-    host = {name: ttnn.to_torch(t) for name, t in out.items()}
+    host = {name: ttnn.to_torch(out[name]) for name in ("new_pos", "new_last", "new_page_table", "freed")
+            if name in out}
     return Rollback(host["new_pos"].reshape(B).to(pos.dtype), host["new_last"].reshape(B).to(last.dtype),
                     None if page_table is None else host["new_page_table"].to(page_table.dtype),
                     None if page_table is None else host["freed"].to(page_table.dtype))
 
 
-def verify_attention(*args, **kwargs):
-    raise NotImplementedError("verify_attention on the device: its TT-Metal kernels do not exist yet "
-                              "(kernels/verify_attention/); use torch tensors for the torch path")
+def verify_attention(q, k_cache, v_cache, pos, *, page_table=None, scale=None, kv_splits=None, dev=None):
+    """tt_specdec.ops.verify_attention on the card. torch inputs (validated by the op) are packed on
+    the host as for the emulator and the result comes back as torch [B, T, Hq, D]. ttnn inputs: the
+    caches stay where they are (contiguous [B, Hkv, S, D] with S a multiple of 32, or paged [blocks,
+    Hkv, block, D], tiles; page_table [B, max_blocks] int32); q [B, T, Hq, D] and pos [B], a few KB,
+    are packed on the host (a model running on the card would emit the packed q directly), and the
+    result is a ttnn tensor [B, T, Hq, D] on the card. More than 32 // (Hq/Hkv) rows run as row blocks."""
+    from tt_specdec.ops import verify_attention_program as VA
+
+    ttnn = require_ttnn()
+    dev = device() if dev is None else dev
+    on_card = is_ttnn_tensor(q)
+    q_host, pos_host = (ttnn.to_torch(q), ttnn.to_torch(pos).reshape(-1)) if on_card else (q, pos)
+    Hkv = int(k_cache.shape[1])
+
+    def run_rows(q_rows, k, v, p, *, page_table, scale):
+        prog, inputs = VA.host_inputs(q_rows, k, v, p, page_table=page_table, scale=scale, kv_splits=kv_splits)
+        out = run(prog, {name: to_device(x, _tensor(prog, name), dev) for name, x in inputs.items()}, dev)
+        B, T, Hq, D = q_rows.shape
+        return VA.unpack_output(ttnn.to_torch(out["out"]).to(q_rows.dtype), B, T, Hq, Hkv, D)
+
+    result = VA.run_backend(q_host, k_cache, v_cache, pos_host, page_table=page_table, scale=scale, run_rows=run_rows)
+    if not on_card:
+        return result
+    return ttnn.from_torch(result, dtype=q.dtype, layout=q.layout, device=dev, memory_config=ttnn.DRAM_MEMORY_CONFIG)
 
 
 # ---- `tt-specdec info` and `tt-specdec bench --device` -------------------------------------

@@ -125,12 +125,22 @@ CASES: dict[str, list[dict]] = {
         dict(B=2, T=4, Hq=8, Hkv=2, S=512, D=64, dtype=BF16, scale=0.125, num_blocks=32, block_size=64,
              max_blocks=8),  # paged KV cache
         dict(B=1, T=5, Hq=8, Hkv=2, S=2048, D=64, dtype=BF16, scale=0.125, kv_splits=4),  # chunks over 4 cores
+        dict(B=8, T=1, Hq=8, Hkv=8, S=128, D=64, dtype=BF16, scale=0.125),  # plain decode, no GQA
+        dict(B=2, T=4, Hq=16, Hkv=2, S=1024, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
+             block_size=32, max_blocks=32, kv_splits=2),  # paged, GQA 8 (32 packed rows), 2 splits
     ],
     "rollback_kv_program": [
         dict(B=1, k=1),
         dict(B=8, k=7),
         dict(B=4, k=4, max_blocks=16, block_size=32),
         dict(B=32, k=15, max_blocks=64, block_size=16),
+        # with the compaction copy: caches contiguous (one layer / stacked) and paged
+        dict(B=1, k=4, caches=dict(type="KVCaches", layers=1, matrices=1, hkv=1, slot_rows=64, head_dim=32,
+                                   dtype=BF16, stacked=False)),
+        dict(B=8, k=7, caches=dict(type="KVCaches", layers=30, matrices=8, hkv=3, slot_rows=256, head_dim=64,
+                                   dtype=BF16)),
+        dict(B=4, k=15, max_blocks=8, block_size=64,
+             caches=dict(type="KVCaches", layers=2, matrices=32, hkv=8, slot_rows=64, head_dim=128, dtype=FP32)),
     ],
 }
 
@@ -184,6 +194,16 @@ def read_log(log: Path, start: int = 0) -> list[dict]:
 
 # ---- descriptions ------------------------------------------------------------------------------
 
+def case_args(kw: dict, mod, torch) -> dict:
+    """A CASES entry as builder arguments: values of keys ending in dtype name a torch dtype; a dict
+    with a "type" builds that class of the builder's module (e.g. rollback_kv_program.KVCaches)."""
+    def value(key, v):
+        if isinstance(v, dict):
+            return getattr(mod, v["type"])(**{k: value(k, x) for k, x in v.items() if k != "type"})
+        return getattr(torch, v) if key.endswith("dtype") else v
+    return {k: value(k, v) for k, v in kw.items()}
+
+
 def builders(report: Report) -> list[tuple[str, object]]:
     """(label, Program) for every builder and shape in CASES."""
     import torch
@@ -202,7 +222,7 @@ def builders(report: Report) -> list[tuple[str, object]]:
                             f"tools/conformance/check.py CASES: add some, so its kernels are checked")
                 continue
             for kw in CASES[name]:
-                args = {k: getattr(torch, v) if k.endswith("dtype") else v for k, v in kw.items()}
+                args = case_args(kw, mod, torch)
                 label = f"{name}({', '.join(f'{k}={v}' for k, v in kw.items())})"
                 try:
                     out.append((label, fn(**args)))
@@ -313,15 +333,34 @@ def check_op_wrappers(dev, report: Report) -> None:
             print(f"ok: device.{name} with ttnn tensors", flush=True)
         except Exception as e:  # noqa: BLE001
             report.fail(f"device.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
-    try:
-        row = ttnn.Tensor([1] * B, [1, B], ttnn.int32, rm, dev)
-        out = ttnn.Tensor([1] * (B * (k + 1)), [B, k + 1], ttnn.int32, rm, dev)
-        table = ttnn.Tensor([0] * (B * 8), [B, 8], ttnn.int32, rm, dev)
+    row = ttnn.Tensor([1] * B, [1, B], ttnn.int32, rm, dev)
+    out = ttnn.Tensor([1] * (B * (k + 1)), [B, k + 1], ttnn.int32, rm, dev)
+    table = ttnn.Tensor([0] * (B * 8), [B, 8], ttnn.int32, rm, dev)
+    slots = ttnn.Tensor([0] * (B * (k + 1)), [B, k + 1], ttnn.int32, rm, dev)
+
+    def tiles(shape, dtype=ttnn.bfloat16):
+        return ttnn.empty(shape, dtype, ttnn.TILE_LAYOUT, dev, ttnn.DRAM_MEMORY_CONFIG)
+
+    def rollback():
         r = D.rollback_kv(row, row, row, out, page_table=table, block_size=16, dev=dev)
         assert list(r.pos.shape) == [B] and list(r.page_table.shape) == [B, 8], (r.pos.shape, r.page_table.shape)
-        print("ok: device.rollback_kv with ttnn tensors", flush=True)
-    except Exception as e:  # noqa: BLE001
-        report.fail(f"device.rollback_kv with ttnn tensors: {type(e).__name__}: {short_error(e)}")
+
+    def rollback_compaction(paged: bool):
+        shape = [2, 16, 2, 64, 64] if paged else [2, B, 2, 128, 64]  # [L, blocks or B, Hkv, block or S, D]
+        kc, vc = tiles(shape), tiles(shape)
+        r = D.rollback_kv(row, row, row, out, page_table=table if paged else None, block_size=64 if paged else None,
+                          accepted_slots=slots, k_cache=kc, v_cache=vc, dev=dev)
+        assert list(r.pos.shape) == [B], r.pos.shape
+
+    for name, run in {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
+                      "rollback_kv compaction (paged)": lambda: rollback_compaction(True)}.items():
+        try:
+            run()
+            print(f"ok: device.{name} with ttnn tensors", flush=True)
+        except Exception as e:  # noqa: BLE001
+            report.fail(f"device.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
+    report.note("device.verify_attention packs q [B, T, Hq, D] on the host with torch, which this environment lacks: "
+                "its descriptions are checked above (verify_attention_program), its host packing by the emulator tests")
 
 
 # ---- dataflow: clang-19 syntax check with the recorded flags -----------------------------------

@@ -51,10 +51,9 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         ...             torch.tensor([[4, 6, 8, -1], [-1, -1, -1, -1]])).pos
         tensor([13,  7])
     """
-    if backend == "device" or type(pos).__module__.split(".")[0] == "ttnn":  # the kernels on a card (ttnn tensors)
-        from tt_specdec import device
-        return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
-                                  accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)
+    if type(pos).__module__.split(".")[0] == "ttnn":  # device tensors: the kernels on the card, nothing read here
+        return card_rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots,
+                                k_cache, v_cache)
     check_shape("pos", pos, (None,))
     B = pos.shape[0]
     check_shape("last", last, (B,))
@@ -72,9 +71,12 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     emitted = output_tokens.long().gather(1, n.view(B, 1)).squeeze(1)
     if bool((live & (emitted < 0)).any()):
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
-    if backend not in ("torch", "emu"):
+    if backend not in ("torch", "emu", "device"):
         raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
     caches = check_compaction(pos, num_accepted, k, accepted_slots, k_cache, v_cache, page_table, block_size)
+    if backend == "device":  # torch tensors, validated: the kernels on the card
+        return card_rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots,
+                                k_cache, v_cache)
     if backend == "emu":
         from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
         return rollback_kv_emu(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
@@ -89,6 +91,14 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     release = live.view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
     freed = torch.where(release, page_table, -1)
     return Rollback(new_pos, new_last, torch.where(release, -1, page_table), freed)
+
+
+def card_rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots, k_cache,
+                     v_cache) -> Rollback:
+    """rollback_kv through ttnn.generic_op (tt_specdec.device)."""
+    from tt_specdec import device
+    return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
+                              accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)
 
 
 def stacked(cache: torch.Tensor) -> torch.Tensor:

@@ -23,19 +23,22 @@ MAX_COMPACT_CORES = 32  # a step moves at most k rows per unit: more cores would
 
 
 class KVCaches(NamedTuple):
-    """The caches the compaction copies in, as its kernels see them: tiled
-    [layers * matrices * hkv, slot_rows, head_dim], matrices = B (contiguous, slot_rows = S
-    padded to 32) or num_blocks (paged, slot_rows = block_size)."""
+    """The caches the compaction copies in, as its kernels see them: tiles of [slot_rows, head_dim]
+    matrices stacked [layers, matrices, hkv], matrices = B (contiguous, slot_rows = S padded to
+    32) or num_blocks (paged, slot_rows = block_size). The tensors keep the caller's rank:
+    [layers, matrices, hkv, slot_rows, head_dim], or without the layers dim when not stacked."""
     layers: int
     matrices: int
     hkv: int
     slot_rows: int
     head_dim: int
     dtype: torch.dtype
+    stacked: bool = True
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.layers * self.matrices * self.hkv, self.slot_rows, self.head_dim)
+    def shape(self) -> tuple[int, ...]:
+        lead = (self.layers,) if self.stacked else ()
+        return (*lead, self.matrices, self.hkv, self.slot_rows, self.head_dim)
 
 
 def compact_cores(units: int) -> list[P.Core]:
@@ -139,22 +142,22 @@ def compaction(B: int, rows: int, max_blocks: int, block_size: int, caches: KVCa
     return kernels, cbs, [slots, k_cache, v_cache]
 
 
-def kernel_caches(k5: torch.Tensor) -> KVCaches:
-    """The kernels' view of a cache [L, M, Hkv, S or block_size, D] (M = B or num_blocks)."""
-    layers, matrices, hkv, slots, head_dim = k5.shape
-    return KVCaches(layers, matrices, hkv, P.align(slots, 32), head_dim, k5.dtype)
+def kernel_caches(cache: torch.Tensor | tuple) -> KVCaches:
+    """The kernels' view of a cache [L, M, Hkv, S or block_size, D] or [M, Hkv, S or block_size, D]
+    (M = B or num_blocks): a torch tensor, or a shape and dtype (ttnn tensors)."""
+    shape, dtype = (tuple(cache.shape), cache.dtype) if isinstance(cache, torch.Tensor) else cache
+    layers, matrices, hkv, slots, head_dim = shape if len(shape) == 5 else (1, *shape)
+    return KVCaches(layers, matrices, hkv, P.align(slots, 32), head_dim, dtype, len(shape) == 5)
 
 
-def to_kernel_layout(cache5: torch.Tensor, caches: KVCaches) -> torch.Tensor:
-    """[L, M, Hkv, S, D] -> [L * M * Hkv, S padded to 32, D], the tensor the kernels tile."""
-    padded = torch.nn.functional.pad(cache5, (0, 0, 0, caches.slot_rows - cache5.shape[3]))
-    return padded.reshape(caches.shape)
+def to_kernel_layout(cache: torch.Tensor, caches: KVCaches) -> torch.Tensor:
+    """The caller's cache with its slots padded to slot_rows: the tensor the kernels tile."""
+    return torch.nn.functional.pad(cache, (0, 0, 0, caches.slot_rows - cache.shape[-2]))
 
 
-def from_kernel_layout(x: torch.Tensor, cache5: torch.Tensor) -> None:
-    """Writes the kernels' [L * M * Hkv, S padded, D] back into the caller's cache [L, M, Hkv, S, D]."""
-    L, M, H, S, D = cache5.shape
-    cache5.copy_(x.view(L, M, H, -1, D)[:, :, :, :S])
+def from_kernel_layout(x: torch.Tensor, cache: torch.Tensor) -> None:
+    """Writes the kernels' cache back into the caller's, in place."""
+    cache.copy_(x[..., :cache.shape[-2], :])
 
 
 def rollback_kv_emu(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor, *,
@@ -165,7 +168,6 @@ def rollback_kv_emu(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.T
     accepted_slots and caches ([B or blocks, Hkv, S or block, D], or stacked over layers in
     front) the caches are compacted in place, as by rollback_kv."""
     from tt_specdec import emu
-    from tt_specdec.ops.rollback_kv import stacked
 
     check_shape("pos", pos, (None,))
     B = pos.shape[0]
@@ -173,8 +175,7 @@ def rollback_kv_emu(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.T
     k = output_tokens.shape[1] - 1
     max_blocks = 0 if page_table is None else page_table.shape[1]
     compact = accepted_slots is not None
-    k5, v5 = (stacked(k_cache), stacked(v_cache)) if compact else (None, None)
-    caches = kernel_caches(k5) if compact else None
+    caches = kernel_caches(k_cache) if compact else None
     prog = rollback_kv_program(B, k, max_blocks, block_size or 0, caches)
     i32 = lambda t: t.to(torch.int32).reshape(1, B)  # noqa: E731
     inputs = {"pos": i32(pos), "last": i32(last), "num_accepted": i32(num_accepted),
@@ -182,13 +183,13 @@ def rollback_kv_emu(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.T
     if page_table is not None:
         inputs["page_table"] = page_table.to(torch.int32)
     if compact:
-        inputs.update(accepted_slots=accepted_slots.to(torch.int32), k_cache=to_kernel_layout(k5, caches),
-                      v_cache=to_kernel_layout(v5, caches))
+        inputs.update(accepted_slots=accepted_slots.to(torch.int32), k_cache=to_kernel_layout(k_cache, caches),
+                      v_cache=to_kernel_layout(v_cache, caches))
     r = emu.run(prog, inputs)
     o = r.outputs
     if compact:
-        from_kernel_layout(o["k_cache"], k5)
-        from_kernel_layout(o["v_cache"], v5)
+        from_kernel_layout(o["k_cache"], k_cache)
+        from_kernel_layout(o["v_cache"], v_cache)
     if page_table is None:
         return Rollback(o["new_pos"].view(B).to(pos.dtype), o["new_last"].view(B).to(last.dtype), None, None), r
     return Rollback(o["new_pos"].view(B).to(pos.dtype), o["new_last"].view(B).to(last.dtype),

@@ -29,7 +29,8 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         pos         [B]             position of query row 0; the cache already holds its KV
         page_table  [B, max_blocks] block ids (int), only for a paged cache
         backend     "torch", or "emu": the TT-Metal kernels of kernels/verify_attention/ on the host emulator
-                    (D a multiple of 32; more than 32 // (Hq/Hkv) rows run as several row blocks)
+                    (D a multiple of 32; more than 32 // (Hq/Hkv) rows run as several row blocks),
+                    or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors)
         returns     [B, T, Hq, D]
 
     Row t of sequence b attends keys 0 .. pos[b]+t. Hq must be a multiple of Hkv
@@ -66,8 +67,11 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     if backend == "emu":
         from tt_specdec.ops.verify_attention_program import run_backend
         return run_backend(q, k_cache, v_cache, pos, page_table=page_table, scale=scale)
+    if backend == "device":
+        from tt_specdec import device
+        return device.verify_attention(q, k_cache, v_cache, pos, page_table=page_table, scale=scale)
     if backend != "torch":
-        raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
+        raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     G = Hq // Hkv
     L = int(pos.max()) + T  # keys beyond the longest row are never attended

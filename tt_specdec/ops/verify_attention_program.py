@@ -106,24 +106,22 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
                      [P.Semaphore(sem_partials, cores, 0)])  # counts on each combine core
 
 
-def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                         page_table: torch.Tensor | None = None, scale: float | None = None,
-                         kv_splits: int | None = None):
-    """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table
-    [B, max_blocks], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult). kv_splits: cores per
-    (b, h) sharing its chunks; None = auto_kv_splits (1 below MIN_SPLIT_CHUNKS chunks)."""
-    from tt_specdec import emu
-
+def host_inputs(q: torch.Tensor, k_cache, v_cache, pos: torch.Tensor, *, page_table=None,
+                scale: float | None = None, kv_splits: int | None = None) -> tuple[P.Program, dict]:
+    """The program for these shapes and its inputs in the kernels' layout (q packed per (b, h) into
+    one 32-row tile row, caches padded to whole chunks), for either executor. q [B, T, Hq, D],
+    caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table [B, max_blocks], pos [B].
+    Caches and page table that are not torch tensors (ttnn tensors on the card) pass as they are."""
     B, T, Hq, D = q.shape
     Hkv = k_cache.shape[1]
     paged = page_table is not None
     S = page_table.shape[1] * k_cache.shape[2] if paged else k_cache.shape[2]
     if paged and k_cache.shape[2] % 32:
-        raise NotImplementedError(f"verify_attention(backend='emu'): block size {k_cache.shape[2]} must be a "
+        raise NotImplementedError(f"verify_attention kernels: block size {k_cache.shape[2]} must be a "
                                   "multiple of 32 (whole key chunks per block)")
     group = Hq // Hkv
     if T * group > 32 or D % 32 or B * Hkv > MAX_CORES or q.dtype not in (torch.bfloat16, torch.float32):
-        raise NotImplementedError(f"verify_attention(backend='emu'): needs T*Hq/Hkv <= 32 (got {T * group}), D a "
+        raise NotImplementedError(f"verify_attention kernels: need T*Hq/Hkv <= 32 (got {T * group}), D a "
                                   f"multiple of 32 (got {D}), B*Hkv <= {MAX_CORES} (got {B * Hkv}), bf16/fp32")
     if int(pos.max()) + T > S:
         raise ValueError(f"pos: got max {int(pos.max())} with T={T}, expected pos + T <= S={S}")
@@ -133,28 +131,56 @@ def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     # q [B, T, Hq, D] -> [B, Hkv, T, group, D] -> rows (t, g) of one tile row per (b, h)
     qp = torch.zeros(B, Hkv, 32, D, dtype=q.dtype)
     qp[:, :, :T * group] = q.view(B, T, Hkv, group, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, T * group, D)
-    pad = lambda c: torch.nn.functional.pad(c.to(q.dtype), (0, 0, 0, s_pad - S)).reshape(B * Hkv, s_pad, D)  # noqa
     inputs = {"q": qp.reshape(B * Hkv, 32, D), "pos": pos.to(torch.int32).view(1, B)}
+
+    def kernel_cache(c, rows: int):
+        """[B or blocks, Hkv, S, D] -> [B * Hkv or blocks * Hkv, rows, D] in q's dtype, zero padded."""
+        if not isinstance(c, torch.Tensor):
+            return c
+        return torch.nn.functional.pad(c.to(q.dtype), (0, 0, 0, rows - c.shape[2])).reshape(-1, rows, D)
+
     if paged:
         nb, blk = k_cache.shape[0], k_cache.shape[2]
         prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, num_blocks=nb, block_size=blk,
                                         max_blocks=page_table.shape[1], kv_splits=splits)
-        inputs.update(k=k_cache.to(q.dtype).reshape(nb * Hkv, blk, D), v=v_cache.to(q.dtype).reshape(nb * Hkv, blk, D),
-                      page_table=page_table.to(torch.int32))
+        inputs.update(k=kernel_cache(k_cache, blk), v=kernel_cache(v_cache, blk),
+                      page_table=page_table.to(torch.int32) if isinstance(page_table, torch.Tensor) else page_table)
     else:
         prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, kv_splits=splits)
-        inputs.update(k=pad(k_cache), v=pad(v_cache))
+        inputs.update(k=kernel_cache(k_cache, s_pad), v=kernel_cache(v_cache, s_pad))
+    return prog, inputs
+
+
+def unpack_output(out: torch.Tensor, B: int, T: int, Hq: int, Hkv: int, D: int) -> torch.Tensor:
+    """The kernels' packed out [B * Hkv, 32, D] -> [B, T, Hq, D]."""
+    group = Hq // Hkv
+    o = out.view(B, Hkv, 32, D)[:, :, :T * group]
+    return o.reshape(B, Hkv, T, group, D).permute(0, 2, 1, 3, 4).reshape(B, T, Hq, D)
+
+
+def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
+                         page_table: torch.Tensor | None = None, scale: float | None = None,
+                         kv_splits: int | None = None):
+    """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table
+    [B, max_blocks], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult). kv_splits: cores per
+    (b, h) sharing its chunks; None = auto_kv_splits (1 below MIN_SPLIT_CHUNKS chunks)."""
+    from tt_specdec import emu
+
+    prog, inputs = host_inputs(q, k_cache, v_cache, pos, page_table=page_table, scale=scale, kv_splits=kv_splits)
     r = emu.run(prog, inputs)
-    o = r.outputs["out"].view(B, Hkv, 32, D)[:, :, :T * group]
-    return o.reshape(B, Hkv, T, group, D).permute(0, 2, 1, 3, 4).reshape(B, T, Hq, D), r
+    B, T, Hq, D = q.shape
+    return unpack_output(r.outputs["out"], B, T, Hq, k_cache.shape[1], D), r
 
 
 def run_backend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                page_table: torch.Tensor | None, scale: float | None) -> torch.Tensor:
+                page_table: torch.Tensor | None, scale: float | None, run_rows=None) -> torch.Tensor:
     """verify_attention(..., backend="emu"), arguments already validated. A tile row holds
-    32 // group query rows; more rows (a prefill) run as row blocks, block j at pos + j * rows."""
+    32 // group query rows; more rows (a prefill) run as row blocks, block j at pos + j * rows.
+    run_rows(q_rows, k_cache, v_cache, pos, page_table=, scale=) -> [B, rows, Hq, D] runs one
+    block (default: the emulator; tt_specdec.device passes the card's)."""
+    run_rows = run_rows or (lambda *a, **kw: verify_attention_emu(*a, **kw)[0])
     T, group = q.shape[1], q.shape[2] // k_cache.shape[1]
-    rows = max(32 // group, 1)  # group > 32 is refused by verify_attention_emu
-    out = [verify_attention_emu(q[:, t:t + rows], k_cache, v_cache, pos + t, page_table=page_table, scale=scale)[0]
+    rows = max(32 // group, 1)  # group > 32 is refused by host_inputs
+    out = [run_rows(q[:, t:t + rows], k_cache, v_cache, pos + t, page_table=page_table, scale=scale)
            for t in range(0, T, rows)]
     return torch.cat(out, 1)
