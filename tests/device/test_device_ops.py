@@ -3,7 +3,8 @@ tt_specdec.device through ttnn.generic_op, against the plain-loop reference. Sel
 `pytest --device` (tests/conftest.py); skipped with the reason when no card or no ttnn.
 
 Not run on the machines this project is developed on (no card): what is checked there is the
-conformance of these descriptions and kernels with the real ttnn (tests/conformance/).
+conformance of these descriptions and kernels with the real ttnn (tests/conformance/). Never run
+on a card so far: a failure here on the first card is a finding, not a regression.
 """
 import pytest
 import torch
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tt_specdec import device
-from tt_specdec.ops import accept_prefix, reference, rollback_kv
+from tt_specdec.ops import accept_prefix, reference, rollback_kv, verify_attention
 
 pytestmark = pytest.mark.device
 
@@ -89,6 +90,47 @@ def test_rollback_kv_on_the_card(B, k, seed, paged, block_size, max_blocks):
         assert torch.equal(got.page_table, want.page_table) and torch.equal(got.freed, want.freed)
 
 
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 8), k=st.integers(1, 15), block_size=st.sampled_from([None, 32, 64]),
+       layers=st.sampled_from([None, 2]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
+       seed=st.integers(0, 2**31 - 1))
+def test_rollback_kv_compaction_on_the_card(B, k, block_size, layers, dtype, seed):
+    """Accepted KV rows copied to pos + j on the card, bit-exact against the reference (a copy)."""
+    step = reference.random_rollback_step(seed, B, k, block_size=block_size, layers=layers, dtype=dtype)
+    got = {name: x.clone() if isinstance(x, torch.Tensor) else x for name, x in step.items()}
+    want = {name: x.clone() if isinstance(x, torch.Tensor) else x for name, x in step.items()}
+    result = rollback_kv(**got, backend="device")
+    expected = reference.rollback_kv(**want)
+    assert torch.equal(result.pos, expected.pos) and torch.equal(result.last, expected.last)
+    assert torch.equal(got["k_cache"], want["k_cache"]) and torch.equal(got["v_cache"], want["v_cache"])
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 4), T=st.integers(1, 8), Hkv=st.integers(1, 4), group=st.sampled_from([1, 2, 4, 8]),
+       D=st.sampled_from([32, 64, 128]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
+       block_size=st.sampled_from([None, 32, 64]), S=st.sampled_from([32, 64, 100, 160, 2048]),
+       seed=st.integers(0, 2**31 - 1))
+def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S, seed):
+    """Tolerance as on the emulator (tests/emu/test_emu_verify_attention.py): fp32 1e-5 relative and
+    absolute; bf16 one bf16 ulp (2^-7 relative) over the float64 reference."""
+    g = torch.Generator().manual_seed(seed)
+    Hq = Hkv * group
+    q = torch.randn(B, T, Hq, D, generator=g).to(dtype)
+    pos = torch.randint(0, S - T + 1, (B,), generator=g)
+    page_table = None
+    if block_size is None:
+        k, v = (torch.randn(B, Hkv, S, D, generator=g).to(dtype) for _ in range(2))
+    else:
+        max_blocks = -(-S // block_size)
+        k, v = (torch.randn(B * max_blocks, Hkv, block_size, D, generator=g).to(dtype) for _ in range(2))
+        page_table = torch.randperm(B * max_blocks, generator=g).view(B, max_blocks)
+    out = verify_attention(q, k, v, pos, page_table=page_table, backend="device")
+    ref = reference.verify_attention(q, k, v, pos, page_table=page_table).double()
+    rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
+    err = (out.double() - ref).abs()
+    assert bool((err <= atol + rtol * ref.abs()).all()), f"max error {err.max().item()}"
+
+
 def test_ttnn_tensors_stay_on_the_card():
     """ttnn tensors in, ttnn tensors out: the ops dispatch on the tensor type."""
     import ttnn
@@ -108,3 +150,12 @@ def test_ttnn_tensors_stay_on_the_card():
                         for x in (pos, last, ref_n, ref_out)))
     want = reference.rollback_kv(pos, last, ref_n, ref_out)
     assert torch.equal(ttnn.to_torch(new.pos).long().view(-1), want.pos)
+    # verify_attention: the caches stay on the card as tiles, the output comes back as a ttnn tensor
+    q, kc = torch.randn(2, 3, 4, 64).to(torch.bfloat16), torch.randn(2, 2, 128, 64).to(torch.bfloat16)
+    vc = torch.randn(2, 2, 128, 64).to(torch.bfloat16)
+    tiles = lambda x: ttnn.from_torch(x, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, device=dev)  # noqa: E731
+    t_pos = ttnn.from_torch(pos.to(torch.int32), dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT, device=dev)
+    out = verify_attention(tiles(q), tiles(kc), tiles(vc), t_pos)
+    assert device.is_ttnn_tensor(out)
+    ref = reference.verify_attention(q, kc, vc, pos).double()
+    assert bool(((ttnn.to_torch(out).double() - ref).abs() <= 1e-6 + 2**-7 * ref.abs()).all())
