@@ -74,8 +74,18 @@ def model_drafter(pair: Pair) -> Drafter:
     return ModelDrafter(pair.draft)
 
 
+def eagle_drafter(pair: Pair) -> Drafter:
+    from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, load_eagle_drafter
+
+    if not SMOLLM2_EAGLE.is_file():
+        raise ValueError(f"drafter: got 'eagle', but {SMOLLM2_EAGLE.name} is not shipped yet "
+                         "(tools/train_eagle_smollm2.py writes it); use drafter='model' or 'ngram'")
+    return load_eagle_drafter(pair.target)  # a head for another target's width is refused there
+
+
 # drafter name -> factory building it for a pair; another drafter plugs in with register_drafter
-DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda pair: NgramDrafter()}
+DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda pair: NgramDrafter(),
+                                       "eagle": eagle_drafter}
 
 
 def register_drafter(name: str, factory: DrafterFactory) -> None:

@@ -78,17 +78,17 @@ def cmd_generate(args) -> int:
 def cmd_bench(args) -> int:
     import torch
 
-    from tt_specdec import DRAFTERS, Sampling, __version__
+    from tt_specdec import Sampling, __version__
     from tt_specdec.spec import bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
         from tt_specdec import device
         return device.bench_cli(args)
 
-    drafters = args.drafter or list(DRAFTERS)
     prompts = bench.prompt_set(args.pair, args.prompts or None, args.categories)
     sampling = Sampling(args.temperature, args.top_k, args.top_p)
     pair = load(args)
+    drafters = args.drafter or bench.available_drafters(pair)
     report = bench.bench(args.pair, pair, drafters=drafters, ks=args.k, prompts=prompts, sampling=sampling,
                          max_new_tokens=args.max_new_tokens, seed=args.seed, chat=not args.raw,
                          compare=not args.no_transformers)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--k", type=parse_ks, default=[1, 2, 4, "auto"],
                    help="comma-separated k values (default 1,2,4,auto); auto = the cost model's per-row choice")
     b.add_argument("--drafter", choices=sorted(DRAFTERS), action="append",
-                   help="repeatable (default: every registered drafter)")
+                   help="repeatable (default: every registered drafter the pair has weights for)")
     b.add_argument("--max-new-tokens", type=int, default=128)
     b.add_argument("--prompts", type=int, default=0,
                    help="use the first N prompts, round-robin over the categories (0 = all)")

@@ -183,6 +183,19 @@ def test_bench_runs_without_transformers_and_with_a_registered_drafter(cost_cach
     assert "ours echo k=2" in table and "ours model k=2" in table and "transformers" not in table.split("\n\n")[0]
 
 
+def test_default_drafters_are_those_the_pair_can_build(monkeypatch, capsys):
+    def no_weights(pair):
+        raise ValueError("drafter: got 'missing', but no weights")
+
+    monkeypatch.setitem(tt_specdec.DRAFTERS, "missing", no_weights)
+    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: tt_specdec.NgramDrafter(max_ngram=2))
+    assert "eagle" in tt_specdec.DRAFTERS
+    # tiny: the EAGLE head (if shipped) is SmolLM2's width, and "missing" refuses
+    assert bench.available_drafters(tt_specdec.load_pair("tiny")) == ["model", "ngram", "echo"]
+    err = capsys.readouterr().err
+    assert "drafter=missing left out: drafter: got 'missing', but no weights" in err and "drafter=eagle left out" in err
+
+
 def test_hf_llama_gives_our_logits():
     transformers = pytest.importorskip("transformers")
     target = tt_specdec.load_pair("tiny").target

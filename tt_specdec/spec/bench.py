@@ -134,6 +134,21 @@ def predicted_speedup(stats: Stats, cost: CostModel) -> float:
     return stats.emitted / time_units if time_units else 0.0
 
 
+def available_drafters(pair) -> list[str]:
+    """The registered drafters this pair can build (the bench's default); the others are named on stderr."""
+    from tt_specdec import DRAFTERS
+
+    names = []
+    for name, factory in DRAFTERS.items():
+        try:
+            factory(pair)
+        except (ValueError, TypeError) as e:  # no weights for this pair, or made for another target
+            progress(f"drafter={name} left out: {e}")
+            continue
+        names.append(name)
+    return names
+
+
 # -- our configurations ----------------------------------------------------------------------------
 
 def ours(dec, drafter: str, k: int | str, cost: CostModel | None = None) -> Config:
