@@ -48,70 +48,66 @@ constexpr uint32_t CT_WRITER_NUM_ACCEPTED_TA = 13;
 constexpr uint32_t CT_WRITER_OUTPUT_TA = 15;
 
 // reader_accept_prefix_sampling.cpp runtime args
-constexpr uint32_t SRT_READER_LOGITS_ADDR = 0;
-constexpr uint32_t SRT_READER_NUM_DRAFT_ADDR = 1;
-constexpr uint32_t SRT_READER_DRAFT_PROBS_ADDR = 2;  // draft_probs [B, k, V] fp32 (unused without them)
-constexpr uint32_t SRT_READER_V_START = 3;
-constexpr uint32_t SRT_READER_V_END = 4;
+constexpr uint32_t SRT_READER_LOGITS_ADDR = 0;       // logits [B, k+1, V], one page per row
+constexpr uint32_t SRT_READER_DRAFT_PROBS_ADDR = 1;  // draft_probs [B, k, V] fp32 (unused without them)
+constexpr uint32_t SRT_READER_V_START = 2;           // this core's vocabulary slice [v_start, v_end)
+constexpr uint32_t SRT_READER_V_END = 3;
 
 // reader_accept_prefix_sampling.cpp compile-time args
-constexpr uint32_t SCT_READER_CB_LOGITS = 0;
-constexpr uint32_t SCT_READER_CB_NUM_DRAFT = 1;
-constexpr uint32_t SCT_READER_CB_Q = 2;         // [chunk] fp32 draft probabilities per page
-constexpr uint32_t SCT_READER_CB_PLAN = 3;      // [B] Plan, written by core 0
-constexpr uint32_t SCT_READER_CHUNK = 4;
-constexpr uint32_t SCT_READER_BATCH = 5;
-constexpr uint32_t SCT_READER_ROWS = 6;
-constexpr uint32_t SCT_READER_SEM_PLAN = 7;     // semaphore on every core: the plan has arrived
-constexpr uint32_t SCT_READER_HAS_DRAFT_PROBS = 8;  // 0: a deterministic drafter, q one-hot on the draft
-constexpr uint32_t SCT_READER_LOGITS_TA = 9;    // TensorAccessorArgs (2 args each)
-constexpr uint32_t SCT_READER_NUM_DRAFT_TA = 11;
-constexpr uint32_t SCT_READER_DRAFT_PROBS_TA = 13;
+constexpr uint32_t SCT_READER_CB_LOGITS = 0;    // one page: this core's slice of one logits row
+constexpr uint32_t SCT_READER_CB_Q = 1;         // one page: this core's slice of one draft_probs row
+constexpr uint32_t SCT_READER_CB_READ_CMD = 2;  // ReadCommand mailbox, written by core 0
+constexpr uint32_t SCT_READER_SEM_READ = 3;     // semaphore on every core: counts ReadCommands
+constexpr uint32_t SCT_READER_HAS_DRAFT_PROBS = 4;  // 0: a deterministic drafter, q one-hot on the draft
+constexpr uint32_t SCT_READER_LOGITS_TA = 5;    // TensorAccessorArgs (2 args each)
+constexpr uint32_t SCT_READER_DRAFT_PROBS_TA = 7;
 
 // writer_accept_prefix_sampling.cpp runtime args
 constexpr uint32_t SRT_WRITER_V_START = 0;
 constexpr uint32_t SRT_WRITER_V_END = 1;
-constexpr uint32_t SRT_WRITER_CORE_ID = 2;
-constexpr uint32_t SRT_WRITER_REDUCE_NOC_X = 3;
+constexpr uint32_t SRT_WRITER_CORE_ID = 2;         // 0 .. num_cores-1; core 0 decides
+constexpr uint32_t SRT_WRITER_REDUCE_NOC_X = 3;    // NoC coordinates of core 0
 constexpr uint32_t SRT_WRITER_REDUCE_NOC_Y = 4;
 constexpr uint32_t SRT_WRITER_TEMPERATURE_LO = 5;  // temperature as a double: low and high words
 constexpr uint32_t SRT_WRITER_TEMPERATURE_HI = 6;
-constexpr uint32_t SRT_WRITER_LOGITS_ADDR = 7;
-constexpr uint32_t SRT_WRITER_DRAFTS_ADDR = 8;
-constexpr uint32_t SRT_WRITER_DRAFT_PROBS_ADDR = 9;
-constexpr uint32_t SRT_WRITER_SEEDS_ADDR = 10;     // seeds [B] uint32, one page
-constexpr uint32_t SRT_WRITER_NUM_ACCEPTED_ADDR = 11;
-constexpr uint32_t SRT_WRITER_OUTPUT_ADDR = 12;
-constexpr uint32_t SRT_WRITER_NOC_X0 = 13;         // NoC coordinates of every core, x then y
+constexpr uint32_t SRT_WRITER_TOP_K = 7;           // 0 (or >= V): no top-k
+constexpr uint32_t SRT_WRITER_TOP_P_LO = 8;        // top_p as a double; 1.0: no top-p
+constexpr uint32_t SRT_WRITER_TOP_P_HI = 9;
+constexpr uint32_t SRT_WRITER_LOGITS_ADDR = 10;
+constexpr uint32_t SRT_WRITER_DRAFTS_ADDR = 11;
+constexpr uint32_t SRT_WRITER_DRAFT_PROBS_ADDR = 12;
+constexpr uint32_t SRT_WRITER_SEEDS_ADDR = 13;     // seeds [B] uint32, one page
+constexpr uint32_t SRT_WRITER_NUM_DRAFT_ADDR = 14;  // num_draft [B] int32, one page
+constexpr uint32_t SRT_WRITER_NUM_ACCEPTED_ADDR = 15;
+constexpr uint32_t SRT_WRITER_OUTPUT_ADDR = 16;
+constexpr uint32_t SRT_WRITER_NOC_X0 = 17;         // NoC coordinates of every core, x then y
 // followed by num_cores (x, y) pairs
 
 // writer_accept_prefix_sampling.cpp compile-time args
-constexpr uint32_t SCT_WRITER_CB_LOGITS = 0;
-constexpr uint32_t SCT_WRITER_CB_NUM_DRAFT = 1;
-constexpr uint32_t SCT_WRITER_CB_Q = 2;
-constexpr uint32_t SCT_WRITER_CB_PLAN = 3;
-constexpr uint32_t SCT_WRITER_CB_PARTIAL = 4;   // this core's SoftmaxPartial per row, then ResidualPartial per b
-constexpr uint32_t SCT_WRITER_CB_GATHER = 5;    // core 0: [num_cores] SoftmaxPartial [B * (k+1)]
-constexpr uint32_t SCT_WRITER_CB_GATHER_RES = 6;  // core 0: [num_cores] ResidualPartial [B]
-constexpr uint32_t SCT_WRITER_CB_DRAFTS = 7;
-constexpr uint32_t SCT_WRITER_CB_OUT = 8;
-constexpr uint32_t SCT_WRITER_CB_SCRATCH = 9;   // core 0: single-element reads and the final scan
-constexpr uint32_t SCT_WRITER_CB_SCRATCH_Q = 10;
-constexpr uint32_t SCT_WRITER_CHUNK = 11;
-constexpr uint32_t SCT_WRITER_BATCH = 12;
-constexpr uint32_t SCT_WRITER_ROWS = 13;
-constexpr uint32_t SCT_WRITER_VOCAB = 14;
-constexpr uint32_t SCT_WRITER_NUM_CORES = 15;
-constexpr uint32_t SCT_WRITER_SLICE = 16;       // vocabulary entries per core (the last core may have fewer)
-constexpr uint32_t SCT_WRITER_HAS_DRAFT_PROBS = 17;
-constexpr uint32_t SCT_WRITER_SEM_PARTIALS = 18;
-constexpr uint32_t SCT_WRITER_SEM_PLAN = 19;
-constexpr uint32_t SCT_WRITER_LOGITS_TA = 20;   // TensorAccessorArgs (2 args each)
-constexpr uint32_t SCT_WRITER_DRAFTS_TA = 22;
-constexpr uint32_t SCT_WRITER_DRAFT_PROBS_TA = 24;
-constexpr uint32_t SCT_WRITER_SEEDS_TA = 26;
-constexpr uint32_t SCT_WRITER_NUM_ACCEPTED_TA = 28;
-constexpr uint32_t SCT_WRITER_OUTPUT_TA = 30;
+constexpr uint32_t SCT_WRITER_CB_LOGITS = 0;     // one page: this core's slice of the current row
+constexpr uint32_t SCT_WRITER_CB_Q = 1;          // one page: this core's slice of q's row n
+constexpr uint32_t SCT_WRITER_CB_READ_CMD = 2;   // ReadCommand mailbox, then core 0's staging copy
+constexpr uint32_t SCT_WRITER_CB_ROUND = 3;      // RoundCommand mailbox, then core 0's staging copy
+constexpr uint32_t SCT_WRITER_CB_PARTIAL = 4;    // this core's RoundPartial
+constexpr uint32_t SCT_WRITER_CB_GATHER = 5;     // core 0: [num_cores] RoundPartial
+constexpr uint32_t SCT_WRITER_CB_DRAFTS = 6;     // core 0: [k] drafts, [B] seeds, [B] num_draft, 32-byte scratch
+constexpr uint32_t SCT_WRITER_CB_OUT = 7;        // core 0: [k+1] output tokens, then [B] num_accepted
+constexpr uint32_t SCT_WRITER_BATCH = 8;         // B
+constexpr uint32_t SCT_WRITER_ROWS = 9;          // k + 1
+constexpr uint32_t SCT_WRITER_VOCAB = 10;        // V
+constexpr uint32_t SCT_WRITER_NUM_CORES = 11;
+constexpr uint32_t SCT_WRITER_SLICE = 12;        // vocabulary entries per core (the last core may have fewer)
+constexpr uint32_t SCT_WRITER_HAS_DRAFT_PROBS = 13;
+constexpr uint32_t SCT_WRITER_SEM_PARTIALS = 14;  // semaphore on core 0: RoundPartials arrived
+constexpr uint32_t SCT_WRITER_SEM_ROUND = 15;     // semaphore on every core: counts RoundCommands
+constexpr uint32_t SCT_WRITER_SEM_READ = 16;      // semaphore on every core: counts ReadCommands
+constexpr uint32_t SCT_WRITER_LOGITS_TA = 17;     // TensorAccessorArgs (2 args each)
+constexpr uint32_t SCT_WRITER_DRAFTS_TA = 19;
+constexpr uint32_t SCT_WRITER_DRAFT_PROBS_TA = 21;
+constexpr uint32_t SCT_WRITER_SEEDS_TA = 23;
+constexpr uint32_t SCT_WRITER_NUM_DRAFT_TA = 25;
+constexpr uint32_t SCT_WRITER_NUM_ACCEPTED_TA = 27;
+constexpr uint32_t SCT_WRITER_OUTPUT_TA = 29;
 
 constexpr int32_t PLACEHOLDER = -1;  // padding of output_tokens, num_accepted of a skipped row
 constexpr uint32_t MAX_ROWS = 32;    // k + 1 <= 32: one tile row-block of target rows
@@ -122,25 +118,91 @@ struct Partial {
     uint32_t index;
 };
 
-// Sampling: one row's softmax statistics over one core's slice, s = logit / temperature.
-struct SoftmaxPartial {
-    double max;  // max s
-    double sum;  // sum of exp(s - max)
+// Sampling. Logits are ordered by an unsigned key (a larger logit has a larger key, -0 and +0
+// share one), 16 bits for bf16 and 32 for fp32. The k-th largest logit and the top-p threshold
+// are found by radix select over the key, RADIX_BITS per round, most significant digit first.
+constexpr uint32_t RADIX_BITS = 8;
+constexpr uint32_t RADIX_BINS = 1u << RADIX_BITS;
+constexpr uint32_t MAX_SAMPLING_CORES = 8;  // RoundCommand carries one tie quota per core
+constexpr uint32_t NO_TOKEN = 0xFFFFFFFFu;  // RoundCommand::draft of the bonus row
+
+inline uint32_t fp32_key(uint32_t bits) {
+    bits = (bits << 1) == 0 ? 0 : bits;  // -0 sorts as +0: they are equal logits
+    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+}
+inline uint32_t fp32_key_bits(uint32_t key) { return (key & 0x80000000u) ? key & 0x7FFFFFFFu : ~key; }
+inline uint32_t bf16_key(uint32_t bits) {
+    bits = (bits & 0x7FFFu) == 0 ? 0 : bits;
+    return (bits & 0x8000u) ? ~bits & 0xFFFFu : bits | 0x8000u;
+}
+inline uint32_t bf16_key_bits(uint32_t key) { return (key & 0x8000u) ? key & 0x7FFFu : ~key & 0xFFFFu; }
+
+// core 0 -> every core's reader: what to bring into L1 next
+enum ReadOp : uint32_t { READ_ROW = 1, READ_Q = 2, READ_DONE = 3 };
+struct ReadCommand {
+    uint32_t op;
+    uint32_t page;  // READ_ROW: logits page b * (k+1) + t; READ_Q: draft_probs page b * k + n
+    uint32_t pad[2];
 };
 
-// Sampling: what every core needs for the second pass over row n of sequence b.
-struct Plan {
-    double max;  // softmax statistics of row n over the whole vocabulary
-    double sum;
-    int32_t n;         // accepted drafts; -1 = skipped row
-    uint32_t subtract_q;  // 1: residual max(0, p - q) (a rejection), 0: p itself (the bonus row)
+// core 0 -> every core's writer: one round of work on the row held in L1
+enum RoundOp : uint32_t {
+    ROUND_START = 1,  // new row: max key, the draft's logit and tie rank [, top-k digit histogram]
+    ROUND_TOP_K,      // count histogram of the next digit (top-k)
+    ROUND_MASS,       // sum of w = exp(s - max_s) over the top-k set [, top-p digit histogram]
+    ROUND_TOP_P,      // mass histogram of the next digit (top-p)
+    ROUND_RESIDUAL,   // residual and p masses of the slice
+    ROUND_SAMPLE,     // the core holding the sample scans its slice for it
+    ROUND_DONE,
+};
+enum Residual : uint32_t { RESIDUAL_P = 0, RESIDUAL_Q = 1, RESIDUAL_ONE_HOT = 2 };  // what is subtracted from p
+enum Histogram : uint32_t { HIST_NONE = 0, HIST_COUNT = 1, HIST_MASS = 2 };
+
+struct RoundCommand {
+    uint32_t op;           // RoundOp
+    uint32_t draft;        // d_t of this row (NO_TOKEN on the bonus row)
+    uint32_t histogram;    // Histogram of keys >= kth_key and under `prefix`, binned by digit `shift`
+    uint32_t shift;
+    uint32_t prefix;       // key digits decided above `shift`
+    uint32_t kth_key;      // top-k set: key >= kth_key (0 keeps every token)
+    uint32_t nucleus_key;  // top-p set: key > nucleus_key, and the first tie_quota[c] with key == nucleus_key
+    uint32_t residual;     // Residual
+    uint32_t sample_core;  // ROUND_SAMPLE: the core whose slice holds the sample
+    uint32_t pad;
+    double max_s;          // p(v) = exp(s(v) - max_s) / z_k / z_p on the top-p set, s = logit / temperature
+    double z_k;
+    double z_p;
+    double threshold;      // ROUND_SAMPLE: the first token where the running mass exceeds it
+    double running;        // ROUND_SAMPLE: mass of the slices before sample_core
+    uint32_t tie_quota[MAX_SAMPLING_CORES];
 };
 
-// Sampling: one sequence's residual mass over one core's slice.
-struct ResidualPartial {
-    double residual;  // sum of max(0, p - q)
-    double p;         // sum of p (the fallback when the residual is all zero)
+struct Bin {
+    uint32_t count;
+    uint32_t pad;
+    double mass;  // sum of w (HIST_MASS)
 };
+
+// every core -> core 0, one per round; bins are sent only in histogram rounds
+struct RoundPartial {
+    uint32_t max_key;     // ROUND_START
+    uint32_t draft_key;   // ROUND_START, the core holding the draft: its key
+    uint32_t draft_rank;  // ... and how many earlier tokens of this slice share that key
+    uint32_t token;       // ROUND_SAMPLE
+    double draft_logit;   // ROUND_START, the core holding the draft
+    double mass;          // ROUND_MASS: sum of w over the top-k set; ROUND_RESIDUAL: residual mass
+    double p_mass;        // ROUND_RESIDUAL: mass of p
+    double pad;
+    Bin bins[RADIX_BINS];
+};
+constexpr uint32_t ROUND_PARTIAL_HEADER = sizeof(RoundPartial) - RADIX_BINS * sizeof(Bin);
+// sizes the host gives the mailboxes and the gather CB (tt_specdec/ops/accept_prefix_program.py)
+constexpr uint32_t READ_COMMAND_BYTES = 16;
+constexpr uint32_t ROUND_COMMAND_BYTES = 112;
+constexpr uint32_t ROUND_PARTIAL_BYTES = 4144;
+static_assert(sizeof(ReadCommand) == READ_COMMAND_BYTES && sizeof(RoundCommand) == ROUND_COMMAND_BYTES &&
+                  sizeof(RoundPartial) == ROUND_PARTIAL_BYTES,
+              "the host sizes L1 with these: update them together");
 
 // Counter-based uniforms of tt_specdec/ops/sampling.py, bit for bit.
 constexpr uint32_t STREAM_ACCEPT = 2;

@@ -1,24 +1,39 @@
-// accept_prefix sampling, writer (BRISC): the lossless speculative-sampling rule
-// (Leviathan et al. 2023) with temperature, V split over cores.
+// accept_prefix sampling, writer (BRISC): the lossless speculative-sampling rule (Leviathan et
+// al. 2023) with temperature, top-k and top-p, V split over cores.
+//
+// p is tt_specdec.ops.sampling.process_logits: s = logit / temperature; top-k keeps every token
+// with s >= the k-th largest s (ties with it kept); softmax over those; top-p keeps, in order of
+// p descending then index ascending, each token whose mass of earlier tokens is < top_p, and
+// renormalises. Tokens are ordered by an unsigned key of their logit (accept_prefix_common.hpp).
 //
 // Which core does what, and why:
-// 1. every core: softmax statistics (max s, sum exp(s - max), s = logit / temperature) of
-//    its slice of rows 0..k_eff[b], online in one pass; sent to core 0. Only V-sized work
-//    is spread: it is the only work proportional to the vocabulary.
-// 2. core 0: per sequence, the accept test of draft t: u_t * q_t(d_t) < p_t(d_t), stopping
-//    at the first rejection (n). It needs p at one token per row, so it reads that single
-//    logit (and q_t(d_t)) itself. It then writes the plan (row n, its statistics, residual
-//    or not) to every core and raises their plan semaphore.
-// 3. every core, only for a rejection with the draft's probabilities: the residual mass
-//    sum max(0, p - q) of its slice of row n, sent to core 0. A bonus row (p itself) or a
-//    one-hot q (p minus the draft token) takes its slice masses from step 1's statistics:
-//    no second read of the row.
-// 4. core 0: threshold = u * total mass; the core whose slice crosses it is found from the
-//    partial sums, and core 0 scans that one slice (1 / num_cores of a row) for the token:
-//    the first index whose running sum exceeds the threshold, as torch.searchsorted(right).
-// Math is float64 with the same formulas as tt_specdec.ops.sampling, so seeded results
-// match the torch op token for token. On a card this runs soft-float on the RISC: correct,
-// not fast; moving the exp to a compute kernel (SFPU, fp32) is the follow-up.
+// - Core 0 walks the rows in order: for sequence b, rows t = 0, 1, ... until the first rejection
+//   (or the bonus row k_eff[b]). For each row it has every reader bring its slice into L1, where
+//   the slice stays for all of that row's rounds: each row is read from DRAM once, rows after a
+//   rejection never, and the residual at a rejection reuses the row (only q's row n is read).
+// - A round: core 0 writes a RoundCommand to every core's mailbox; every core (core 0 too) scans
+//   its slice and sends a RoundPartial back; core 0 combines them and decides the next round.
+//   Only V-sized work is spread over cores; combining num_cores partials is small.
+//   START: max key (softmax max), the draft's logit and tie rank (by its owner), and with top-k
+//          a count histogram of the key's top digit.
+//   TOP_K: with the digits found so far as prefix, a count histogram of the next digit: radix
+//          select of the k-th largest key, 2 rounds in all for bf16 keys, 4 for fp32.
+//   MASS:  sum of w = exp(s - max_s) over the top-k set (z_k), and with top-p a mass histogram
+//          of the top digit; TOP_P rounds refine it to the nucleus key: the smallest key whose
+//          mass of larger keys is < top_p. Tokens sharing that key are kept in index order while
+//          the mass stays < top_p: core 0 gives each core a quota of them, in core order.
+//   Core 0 then has p(d_t) = exp(s_d - max_s) / z_k / z_p (0 outside the sets) and runs the
+//   accept test u * q_t(d_t) < p_t(d_t), q_t(d_t) read as one 32-byte entry (1 without draft
+//   probabilities). On the row n that ends the sequence:
+//   RESIDUAL: every core's mass of max(0, p - q) and of p (q: its slice of q's row n, one-hot on
+//          the draft, or 0 on the bonus row); core 0 finds the slice where u * total falls.
+//   SAMPLE: that core scans its slice for the first token whose running mass exceeds it, as
+//          torch.searchsorted(right) in sample_inverse_cdf.
+// Math is float64 with the formulas of tt_specdec.ops.reference, so seeded results match the
+// torch op token for token, except where a sum lands exactly on a boundary (top_p, u * total):
+// sums run in another order there. On a card this runs soft-float on the RISC and a row costs a
+// few NoC round trips per round: correct, not fast; exp on the SFPU and rows of several
+// sequences per round are the follow-ups.
 #include <cmath>
 #include <cstdint>
 
@@ -35,25 +50,27 @@ void kernel_main() {
     const uint32_t core_id = get_arg_val<uint32_t>(SRT_WRITER_CORE_ID);
     const uint32_t reduce_noc_x = get_arg_val<uint32_t>(SRT_WRITER_REDUCE_NOC_X);
     const uint32_t reduce_noc_y = get_arg_val<uint32_t>(SRT_WRITER_REDUCE_NOC_Y);
-    const uint64_t temperature_bits = (static_cast<uint64_t>(get_arg_val<uint32_t>(SRT_WRITER_TEMPERATURE_HI)) << 32) |
-                                      get_arg_val<uint32_t>(SRT_WRITER_TEMPERATURE_LO);
-    double temperature;
-    __builtin_memcpy(&temperature, &temperature_bits, sizeof temperature);
+    auto arg_double = [](uint32_t lo_index, uint32_t hi_index) -> double {
+        const uint64_t bits =
+            (static_cast<uint64_t>(get_arg_val<uint32_t>(hi_index)) << 32) | get_arg_val<uint32_t>(lo_index);
+        double value;
+        __builtin_memcpy(&value, &bits, sizeof value);
+        return value;
+    };
+    const double temperature = arg_double(SRT_WRITER_TEMPERATURE_LO, SRT_WRITER_TEMPERATURE_HI);
+    const uint32_t top_k = get_arg_val<uint32_t>(SRT_WRITER_TOP_K);
+    const double top_p = arg_double(SRT_WRITER_TOP_P_LO, SRT_WRITER_TOP_P_HI);
 
     // Compile-time args
     // -----------------
-    constexpr uint32_t cb_logits = get_compile_time_arg_val(SCT_WRITER_CB_LOGITS);        // [chunk] logits
-    constexpr uint32_t cb_num_draft = get_compile_time_arg_val(SCT_WRITER_CB_NUM_DRAFT);  // [B] int32
-    constexpr uint32_t cb_q = get_compile_time_arg_val(SCT_WRITER_CB_Q);                  // [chunk] fp32
-    constexpr uint32_t cb_plan = get_compile_time_arg_val(SCT_WRITER_CB_PLAN);            // [B] Plan
-    constexpr uint32_t cb_partial = get_compile_time_arg_val(SCT_WRITER_CB_PARTIAL);  // [B*(k+1)] SoftmaxPartial
-    constexpr uint32_t cb_gather = get_compile_time_arg_val(SCT_WRITER_CB_GATHER);    // [cores][B*(k+1)] SoftmaxPartial
-    constexpr uint32_t cb_gather_res = get_compile_time_arg_val(SCT_WRITER_CB_GATHER_RES);  // [cores][B] ResidualPartial
-    constexpr uint32_t cb_drafts = get_compile_time_arg_val(SCT_WRITER_CB_DRAFTS);  // [k] int32, then [B] seeds
-    constexpr uint32_t cb_out = get_compile_time_arg_val(SCT_WRITER_CB_OUT);        // [k+1] int32, then [B] int32
-    constexpr uint32_t cb_scratch = get_compile_time_arg_val(SCT_WRITER_CB_SCRATCH);      // [chunk] logits
-    constexpr uint32_t cb_scratch_q = get_compile_time_arg_val(SCT_WRITER_CB_SCRATCH_Q);  // [chunk] fp32
-    constexpr uint32_t chunk = get_compile_time_arg_val(SCT_WRITER_CHUNK);
+    constexpr uint32_t cb_logits = get_compile_time_arg_val(SCT_WRITER_CB_LOGITS);      // [slice] logits
+    constexpr uint32_t cb_q = get_compile_time_arg_val(SCT_WRITER_CB_Q);                // [slice] fp32
+    constexpr uint32_t cb_read_cmd = get_compile_time_arg_val(SCT_WRITER_CB_READ_CMD);  // ReadCommand x 2
+    constexpr uint32_t cb_round = get_compile_time_arg_val(SCT_WRITER_CB_ROUND);        // RoundCommand x 2
+    constexpr uint32_t cb_partial = get_compile_time_arg_val(SCT_WRITER_CB_PARTIAL);    // RoundPartial
+    constexpr uint32_t cb_gather = get_compile_time_arg_val(SCT_WRITER_CB_GATHER);      // [num_cores] RoundPartial
+    constexpr uint32_t cb_drafts = get_compile_time_arg_val(SCT_WRITER_CB_DRAFTS);
+    constexpr uint32_t cb_out = get_compile_time_arg_val(SCT_WRITER_CB_OUT);
     constexpr uint32_t batch = get_compile_time_arg_val(SCT_WRITER_BATCH);  // B
     constexpr uint32_t rows = get_compile_time_arg_val(SCT_WRITER_ROWS);    // k + 1
     constexpr uint32_t vocab = get_compile_time_arg_val(SCT_WRITER_VOCAB);  // V
@@ -61,11 +78,13 @@ void kernel_main() {
     constexpr uint32_t slice = get_compile_time_arg_val(SCT_WRITER_SLICE);
     constexpr bool has_draft_probs = get_compile_time_arg_val(SCT_WRITER_HAS_DRAFT_PROBS) == 1;
     constexpr uint32_t sem_partials = get_compile_time_arg_val(SCT_WRITER_SEM_PARTIALS);
-    constexpr uint32_t sem_plan = get_compile_time_arg_val(SCT_WRITER_SEM_PLAN);
+    constexpr uint32_t sem_round = get_compile_time_arg_val(SCT_WRITER_SEM_ROUND);
+    constexpr uint32_t sem_read = get_compile_time_arg_val(SCT_WRITER_SEM_READ);
     constexpr auto logits_args = TensorAccessorArgs<SCT_WRITER_LOGITS_TA>();
     constexpr auto drafts_args = TensorAccessorArgs<SCT_WRITER_DRAFTS_TA>();
     constexpr auto draft_probs_args = TensorAccessorArgs<SCT_WRITER_DRAFT_PROBS_TA>();
     constexpr auto seeds_args = TensorAccessorArgs<SCT_WRITER_SEEDS_TA>();
+    constexpr auto num_draft_args = TensorAccessorArgs<SCT_WRITER_NUM_DRAFT_TA>();
     constexpr auto num_accepted_args = TensorAccessorArgs<SCT_WRITER_NUM_ACCEPTED_TA>();
     constexpr auto output_args = TensorAccessorArgs<SCT_WRITER_OUTPUT_TA>();
 
@@ -73,16 +92,33 @@ void kernel_main() {
     static_assert(logits_format == DataFormat::Float16_b || logits_format == DataFormat::Float32,
                   "logits must be bf16 or fp32");
     constexpr uint32_t elem_size = logits_format == DataFormat::Float32 ? 4 : 2;
-    static_assert(chunk % 32 == 0 && slice % 32 == 0, "slices and chunks are whole 32-entry groups");
+    constexpr uint32_t key_bits = logits_format == DataFormat::Float32 ? 32 : 16;
+    constexpr uint32_t top_shift = key_bits - RADIX_BITS;  // the most significant digit
+    static_assert(slice % 32 == 0, "slices are whole 32-entry groups (DRAM-aligned offsets)");
     static_assert(rows >= 2 && rows <= MAX_ROWS, "k + 1 target rows must fit one 32-row tile");
-    static_assert(num_cores >= 1 && (num_cores - 1) * slice < vocab && num_cores * slice >= vocab,
-                  "num_cores slices of `slice` entries cover V, none empty");
+    static_assert(num_cores >= 1 && num_cores <= MAX_SAMPLING_CORES && (num_cores - 1) * slice < vocab &&
+                      num_cores * slice >= vocab,
+                  "num_cores <= MAX_SAMPLING_CORES slices of `slice` entries cover V, none empty");
     constexpr uint32_t k = rows - 1;
-    constexpr uint32_t softmax_bytes = (batch * rows * sizeof(SoftmaxPartial) + 15) / 16 * 16;
-    constexpr uint32_t residual_bytes = (batch * sizeof(ResidualPartial) + 15) / 16 * 16;
-    constexpr uint32_t plan_bytes = (batch * sizeof(Plan) + 15) / 16 * 16;
+    const bool use_top_k = top_k > 0 && top_k < vocab;
+    const bool use_top_p = top_p < 1.0;
+    const uint32_t count = v_end - v_start;
 
-    // logit `i` of an L1 chunk, as float64
+    // L1: mailboxes (same address on every core), then core 0's staging copies behind them
+    const uint32_t read_cmd_l1 = get_write_ptr(cb_read_cmd);
+    const uint32_t read_staging_l1 = read_cmd_l1 + READ_COMMAND_BYTES;
+    const uint32_t round_l1 = get_write_ptr(cb_round);
+    const uint32_t round_staging_l1 = round_l1 + ROUND_COMMAND_BYTES;
+    const uint32_t partial_l1 = get_write_ptr(cb_partial);
+    const uint32_t gather_l1 = get_write_ptr(cb_gather);
+    RoundPartial* mine = reinterpret_cast<RoundPartial*>(partial_l1);
+    volatile tt_l1_ptr RoundPartial* gathered = reinterpret_cast<volatile tt_l1_ptr RoundPartial*>(gather_l1);
+    volatile tt_l1_ptr uint32_t* sem_round_ptr =
+        reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_semaphore(sem_round));
+    const uint32_t sem_partials_l1 = get_semaphore(sem_partials);
+    const uint32_t sem_read_l1 = get_semaphore(sem_read);
+
+    // logit / key of entry i of an L1 slice
     auto logit_at = [](uint32_t l1, uint32_t i) -> double {
         if constexpr (logits_format == DataFormat::Float16_b) {
             return bfloat16_to_float(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1)[i]);
@@ -90,286 +126,407 @@ void kernel_main() {
             return reinterpret_cast<volatile tt_l1_ptr float*>(l1)[i];
         }
     };
-
-    cb_wait_front(cb_num_draft, 1);
-    volatile tt_l1_ptr int32_t* k_eff = reinterpret_cast<volatile tt_l1_ptr int32_t*>(get_read_ptr(cb_num_draft));
-    const uint32_t sem_partials_l1 = get_semaphore(sem_partials);
-    const uint32_t sem_plan_l1 = get_semaphore(sem_plan);
-
-    // 1. softmax statistics of this slice, per streamed row: online max and rescaled sum
-    const uint32_t partial_l1 = get_write_ptr(cb_partial);
-    volatile tt_l1_ptr SoftmaxPartial* stats = reinterpret_cast<volatile tt_l1_ptr SoftmaxPartial*>(partial_l1);
-    for (uint32_t b = 0; b < batch; ++b) {
-        for (uint32_t t = 0; t < rows; ++t) {
-            double mx = -__builtin_inf(), sum = 0.0;
-            if (static_cast<int32_t>(t) <= k_eff[b]) {
-                for (uint32_t v = v_start; v < v_end; v += chunk) {
-                    const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
-                    cb_wait_front(cb_logits, 1);
-                    const uint32_t l1 = get_read_ptr(cb_logits);
-                    for (uint32_t i = 0; i < n; ++i) {
-                        const double s = logit_at(l1, i) / temperature;
-                        if (s > mx) {
-                            sum = sum * std::exp(mx - s) + 1.0;
-                            mx = s;
-                        } else {
-                            sum += std::exp(s - mx);
-                        }
-                    }
-                    cb_pop_front(cb_logits, 1);
-                }
-            }
-            stats[b * rows + t].max = mx;
-            stats[b * rows + t].sum = sum;
-        }
-    }
-    const uint32_t gather_l1 = get_write_ptr(cb_gather);  // same L1 address on every core
-    noc_async_write(partial_l1, get_noc_addr(reduce_noc_x, reduce_noc_y, gather_l1 + core_id * softmax_bytes),
-                    softmax_bytes);
-    noc_async_write_barrier();  // data lands before the count
-    noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_partials_l1), 1);
-
-    const uint32_t plan_l1 = get_write_ptr(cb_plan);
-    volatile tt_l1_ptr Plan* plan = reinterpret_cast<volatile tt_l1_ptr Plan*>(plan_l1);
-    const auto logits = TensorAccessor(logits_args, get_arg_val<uint32_t>(SRT_WRITER_LOGITS_ADDR));
-    const auto draft_probs = TensorAccessor(draft_probs_args, get_arg_val<uint32_t>(SRT_WRITER_DRAFT_PROBS_ADDR));
-    const uint32_t scratch_l1 = get_write_ptr(cb_scratch);
-    const uint32_t scratch_q_l1 = get_write_ptr(cb_scratch_q);
-
-    // one entry of a DRAM page: read the 32-byte aligned block around it into scratch
-    auto read_entry = [&](const auto& src, uint32_t page, uint32_t index, uint32_t bytes, uint32_t l1) -> uint32_t {
-        const uint32_t offset = index * bytes;
-        noc_async_read(get_noc_addr(page, src, offset & ~31u), l1, 32);
-        noc_async_read_barrier();
-        return l1 + (offset & 31u);
-    };
-
-    // whole-vocabulary statistics of row (b, t) from the gathered partials
-    volatile tt_l1_ptr SoftmaxPartial* gathered = reinterpret_cast<volatile tt_l1_ptr SoftmaxPartial*>(gather_l1);
-    constexpr uint32_t softmax_stride = softmax_bytes / sizeof(SoftmaxPartial);
-    auto row_stats = [&](uint32_t b, uint32_t t, double& mx, double& sum) {
-        mx = -__builtin_inf();
-        for (uint32_t c = 0; c < num_cores; ++c) {
-            const double m = gathered[c * softmax_stride + b * rows + t].max;
-            mx = m > mx ? m : mx;
-        }
-        sum = 0.0;
-        for (uint32_t c = 0; c < num_cores; ++c) {
-            sum += gathered[c * softmax_stride + b * rows + t].sum *
-                   std::exp(gathered[c * softmax_stride + b * rows + t].max - mx);
+    auto key_at = [](uint32_t l1, uint32_t i) -> uint32_t {
+        if constexpr (logits_format == DataFormat::Float16_b) {
+            return bf16_key(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1)[i]);
+        } else {
+            return fp32_key(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1)[i]);
         }
     };
+    auto key_logit = [](uint32_t key) -> double {
+        if constexpr (logits_format == DataFormat::Float16_b) {
+            return bfloat16_to_float(static_cast<uint16_t>(bf16_key_bits(key)));
+        } else {
+            const uint32_t bits = fp32_key_bits(key);
+            float value;
+            __builtin_memcpy(&value, &bits, sizeof value);
+            return value;
+        }
+    };
+    auto in_prefix = [](uint32_t key, uint32_t shift, uint32_t prefix) -> bool {
+        return shift + RADIX_BITS >= key_bits || (key >> (shift + RADIX_BITS)) == (prefix >> (shift + RADIX_BITS));
+    };
 
-    const uint32_t drafts_l1 = get_write_ptr(cb_drafts);
-    const uint32_t seeds_l1 = drafts_l1 + (k * sizeof(int32_t) + 15) / 16 * 16;
-    volatile tt_l1_ptr int32_t* draft = reinterpret_cast<volatile tt_l1_ptr int32_t*>(drafts_l1);
-    volatile tt_l1_ptr uint32_t* seeds = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(seeds_l1);
-    const auto drafts = TensorAccessor(drafts_args, get_arg_val<uint32_t>(SRT_WRITER_DRAFTS_ADDR), k * sizeof(int32_t));
-
-    // 2. core 0: accept tests, then the plan for every core
-    if (core_id == 0) {
-        const auto seeds_acc = TensorAccessor(seeds_args, get_arg_val<uint32_t>(SRT_WRITER_SEEDS_ADDR),
-                                              batch * sizeof(uint32_t));
-        noc_async_read(get_noc_addr(0, seeds_acc), seeds_l1, batch * sizeof(uint32_t));
-        noc_async_read_barrier();
-        noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_partials_l1), num_cores);
-        for (uint32_t b = 0; b < batch; ++b) {
-            const int32_t k_b = k_eff[b];
-            if (k_b < 0) {
-                plan[b].n = PLACEHOLDER;
-                plan[b].subtract_q = 0;
-                continue;
+    // ---- every core: one round of work on the row in L1 ----------------------------------------
+    bool holding_row = false, holding_q = false;
+    auto release = [&]() {
+        if (holding_row) {
+            cb_pop_front(cb_logits, 1);  // the reader may bring the next row
+            holding_row = false;
+        }
+        if (holding_q) {
+            cb_pop_front(cb_q, 1);
+            holding_q = false;
+        }
+    };
+    // returns false on ROUND_DONE
+    auto work = [&]() -> bool {
+        RoundCommand cmd;
+        __builtin_memcpy(&cmd, reinterpret_cast<const void*>(round_l1), sizeof cmd);
+        if (cmd.op == ROUND_DONE) {
+            release();
+            return false;
+        }
+        if (cmd.op == ROUND_START) {
+            release();
+            cb_wait_front(cb_logits, 1);  // this core's slice of the row
+            holding_row = true;
+        }
+        if (cmd.op == ROUND_RESIDUAL && cmd.residual == RESIDUAL_Q && !holding_q) {
+            cb_wait_front(cb_q, 1);  // q's row n beside it
+            holding_q = true;
+        }
+        const uint32_t row_l1 = get_read_ptr(cb_logits);
+        const bool binned = cmd.histogram != HIST_NONE;
+        if (binned) {
+            for (uint32_t j = 0; j < RADIX_BINS; ++j) {
+                mine->bins[j].count = 0;
+                mine->bins[j].mass = 0.0;
             }
-            if (k_b > 0) {
-                noc_async_read(get_noc_addr(b, drafts), drafts_l1, k * sizeof(int32_t));
-                noc_async_read_barrier();
+        }
+        // a token goes to its digit's bin when it is in the top-k set and under the prefix
+        auto bin = [&](uint32_t key, double w) {
+            if (binned && key >= cmd.kth_key && in_prefix(key, cmd.shift, cmd.prefix)) {
+                Bin& b = mine->bins[(key >> cmd.shift) & (RADIX_BINS - 1)];
+                b.count += 1;
+                b.mass += w;
             }
-            int32_t n = 0;
-            double mx, sum;
-            while (n < k_b) {
-                const uint32_t d = static_cast<uint32_t>(draft[n]);
-                row_stats(b, n, mx, sum);
-                const double p_d = std::exp(logit_at(read_entry(logits, b * rows + n, d, elem_size, scratch_l1), 0) /
-                                                temperature - mx) / sum;  // p_t(d_t)
-                double q_d = 1.0;  // a deterministic drafter: q one-hot on its token
+        };
+        // p of entry i and its residual weight, in index order (ties: nucleus-key tokens seen so far)
+        const uint32_t quota = cmd.tie_quota[core_id];
+        auto weights = [&](uint32_t i, uint32_t& ties, double& p, double& r) {
+            const uint32_t key = key_at(row_l1, i);
+            bool kept = key >= cmd.kth_key && key >= cmd.nucleus_key;
+            if (kept && key == cmd.nucleus_key) {
+                kept = ties++ < quota;
+            }
+            p = kept ? std::exp(logit_at(row_l1, i) / temperature - cmd.max_s) / cmd.z_k / cmd.z_p : 0.0;
+            r = p;
+            if (cmd.residual == RESIDUAL_Q) {
                 if constexpr (has_draft_probs) {
-                    q_d = *reinterpret_cast<volatile tt_l1_ptr float*>(
-                        read_entry(draft_probs, b * k + n, d, sizeof(float), scratch_q_l1));
+                    r = p - reinterpret_cast<volatile tt_l1_ptr float*>(get_read_ptr(cb_q))[i];
                 }
-                if (!(uniform(seeds[b], STREAM_ACCEPT, n) * q_d < p_d)) {  // u < p / q without dividing by q = 0
+            } else if (cmd.residual == RESIDUAL_ONE_HOT && v_start + i == cmd.draft) {
+                r = p - 1.0;
+            }
+            r = r > 0.0 ? r : 0.0;
+        };
+
+        mine->mass = 0.0;
+        mine->p_mass = 0.0;
+        if (cmd.op == ROUND_START) {
+            uint32_t max_key = 0;
+            for (uint32_t i = 0; i < count; ++i) {
+                const uint32_t key = key_at(row_l1, i);
+                max_key = key > max_key ? key : max_key;
+                bin(key, 0.0);
+            }
+            mine->max_key = max_key;
+            if (cmd.draft != NO_TOKEN && cmd.draft >= v_start && cmd.draft < v_end) {
+                const uint32_t d = cmd.draft - v_start;
+                const uint32_t draft_key = key_at(row_l1, d);
+                uint32_t rank = 0;  // its place among equal logits, for a tie at the nucleus key
+                for (uint32_t i = 0; i < d; ++i) {
+                    rank += key_at(row_l1, i) == draft_key ? 1 : 0;
+                }
+                mine->draft_key = draft_key;
+                mine->draft_rank = rank;
+                mine->draft_logit = logit_at(row_l1, d);
+            }
+        } else if (cmd.op == ROUND_TOP_K) {
+            for (uint32_t i = 0; i < count; ++i) {
+                bin(key_at(row_l1, i), 0.0);
+            }
+        } else if (cmd.op == ROUND_MASS || cmd.op == ROUND_TOP_P) {
+            const bool total = cmd.op == ROUND_MASS;
+            for (uint32_t i = 0; i < count; ++i) {
+                const uint32_t key = key_at(row_l1, i);
+                if (key < cmd.kth_key || !(total || in_prefix(key, cmd.shift, cmd.prefix))) {
+                    continue;  // outside the top-k set, or a TOP_P round's prefix: no exp needed
+                }
+                const double w = std::exp(logit_at(row_l1, i) / temperature - cmd.max_s);
+                mine->mass += total ? w : 0.0;
+                bin(key, w);
+            }
+        } else if (cmd.op == ROUND_RESIDUAL) {
+            uint32_t ties = 0;
+            for (uint32_t i = 0; i < count; ++i) {
+                double p, r;
+                weights(i, ties, p, r);
+                mine->mass += r;
+                mine->p_mass += p;
+            }
+        } else if (cmd.op == ROUND_SAMPLE && cmd.sample_core == core_id) {
+            uint32_t ties = 0, token = v_end - 1;  // not crossed (rounding): the slice's last entry
+            double running = cmd.running;
+            for (uint32_t i = 0; i < count; ++i) {
+                double p, r;
+                weights(i, ties, p, r);
+                running += r;
+                if (running > cmd.threshold) {
+                    token = v_start + i;
                     break;
                 }
-                ++n;
             }
-            row_stats(b, n, mx, sum);
-            plan[b].max = mx;
-            plan[b].sum = sum;
-            plan[b].n = n;
-            plan[b].subtract_q = n < k_b ? 1 : 0;  // rejected: residual; all accepted: the bonus row, p itself
+            mine->token = token;
         }
-        // the plan lands on every core before its semaphore moves
+        const uint32_t bytes = binned ? ROUND_PARTIAL_BYTES : ROUND_PARTIAL_HEADER;
+        noc_async_write(partial_l1, get_noc_addr(reduce_noc_x, reduce_noc_y, gather_l1 + core_id * ROUND_PARTIAL_BYTES),
+                        bytes);
+        noc_async_write_barrier();  // data lands before the count
+        noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_partials_l1), 1);
+        return true;
+    };
+
+    if (core_id != 0) {
+        for (uint32_t received = 1;; ++received) {
+            noc_semaphore_wait(sem_round_ptr, received);  // core 0's next round has landed
+            if (!work()) {
+                return;
+            }
+        }
+    }
+
+    // ---- core 0: the decisions -----------------------------------------------------------------
+    auto core_noc = [](uint32_t c, uint32_t addr) -> uint64_t {
+        return get_noc_addr(get_arg_val<uint32_t>(SRT_WRITER_NOC_X0 + 2 * c),
+                            get_arg_val<uint32_t>(SRT_WRITER_NOC_X0 + 2 * c + 1), addr);
+    };
+    // staging -> every core's mailbox, then each core's semaphore moves
+    auto broadcast = [&](uint32_t staging_l1, uint32_t mailbox_l1, uint32_t bytes, uint32_t sem_l1) {
         for (uint32_t c = 0; c < num_cores; ++c) {
-            const uint32_t x = get_arg_val<uint32_t>(SRT_WRITER_NOC_X0 + 2 * c);
-            const uint32_t y = get_arg_val<uint32_t>(SRT_WRITER_NOC_X0 + 2 * c + 1);
-            noc_async_write(plan_l1, get_noc_addr(x, y, plan_l1), plan_bytes);
+            noc_async_write(staging_l1, core_noc(c, mailbox_l1), bytes);
         }
         noc_async_write_barrier();
         for (uint32_t c = 0; c < num_cores; ++c) {
-            const uint32_t x = get_arg_val<uint32_t>(SRT_WRITER_NOC_X0 + 2 * c);
-            const uint32_t y = get_arg_val<uint32_t>(SRT_WRITER_NOC_X0 + 2 * c + 1);
-            noc_semaphore_inc(get_noc_addr(x, y, sem_plan_l1), 1);
+            noc_semaphore_inc(core_noc(c, sem_l1), 1);
         }
-    }
-
-    // 3. every core: residual mass max(0, p - q) of its slice of row n, for the rows that need
-    // it: a rejection with the draft's probabilities. A bonus row (p itself) or a one-hot q
-    // (p without the draft token) has its slice masses in the softmax statistics already.
-    noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_plan_l1), 1);
-    volatile tt_l1_ptr ResidualPartial* mass = reinterpret_cast<volatile tt_l1_ptr ResidualPartial*>(partial_l1);
-    for (uint32_t b = 0; b < batch; ++b) {
-        double residual = 0.0, total_p = 0.0;
-        if (plan[b].n >= 0 && has_draft_probs && plan[b].subtract_q) {
-            for (uint32_t v = v_start; v < v_end; v += chunk) {
-                const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
-                cb_wait_front(cb_logits, 1);
-                cb_wait_front(cb_q, 1);
-                const uint32_t l1 = get_read_ptr(cb_logits);
-                volatile tt_l1_ptr float* q = reinterpret_cast<volatile tt_l1_ptr float*>(get_read_ptr(cb_q));
-                for (uint32_t i = 0; i < n; ++i) {
-                    const double p = std::exp(logit_at(l1, i) / temperature - plan[b].max) / plan[b].sum;
-                    const double r = p - q[i];
-                    residual += r > 0.0 ? r : 0.0;
-                    total_p += p;
-                }
-                cb_pop_front(cb_logits, 1);
-                cb_pop_front(cb_q, 1);
+    };
+    auto send_read = [&](uint32_t op, uint32_t page) {
+        const ReadCommand cmd{op, page, {0, 0}};
+        __builtin_memcpy(reinterpret_cast<void*>(read_staging_l1), &cmd, sizeof cmd);
+        broadcast(read_staging_l1, read_cmd_l1, READ_COMMAND_BYTES, sem_read_l1);
+    };
+    uint32_t rounds = 0;
+    auto run_round = [&](const RoundCommand& cmd) {
+        __builtin_memcpy(reinterpret_cast<void*>(round_staging_l1), &cmd, sizeof cmd);
+        broadcast(round_staging_l1, round_l1, ROUND_COMMAND_BYTES, get_semaphore(sem_round));
+        ++rounds;
+        noc_semaphore_wait(sem_round_ptr, rounds);
+        work();  // core 0's own slice
+        noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_partials_l1), rounds * num_cores);
+    };
+    // radix select: the digit whose bin holds the target, scanning from the largest keys down;
+    // amount = count (top-k) or mass / z (top-p); `above` gathers the amounts of the bins passed
+    auto select_digit = [&](bool by_mass, double target, double z, double& above) -> uint32_t {
+        uint32_t lowest = 0;
+        double above_lowest = above;
+        for (int32_t j = RADIX_BINS - 1; j >= 0; --j) {
+            uint32_t tokens = 0;
+            double mass = 0.0;
+            for (uint32_t c = 0; c < num_cores; ++c) {
+                tokens += gathered[c].bins[j].count;
+                mass += gathered[c].bins[j].mass;
             }
+            if (tokens == 0) {
+                continue;
+            }
+            const double amount = by_mass ? mass / z : static_cast<double>(tokens);
+            if (above + amount >= target) {
+                return static_cast<uint32_t>(j);
+            }
+            above_lowest = above;
+            lowest = static_cast<uint32_t>(j);
+            above += amount;
         }
-        mass[b].residual = residual;
-        mass[b].p = total_p;
-    }
-    const uint32_t gather_res_l1 = get_write_ptr(cb_gather_res);
-    noc_async_write(partial_l1, get_noc_addr(reduce_noc_x, reduce_noc_y, gather_res_l1 + core_id * residual_bytes),
-                    residual_bytes);
-    noc_async_write_barrier();
-    noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_partials_l1), 1);
+        above = above_lowest;  // the mass never reached the target (rounding): every key is kept
+        return lowest;
+    };
 
-    if (core_id != 0) {
-        cb_pop_front(cb_num_draft, 1);
-        return;
-    }
-
-    // 4. core 0: the token, by inverse CDF over the residual (or p when the residual is all zero)
-    noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_partials_l1), 2 * num_cores);
+    const uint32_t scratch_l1 = get_write_ptr(cb_drafts);  // 32 bytes: one DRAM entry
+    const uint32_t drafts_l1 = scratch_l1 + 32;
+    const uint32_t seeds_l1 = drafts_l1 + (k * sizeof(int32_t) + 15) / 16 * 16;
+    const uint32_t num_draft_l1 = seeds_l1 + (batch * sizeof(uint32_t) + 15) / 16 * 16;
+    volatile tt_l1_ptr int32_t* draft = reinterpret_cast<volatile tt_l1_ptr int32_t*>(drafts_l1);
+    volatile tt_l1_ptr uint32_t* seeds = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(seeds_l1);
+    volatile tt_l1_ptr int32_t* k_eff = reinterpret_cast<volatile tt_l1_ptr int32_t*>(num_draft_l1);
+    const auto drafts = TensorAccessor(drafts_args, get_arg_val<uint32_t>(SRT_WRITER_DRAFTS_ADDR), k * sizeof(int32_t));
+    const auto draft_probs = TensorAccessor(draft_probs_args, get_arg_val<uint32_t>(SRT_WRITER_DRAFT_PROBS_ADDR));
+    const auto seeds_acc =
+        TensorAccessor(seeds_args, get_arg_val<uint32_t>(SRT_WRITER_SEEDS_ADDR), batch * sizeof(uint32_t));
+    const auto num_draft =
+        TensorAccessor(num_draft_args, get_arg_val<uint32_t>(SRT_WRITER_NUM_DRAFT_ADDR), batch * sizeof(int32_t));
     const auto num_accepted = TensorAccessor(
         num_accepted_args, get_arg_val<uint32_t>(SRT_WRITER_NUM_ACCEPTED_ADDR), batch * sizeof(int32_t));
     const auto output = TensorAccessor(output_args, get_arg_val<uint32_t>(SRT_WRITER_OUTPUT_ADDR), rows * sizeof(int32_t));
+    noc_async_read(get_noc_addr(0, seeds_acc), seeds_l1, batch * sizeof(uint32_t));
+    noc_async_read(get_noc_addr(0, num_draft), num_draft_l1, batch * sizeof(int32_t));
+    noc_async_read_barrier();
+
+    // The sets and normalisers of one row, left in `row` for its RESIDUAL / SAMPLE rounds;
+    // returns p(d) (0 for the bonus row).
+    RoundCommand row;
+    auto decide_row = [&](uint32_t page, uint32_t d) -> double {
+        send_read(READ_ROW, page);
+        row = RoundCommand{};
+        row.op = ROUND_START;
+        row.draft = d;
+        row.histogram = use_top_k ? HIST_COUNT : HIST_NONE;
+        row.shift = top_shift;
+        row.z_p = 1.0;
+        run_round(row);
+        uint32_t max_key = 0;
+        for (uint32_t c = 0; c < num_cores; ++c) {
+            max_key = gathered[c].max_key > max_key ? gathered[c].max_key : max_key;
+        }
+        const uint32_t owner = d == NO_TOKEN ? 0 : d / slice;
+        const uint32_t draft_key = gathered[owner].draft_key, draft_rank = gathered[owner].draft_rank;
+        const double draft_logit = gathered[owner].draft_logit;
+        row.max_s = key_logit(max_key) / temperature;
+
+        double above = 0.0;
+        if (use_top_k) {  // the k-th largest key, by counts
+            for (uint32_t shift = top_shift;; shift -= RADIX_BITS) {
+                row.prefix |= select_digit(false, static_cast<double>(top_k), 1.0, above) << shift;
+                if (shift == 0) {
+                    break;
+                }
+                row.op = ROUND_TOP_K;
+                row.shift = shift - RADIX_BITS;
+                run_round(row);
+            }
+            row.kth_key = row.prefix;
+        }
+        row.op = ROUND_MASS;
+        row.histogram = use_top_p ? HIST_MASS : HIST_NONE;
+        row.shift = top_shift;
+        row.prefix = 0;
+        run_round(row);
+        row.z_k = 0.0;
+        for (uint32_t c = 0; c < num_cores; ++c) {
+            row.z_k += gathered[c].mass;
+        }
+        if (use_top_p) {  // the nucleus key, by mass
+            above = 0.0;
+            for (uint32_t shift = top_shift;; shift -= RADIX_BITS) {
+                row.prefix |= select_digit(true, top_p, row.z_k, above) << shift;
+                if (shift == 0) {
+                    break;
+                }
+                row.op = ROUND_TOP_P;
+                row.shift = shift - RADIX_BITS;
+                run_round(row);
+            }
+            row.nucleus_key = row.prefix;
+            // tokens with the nucleus key, kept in index order while the mass before them is < top_p
+            const double p_tie = std::exp(key_logit(row.nucleus_key) / temperature - row.max_s) / row.z_k;
+            uint32_t ties = 0, kept = 0;
+            for (uint32_t c = 0; c < num_cores; ++c) {
+                ties += gathered[c].bins[row.nucleus_key & (RADIX_BINS - 1)].count;
+            }
+            double mass = above;
+            while (kept < ties && mass < top_p) {
+                mass += p_tie;
+                ++kept;
+            }
+            row.z_p = mass;
+            // the kept ties are the first `kept` in index order: fill the cores' quotas in core order
+            uint32_t ties_before_owner = 0, quota_left = kept;
+            for (uint32_t c = 0; c < num_cores; ++c) {
+                const uint32_t here = gathered[c].bins[row.nucleus_key & (RADIX_BINS - 1)].count;
+                ties_before_owner += c < owner ? here : 0;
+                row.tie_quota[c] = here < quota_left ? here : quota_left;
+                quota_left -= row.tie_quota[c];
+            }
+            if (d != NO_TOKEN && draft_key == row.nucleus_key && ties_before_owner + draft_rank >= kept) {
+                return 0.0;  // a tie past the quota
+            }
+        }
+        if (d == NO_TOKEN || draft_key < row.kth_key || draft_key < row.nucleus_key) {
+            return 0.0;
+        }
+        return std::exp(draft_logit / temperature - row.max_s) / row.z_k / row.z_p;
+    };
+
+    // one token drawn from `residual` of the row in `row` with uniform u
+    auto sample = [&](uint32_t residual, uint32_t q_page, double u) -> uint32_t {
+        if (residual == RESIDUAL_Q) {
+            send_read(READ_Q, q_page);
+        }
+        row.op = ROUND_RESIDUAL;
+        row.histogram = HIST_NONE;
+        row.residual = residual;
+        run_round(row);
+        double total = 0.0;
+        for (uint32_t c = 0; c < num_cores; ++c) {
+            total += gathered[c].mass;
+        }
+        const bool use_p = !(total > 0.0);  // p == q on the support: rejection had probability 0
+        double slice_mass[num_cores];
+        if (use_p) {
+            total = 0.0;
+            for (uint32_t c = 0; c < num_cores; ++c) {
+                total += gathered[c].p_mass;
+            }
+        }
+        for (uint32_t c = 0; c < num_cores; ++c) {
+            slice_mass[c] = use_p ? gathered[c].p_mass : gathered[c].mass;
+        }
+        const double threshold = u * total;
+        double running = 0.0;
+        for (uint32_t c = 0; c < num_cores; ++c) {
+            if (running + slice_mass[c] > threshold) {
+                row.op = ROUND_SAMPLE;
+                row.residual = use_p ? RESIDUAL_P : residual;
+                row.sample_core = c;
+                row.threshold = threshold;
+                row.running = running;
+                run_round(row);
+                return gathered[c].token;
+            }
+            running += slice_mass[c];
+        }
+        return vocab - 1;  // threshold past the total (rounding): the last entry, as the clamp in torch
+    };
+
     const uint32_t out_l1 = get_write_ptr(cb_out);
     const uint32_t accepted_l1 = out_l1 + (((rows > batch ? rows : batch) * sizeof(int32_t) + 15) / 16 * 16);
     volatile tt_l1_ptr int32_t* out = reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1);
     volatile tt_l1_ptr int32_t* accepted = reinterpret_cast<volatile tt_l1_ptr int32_t*>(accepted_l1);
-    constexpr uint32_t residual_stride = residual_bytes / sizeof(ResidualPartial);
-    volatile tt_l1_ptr ResidualPartial* masses = reinterpret_cast<volatile tt_l1_ptr ResidualPartial*>(gather_res_l1);
-
     for (uint32_t b = 0; b < batch; ++b) {
-        const int32_t n = plan[b].n;
+        const int32_t k_b = k_eff[b];
         for (uint32_t t = 0; t < rows; ++t) {
             out[t] = PLACEHOLDER;
         }
-        if (n >= 0) {
-            // per-slice masses of the residual and of p over row n
-            double res_c[num_cores], p_c[num_cores];
-            if (has_draft_probs && plan[b].subtract_q) {
-                for (uint32_t c = 0; c < num_cores; ++c) {
-                    res_c[c] = masses[c * residual_stride + b].residual;
-                    p_c[c] = masses[c * residual_stride + b].p;
-                }
-            } else {
-                for (uint32_t c = 0; c < num_cores; ++c) {  // softmax mass of slice c, from pass 1
-                    const volatile tt_l1_ptr SoftmaxPartial& g = gathered[c * softmax_stride + b * rows + n];
-                    p_c[c] = g.sum * std::exp(g.max - plan[b].max) / plan[b].sum;
-                    res_c[c] = p_c[c];
-                }
-                if (plan[b].subtract_q) {  // one-hot q: the residual is p without the rejected draft token
-                    noc_async_read(get_noc_addr(b, drafts), drafts_l1, k * sizeof(int32_t));
-                    noc_async_read_barrier();
-                    const uint32_t d = static_cast<uint32_t>(draft[n]);
-                    const double p_d = std::exp(logit_at(read_entry(logits, b * rows + n, d, elem_size, scratch_l1), 0) /
-                                                    temperature - plan[b].max) / plan[b].sum;
-                    const double r = res_c[d / slice] - p_d;
-                    res_c[d / slice] = r > 0.0 ? r : 0.0;
-                }
-            }
-            double total = 0.0;
-            for (uint32_t c = 0; c < num_cores; ++c) {
-                total += res_c[c];
-            }
-            const bool use_residual = total > 0.0;  // p == q on the support: rejection had probability 0
-            if (!use_residual) {
-                total = 0.0;
-                for (uint32_t c = 0; c < num_cores; ++c) {
-                    total += p_c[c];
-                }
-            }
-            const double threshold = uniform(seeds[b], STREAM_SAMPLE, 0) * total;
-            // the slice whose running mass first exceeds the threshold
-            double running = 0.0;
-            uint32_t c_hit = num_cores;
-            for (uint32_t c = 0; c < num_cores; ++c) {
-                const double m = use_residual ? res_c[c] : p_c[c];
-                if (running + m > threshold) {
-                    c_hit = c;
-                    break;
-                }
-                running += m;
-            }
-            uint32_t token = vocab - 1;  // threshold past the total (rounding): the last entry, as the clamp in torch
-            if (c_hit < num_cores) {
-                const uint32_t lo = c_hit * slice, hi = (lo + slice < vocab ? lo + slice : vocab);
-                const bool subtract = use_residual && plan[b].subtract_q;
-                uint32_t one_hot = static_cast<uint32_t>(-1);
-                if (subtract && !has_draft_probs) {
-                    noc_async_read(get_noc_addr(b, drafts), drafts_l1, k * sizeof(int32_t));
-                    noc_async_read_barrier();
-                    one_hot = static_cast<uint32_t>(draft[n]);
-                }
-                bool found = false;
-                for (uint32_t v = lo; v < hi && !found; v += chunk) {
-                    const uint32_t cnt = (hi - v < chunk ? hi - v : chunk);
-                    noc_async_read(get_noc_addr(b * rows + n, logits, v * elem_size), scratch_l1, cnt * elem_size);
-                    if (subtract && has_draft_probs) {
-                        noc_async_read(get_noc_addr(b * k + n, draft_probs, v * sizeof(float)), scratch_q_l1,
-                                       cnt * sizeof(float));
-                    }
-                    noc_async_read_barrier();
-                    for (uint32_t i = 0; i < cnt; ++i) {
-                        double p = std::exp(logit_at(scratch_l1, i) / temperature - plan[b].max) / plan[b].sum;
-                        if (subtract) {
-                            const double q_v = has_draft_probs
-                                                   ? reinterpret_cast<volatile tt_l1_ptr float*>(scratch_q_l1)[i]
-                                                   : (v + i == one_hot ? 1.0 : 0.0);
-                            p = p - q_v > 0.0 ? p - q_v : 0.0;
-                        }
-                        running += p;
-                        if (running > threshold) {
-                            token = v + i;
-                            found = true;
-                            break;
-                        }
-                    }
-                }
-                if (!found) {
-                    token = hi - 1;
-                }
-            }
-            if (n > 0) {
+        int32_t n = PLACEHOLDER;  // a skipped row emits nothing
+        if (k_b >= 0) {
+            if (k_b > 0) {
                 noc_async_read(get_noc_addr(b, drafts), drafts_l1, k * sizeof(int32_t));
                 noc_async_read_barrier();
-                for (int32_t t = 0; t < n; ++t) {
-                    out[t] = draft[t];
-                }
             }
-            out[n] = static_cast<int32_t>(token);
+            for (n = 0;; ++n) {
+                const uint32_t t = static_cast<uint32_t>(n);
+                if (n == k_b) {  // every draft accepted: the bonus token from p itself
+                    decide_row(b * rows + t, NO_TOKEN);
+                    out[t] = static_cast<int32_t>(sample(RESIDUAL_P, 0, uniform(seeds[b], STREAM_SAMPLE, 0)));
+                    break;
+                }
+                const uint32_t d = static_cast<uint32_t>(draft[t]);
+                const double p_d = decide_row(b * rows + t, d);
+                double q_d = 1.0;  // a deterministic drafter: q one-hot on its token
+                if constexpr (has_draft_probs) {
+                    const uint32_t offset = d * sizeof(float);  // the 32-byte aligned block holding q_t(d_t)
+                    noc_async_read(get_noc_addr(b * k + t, draft_probs, offset & ~31u), scratch_l1, 32);
+                    noc_async_read_barrier();
+                    q_d = *reinterpret_cast<volatile tt_l1_ptr float*>(scratch_l1 + (offset & 31u));
+                }
+                if (!(uniform(seeds[b], STREAM_ACCEPT, t) * q_d < p_d)) {  // u < p / q without dividing by q = 0
+                    out[t] = static_cast<int32_t>(sample(has_draft_probs ? RESIDUAL_Q : RESIDUAL_ONE_HOT, b * k + t,
+                                                         uniform(seeds[b], STREAM_SAMPLE, 0)));
+                    break;
+                }
+                out[t] = draft[t];
+            }
         }
         accepted[b] = n;
         noc_async_write(out_l1, get_noc_addr(b, output), rows * sizeof(int32_t));
@@ -377,5 +534,12 @@ void kernel_main() {
     }
     noc_async_write(accepted_l1, get_noc_addr(0, num_accepted), batch * sizeof(int32_t));
     noc_async_write_barrier();
-    cb_pop_front(cb_num_draft, 1);
+
+    row = RoundCommand{};
+    row.op = ROUND_DONE;
+    __builtin_memcpy(reinterpret_cast<void*>(round_staging_l1), &row, sizeof row);
+    broadcast(round_staging_l1, round_l1, ROUND_COMMAND_BYTES, get_semaphore(sem_round));
+    noc_semaphore_wait(sem_round_ptr, rounds + 1);
+    work();  // core 0 lets go of its last row
+    send_read(READ_DONE, 0);
 }

@@ -1,9 +1,10 @@
 """accept_prefix sampling kernels (kernels/accept_prefix/*_sampling.cpp) on the emulator: seeded
 results equal the plain-loop reference token for token (same counter-based uniforms, float64
-math), with and without draft probabilities, over B 1..8, k 1..15, edge vocabularies."""
+math), with temperature, top-k and top-p, with and without draft probabilities, over B 1..8,
+k 1..15, edge vocabularies, tie-heavy logits, bf16 and fp32; each row is read from DRAM once."""
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tt_specdec import emu
@@ -17,8 +18,12 @@ VOCABS = [2, 31, 33, 100, 2047, 2049, 4103, 6001]
 def make_case(B, k, V, dtype, seed, draft_kind):
     """Logits [B, k+1, V]; drafts [B, k] and draft_probs [B, k, V] | None.
     draft_kind: 'sampled' (q a softmax, d ~ q), 'target' (q = the target's own p: residual all
-    zero at a rejection), 'deterministic' (no q; drafts mostly the target argmax)."""
+    zero at a rejection), 'deterministic' (no q; drafts mostly the target argmax), 'ties' (logits
+    from 6 values, so the k-th largest and the nucleus edge are shared by many tokens; no q)."""
     g = torch.Generator().manual_seed(seed)
+    if draft_kind == "ties":
+        logits = (torch.randint(-3, 3, (B, k + 1, V), generator=g) * 0.7).to(dtype)
+        return logits, torch.randint(0, V, (B, k), generator=g), None
     logits = (torch.randn(B, k + 1, V, generator=g) * 2).to(dtype)
     if draft_kind == "deterministic":
         drafts = logits.argmax(-1)[:, :k].clone()
@@ -33,40 +38,106 @@ def make_case(B, k, V, dtype, seed, draft_kind):
     return logits, drafts, q
 
 
-def check(logits, drafts, q, num_draft, temperature, seed, max_cores=8):
+def near_top_p_edge(logits, temperature, top_k, top_p):
+    """True when some mass of more likely tokens is within rounding of top_p: there the kernels,
+    the torch op and the reference sum in different orders and may keep different sets."""
+    if top_p >= 1.0:
+        return False
+    p = process_logits(logits.reshape(-1, logits.shape[-1]), temperature, top_k, 1.0)
+    sorted_p = torch.sort(p, dim=-1, descending=True, stable=True).values
+    mass_before = torch.cumsum(sorted_p, -1) - sorted_p
+    return bool(((mass_before - top_p).abs() < 1e-9).any())
+
+
+def check(logits, drafts, q, num_draft, temperature, seed, max_cores=8, top_k=0, top_p=1.0):
     n, out, result = accept_prefix_sampling_emu(logits, drafts, draft_probs=q, num_draft=num_draft,
-                                                temperature=temperature, seed=seed, max_cores=max_cores)
+                                                temperature=temperature, seed=seed, top_k=top_k, top_p=top_p,
+                                                max_cores=max_cores)
     ref_n, ref_out = reference.accept_prefix(logits, drafts, draft_probs=q, num_draft=num_draft,
-                                             temperature=temperature, seed=seed)
+                                             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     assert torch.equal(n, ref_n), (n, ref_n)
     assert torch.equal(out, ref_out), (out, ref_out)
-    return n, result
+    return n, out, result
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(B=st.integers(1, 8), k=st.integers(1, 15), V=st.sampled_from(VOCABS),
        dtype=st.sampled_from([torch.bfloat16, torch.float32]), seed=st.integers(0, 2**32 - 1),
-       draft_kind=st.sampled_from(["sampled", "target", "deterministic"]), dynamic_k=st.booleans(),
-       temperature=st.sampled_from([0.3, 1.0, 2.5]), max_cores=st.sampled_from([1, 3, 8]))
-def test_sampling_matches_reference(B, k, V, dtype, seed, draft_kind, dynamic_k, temperature, max_cores):
-    """max_cores 1 puts several chunks in one slice: the reader and writer must stay in step."""
+       draft_kind=st.sampled_from(["sampled", "target", "deterministic", "ties"]), dynamic_k=st.booleans(),
+       temperature=st.sampled_from([0.3, 1.0, 2.5]), max_cores=st.sampled_from([1, 3, 8]),
+       top_k=st.sampled_from([0, 1, 2, 7, -1, 0x7FFFFFFF]), top_p=st.sampled_from([1.0, 0.95, 0.61, 0.2, 0.01]))
+def test_sampling_matches_reference(B, k, V, dtype, seed, draft_kind, dynamic_k, temperature, max_cores, top_k,
+                                    top_p):
+    """top_k -1 stands for V - 1 (the largest that filters), 0x7FFFFFFF for one past V (none).
+    max_cores 1 puts a whole row in one core's L1; 8 splits it at slice edges."""
+    top_k = V - 1 if top_k == -1 else top_k
     logits, drafts, q = make_case(B, k, V, dtype, seed % 1000, draft_kind)
+    assume(not near_top_p_edge(logits, temperature, top_k, top_p))
     num_draft = torch.randint(-1, k + 1, (B,), generator=torch.Generator().manual_seed(seed)) if dynamic_k else None
-    check(logits, drafts, q, num_draft, temperature, seed, max_cores)
+    check(logits, drafts, q, num_draft, temperature, seed, max_cores, top_k, top_p)
 
 
-def test_per_row_seeds_and_large_vocab():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_per_row_seeds_and_large_vocab(dtype):
     V = 128256
     assert len(split_vocab(V)) == 8
-    logits, drafts, q = make_case(2, 3, V, torch.bfloat16, 5, "sampled")
-    check(logits, drafts, q, None, 1.0, torch.tensor([11, 2**32 - 7]))
+    logits, drafts, q = make_case(2, 3, V, dtype, 5, "sampled")
+    check(logits, drafts, q, None, 1.0, torch.tensor([11, 2**32 - 7]), top_k=40000, top_p=0.9)
 
 
-def test_one_core_several_chunks_with_draft_probs():
-    """Three chunks per slice: logits and q pages must alternate or the 2-page CBs deadlock."""
+def test_public_op_with_top_k_top_p_on_the_emulator_equals_torch():
+    logits, drafts, q = make_case(3, 4, 49152, torch.bfloat16, 4, "sampled")
+    for kwargs in (dict(draft_probs=q, top_k=50, top_p=0.8), dict(draft_probs=None, top_k=0, top_p=0.3)):
+        emu_n, emu_out = accept_prefix(logits, drafts, temperature=0.8, seed=21, backend="emu", **kwargs)
+        n, out = accept_prefix(logits, drafts, temperature=0.8, seed=21, **kwargs)
+        assert torch.equal(emu_n, n) and torch.equal(emu_out, out)
+
+
+def test_top_k_applies_before_top_p():
+    """Logits [3, 2, 2, 0, ...]: top-k 3 first gives token 0 a mass of 0.58 among the three, so
+    top-p 0.55 keeps it alone; top-p first (0.21 of the whole row) would keep 0, 1, 2 and more,
+    and top-k 3 then 0, 1, 2. A draft of token 1 must therefore always be rejected, and the
+    recovered token is always 0."""
+    V = 64
+    row = torch.zeros(V)
+    row[:3] = torch.tensor([3.0, 2.0, 2.0])
+    logits = row.view(1, 1, V).expand(1, 2, V).contiguous()
+    right = process_logits(row, 1.0, 3, 0.55)
+    wrong = process_logits(process_logits(row, 1.0, 0, 0.55).log(), 1.0, 3, 1.0)  # top-p, then top-k
+    assert (right > 0).nonzero().flatten().tolist() == [0]
+    assert (wrong > 0).nonzero().flatten().tolist() == [0, 1, 2]
+    for seed in range(12):
+        n, out, _ = check(logits, torch.tensor([[1]]), None, None, 1.0, seed, 3, 3, 0.55)
+        assert int(n) == 0 and int(out[0, 0]) == 0
+
+
+def test_top_p_ties_keep_the_lowest_indices_across_cores():
+    """Eight equal maxima spread over three cores' slices (0.124 of the mass each); top-p 0.3 keeps
+    the first three in index order, as the reference: two on core 0, one of core 1's two. The
+    draws never leave them; a draft tied with them past the cut (core 1's second) has p = 0."""
+    V = 6001
+    slices = split_vocab(V, 3)
+    logits = torch.zeros(1, 2, V)
+    tied = [10, 20, slices[1][0] + 5, slices[1][0] + 6, slices[2][0], slices[2][0] + 1, V - 2, V - 1]
+    logits[0, :, tied] = 12.0
+    p = process_logits(logits[0, 0], 1.0, 0, 0.3)
+    kept = p.nonzero().flatten().tolist()
+    assert kept == tied[:3]  # 0.3 of the mass: three of the eight tied tokens, the lowest indices
+    tokens = set()
+    for seed in range(16):
+        # draft = a tied token past the cut: p(d) = 0, always rejected
+        n, out, _ = check(logits, torch.tensor([[tied[3]]]), None, None, 1.0, seed, 3, 0, 0.3)
+        assert int(n) == 0
+        tokens.add(int(out[0, 0]))
+        # draft = a tied token inside the cut on core 1: accepted with probability p(d) = 1/3
+        check(logits, torch.tensor([[tied[2]]]), None, None, 1.0, seed, 3, 0, 0.3)
+    assert tokens <= set(tied[:3]) and len(tokens) > 1, tokens
+
+
+def test_one_core_whole_row_with_draft_probs():
     logits, drafts, q = make_case(2, 3, 6001, torch.float32, 3, "sampled")
     for seed in range(3):
-        check(logits, drafts, q, None, 1.0, seed, max_cores=1)
+        check(logits, drafts, q, None, 1.0, seed, max_cores=1, top_k=100, top_p=0.9)
 
 
 def test_accepts_and_rejects_both_happen():
@@ -76,26 +147,33 @@ def test_accepts_and_rejects_both_happen():
     assert int(counts.min()) == 0 and int(counts.max()) >= 1
 
 
-def test_new_temperature_and_seed_compile_nothing():
+def test_new_temperature_top_k_top_p_and_seed_compile_nothing():
     logits, drafts, q = make_case(3, 4, 3000, torch.bfloat16, 1, "sampled")
     check(logits, drafts, q, torch.tensor([4, 2, -1]), 0.7, 1)
     before = emu.compile_stats.compiled, emu.compile_stats.disk_hits
-    check(logits, drafts, q, torch.tensor([1, 4, 0]), 1.9, 2)
+    check(logits, drafts, q, torch.tensor([1, 4, 0]), 1.9, 2, top_k=17, top_p=0.5)
     assert (emu.compile_stats.compiled, emu.compile_stats.disk_hits) == before
 
 
-def test_top_k_top_p_are_not_claimed():
+def test_too_many_cores_is_refused_naming_max_cores():
     logits, drafts, q = make_case(1, 2, 64, torch.float32, 0, "sampled")
-    with pytest.raises(NotImplementedError, match="top_k"):
-        accept_prefix(logits, drafts, draft_probs=q, temperature=1.0, top_k=5, seed=0, backend="emu")
+    with pytest.raises(ValueError, match="max_cores: got 9"):
+        accept_prefix_sampling_emu(logits, drafts, draft_probs=q, num_draft=None, temperature=1.0, seed=0,
+                                   max_cores=9)
 
 
-def test_one_hot_and_bonus_rows_read_the_logits_about_once():
-    """Without draft probabilities the residual's slice masses come from the softmax statistics:
-    only the slice holding the sampled token is read again (1 / (num_cores * (k+1)) of the logits)."""
+@pytest.mark.parametrize("draft_kind,top_k,top_p", [("deterministic", 0, 1.0), ("sampled", 0, 1.0),
+                                                    ("sampled", 50, 0.9)])
+def test_each_row_is_read_once_and_rows_after_a_rejection_never(draft_kind, top_k, top_p):
+    """DRAM reads: rows 0..n of each sequence (its slice kept in L1 for all rounds, the residual
+    included), q's row n at a rejection with draft probabilities, and a few small pages."""
     B, k, V = 4, 4, 49152
-    logits, drafts, _ = make_case(B, k, V, torch.bfloat16, 6, "deterministic")
-    _, result = check(logits, drafts, None, None, 1.0, 3)
-    logits_bytes = logits.numel() * logits.element_size()
-    extra = logits_bytes / (len(split_vocab(V)) * (k + 1))
-    assert logits_bytes <= result.total("dram_bytes_read") <= logits_bytes + extra + 4096
+    logits, drafts, q = make_case(B, k, V, torch.bfloat16, 6, draft_kind)
+    n, _, result = check(logits, drafts, q, None, 1.0, 3, top_k=top_k, top_p=top_p)
+    row_bytes = V * logits.element_size()
+    expected = int((n + 1).sum()) * row_bytes
+    if q is not None:
+        expected += int((n < k).sum()) * V * 4
+    small = B * (4 + 4 + k * 4 + k * 32)  # seeds, num_draft, drafts, one q entry per accept test
+    assert expected <= result.total("dram_bytes_read") <= expected + small
+    assert int(n.min()) < k  # a rejection happened: its later rows were skipped

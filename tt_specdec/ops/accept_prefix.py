@@ -60,7 +60,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                                     None = a deterministic drafter, q_t one-hot on d_t)
         num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
         seed           int or [B]   per-row seeds of this step (sampling only)
-        backend        "torch", or "emu": the TT-Metal kernels on the host emulator (no top-k / top-p yet),
+        backend        "torch", or "emu": the TT-Metal kernels on the host emulator,
                        or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors)
         returns        num_accepted [B] (int64, -1 for skipped rows),
                        output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)

@@ -2,14 +2,16 @@
 sampling, and their runs on the emulator.
 
 Work split: the vocabulary V is cut into `num_cores` slices of whole 32-entry groups
-(core c: [c * slice, min(V, (c+1) * slice))); each core's reader streams its slice of
-the rows that matter, its writer reduces them to per-row partials (greedy: a running
-(value, index); sampling: softmax statistics, then residual mass) sent to core 0, which
-decides, and writes the outputs. The kernel headers say which core does what.
+(core c: [c * slice, min(V, (c+1) * slice))). Greedy: each core's reader streams its slice
+of the rows that matter, its writer reduces them to a running (value, index) per row sent
+to core 0, which decides and writes the outputs. Sampling: core 0 walks the rows one at a
+time; each core keeps its slice of the current row in L1 while core 0 runs rounds over
+them (softmax max and mass, radix select of the top-k / top-p thresholds, residual, the
+sample). The kernel headers say which core does what.
 
 Compile-time: B, k+1, V split, chunk, formats. Runtime: buffer addresses, per-core
-slices, core coordinates, temperature; the effective k per row and the seeds arrive in
-tensors, so a new step never recompiles.
+slices, core coordinates, temperature, top_k, top_p; the effective k per row and the seeds
+arrive in tensors, so a new step never recompiles.
 """
 from __future__ import annotations
 
@@ -115,21 +117,29 @@ def run_backend(backend: str, target_logits: torch.Tensor, draft_tokens: torch.T
         raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
     if temperature == 0.0:
         n, out, _ = accept_prefix_emu(target_logits, draft_tokens, num_draft)
-    elif top_k == 0 and top_p == 1.0:
-        n, out, _ = accept_prefix_sampling_emu(target_logits, draft_tokens, draft_probs=draft_probs,
-                                               num_draft=num_draft, temperature=temperature, seed=seed)
     else:
-        raise NotImplementedError(f"accept_prefix(backend='emu'): top_k={top_k}, top_p={top_p} have no kernels yet; "
-                                  "greedy and plain temperature sampling do")
+        n, out, _ = accept_prefix_sampling_emu(target_logits, draft_tokens, draft_probs=draft_probs,
+                                               num_draft=num_draft, temperature=temperature, top_k=top_k,
+                                               top_p=top_p, seed=seed)
     return n, out
 
 
+def double_words(x: float) -> tuple[int, int]:
+    """A float64 as the (low, high) uint32 words of two runtime args."""
+    return struct.unpack("<II", struct.pack("<d", float(x)))
+
+
 def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.dtype, temperature: float, *,
-                                   has_draft_probs: bool, max_cores: int = MAX_CORES) -> P.Program:
-    """Sampling accept_prefix (temperature > 0, no top-k / top-p) for logits [B, k+1, V];
-    draft_probs [B, k, V] fp32 when the drafter samples, seeds [B] uint32 (as int32)."""
+                                   has_draft_probs: bool, top_k: int = 0, top_p: float = 1.0,
+                                   max_cores: int = MAX_CORES) -> P.Program:
+    """Sampling accept_prefix (temperature > 0, optional top-k / top-p) for logits [B, k+1, V];
+    draft_probs [B, k, V] fp32 when the drafter samples, seeds [B] uint32 (as int32).
+    Temperature, top_k and top_p are runtime args: changing them compiles nothing."""
     if logits_dtype not in (torch.bfloat16, torch.float32):
         raise TypeError(f"target_logits: got dtype {logits_dtype}, expected bfloat16 or float32 for the kernels")
+    if not 1 <= max_cores <= ARGS["MAX_SAMPLING_CORES"]:
+        raise ValueError(f"max_cores: got {max_cores}, expected 1..{ARGS['MAX_SAMPLING_CORES']} for the sampling "
+                         "kernels (one tie quota per core in their RoundCommand)")
     rows = k + 1
     logits = P.Tensor("logits", (B, rows, V), logits_dtype)
     drafts = P.Tensor("drafts", (B, k), torch.int32)
@@ -146,76 +156,73 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
     slice_ = slices[0][1] - slices[0][0] if num_cores > 1 else P.align(V, 32)
     cores = [P.CoreRange((0, 0), (num_cores - 1, 0))]
     reduce_core = (0, 0)
-    chunk = min(MAX_CHUNK, P.align(slices[0][1] - slices[0][0], 32))
     elem = logits.page_size // V
-    softmax_bytes = P.align(B * rows * 16, P.L1_ALIGNMENT)  # SoftmaxPartial {double max, sum}
-    residual_bytes = P.align(B * 16, P.L1_ALIGNMENT)  # ResidualPartial {double residual, p}
-    plan_bytes = P.align(B * 24, P.L1_ALIGNMENT)  # Plan {double max, sum; int32 n; uint32 subtract_q}
+    row_bytes = P.align(slice_ * elem, 32)  # one row's slice stays in L1 for all its rounds
+    q_bytes = P.align(slice_ * 4, 32) if has_draft_probs else 32
 
-    cb = dict(logits=0, num_draft=1, q=2, plan=3, partial=4, gather=5, gather_res=6, drafts=7, out=16,
-              scratch=17, scratch_q=18)
+    cb = dict(logits=0, q=1, read_cmd=2, round=3, partial=4, gather=5, drafts=6, out=16)
     f32, i32, u32 = P.DataFormat.Float32, P.DataFormat.Int32, P.DataFormat.UInt32
     cbs = [
-        P.CircularBuffer(cb["logits"], cores, 2, chunk * elem, P.data_format(logits_dtype), "logits"),
-        P.CircularBuffer(cb["num_draft"], cores, 1, P.align(B * 4, 16), i32, "num_draft"),
-        P.CircularBuffer(cb["q"], cores, 2, chunk * 4, f32, "draft_probs"),
-        P.CircularBuffer(cb["plan"], cores, 1, plan_bytes, u32, "plan"),
-        P.CircularBuffer(cb["partial"], cores, 1, max(softmax_bytes, residual_bytes), u32, "partial"),
-        P.CircularBuffer(cb["gather"], cores, num_cores, softmax_bytes, u32, "gather"),
-        P.CircularBuffer(cb["gather_res"], cores, num_cores, residual_bytes, u32, "gather_residual"),
-        P.CircularBuffer(cb["drafts"], cores, 1, P.align(k * 4, 16) + P.align(B * 4, 16), i32, "drafts_seeds"),
-        P.CircularBuffer(cb["out"], cores, 2, P.align(max(rows, B) * 4, 16), i32, "out"),
-        P.CircularBuffer(cb["scratch"], cores, 1, P.align(max(chunk * elem, 32), 16), P.data_format(logits_dtype),
-                         "scratch"),
-        P.CircularBuffer(cb["scratch_q"], cores, 1, P.align(max(chunk * 4, 32), 16), f32, "scratch_q"),
+        P.CircularBuffer(cb["logits"], cores, 1, row_bytes, P.data_format(logits_dtype), "logits_row"),
+        P.CircularBuffer(cb["q"], cores, 1, q_bytes, f32, "draft_probs_row"),
+        P.CircularBuffer(cb["read_cmd"], cores, 1, 2 * ARGS["READ_COMMAND_BYTES"], u32, "read_command"),
+        P.CircularBuffer(cb["round"], cores, 1, 2 * ARGS["ROUND_COMMAND_BYTES"], u32, "round_command"),
+        P.CircularBuffer(cb["partial"], cores, 1, ARGS["ROUND_PARTIAL_BYTES"], u32, "partial"),
+        P.CircularBuffer(cb["gather"], cores, 1, num_cores * ARGS["ROUND_PARTIAL_BYTES"], u32, "gather"),
+        # 32-byte scratch, [k] drafts, [B] seeds, [B] num_draft
+        P.CircularBuffer(cb["drafts"], cores, 1, 32 + P.align(k * 4, 16) + 2 * P.align(B * 4, 16), i32,
+                         "drafts_seeds"),
+        P.CircularBuffer(cb["out"], cores, 1, P.align(max(rows, B) * 4, 16) + P.align(B * 4, 16), i32, "out"),
     ]
-    sem_partials, sem_plan = 0, 1
+    sem_partials, sem_round, sem_read = 0, 1, 2
 
-    reader_ct = P.arg_vector(ARGS, "SCT_READER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], cb_q=cb["q"],
-                             cb_plan=cb["plan"], chunk=chunk, batch=B, rows=rows, sem_plan=sem_plan,
-                             has_draft_probs=int(has_draft_probs), logits_ta=P.tensor_accessor_args(logits),
-                             num_draft_ta=P.tensor_accessor_args(num_draft),
+    reader_ct = P.arg_vector(ARGS, "SCT_READER_", cb_logits=cb["logits"], cb_q=cb["q"], cb_read_cmd=cb["read_cmd"],
+                             sem_read=sem_read, has_draft_probs=int(has_draft_probs),
+                             logits_ta=P.tensor_accessor_args(logits),
                              draft_probs_ta=P.tensor_accessor_args(draft_probs))
-    writer_ct = P.arg_vector(ARGS, "SCT_WRITER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], cb_q=cb["q"],
-                             cb_plan=cb["plan"], cb_partial=cb["partial"], cb_gather=cb["gather"],
-                             cb_gather_res=cb["gather_res"], cb_drafts=cb["drafts"], cb_out=cb["out"],
-                             cb_scratch=cb["scratch"], cb_scratch_q=cb["scratch_q"], chunk=chunk, batch=B, rows=rows,
-                             vocab=V, num_cores=num_cores, slice=slice_, has_draft_probs=int(has_draft_probs),
-                             sem_partials=sem_partials, sem_plan=sem_plan,
+    writer_ct = P.arg_vector(ARGS, "SCT_WRITER_", cb_logits=cb["logits"], cb_q=cb["q"], cb_read_cmd=cb["read_cmd"],
+                             cb_round=cb["round"], cb_partial=cb["partial"], cb_gather=cb["gather"],
+                             cb_drafts=cb["drafts"], cb_out=cb["out"], batch=B, rows=rows, vocab=V,
+                             num_cores=num_cores, slice=slice_, has_draft_probs=int(has_draft_probs),
+                             sem_partials=sem_partials, sem_round=sem_round, sem_read=sem_read,
                              logits_ta=P.tensor_accessor_args(logits), drafts_ta=P.tensor_accessor_args(drafts),
                              draft_probs_ta=P.tensor_accessor_args(draft_probs),
-                             seeds_ta=P.tensor_accessor_args(seeds),
+                             seeds_ta=P.tensor_accessor_args(seeds), num_draft_ta=P.tensor_accessor_args(num_draft),
                              num_accepted_ta=P.tensor_accessor_args(num_accepted),
                              output_ta=P.tensor_accessor_args(output))
 
-    t_lo, t_hi = struct.unpack("<II", struct.pack("<d", float(temperature)))
+    t_lo, t_hi = double_words(temperature)
+    p_lo, p_hi = double_words(top_p)
     probs_addr = P.BufferAddress("draft_probs") if has_draft_probs else 0
     noc_coords = [a for c in range(num_cores) for a in (P.NocX((c, 0)), P.NocY((c, 0)))]
     reader_rt, writer_rt = {}, {}
     for c, (v0, v1) in enumerate(slices):
         core = (c, 0)
         reader_rt[core] = P.arg_vector(ARGS, "SRT_READER_", logits_addr=P.BufferAddress("logits"),
-                                       num_draft_addr=P.BufferAddress("num_draft"), draft_probs_addr=probs_addr,
-                                       v_start=v0, v_end=v1)
+                                       draft_probs_addr=probs_addr, v_start=v0, v_end=v1)
         writer_rt[core] = P.arg_vector(ARGS, "SRT_WRITER_", v_start=v0, v_end=v1, core_id=c,
                                        reduce_noc_x=P.NocX(reduce_core), reduce_noc_y=P.NocY(reduce_core),
-                                       temperature_lo=t_lo, temperature_hi=t_hi,
+                                       temperature_lo=t_lo, temperature_hi=t_hi, top_k=int(top_k),
+                                       top_p_lo=p_lo, top_p_hi=p_hi,
                                        logits_addr=P.BufferAddress("logits"), drafts_addr=P.BufferAddress("drafts"),
                                        draft_probs_addr=probs_addr, seeds_addr=P.BufferAddress("seeds"),
+                                       num_draft_addr=P.BufferAddress("num_draft"),
                                        num_accepted_addr=P.BufferAddress("num_accepted"),
                                        output_addr=P.BufferAddress("output_tokens"), noc_x0=noc_coords)
     kernels = [
         P.Kernel("accept_prefix/reader_accept_prefix_sampling.cpp", "reader", cores, reader_ct, reader_rt),
         P.Kernel("accept_prefix/writer_accept_prefix_sampling.cpp", "writer", cores, writer_ct, writer_rt),
     ]
-    # same L1 address on every core; core 0 counts partials, every core waits for its plan
+    # same L1 address on every core; core 0 counts partials, every core counts its rounds and reads
     return P.Program("accept_prefix_sampling", kernels, cbs, tensors,
-                     [P.Semaphore(sem_partials, cores, 0), P.Semaphore(sem_plan, cores, 0)])
+                     [P.Semaphore(sem_partials, cores, 0), P.Semaphore(sem_round, cores, 0),
+                      P.Semaphore(sem_read, cores, 0)])
 
 
 def accept_prefix_sampling_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                                draft_probs: torch.Tensor | None, num_draft: torch.Tensor | None, temperature: float,
-                               seed: int | torch.Tensor, max_cores: int = MAX_CORES):
+                               seed: int | torch.Tensor, top_k: int = 0, top_p: float = 1.0,
+                               max_cores: int = MAX_CORES):
     """Runs the sampling kernels; returns (num_accepted [B], output_tokens [B, k+1], RunResult)."""
     from tt_specdec import emu
 
@@ -225,7 +232,8 @@ def accept_prefix_sampling_emu(target_logits: torch.Tensor, draft_tokens: torch.
     seeds = (torch.as_tensor(seed, dtype=torch.int64).expand(B) & 0xFFFFFFFF).to(torch.int64)
     seeds = torch.where(seeds >= 1 << 31, seeds - (1 << 32), seeds).to(torch.int32)  # the uint32 bits
     prog = accept_prefix_sampling_program(B, k, V, target_logits.dtype, temperature,
-                                          has_draft_probs=draft_probs is not None, max_cores=max_cores)
+                                          has_draft_probs=draft_probs is not None, top_k=top_k, top_p=top_p,
+                                          max_cores=max_cores)
     inputs = {"logits": target_logits.contiguous(), "drafts": draft_tokens.to(torch.int32),
               "num_draft": nd.to(torch.int32).view(1, B), "seeds": seeds.view(1, B)}
     if draft_probs is not None:
