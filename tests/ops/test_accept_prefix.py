@@ -184,6 +184,22 @@ def test_greedy_ties_pick_the_first_maximum():
     assert n.tolist() == [2] and out.tolist() == [[1, 0, 2]]
 
 
+def test_top_p_ties_keep_the_lower_indices():
+    """40 equal logits: top-p keeps the first of them in index order, as the plain-loop reference
+    does (an unstable sort keeps an arbitrary subset), and the op samples only those."""
+    V = 64
+    row = torch.zeros(V)
+    row[:40] = 5.0
+    p = process_logits(row, 1.0, 0, 0.3)
+    kept = p.nonzero().flatten().tolist()
+    assert 1 < len(kept) < 40 and kept == list(range(len(kept)))
+    assert torch.equal(p > 0, torch.tensor(reference.process_row(row.tolist(), 1.0, 0, 0.3)) > 0)
+    logits = row.expand(16, 2, V)
+    n, out = accept_prefix(logits, torch.full((16, 1), 39), temperature=1.0, top_p=0.3, seed=torch.arange(16))
+    assert n.tolist() == [0] * 16  # draft 39 ties with the kept tokens but lies past the cut: p = 0
+    assert set(out[:, 0].tolist()) <= set(kept)
+
+
 def test_draft_equal_to_target_accepts_everything():
     # q == p: u * q < p holds for every u < 1
     g = torch.Generator().manual_seed(0)
