@@ -20,6 +20,7 @@ that the kernels compute the right answer there (`pytest --device`).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from tt_specdec import program as P
@@ -90,6 +91,16 @@ def close_device() -> None:
     if _device is not None:
         require_ttnn().close_device(_device)
         _device = None
+
+
+def card_alignment(fn):
+    """Runs `fn` with descriptions aligning DRAM pages as the card does (ttnn.get_dram_alignment():
+    32 bytes on Wormhole, 64 on Blackhole), so their TensorAccessorArgs match ttnn's."""
+    @functools.wraps(fn)
+    def with_card_alignment(*args, **kwargs):
+        with P.dram_alignment(require_ttnn().get_dram_alignment()):
+            return fn(*args, **kwargs)
+    return with_card_alignment
 
 
 # ---- description -> ttnn.ProgramDescriptor ----------------------------------------------
@@ -202,6 +213,7 @@ def allocate(t: P.Tensor, dev):
     return ttnn.empty(list(t.shape), ttnn_dtype(P.data_format(t.dtype)), layout, dev, ttnn.DRAM_MEMORY_CONFIG)
 
 
+@card_alignment
 def run(prog: P.Program, inputs: dict, dev=None) -> dict:
     """Runs `prog` with `inputs` (ttnn device tensors by name); returns its outputs (ttnn tensors)."""
     ttnn = require_ttnn()
@@ -242,6 +254,7 @@ def _tensor(prog: P.Program, name: str) -> P.Tensor:
     return next(t for t in prog.tensors if t.name == name)
 
 
+@card_alignment
 def accept_prefix(target_logits, draft_tokens, *, draft_probs=None, num_draft=None, temperature: float = 0.0,
                   top_k: int = 0, top_p: float = 1.0, seed=None, dev=None):
     """tt_specdec.ops.accept_prefix on the card. torch inputs: validated like the torch path, copied
@@ -292,6 +305,7 @@ def accept_prefix(target_logits, draft_tokens, *, draft_probs=None, num_draft=No
     return ttnn.to_torch(n).reshape(B).long(), ttnn.to_torch(tokens).reshape(B, rows).long()
 
 
+@card_alignment
 def rollback_kv(pos, last, num_accepted, output_tokens, *, page_table=None, block_size=None, accepted_slots=None,
                 k_cache=None, v_cache=None, dev=None):
     """tt_specdec.ops.rollback_kv on the card; torch inputs give a Rollback of torch tensors in the
@@ -340,6 +354,7 @@ def rollback_kv(pos, last, num_accepted, output_tokens, *, page_table=None, bloc
                     None if page_table is None else host["freed"].to(page_table.dtype))
 
 
+@card_alignment
 def verify_attention(q, k_cache, v_cache, pos, *, page_table=None, scale=None, kv_splits=None, dev=None):
     """tt_specdec.ops.verify_attention on the card. torch inputs (validated by the op) are packed on
     the host as for the emulator and the result comes back as torch [B, T, Hq, D]. ttnn inputs: the

@@ -14,6 +14,8 @@ with new positions or a new effective k reuses every compiled kernel.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -30,6 +32,19 @@ if not KERNELS_DIR.is_dir():
 # Wormhole B0 (the emulator's default device)
 DRAM_ALIGNMENT = 32
 L1_ALIGNMENT = 16
+# DRAM page alignment the descriptions bake in: Wormhole's unless a card says otherwise (Blackhole: 64)
+_dram_alignment = contextvars.ContextVar("dram_alignment", default=DRAM_ALIGNMENT)
+
+
+@contextlib.contextmanager
+def dram_alignment(nbytes: int):
+    """Descriptions built inside align DRAM pages to `nbytes` (tt_specdec.device passes the card's,
+    ttnn.get_dram_alignment())."""
+    token = _dram_alignment.set(nbytes)
+    try:
+        yield
+    finally:
+        _dram_alignment.reset(token)
 TILE = 32  # tiles are 32 x 32, stored as four 16 x 16 faces
 FACE = 16
 
@@ -169,7 +184,7 @@ def tensor_accessor_args(t: Tensor) -> list[int]:
     """Compile-time args of an interleaved DRAM tensor, as ttnn.TensorAccessorArgs(t) gives them:
     [args_config (IsDram), aligned page size]."""
     IS_DRAM = 1 << 1
-    return [IS_DRAM, align(t.page_size, DRAM_ALIGNMENT)]
+    return [IS_DRAM, align(t.page_size, _dram_alignment.get())]
 
 
 _CONSTANT = re.compile(r"constexpr\s+(?:uint32_t|int|uint16_t|auto)\s+(\w+)\s*=\s*(\d+)\s*;")

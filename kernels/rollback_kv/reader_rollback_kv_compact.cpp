@@ -99,18 +99,20 @@ void kernel_main() {
             }
             const uint32_t src_slot = static_cast<uint32_t>(pos[b] + slots[j]);
             const uint32_t dst_slot = static_cast<uint32_t>(pos[b] + j);
-            uint32_t src_matrix = (layer * seq_matrices + b) * hkv + head;
-            uint32_t dst_matrix = src_matrix;
+            uint32_t src_seq = b, dst_seq = b;  // the cache matrix holding the slot: the row's own, or a block
             uint32_t src_row = src_slot, dst_row = dst_slot;
             if constexpr (paged) {
-                src_matrix = (layer * seq_matrices + static_cast<uint32_t>(table[src_slot / block_size])) * hkv + head;
-                dst_matrix = (layer * seq_matrices + static_cast<uint32_t>(table[dst_slot / block_size])) * hkv + head;
+                src_seq = static_cast<uint32_t>(table[src_slot / block_size]);
+                dst_seq = static_cast<uint32_t>(table[dst_slot / block_size]);
                 src_row = src_slot % block_size;
                 dst_row = dst_slot % block_size;
             }
-            header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(row_tile(dst_matrix, dst_row, matrix_tiles, d_tiles));
+            const uint32_t src_tile =
+                row_tile(cache_matrix(layer, seq_matrices, src_seq, hkv, head), src_row, matrix_tiles, d_tiles);
+            const uint32_t dst_tile =
+                row_tile(cache_matrix(layer, seq_matrices, dst_seq, hkv, head), dst_row, matrix_tiles, d_tiles);
+            header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(dst_tile);  // where the writer puts the row
             header[ROWS_HEADER_DEST + 2 * count + 1] = static_cast<int32_t>(dst_row % 32);
-            const uint32_t src_tile = row_tile(src_matrix, src_row, matrix_tiles, d_tiles);
             const uint32_t row_l1 = page + rows_data_offset(rows) + count * row_bytes;
             for (uint32_t c = 0; c < d_tiles; ++c) {
                 for (uint32_t half = 0; half < 2; ++half) {

@@ -106,8 +106,14 @@ constexpr uint32_t face_row_offset(uint32_t row, uint32_t half, uint32_t face_ro
     return ((row / 16) * 2 + half) * 16 * face_row_bytes + (row % 16) * face_row_bytes;
 }
 
-// Tile id of the first column tile holding row `row_in_matrix` of cache matrix `matrix`
-// (matrices stacked as [layers, B or num_blocks, Hkv] x [rows, D]).
+// Index of the [rows, D] matrix of (layer, sequence or block, head) in a cache stacked as
+// [layers, B or num_blocks, Hkv] x [rows, D].
+constexpr uint32_t cache_matrix(uint32_t layer, uint32_t seq_matrices, uint32_t seq_or_block, uint32_t hkv,
+                                uint32_t head) {
+    return (layer * seq_matrices + seq_or_block) * hkv + head;
+}
+
+// Tile id of the first column tile holding row `row_in_matrix` of cache matrix `matrix`.
 constexpr uint32_t row_tile(uint32_t matrix, uint32_t row_in_matrix, uint32_t matrix_tiles, uint32_t d_tiles) {
     return (matrix * matrix_tiles + row_in_matrix / 32) * d_tiles;
 }

@@ -73,6 +73,15 @@ def test_every_description_and_kernel_conforms(tt_python):
     assert "conformance: OK, 0 failure(s)" in r.stdout
 
 
+def test_every_description_conforms_on_a_blackhole_mock(tt_python):
+    """Blackhole aligns DRAM pages to 64 bytes: the descriptions take the card's alignment from ttnn."""
+    r = run_check(tt_python, "--arch", "blackhole_p150")
+    assert r.returncode == 0, f"conformance check (blackhole_p150) failed:\n{(r.stdout + r.stderr)[-8000:]}"
+    assert "mock blackhole_p150" in r.stdout
+    accepted, total = counts(r.stdout)["descriptions"]
+    assert accepted == total and total >= 3 * len(ops_with_builders()), (accepted, total)
+
+
 def test_broken_description_is_rejected_naming_its_kernels(tt_python):
     r = run_check(tt_python, "--only-extra", "--description", str(BROKEN / "description_l1_overflow.py"))
     assert r.returncode == 1, r.stdout[-3000:]

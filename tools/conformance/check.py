@@ -352,8 +352,9 @@ def check_op_wrappers(dev, report: Report) -> None:
                           accepted_slots=slots, k_cache=kc, v_cache=vc, dev=dev)
         assert list(r.pos.shape) == [B], r.pos.shape
 
-    for name, run in {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
-                      "rollback_kv compaction (paged)": lambda: rollback_compaction(True)}.items():
+    wrappers = {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
+                "rollback_kv compaction (paged)": lambda: rollback_compaction(True)}
+    for name, run in wrappers.items():
         try:
             run()
             print(f"ok: device.{name} with ttnn tensors", flush=True)
@@ -660,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only-extra", action="store_true", help="check only --kernel / --description")
     ap.add_argument("--jobs", type=int, default=2, help="parallel clang-19 runs")
     ap.add_argument("--arch", choices=sorted(CLUSTERS), default="wormhole_n150",
-                    help="the mock card (default wormhole_n150, the card the descriptions target)")
+                    help="the mock card (default wormhole_n150, the emulator's; descriptions take its DRAM "
+                         "alignment from ttnn: 32 bytes on Wormhole, 64 on Blackhole)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (JIT log, tt-metal cache)")
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -687,8 +689,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(HERE))
         import torchless
         torchless.install(REPO)
-        progs = [] if args.only_extra else builders(report)
-        progs += extra_programs(args.kernel, args.description, report)
+        from tt_specdec import program as P
+        with P.dram_alignment(ttnn.get_dram_alignment()):  # the mock card's: Wormhole 32, Blackhole 64
+            progs = [] if args.only_extra else builders(report)
+            progs += extra_programs(args.kernel, args.description, report)
         dev = ttnn.open_device(device_id=0)
         try:
             accepted = check_descriptions(progs, dev, log, report)
