@@ -5,6 +5,8 @@
 // a scatter, so overlapping source and destination slots never see a half-done copy. Rows that
 // stay (the chain case) and finished rows (n == -1) move nothing and cost no DRAM traffic.
 // A row of a tiled cache is, per 32-column tile, two 16-element face rows: two reads.
+// The host validates torch inputs; device tensors are not read there, so a row whose offset or
+// slot the host would refuse (outside 0..k, past the cache, an unallocated block) is skipped.
 #include <cstdint>
 
 #include "api/dataflow/dataflow_api.h"
@@ -94,18 +96,28 @@ void kernel_main() {
         volatile tt_l1_ptr int32_t* header = reinterpret_cast<volatile tt_l1_ptr int32_t*>(page);
         uint32_t count = 0;
         for (int32_t j = 0; j <= n; ++j) {  // n == SKIP: no rows
-            if (slots[j] == j) {
-                continue;  // already in its final slot
+            if (slots[j] == j || slots[j] < 0 || slots[j] >= static_cast<int32_t>(rows) || pos[b] < 0) {
+                continue;  // already in its final slot; or an offset the host would refuse: nothing to write
             }
             const uint32_t src_slot = static_cast<uint32_t>(pos[b] + slots[j]);
             const uint32_t dst_slot = static_cast<uint32_t>(pos[b] + j);
             uint32_t src_seq = b, dst_seq = b;  // the cache matrix holding the slot: the row's own, or a block
             uint32_t src_row = src_slot, dst_row = dst_slot;
             if constexpr (paged) {
-                src_seq = static_cast<uint32_t>(table[src_slot / block_size]);
-                dst_seq = static_cast<uint32_t>(table[dst_slot / block_size]);
+                if (src_slot >= max_blocks * block_size || dst_slot >= max_blocks * block_size) {
+                    continue;  // past the page table
+                }
+                const int32_t src_block = table[src_slot / block_size], dst_block = table[dst_slot / block_size];
+                if (src_block < 0 || dst_block < 0 || src_block >= static_cast<int32_t>(seq_matrices) ||
+                    dst_block >= static_cast<int32_t>(seq_matrices)) {
+                    continue;  // an unallocated block: never read or write outside the cache
+                }
+                src_seq = static_cast<uint32_t>(src_block);
+                dst_seq = static_cast<uint32_t>(dst_block);
                 src_row = src_slot % block_size;
                 dst_row = dst_slot % block_size;
+            } else if (src_slot >= matrix_tiles * 32 || dst_slot >= matrix_tiles * 32) {
+                continue;  // past the sequence's cache
             }
             const uint32_t src_tile =
                 row_tile(cache_matrix(layer, seq_matrices, src_seq, hkv, head), src_row, matrix_tiles, d_tiles);

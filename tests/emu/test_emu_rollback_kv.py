@@ -159,3 +159,20 @@ def test_bad_compaction_input_leaves_caches_untouched():
     with pytest.raises(ValueError, match=r"accepted_slots: got 9 at \[0, 3\], expected a verify slot offset in 0..3"):
         rollback_kv(**step, backend="emu")
     assert torch.equal(step["k_cache"], before["k_cache"]) and torch.equal(step["v_cache"], before["v_cache"])
+
+
+@pytest.mark.parametrize("block_size", [None, 32])
+def test_kernels_skip_rows_the_host_would_refuse(block_size):
+    """Device tensors are not validated on the host: the kernels skip an offset outside 0..k, a slot
+    past the cache and an unallocated block rather than touch memory outside the caches."""
+    step = reference.random_rollback_step(8, 2, 3, block_size=block_size, layers=2)
+    step["num_accepted"] = torch.tensor([3, 3])
+    step["output_tokens"] = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    step["accepted_slots"] = torch.tensor([[0, 9, -5, 3], [0, 1, 3, 3]])
+    step["pos"] = torch.tensor([0, 10_000])  # row 1: every slot past the cache
+    if block_size is not None:
+        step["page_table"][0] = -1  # row 0: no block allocated
+    got = clone_step(step)
+    _, result = rollback_kv_emu(**got)
+    assert cache_bytes(result, "dram_bytes_written") == {"k_cache": 0, "v_cache": 0}
+    assert torch.equal(got["k_cache"], step["k_cache"]) and torch.equal(got["v_cache"], step["v_cache"])
