@@ -343,6 +343,22 @@ void kernel_main() {
         return lowest;
     };
 
+    RoundCommand row;  // the current row's round, and after decide_row its sets and normalisers
+    // radix select from the top digit, whose histogram the last round gathered: the key holding the
+    // target, one more round per lower digit (next_op)
+    auto radix_select = [&](uint32_t next_op, bool by_mass, double target, double z, double& above) -> uint32_t {
+        row.prefix = 0;
+        for (uint32_t shift = top_shift;; shift -= RADIX_BITS) {
+            row.prefix |= select_digit(by_mass, target, z, above) << shift;
+            if (shift == 0) {
+                return row.prefix;
+            }
+            row.op = next_op;
+            row.shift = shift - RADIX_BITS;
+            run_round(row);
+        }
+    };
+
     const uint32_t scratch_l1 = get_write_ptr(cb_drafts);  // 32 bytes: one DRAM entry
     const uint32_t drafts_l1 = scratch_l1 + 32;
     const uint32_t seeds_l1 = drafts_l1 + (k * sizeof(int32_t) + 15) / 16 * 16;
@@ -365,7 +381,6 @@ void kernel_main() {
 
     // The sets and normalisers of one row, left in `row` for its RESIDUAL / SAMPLE rounds;
     // returns p(d) (0 for the bonus row).
-    RoundCommand row;
     auto decide_row = [&](uint32_t page, uint32_t d) -> double {
         send_read(READ_ROW, page);
         row = RoundCommand{};
@@ -384,18 +399,9 @@ void kernel_main() {
         const double draft_logit = gathered[owner].draft_logit;
         row.max_s = key_logit(max_key) / temperature;
 
-        double above = 0.0;
         if (use_top_k) {  // the k-th largest key, by counts
-            for (uint32_t shift = top_shift;; shift -= RADIX_BITS) {
-                row.prefix |= select_digit(false, static_cast<double>(top_k), 1.0, above) << shift;
-                if (shift == 0) {
-                    break;
-                }
-                row.op = ROUND_TOP_K;
-                row.shift = shift - RADIX_BITS;
-                run_round(row);
-            }
-            row.kth_key = row.prefix;
+            double above = 0.0;
+            row.kth_key = radix_select(ROUND_TOP_K, false, static_cast<double>(top_k), 1.0, above);
         }
         row.op = ROUND_MASS;
         row.histogram = use_top_p ? HIST_MASS : HIST_NONE;
@@ -407,22 +413,14 @@ void kernel_main() {
             row.z_k += gathered[c].mass;
         }
         if (use_top_p) {  // the nucleus key, by mass
-            above = 0.0;
-            for (uint32_t shift = top_shift;; shift -= RADIX_BITS) {
-                row.prefix |= select_digit(true, top_p, row.z_k, above) << shift;
-                if (shift == 0) {
-                    break;
-                }
-                row.op = ROUND_TOP_P;
-                row.shift = shift - RADIX_BITS;
-                run_round(row);
-            }
-            row.nucleus_key = row.prefix;
+            double above = 0.0;  // mass of the keys above it
+            row.nucleus_key = radix_select(ROUND_TOP_P, true, top_p, row.z_k, above);
             // tokens with the nucleus key, kept in index order while the mass before them is < top_p
             const double p_tie = std::exp(key_logit(row.nucleus_key) / temperature - row.max_s) / row.z_k;
-            uint32_t ties = 0, kept = 0;
+            uint32_t ties_on[num_cores], ties = 0, kept = 0;
             for (uint32_t c = 0; c < num_cores; ++c) {
-                ties += gathered[c].bins[row.nucleus_key & (RADIX_BINS - 1)].count;
+                ties_on[c] = gathered[c].bins[row.nucleus_key & (RADIX_BINS - 1)].count;  // last round: shift 0
+                ties += ties_on[c];
             }
             double mass = above;
             while (kept < ties && mass < top_p) {
@@ -433,9 +431,8 @@ void kernel_main() {
             // the kept ties are the first `kept` in index order: fill the cores' quotas in core order
             uint32_t ties_before_owner = 0, quota_left = kept;
             for (uint32_t c = 0; c < num_cores; ++c) {
-                const uint32_t here = gathered[c].bins[row.nucleus_key & (RADIX_BINS - 1)].count;
-                ties_before_owner += c < owner ? here : 0;
-                row.tie_quota[c] = here < quota_left ? here : quota_left;
+                ties_before_owner += c < owner ? ties_on[c] : 0;
+                row.tie_quota[c] = ties_on[c] < quota_left ? ties_on[c] : quota_left;
                 quota_left -= row.tie_quota[c];
             }
             if (d != NO_TOKEN && draft_key == row.nucleus_key && ties_before_owner + draft_rank >= kept) {
