@@ -64,16 +64,13 @@ def test_steps_hit_the_program_cache(runs):
     assert len(seen) * 4 < len(runs), (len(seen), len(runs))
 
 
-def test_emu_sampling_gives_the_torch_ops_tokens():
-    sampling = Sampling(temperature=0.8)
+@pytest.mark.parametrize("sampling", [Sampling(temperature=0.8), Sampling(temperature=0.8, top_k=5, top_p=0.9)])
+def test_emu_sampling_gives_the_torch_ops_tokens(sampling):
     assert generate_ids("emu", 3, 8, sampling).tokens == generate_ids("torch", 3, 8, sampling).tokens
 
 
 def test_missing_kernel_features_are_named():
     pair = load_pair("tiny")
-    dec = SpeculativeDecoder(pair, "model", 2, Sampling(temperature=1.0, top_k=5), ops="emu")
-    with pytest.raises(NotImplementedError, match=r"top_k=5, top_p=1.0 have no kernels yet"):
-        dec.generate_ids([[65, 66]], 4)
     with pytest.raises(ValueError, match="k: got 'auto', expected an int with ops='emu'"):
         SpeculativeDecoder(pair, "model", "auto", ops="emu")
     with pytest.raises(ValueError, match="ops: got 'cuda'"):
@@ -87,5 +84,8 @@ def test_cli_generate_ops_emu(capsys):
     emu_text = capsys.readouterr().out
     assert main(["generate", "ab", "--k", "2", "--max-new-tokens", "4"]) == 0
     assert emu_text == capsys.readouterr().out
-    assert main(["generate", "ab", "--ops", "emu", "--temperature", "1", "--top-p", "0.9"]) == 2
-    assert "top_p=0.9 have no kernels yet" in capsys.readouterr().err
+    sampled = ["--k", "2", "--max-new-tokens", "4", "--temperature", "1", "--top-p", "0.9"]
+    assert main(["generate", "ab", "--ops", "emu", *sampled]) == 0
+    emu_text = capsys.readouterr().out
+    assert main(["generate", "ab", *sampled]) == 0
+    assert emu_text == capsys.readouterr().out
