@@ -80,12 +80,12 @@ def test_missing_kernel_features_are_named():
 
 
 def test_cli_generate_ops_emu(capsys):
-    assert main(["generate", "ab", "--ops", "emu", "--k", "2", "--max-new-tokens", "4"]) == 0
+    assert main(["generate", "ab", "--pair", "tiny", "--ops", "emu", "--k", "2", "--max-new-tokens", "4"]) == 0
     emu_text = capsys.readouterr().out
-    assert main(["generate", "ab", "--k", "2", "--max-new-tokens", "4"]) == 0
+    assert main(["generate", "ab", "--pair", "tiny", "--k", "2", "--max-new-tokens", "4"]) == 0
     assert emu_text == capsys.readouterr().out
     sampled = ["--k", "2", "--max-new-tokens", "4", "--temperature", "1", "--top-p", "0.9"]
-    assert main(["generate", "ab", "--ops", "emu", *sampled]) == 0
+    assert main(["generate", "ab", "--pair", "tiny", "--ops", "emu", *sampled]) == 0
     emu_text = capsys.readouterr().out
-    assert main(["generate", "ab", *sampled]) == 0
+    assert main(["generate", "ab", "--pair", "tiny", *sampled]) == 0
     assert emu_text == capsys.readouterr().out
