@@ -10,6 +10,7 @@ import argparse
 import torch
 
 from tt_specdec.ops.accept_prefix_program import accept_prefix_emu, accept_prefix_sampling_emu
+from tt_specdec.ops.sampling import process_logits
 
 from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts
 
@@ -29,7 +30,8 @@ def bench(variant, B, k, V, dtype, repeat):
     logits = (2 * torch.randn(B, k + 1, V, generator=g)).to(dtype)
     drafts, q = logits.argmax(-1)[:, :k], None  # greedy: drafts the target agrees with
     if variant != "greedy":  # a drafter near the target: some drafts accepted, some rejected
-        q = torch.softmax(logits[:, :k].float() + 0.7 * torch.randn(B, k, V, generator=g), -1)  # ~0.7 accepted
+        noisy = logits[:, :k].float() + 0.7 * torch.randn(B, k, V, generator=g)  # ~0.7 of the drafts accepted
+        q = process_logits(noisy, 1.0, **SAMPLING[variant]).float()  # the drafter filters as the target does
         drafts = torch.multinomial(q.view(-1, V), 1, generator=g).view(B, k)
     (n, _, result), emu_ms = emu_run_ms(lambda: run_once(variant, logits, drafts, q), repeat)
     ideal = logits.numel() * logits.element_size()

@@ -182,3 +182,16 @@ def test_each_row_is_read_once_and_rows_after_a_rejection_never(draft_kind, top_
     small = B * (4 + 4 + k * 4 + k * 32)  # seeds, num_draft, drafts, one q entry per accept test
     assert expected <= result.total("dram_bytes_read") <= expected + small
     assert int(n.min()) < k  # a rejection happened: its later rows were skipped
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_negative_zero_ties_with_zero_at_the_top_k_cut(dtype):
+    """Logits [1, 0, -0, 0, -1, ...] with top-k 2: the 2nd largest is 0 and -0 >= 0, so tokens
+    0..3 are kept (as the reference); ordering -0 below +0 would drop token 2, the draft."""
+    V = 40
+    row = torch.full((V,), -1.0)
+    row[:4] = torch.tensor([1.0, 0.0, -0.0, 0.0])
+    logits = row.to(dtype).view(1, 1, V).expand(1, 2, V).contiguous()
+    assert (process_logits(logits[0, 0], 1.0, 2) > 0).nonzero().flatten().tolist() == [0, 1, 2, 3]
+    accepted = [int(check(logits, torch.tensor([[2]]), None, None, 1.0, seed, 1, 2)[0]) for seed in range(8)]
+    assert 0 < sum(accepted) < 8  # p(2) = 0.15: some seeds accept the -0 draft
