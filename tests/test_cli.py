@@ -34,6 +34,17 @@ def test_bad_argument_is_one_clear_line(capsys):
     assert "top_p: got 1.5" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "x", *TINY, "--threads", "0"], "--threads: got 0, expected an int >= 1"),
+    (["bench", *TINY, "--prompts", "-1"], "--prompts: got -1, expected N >= 1"),
+    (["bench", *TINY, "--categories", "chat"], "categories: got ['chat'], expected a non-empty subset of ['code']"),
+    (["bench", *TINY, "--k", "0"], "ks: got [0], expected a non-empty list of ints >= 1 or 'auto'"),
+])
+def test_bad_cli_arguments_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    assert f"tt-specdec: error: {message}" in capsys.readouterr().err
+
+
 def test_info_lists_executors(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out

@@ -37,6 +37,8 @@ def load(args):
 
     from tt_specdec import load_pair
 
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: got {args.threads}, expected an int >= 1")
     torch.set_num_threads(args.threads or DEFAULT_THREADS[args.pair])
     return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]))
 
@@ -85,6 +87,8 @@ def cmd_bench(args) -> int:
         from tt_specdec import device
         return device.bench_cli(args)
 
+    if args.prompts < 0:
+        raise ValueError(f"--prompts: got {args.prompts}, expected N >= 1 (or 0: all)")
     prompts = bench.prompt_set(args.pair, args.prompts or None, args.categories)
     sampling = Sampling(args.temperature, args.top_k, args.top_p)
     pair = load(args)
@@ -92,7 +96,7 @@ def cmd_bench(args) -> int:
     report = bench.bench(args.pair, pair, drafters=drafters, ks=args.k, prompts=prompts, sampling=sampling,
                          max_new_tokens=args.max_new_tokens, seed=args.seed, chat=not args.raw,
                          compare=not args.no_transformers)
-    report["meta"] |= {"pair": args.pair, "dtype": str(pair.target.embed.weight.dtype).removeprefix("torch."),
+    report["meta"] |= {"pair": args.pair, "dtype": str(bench.weight_dtype(pair.target)).removeprefix("torch."),
                        "version": __version__, "python": platform.python_version(), "torch": torch.__version__,
                        "threads": torch.get_num_threads(), "argv": sys.argv[1:]}
     print(bench.format_table(report))

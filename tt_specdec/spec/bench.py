@@ -46,6 +46,10 @@ THEIR_DRAFTERS = ("model", "ngram")
 STATS_COUNTS = ("steps", "drafted", "accepted", "emitted", "row_steps", "new_tokens", "ttft_s")
 
 
+def weight_dtype(model) -> torch.dtype:
+    return next(iter(model.parameters())).dtype
+
+
 def progress(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
@@ -195,7 +199,7 @@ def hf_llama(model, transformers):
         else:
             name = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}.get(name, name)
         state[name] = tensor
-    hf = transformers.LlamaForCausalLM(hf_cfg).to(model.embed.weight.dtype)
+    hf = transformers.LlamaForCausalLM(hf_cfg).to(weight_dtype(model))
     hf.load_state_dict(state, strict=not cfg.tie_embeddings)  # tied: lm_head is embed_tokens
     if cfg.tie_embeddings:
         hf.tie_weights()
@@ -301,7 +305,7 @@ def their_configs(pair_name: str, pair, drafters: list[str], ks: list[int | str]
     import transformers
 
     transformers.logging.set_verbosity_error()
-    dtype = pair.target.embed.weight.dtype
+    dtype = weight_dtype(pair.target)
     progress(f"loading transformers' models ({transformers.__version__}, {dtype})")
     target = hf_smollm2_target(dtype, transformers) if pair_name == "smollm2" else hf_llama(pair.target, transformers)
     counter = ForwardCounter(target)
@@ -438,12 +442,11 @@ def format_table(report: dict) -> str:
         lines += ["", "acceptance per draft position (P(d_t accepted | offered), t = 1, 2, ...)"]
         lines += [f"{r['config']:28} " + " ".join(f"{a:.2f}" for a in r["acceptance_per_position"])
                   for r in positional]
-    lines += ["", f"{meta['prompts']} prompts x up to {meta['max_new_tokens']} new tokens (stop at EOS), "
-                  f"{'greedy' if meta['temperature'] == 0 else 'temperature ' + str(meta['temperature'])}; "
-                  "speedup = tok/s / the same stack's target alone, side by side in this process; "
-                  "vs HF = our tok/s / transformers' for the same drafter and k; "
-                  "pred S = the cost model on the measured acceptance; transformers' acceptance is counted "
-                  "from forward calls"]
+    sampling = "greedy" if meta["temperature"] == 0 else f"temperature {meta['temperature']}"
+    lines += ["", f"{meta['prompts']} prompts x up to {meta['max_new_tokens']} new tokens (stop at EOS), {sampling}.",
+              "speedup: tok/s over the same stack's target alone, side by side in this process.",
+              "vs HF: our tok/s over transformers' for the same drafter and k. pred S: the cost model on the",
+              "measured acceptance. transformers' acceptance is counted from forward calls."]
     if meta["targets_identical"] is not None:
         lines.append(f"our target alone and transformers' gave the same tokens on "
                      f"{meta['targets_identical']}/{meta['prompts']} prompts")
