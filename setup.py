@@ -77,6 +77,6 @@ setup(
         "tt": ["ttnn==0.81.1; python_version == '3.10' or python_version == '3.12'"],
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
-    ext_modules=[CMakeExtension("tt_specdec._emu")],
+    ext_modules=[CMakeExtension("tt_specdec._emu")],  # CMakeLists.txt also builds tt_specdec._cpu
     cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithKernels},
 )

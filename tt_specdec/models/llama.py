@@ -43,6 +43,22 @@ class LlamaConfig:
         return cls(**json.loads(text))
 
 
+def check_forward_args(model, tokens: torch.Tensor, pos: torch.Tensor) -> None:
+    """The checks every cached forward makes before it touches its cache."""
+    if model.k_cache is None:
+        raise RuntimeError("forward: no KV cache; call allocate_cache(batch_size, cache_len) first")
+    B, T = tokens.shape
+    if B != model.batch_size:
+        raise ValueError(f"tokens: got batch {B}, expected the cache's batch size {model.batch_size}")
+    if tuple(pos.shape) != (B,):
+        raise ValueError(f"pos: got shape {tuple(pos.shape)}, expected [{B}]")
+    check_tokens("tokens", tokens, model.vocab_size)
+    if B and (int(pos.min()) < 0 or int(pos.max()) + T > model.cache_len):
+        raise ValueError(
+            f"pos: got positions {int(pos.min())}..{int(pos.max()) + T - 1}, "
+            f"expected 0..{model.cache_len - 1} (the KV cache length)")
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -182,18 +198,8 @@ class Llama(nn.Module):
         Writes the KV of every row at those positions; query row t attends keys
         0 .. pos[b]+t (the staircase mask of verify_attention).
         """
-        if self.k_cache is None:
-            raise RuntimeError("forward: no KV cache; call allocate_cache(batch_size, cache_len) first")
+        check_forward_args(self, tokens, pos)
         B, T = tokens.shape
-        if B != self.batch_size:
-            raise ValueError(f"tokens: got batch {B}, expected the cache's batch size {self.batch_size}")
-        if tuple(pos.shape) != (B,):
-            raise ValueError(f"pos: got shape {tuple(pos.shape)}, expected [{B}]")
-        check_tokens("tokens", tokens, self.vocab_size)
-        if B and (int(pos.min()) < 0 or int(pos.max()) + T > self.cache_len):
-            raise ValueError(
-                f"pos: got positions {int(pos.min())}..{int(pos.max()) + T - 1}, "
-                f"expected 0..{self.cache_len - 1} (the KV cache length)")
         cfg = self.cfg
         positions = pos.view(B, 1) + torch.arange(T)  # [B, T]
         cos = self.rope_cos[positions].unsqueeze(2)  # [B, T, 1, D]

@@ -1,0 +1,447 @@
+// tt_specdec._cpu: batch-invariant host kernels for the CPU decoder (models/cpu_llama.py).
+//
+// Every output element is computed by the same sequence of fp32 operations whatever the
+// number of rows M in the call, the row's place among them, or the thread that runs it:
+// a linear accumulates one fused multiply-add chain over k = 0..K-1 in order, attention
+// walks its keys in order. So a k+1-row verify and a 1-row decode give bit-identical
+// logits (the "exact mode" of issue 5) without giving up the weight reuse of a multi-row
+// product: a weight panel is read from memory once and applied to all M rows.
+//
+// Weights are stored as bf16 (half the bytes of fp32: decode is memory-bound), widened to
+// fp32 in registers; activations and accumulation are fp32.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define TT_CPU_AVX2 1
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+// ---- a tiny thread pool: the caller works too, workers spin briefly between calls --------------
+class Pool {
+public:
+    void set_threads(int n) {
+        stop_workers();
+        n_threads_ = n < 1 ? 1 : n;
+        quit_ = false;
+        uint64_t start = generation_.load();  // read here: a worker that starts late must still take the next job
+        for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i, start] { worker(i, start); });
+    }
+    int threads() const { return n_threads_; }
+    ~Pool() { stop_workers(); }
+
+    // run fn(part, parts) on every thread, part 0 on the caller; returns when all are done
+    void run(const std::function<void(int, int)>& fn) {
+        if (n_threads_ == 1) { fn(0, 1); return; }
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            job_ = &fn;
+            pending_.store(n_threads_ - 1);
+            generation_.fetch_add(1);
+        }
+        cv_.notify_all();
+        fn(0, n_threads_);
+        while (pending_.load(std::memory_order_acquire) != 0) pause();
+    }
+
+private:
+    static void pause() {
+#ifdef TT_CPU_AVX2
+        _mm_pause();
+#endif
+    }
+    void worker(int part, uint64_t seen) {
+        for (;;) {
+            // spin a little (the next linear usually follows within microseconds), then sleep
+            for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen && !quit_; ++spin) pause();
+            if (generation_.load(std::memory_order_acquire) == seen) {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return generation_.load() != seen || quit_; });
+            }
+            if (quit_) return;
+            seen = generation_.load();
+            (*job_)(part, n_threads_);
+            pending_.fetch_sub(1, std::memory_order_release);
+        }
+    }
+    void stop_workers() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            quit_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+    }
+    int n_threads_ = 1;
+    std::vector<std::thread> workers_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<bool> quit_{false};
+    const std::function<void(int, int)>* job_ = nullptr;
+};
+
+Pool& pool() {
+    static Pool p;
+    return p;
+}
+
+// ---- bf16 ---------------------------------------------------------------------------------------
+inline uint16_t to_bf16(float f) {  // round to nearest even, as torch's .bfloat16()
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+inline float from_bf16(uint16_t h) {
+    uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// ---- linear: out[M, N] = x[M, K] @ W[N, K]^T --------------------------------------------------
+// W is packed in panels of 16 output columns, [N/16][K][16] bf16. Within a panel's 16 values
+// for one k, slot 2i holds column i and slot 2i+1 column 8+i, so one 32-byte load widens to
+// two fp32 vectors with one shift (even slots) and one mask (odd slots).
+constexpr int PANEL = 16;
+constexpr int GROUP = 4;  // panels a thread takes at a time: 64 columns, K*128 bytes (fits L2)
+
+struct PackedLinear {
+    int64_t n = 0, k = 0, panels = 0;
+    std::vector<uint16_t> w;  // [panels][k][PANEL]
+
+    PackedLinear(uintptr_t src, int64_t n_, int64_t k_, bool src_is_bf16) : n(n_), k(k_) {
+        panels = (n + PANEL - 1) / PANEL;
+        w.assign(static_cast<size_t>(panels * k * PANEL), 0);
+        for (int64_t col = 0; col < n; ++col) {
+            int64_t p = col / PANEL, c = col % PANEL;
+            int64_t slot = c < 8 ? 2 * c : 2 * (c - 8) + 1;
+            for (int64_t kk = 0; kk < k; ++kk) {
+                uint16_t v = src_is_bf16 ? reinterpret_cast<const uint16_t*>(src)[col * k + kk]
+                                         : to_bf16(reinterpret_cast<const float*>(src)[col * k + kk]);
+                w[static_cast<size_t>((p * k + kk) * PANEL + slot)] = v;
+            }
+        }
+    }
+
+#ifdef TT_CPU_AVX2
+    // the register tile: MR rows x NP panels of fp32 accumulators, one FMA chain per element
+    template <int MR, int NP>
+    __attribute__((always_inline)) inline void accumulate(const float* x, const uint16_t* wp, int64_t m0,
+                                                          __m256 (&out)[MR][2 * NP]) const {
+        __m256 acc[MR][2 * NP];
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+            for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_setzero_ps();
+        const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+        for (int64_t kk = 0; kk < k; ++kk) {
+            __m256 wv[2 * NP];
+#pragma GCC unroll 16
+            for (int j = 0; j < NP; ++j) {
+                __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + (j * k + kk) * PANEL));
+                wv[2 * j] = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));         // columns 0..7
+                wv[2 * j + 1] = _mm256_castsi256_ps(_mm256_and_si256(raw, hi_mask));  // columns 8..15
+            }
+#pragma GCC unroll 16
+            for (int r = 0; r < MR; ++r) {
+                __m256 xv = _mm256_broadcast_ss(x + (m0 + r) * k + kk);
+#pragma GCC unroll 16
+                for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+            for (int j = 0; j < 2 * NP; ++j) out[r][j] = acc[r][j];
+    }
+#endif
+
+    // columns of panels [p0, p1) for rows [m0, m0+MR), NP panels at a time
+    template <int MR, int NP>
+    void block(const float* x, float* out, int64_t m0, int64_t p) const {
+        const uint16_t* wp = w.data() + static_cast<size_t>(p * k * PANEL);
+#ifdef TT_CPU_AVX2
+        __m256 acc[MR][2 * NP];
+        accumulate<MR, NP>(x, wp, m0, acc);
+        for (int r = 0; r < MR; ++r)
+            for (int j = 0; j < NP; ++j) {
+                int64_t col = (p + j) * PANEL;
+                float* o = out + (m0 + r) * n + col;
+                alignas(32) float tmp[PANEL];
+                _mm256_store_ps(tmp, acc[r][2 * j]);
+                _mm256_store_ps(tmp + 8, acc[r][2 * j + 1]);
+                for (int64_t c = 0; c < std::min<int64_t>(PANEL, n - col); ++c) o[c] = tmp[c];
+            }
+#else
+        // portable path: the same fused multiply-add chain per element, so the same bits
+        for (int r = 0; r < MR; ++r)
+            for (int j = 0; j < NP; ++j)
+                for (int c = 0; c < PANEL; ++c) {
+                    int64_t col = (p + j) * PANEL + c;
+                    if (col >= n) continue;
+                    int slot = c < 8 ? 2 * c : 2 * (c - 8) + 1;
+                    float acc = 0.f;
+                    for (int64_t kk = 0; kk < k; ++kk)
+                        acc = std::fma(x[(m0 + r) * k + kk], from_bf16(wp[(j * k + kk) * PANEL + slot]), acc);
+                    out[(m0 + r) * n + col] = acc;
+                }
+#endif
+    }
+
+    // out [M, n] = x [M, k] @ W^T; panel groups are dealt to the pool's threads round-robin
+    void run(const float* x, float* out, int64_t M) const {
+        int64_t groups = (panels + GROUP - 1) / GROUP;
+        pool().run([&](int part, int parts) {
+            for (int64_t g = part; g < groups; g += parts) {
+                int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
+                int64_t m = 0;
+                for (; m + 6 <= M; m += 6)  // 12 accumulators + 2 weight vectors + 1 broadcast: 15 of 16 ymm
+                    for (int64_t p = p0; p < p1; ++p) block<6, 1>(x, out, m, p);
+                for (; m + 4 <= M; m += 4)
+                    for (int64_t p = p0; p < p1; ++p) block<4, 1>(x, out, m, p);
+                for (; m + 2 <= M; m += 2) {
+                    int64_t p = p0;
+                    for (; p + 2 <= p1; p += 2) block<2, 2>(x, out, m, p);
+                    for (; p < p1; ++p) block<2, 1>(x, out, m, p);
+                }
+                for (; m < M; ++m) {
+                    if (p1 - p0 == 4) block<1, 4>(x, out, m, p0);
+                    else
+                        for (int64_t p = p0; p < p1; ++p) block<1, 1>(x, out, m, p);
+                }
+            }
+        });
+    }
+
+    void forward(uintptr_t x_ptr, uintptr_t out_ptr, int64_t M) const {
+        py::gil_scoped_release release;
+        run(reinterpret_cast<const float*>(x_ptr), reinterpret_cast<float*>(out_ptr), M);
+    }
+};
+
+// ---- attention: q rows against a contiguous cache, staircase mask -------------------------------
+// q [B, T, Hq, D], caches [B, Hkv, S, D], out [B, T, Hq, D], fp32; row t of b sees keys 0..pos[b]+t.
+// Each (b, t, h) walks its keys in order: a dot product in 8-lane partial sums over D with a
+// fixed final sum, a softmax in key order, and an output accumulated key by key.
+inline float dot(const float* a, const float* b, int64_t D) {
+#ifdef TT_CPU_AVX2
+    if (D % 8 == 0) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, acc);
+        return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    }
+#endif
+    float s = 0.f;
+    for (int64_t d = 0; d < D; ++d) s = std::fma(a[d], b[d], s);
+    return s;
+}
+
+void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
+            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale) {
+    int64_t G = Hq / Hkv, tasks = B * T * Hq;
+    pool().run([&](int part, int parts) {
+        thread_local std::vector<float> p;
+        p.resize(static_cast<size_t>(S));
+        for (int64_t task = part; task < tasks; task += parts) {
+            int64_t h = task % Hq, t = (task / Hq) % T, b = task / (Hq * T);
+            const float* qr = q + task * D;
+            const float* kb = kc + (b * Hkv + h / G) * S * D;
+            const float* vb = vc + (b * Hkv + h / G) * S * D;
+            int64_t keys = pos[b] + t + 1;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < keys; ++j) {
+                p[j] = dot(qr, kb + j * D, D) * scale;
+                mx = std::max(mx, p[j]);
+            }
+            float sum = 0.f;
+            for (int64_t j = 0; j < keys; ++j) {
+                p[j] = std::exp(p[j] - mx);
+                sum += p[j];
+            }
+            float inv = 1.f / sum;
+            float* o = out + task * D;
+            for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+            for (int64_t j = 0; j < keys; ++j) {
+                float w = p[j] * inv;
+                const float* vr = vb + j * D;
+                for (int64_t d = 0; d < D; ++d) o[d] = std::fma(w, vr[d], o[d]);
+            }
+        }
+    });
+}
+
+void attention(uintptr_t q_ptr, uintptr_t k_ptr, uintptr_t v_ptr, uintptr_t out_ptr, std::vector<int64_t> pos,
+               int64_t T, int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale) {
+    py::gil_scoped_release release;
+    attend(reinterpret_cast<const float*>(q_ptr), reinterpret_cast<const float*>(k_ptr),
+           reinterpret_cast<const float*>(v_ptr), reinterpret_cast<float*>(out_ptr), pos.data(),
+           static_cast<int64_t>(pos.size()), T, Hq, Hkv, S, D, scale);
+}
+
+// ---- the whole decoder step in one call: no Python or allocation between the kernels -----------
+inline void rms_norm(const float* x, const float* w, float* out, int64_t M, int64_t dim, float eps) {
+    for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * dim;
+        float inv = 1.f / std::sqrt(dot(xr, xr, dim) / static_cast<float>(dim) + eps);
+        for (int64_t i = 0; i < dim; ++i) out[m * dim + i] = xr[i] * inv * w[i];
+    }
+}
+
+// rotate-half RoPE (HF Llama): out = x * cos + cat(-x2, x1) * sin, cos/sin rows [D]
+inline void rope(const float* x, const float* cos, const float* sin, float* out, int64_t D) {
+    int64_t half = D / 2;
+    for (int64_t i = 0; i < half; ++i) {
+        out[i] = x[i] * cos[i] + (-x[i + half]) * sin[i];
+        out[i + half] = x[i + half] * cos[i + half] + x[i] * sin[i + half];
+    }
+}
+
+struct Layer {
+    std::vector<float> attn_norm, ffn_norm;
+    std::shared_ptr<PackedLinear> qkv, wo, gate_up, down;
+};
+
+std::vector<float> copy_floats(uintptr_t ptr, int64_t n) {
+    const float* p = reinterpret_cast<const float*>(ptr);
+    return std::vector<float>(p, p + n);
+}
+
+struct CpuModel {
+    int64_t dim, n_heads, n_kv, head_dim, ffn, max_len;
+    float eps;
+    std::vector<float> cos, sin;  // [max_len, head_dim]
+    std::vector<Layer> layers;
+    std::vector<float> final_norm;
+    std::shared_ptr<PackedLinear> head;
+    std::vector<float> h, qkv, q, att, o, gu, act;  // scratch, grown to the largest M seen
+
+    CpuModel(int64_t dim_, int64_t n_heads_, int64_t n_kv_, int64_t head_dim_, int64_t ffn_, float eps_,
+             uintptr_t cos_ptr, uintptr_t sin_ptr, int64_t max_len_)
+        : dim(dim_), n_heads(n_heads_), n_kv(n_kv_), head_dim(head_dim_), ffn(ffn_), max_len(max_len_), eps(eps_),
+          cos(copy_floats(cos_ptr, max_len_ * head_dim_)), sin(copy_floats(sin_ptr, max_len_ * head_dim_)) {}
+
+    void add_layer(uintptr_t attn_norm, uintptr_t ffn_norm, std::shared_ptr<PackedLinear> qkv_,
+                   std::shared_ptr<PackedLinear> wo_, std::shared_ptr<PackedLinear> gate_up_,
+                   std::shared_ptr<PackedLinear> down_) {
+        layers.push_back({copy_floats(attn_norm, dim), copy_floats(ffn_norm, dim), qkv_, wo_, gate_up_, down_});
+    }
+    void set_head(uintptr_t norm, std::shared_ptr<PackedLinear> head_) {
+        final_norm = copy_floats(norm, dim);
+        head = head_;
+    }
+
+    // x [M = B*T, dim]: the embeddings in, the final hidden state (before the norm) out;
+    // caches [layers, B, Hkv, S, D]; logits [M, V] when not null
+    void forward(float* x, float* k_cache, float* v_cache, int64_t B, int64_t T, int64_t S,
+                 const std::vector<int64_t>& pos, float* logits) {
+        int64_t M = B * T, D = head_dim, qkv_n = (n_heads + 2 * n_kv) * D;
+        for (auto* buf : {&h, &att, &o}) buf->resize(static_cast<size_t>(M * std::max(dim, n_heads * D)));
+        qkv.resize(static_cast<size_t>(M * qkv_n));
+        q.resize(static_cast<size_t>(M * n_heads * D));
+        gu.resize(static_cast<size_t>(M * 2 * ffn));
+        act.resize(static_cast<size_t>(M * ffn));
+        int64_t layer_stride = B * n_kv * S * D;
+        for (size_t l = 0; l < layers.size(); ++l) {
+            const Layer& L = layers[l];
+            float* kc = k_cache + static_cast<int64_t>(l) * layer_stride;
+            float* vc = v_cache + static_cast<int64_t>(l) * layer_stride;
+            rms_norm(x, L.attn_norm.data(), h.data(), M, dim, eps);
+            L.qkv->run(h.data(), qkv.data(), M);
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t t = 0; t < T; ++t) {
+                    int64_t m = b * T + t, p = pos[b] + t;
+                    const float* row = qkv.data() + m * qkv_n;
+                    const float* c = cos.data() + p * D;
+                    const float* s = sin.data() + p * D;
+                    for (int64_t hq = 0; hq < n_heads; ++hq) rope(row + hq * D, c, s, q.data() + (m * n_heads + hq) * D, D);
+                    for (int64_t hk = 0; hk < n_kv; ++hk) {
+                        int64_t slot = ((b * n_kv + hk) * S + p) * D;
+                        rope(row + (n_heads + hk) * D, c, s, kc + slot, D);
+                        std::memcpy(vc + slot, row + (n_heads + n_kv + hk) * D, sizeof(float) * D);
+                    }
+                }
+            attend(q.data(), kc, vc, att.data(), pos.data(), B, T, n_heads, n_kv, S, D, 1.f / std::sqrt(static_cast<float>(D)));
+            L.wo->run(att.data(), o.data(), M);
+            for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
+            rms_norm(x, L.ffn_norm.data(), h.data(), M, dim, eps);
+            L.gate_up->run(h.data(), gu.data(), M);
+            for (int64_t m = 0; m < M; ++m)
+                for (int64_t f = 0; f < ffn; ++f) {
+                    float g = gu[m * 2 * ffn + f];
+                    act[m * ffn + f] = g / (1.f + std::exp(-g)) * gu[m * 2 * ffn + ffn + f];
+                }
+            L.down->run(act.data(), o.data(), M);
+            for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
+        }
+        if (logits != nullptr) {
+            rms_norm(x, final_norm.data(), h.data(), M, dim, eps);
+            head->run(h.data(), logits, M);
+        }
+    }
+
+    void forward_py(uintptr_t x, uintptr_t k_cache, uintptr_t v_cache, int64_t B, int64_t T, int64_t S,
+                    std::vector<int64_t> pos, uintptr_t logits) {
+        for (int64_t b = 0; b < B; ++b)
+            if (pos[b] < 0 || pos[b] + T > S || pos[b] + T > max_len)
+                throw std::invalid_argument("pos: got " + std::to_string(pos[b]) + " with T=" + std::to_string(T) +
+                                            ", expected pos + T <= " + std::to_string(std::min(S, max_len)));
+        py::gil_scoped_release release;
+        forward(reinterpret_cast<float*>(x), reinterpret_cast<float*>(k_cache), reinterpret_cast<float*>(v_cache), B, T,
+                S, pos, reinterpret_cast<float*>(logits));
+    }
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+    m.doc() = "Batch-invariant CPU kernels (bf16-weight linear, attention) for tt_specdec's CPU decoder";
+    m.def("set_threads", [](int n) { pool().set_threads(n); }, py::arg("n"));
+    m.def("threads", [] { return pool().threads(); });
+    m.def("has_avx2", [] {
+#ifdef TT_CPU_AVX2
+        return true;
+#else
+        return false;
+#endif
+    });
+    py::class_<PackedLinear, std::shared_ptr<PackedLinear>>(m, "PackedLinear")
+        .def(py::init<uintptr_t, int64_t, int64_t, bool>(), py::arg("weight_ptr"), py::arg("n"), py::arg("k"),
+             py::arg("is_bf16"))
+        .def_readonly("n", &PackedLinear::n)
+        .def_readonly("k", &PackedLinear::k)
+        .def("forward", &PackedLinear::forward, py::arg("x_ptr"), py::arg("out_ptr"), py::arg("m"));
+    py::class_<CpuModel>(m, "CpuModel")
+        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, float, uintptr_t, uintptr_t, int64_t>(),
+             py::arg("dim"), py::arg("n_heads"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("ffn_dim"),
+             py::arg("eps"), py::arg("cos_ptr"), py::arg("sin_ptr"), py::arg("max_len"))
+        .def("add_layer", &CpuModel::add_layer)
+        .def("set_head", &CpuModel::set_head)
+        .def("forward", &CpuModel::forward_py, py::arg("x_ptr"), py::arg("k_cache_ptr"), py::arg("v_cache_ptr"),
+             py::arg("b"), py::arg("t"), py::arg("s"), py::arg("pos"), py::arg("logits_ptr"));
+    m.def("attention", &attention, py::arg("q_ptr"), py::arg("k_ptr"), py::arg("v_ptr"), py::arg("out_ptr"),
+          py::arg("pos"), py::arg("t"), py::arg("hq"), py::arg("hkv"), py::arg("s"), py::arg("d"), py::arg("scale"));
+}

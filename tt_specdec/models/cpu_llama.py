@@ -1,0 +1,157 @@
+"""The fast CPU decoder: a Llama run through the batch-invariant kernels of tt_specdec._cpu.
+
+Weights are bf16 (the model is memory-bound at decode), activations and accumulation fp32.
+Every linear and the attention compute each output element with the same fp32 operations
+whatever the row count, so a (k+1)-row verify gives bit-identical logits to k+1 one-row
+decodes: greedy speculative output equals the target alone exactly, even at near-ties
+("exact mode", issue 5). A weight panel is still read once for all rows of a call, which is
+what makes verifying k+1 rows cost little more than decoding one.
+
+`CpuLlama(model)` wraps a torch `Llama` (whose weights it rounds to bf16 in place, so the
+torch module computes with the same weights) and is a Decoder like it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from tt_specdec import ops
+from tt_specdec.models.llama import Llama, apply_rope, check_forward_args
+
+
+def _cpu():
+    from tt_specdec import _cpu as mod  # built by CMakeLists.txt with the emulator
+    return mod
+
+
+def set_threads(n: int) -> None:
+    """Threads of the _cpu kernels (their own pool, separate from torch's)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"threads: got {n!r}, expected an int >= 1")
+    _cpu().set_threads(n)
+
+
+class PackedLinear:
+    """y [M, N] = x [M, K] @ W^T with W [N, K] packed once as bf16 panels."""
+
+    def __init__(self, weight: torch.Tensor):
+        w = weight.detach().contiguous()
+        if w.dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"weight: got dtype {w.dtype}, expected float32 or bfloat16")
+        self.n, self.k = w.shape
+        self.packed = _cpu().PackedLinear(w.data_ptr(), self.n, self.k, w.dtype == torch.bfloat16)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x [M, K] fp32 contiguous -> [M, N] fp32."""
+        out = torch.empty(x.shape[0], self.n)
+        self.packed.forward(x.data_ptr(), out.data_ptr(), x.shape[0])
+        return out
+
+
+def attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Batch-invariant verify attention: q [B, T, Hq, D], caches [B, Hkv, S, D] fp32 -> [B, T, Hq, D]."""
+    B, T, Hq, D = q.shape
+    _, Hkv, S, _ = k_cache.shape
+    q = q.contiguous()
+    out = torch.empty_like(q)
+    _cpu().attention(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr(), pos.tolist(),
+                     T, Hq, Hkv, S, D, 1.0 / math.sqrt(D))
+    return out
+
+
+class CpuLayer:
+    """One decoder block's packed weights: fused q|k|v and gate|up products."""
+
+    def __init__(self, block):
+        self.attn_norm = block.attn_norm.weight.detach().float().contiguous()
+        self.ffn_norm = block.ffn_norm.weight.detach().float().contiguous()
+        self.eps = block.attn_norm.eps
+        self.qkv = PackedLinear(torch.cat([block.wq.weight, block.wk.weight, block.wv.weight]))
+        self.wo = PackedLinear(block.wo.weight)
+        self.gate_up = PackedLinear(torch.cat([block.w_gate.weight, block.w_up.weight]))
+        self.down = PackedLinear(block.w_down.weight)
+
+
+class CpuLlama:
+    """Decoder: `forward(tokens [B, T], pos [B]) -> logits [B, T, V]` on the _cpu kernels."""
+
+    def __init__(self, model: Llama):
+        with torch.no_grad():
+            for p in model.parameters():  # the torch module now holds exactly the weights we compute with
+                p.copy_(p.bfloat16().float())
+        self.model = model.float().eval().requires_grad_(False)
+        self.cfg = model.cfg
+        self.embed, self.norm = model.embed, model.norm
+        self.layers = [CpuLayer(b) for b in model.layers]
+        self.head = PackedLinear(model.embed.weight if model.lm_head is None else model.lm_head.weight)
+        cfg = model.cfg
+        self.engine = _cpu().CpuModel(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.norm_eps,
+                                      model.rope_cos.data_ptr(), model.rope_sin.data_ptr(), cfg.max_seq_len)
+        for layer in self.layers:  # the engine copies the norms and shares the packed weights
+            self.engine.add_layer(layer.attn_norm.data_ptr(), layer.ffn_norm.data_ptr(), layer.qkv.packed,
+                                  layer.wo.packed, layer.gate_up.packed, layer.down.packed)
+        self.engine.set_head(model.norm.weight.data_ptr(), self.head.packed)
+        self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D] fp32
+        self.v_cache: torch.Tensor | None = None
+        self.keep_hidden = False  # as Llama: forward writes hidden_cache [B, S, dim] for an EAGLE drafter
+        self.hidden_cache: torch.Tensor | None = None
+        self.ops_backend = "cpu"  # "cpu": our batch-invariant attention; "torch" / "emu": ops.verify_attention
+
+    vocab_size = property(lambda self: self.cfg.vocab_size)
+    max_seq_len = property(lambda self: self.cfg.max_seq_len)
+    cache_len = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[3])
+    batch_size = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[1])
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h [..., dim] final hidden states -> logits [..., V], through the packed head."""
+        flat = self.norm(h.float()).reshape(-1, self.cfg.dim).contiguous()
+        return self.head(flat).view(*h.shape[:-1], -1)
+
+    def allocate_cache(self, batch_size: int, cache_len: int) -> None:
+        Llama.allocate_cache(self, batch_size, cache_len)
+
+    def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return Llama.prefill(self, tokens, lengths)
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V] fp32; writes their KV."""
+        check_forward_args(self, tokens, pos)
+        if self.ops_backend != "cpu":
+            return self.forward_with_ops(tokens, pos)
+        B, T = tokens.shape
+        x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
+        logits = torch.empty(B, T, self.vocab_size)
+        self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
+                            pos.tolist(), logits.data_ptr())
+        if self.keep_hidden:
+            self.hidden_cache[torch.arange(B).view(B, 1), pos.view(B, 1) + torch.arange(T)] = x.view(B, T, -1)
+        return logits
+
+    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu")."""
+        cfg = self.cfg
+        B, T = tokens.shape
+        Hq, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        positions = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        cos = self.model.rope_cos[positions].unsqueeze(2)  # [B, T, 1, D]
+        sin = self.model.rope_sin[positions].unsqueeze(2)
+        rows = torch.arange(B).view(B, 1)
+        x = self.embed(tokens).view(B * T, cfg.dim)  # [M, dim], M = B*T
+        for i, layer in enumerate(self.layers):
+            qkv = layer.qkv(F.rms_norm(x, (cfg.dim,), layer.attn_norm, layer.eps)).view(B, T, -1)
+            q = apply_rope(qkv[..., :Hq * D].view(B, T, Hq, D), cos, sin)
+            k = apply_rope(qkv[..., Hq * D:(Hq + Hkv) * D].view(B, T, Hkv, D), cos, sin)
+            k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
+            k_cache[rows, :, positions] = k
+            v_cache[rows, :, positions] = qkv[..., (Hq + Hkv) * D:].view(B, T, Hkv, D)
+            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.ops_backend)
+            x = x + layer.wo(o.reshape(B * T, Hq * D))
+            gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
+            x = x + layer.down(F.silu(gate) * up)
+        x = x.view(B, T, cfg.dim)
+        if self.keep_hidden:
+            self.hidden_cache[rows, positions] = x
+        return self.logits(x)
