@@ -5,7 +5,7 @@ decode step (spec/cost.py `measure`, both drafters timed against the same target
 with S = E / (d0 + k·c + v(k+1)) predicted from them.
 
     nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --threads 1 --tokens 64 --json eagle.json
-    nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --vocab-sweep 2048,4096,8192,16384,49152 --k 4
+    nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --vocab-sweep 2048,4096,8192,16384,49152 --cost-only
 
 The target is the fp32 lean Llama with weights rounded to bf16 (what the head was trained on and what
 the shipped fast target computes). --vocab-sweep: the head restricted to the N most frequent tokens
@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--k", default="1,2,3,4,5,6", help="draft lengths")
     p.add_argument("--head", default=str(SMOLLM2_EAGLE), help="EAGLE head safetensors")
     p.add_argument("--vocab-sweep", help="comma-separated vocabulary sizes N: the EAGLE head only, per N")
+    p.add_argument("--cost-only", action="store_true", help="only the cost ratios, no generation")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,11 +74,13 @@ def main() -> None:
         costs[name] = cost
         res["drafters"][name] = {"c": round(cost.c, 4), "d0": round(cost.d0, 4), "v": [round(x, 3) for x in cost.v]}
         print(f"{name}: c {cost.c:.4f} d0 {cost.d0:.4f} v {[round(x, 2) for x in cost.v]}", flush=True)
+    if args.cost_only:
+        ks = []
 
     totals = {(name, k): Stats() for name in drafters for k in ks}
     per_cat = {(name, k): {} for name in drafters for k in ks}
     lossless = True
-    for cat, text in prompt_set("smollm2", args.prompts):
+    for cat, text in prompt_set("smollm2", args.prompts) if ks else []:
         ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": text}]))
         plain = generate_plain(target, [ids], max_new_tokens=args.tokens, eos_token_id=tok.eos_token_id)
         line = []
@@ -92,7 +95,7 @@ def main() -> None:
                 merge(per_cat[name, k].setdefault(cat, Stats()), gen.stats)
             line.append(f"{name} k={ks[-1]} {gen.stats.acceptance_rate:.2f}")
         print(f"{cat:14s} {'; '.join(line)}  {text[:40]!r}", flush=True)
-    res["lossless"] = lossless
+    res["lossless"] = lossless if ks else None
     for name in drafters:
         rows = res["drafters"][name]["k"] = {}
         for k in ks:
@@ -105,7 +108,8 @@ def main() -> None:
             cats = " ".join(f"{c} {st.acceptance_rate:.3f}" for c, st in per_cat[name, k].items())
             print(f"{name:14s} k={k}: acceptance {row['acceptance']:.3f} mean accepted length "
                   f"{row['mean_accepted_length']:.2f} predicted S {row['predicted_speedup']:.2f} | {cats}", flush=True)
-    print(f"lossless (greedy output = target alone on every prompt, drafter and k): {lossless}")
+    if ks:
+        print(f"lossless (greedy output = target alone on every prompt, drafter and k): {lossless}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
