@@ -105,33 +105,45 @@ class CpuLlama:
     batch_size = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[1])
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """h [..., dim] final hidden states -> logits [..., V], through the packed head."""
-        flat = self.norm(h.float()).reshape(-1, self.cfg.dim).contiguous()
-        return self.head(flat).view(*h.shape[:-1], -1)
+        """h [..., dim] final hidden states -> logits [..., V]: the engine's own norm and head, so
+        logits(hidden_cache[b, p]) has the bits forward gave for position p."""
+        flat = h.float().reshape(-1, self.cfg.dim).contiguous()
+        out = torch.empty(flat.shape[0], self.vocab_size)
+        self.engine.logits(flat.data_ptr(), flat.shape[0], out.data_ptr())
+        return out.view(*h.shape[:-1], -1)
 
     def allocate_cache(self, batch_size: int, cache_len: int) -> None:
         Llama.allocate_cache(self, batch_size, cache_len)
 
+    @torch.inference_mode()
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return Llama.prefill(self, tokens, lengths)
+        """tokens [B, L] right-padded, lengths [B] -> logits [B, V] after each row's last token; the head
+        runs on those B rows only (a prompt's other positions need no logits)."""
+        B = tokens.shape[0]
+        hidden = self.forward(tokens, torch.zeros(B, dtype=torch.long), with_logits=False)  # [B, L, dim]
+        return self.logits(hidden[torch.arange(B), lengths.long() - 1])
 
     @torch.inference_mode()
-    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V] fp32; writes their KV."""
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor, with_logits: bool = True) -> torch.Tensor:
+        """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V] fp32; writes their KV.
+        with_logits=False returns the final hidden states [B, T, dim] instead (no head)."""
         check_forward_args(self, tokens, pos)
         if self.ops_backend != "cpu":
-            return self.forward_with_ops(tokens, pos)
+            logits, x = self.forward_with_ops(tokens, pos)
+            return logits if with_logits else x
         B, T = tokens.shape
         x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
-        logits = torch.empty(B, T, self.vocab_size)
+        logits = torch.empty(B, T, self.vocab_size) if with_logits else None
         self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
-                            pos.tolist(), logits.data_ptr())
+                            pos.tolist(), 0 if logits is None else logits.data_ptr())
+        x = x.view(B, T, -1)
         if self.keep_hidden:
-            self.hidden_cache[torch.arange(B).view(B, 1), pos.view(B, 1) + torch.arange(T)] = x.view(B, T, -1)
-        return logits
+            self.hidden_cache[torch.arange(B).view(B, 1), pos.view(B, 1) + torch.arange(T)] = x
+        return x if logits is None else logits
 
-    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu")."""
+    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu"):
+        (logits [B, T, V], final hidden [B, T, dim])."""
         cfg = self.cfg
         B, T = tokens.shape
         Hq, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -154,4 +166,4 @@ class CpuLlama:
         x = x.view(B, T, cfg.dim)
         if self.keep_hidden:
             self.hidden_cache[rows, positions] = x
-        return self.logits(x)
+        return self.logits(x), x
