@@ -78,8 +78,8 @@ def default_pair_calls(monkeypatch, cost_cache):
     """load_pair and SpeculativeDecoder as the CLI calls them, on the tiny models with a chat tokenizer."""
     tiny, calls = tt_specdec.load_pair("tiny"), {}
 
-    def load_pair(name, dtype):
-        calls["load_pair"] = (name, dtype)
+    def load_pair(name, dtype=torch.float32, engine="cpu"):
+        calls["load_pair"] = (name, dtype, engine)
         return Pair(tiny.target, tiny.draft, ChatByteTokenizer())
 
     def decoder(*args, **kwargs):
@@ -92,10 +92,10 @@ def default_pair_calls(monkeypatch, cost_cache):
     return calls
 
 
-def test_generate_defaults_smollm2_bf16_chat_template_k_auto_stop_at_eos(default_pair_calls, capsys):
+def test_generate_defaults_smollm2_cpu_engine_chat_template_k_auto_stop_at_eos(default_pair_calls, capsys):
     assert main(["generate", "def", "--max-new-tokens", "48"]) == 0
     answer = capsys.readouterr().out
-    assert default_pair_calls["load_pair"] == ("smollm2", torch.bfloat16)
+    assert default_pair_calls["load_pair"] == ("smollm2", torch.float32, "cpu")
     dec = default_pair_calls["decoder"]
     assert dec.auto and dec.k == 8 and type(dec.drafter).__name__ == "ModelDrafter"
     assert answer.endswith(" ") and answer.count(" ") == 1  # stopped at the first end-of-turn token

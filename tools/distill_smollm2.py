@@ -512,7 +512,7 @@ def evaluate(n_prompts: int, k: int, new_tokens: int, dtype: torch.dtype) -> Non
     from tt_specdec.drafters import ModelDrafter
     from tt_specdec.spec import generate_plain, speculative_generate
 
-    pair = tt_specdec.load_pair("smollm2", dtype)
+    pair = tt_specdec.load_pair("smollm2", dtype, engine="torch")
     tok = pair.tokenizer
     by_cat: dict[str, list[str]] = {}
     for cat, text in BENCH_PROMPTS:

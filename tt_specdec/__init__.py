@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 PAIRS = ("tiny", "smollm2")
 DEFAULT_PAIR = "smollm2"
 OPS_BACKENDS = ("torch", "emu")
+ENGINES = ("cpu", "torch")
 
 
 @dataclasses.dataclass
@@ -34,7 +35,7 @@ class Pair:
     tokenizer: ByteTokenizer | HFTokenizer
 
 
-def load_pair(name: str = DEFAULT_PAIR, dtype: torch.dtype = torch.float32) -> Pair:
+def load_pair(name: str = DEFAULT_PAIR, dtype: torch.dtype = torch.float32, engine: str = "cpu") -> Pair:
     """The shipped target + draft + tokenizer.
 
     "tiny": the byte-level test pair. "smollm2": SmolLM2-135M-Instruct from the GGUF in
@@ -42,9 +43,29 @@ def load_pair(name: str = DEFAULT_PAIR, dtype: torch.dtype = torch.float32) -> P
     tools/setup.sh) with the tokenizer and chat template from the same file, and the draft
     distilled from it by tools/distill_smollm2.py (models/weights/smollm2_draft.safetensors);
     `draft` is None when that file is absent: then use drafter="ngram" (or k=0).
+
+    engine "cpu" (default): both models on the batch-invariant CPU decoder (models/cpu_llama.py;
+    bf16 weights, fp32 compute, a verify bit-identical to decoding: greedy output is exactly the
+    target's); it wraps fp32 torch modules, so dtype must be float32. engine "torch": the torch
+    Llama computing in `dtype`.
     """
     if name not in PAIRS:
         raise ValueError(f"name: got {name!r}, expected one of {PAIRS}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine: got {engine!r}, expected one of {ENGINES}")
+    if engine == "cpu" and dtype != torch.float32:
+        raise ValueError(f"dtype: got {dtype} with engine='cpu' (bf16 weights, fp32 compute), "
+                         "expected torch.float32, or engine='torch'")
+    pair = load_torch_pair(name, dtype)
+    if engine == "cpu":
+        from tt_specdec.models.cpu_llama import CpuLlama
+
+        pair.target = CpuLlama(pair.target)
+        pair.draft = None if pair.draft is None else CpuLlama(pair.draft)
+    return pair
+
+
+def load_torch_pair(name: str, dtype: torch.dtype) -> Pair:
     if name == "smollm2":
         from tt_specdec.models.gguf import load_smollm2
         from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer

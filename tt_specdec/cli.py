@@ -18,8 +18,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--pair", choices=PAIRS, default=DEFAULT_PAIR,
                    help=f"shipped model pair (default: {DEFAULT_PAIR}; tiny = the byte-level test pair)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), help="weights (default: fp32 for tiny, bf16 for smollm2)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: 1)")
+    p.add_argument("--engine", choices=("cpu", "torch"), default="cpu",
+                   help="cpu (default): our batch-invariant CPU decoder, bf16 weights, exact verify; torch: the torch Llama")
+    p.add_argument("--dtype", choices=sorted(DTYPES),
+                   help="with --engine torch: compute dtype (default: fp32 for tiny, bf16 for smollm2)")
+    p.add_argument("--threads", type=int, help="CPU threads of the decoder and torch (default: 1)")
     p.add_argument("--raw", action="store_true",
                    help="the prompt is raw text to continue, not a user message in the model's chat template")
 
@@ -40,7 +43,16 @@ def load(args):
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: got {args.threads}, expected an int >= 1")
     torch.set_num_threads(args.threads or DEFAULT_THREADS[args.pair])
-    return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]))
+    if args.engine == "cpu":
+        from tt_specdec.models.cpu_llama import set_threads
+
+        set_threads(args.threads or DEFAULT_THREADS[args.pair])  # the CPU decoder's own pool
+    if args.engine == "cpu":
+        if args.dtype not in (None, "fp32"):
+            raise ValueError(f"--dtype: got {args.dtype} with --engine cpu (bf16 weights, fp32 compute); "
+                             "expected no --dtype, or --engine torch")
+        return load_pair(args.pair, engine="cpu")
+    return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]), engine="torch")
 
 
 def parse_ks(text: str) -> list[int | str]:

@@ -99,10 +99,15 @@ class CpuLlama:
         self.hidden_cache: torch.Tensor | None = None
         self.ops_backend = "cpu"  # "cpu": our batch-invariant attention; "torch" / "emu": ops.verify_attention
 
+    weight_dtype = torch.bfloat16  # as stored and read each step; activations are fp32
     vocab_size = property(lambda self: self.cfg.vocab_size)
     max_seq_len = property(lambda self: self.cfg.max_seq_len)
     cache_len = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[3])
     batch_size = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[1])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The torch module's weights: exactly the (bf16-rounded) values the engine computes with."""
+        return self.model.state_dict()
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """h [..., dim] final hidden states -> logits [..., V]: the engine's own norm and head, so

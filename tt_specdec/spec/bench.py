@@ -47,7 +47,7 @@ STATS_COUNTS = ("steps", "drafted", "accepted", "emitted", "row_steps", "new_tok
 
 
 def weight_dtype(model) -> torch.dtype:
-    return next(iter(model.parameters())).dtype
+    return getattr(model, "weight_dtype", None) or next(iter(model.parameters())).dtype  # CpuLlama: bf16
 
 
 def progress(msg: str) -> None:
@@ -192,14 +192,15 @@ def hf_llama(model, transformers):
              "wk": "self_attn.k_proj", "wv": "self_attn.v_proj", "wo": "self_attn.o_proj",
              "w_gate": "mlp.gate_proj", "w_up": "mlp.up_proj", "w_down": "mlp.down_proj"}
     state = {}
-    for name, tensor in model.state_dict().items():
+    ours = model.state_dict()  # CpuLlama: its bf16-rounded weights in fp32, computed in fp32 like ours
+    for name, tensor in ours.items():
         parts = name.split(".")
         if parts[0] == "layers":  # layers.{i}.{ours}.weight -> model.layers.{i}.{theirs}.weight
             name = f"model.layers.{parts[1]}.{names[parts[2]]}.{parts[3]}"
         else:
             name = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}.get(name, name)
         state[name] = tensor
-    hf = transformers.LlamaForCausalLM(hf_cfg).to(weight_dtype(model))
+    hf = transformers.LlamaForCausalLM(hf_cfg).to(next(iter(ours.values())).dtype)
     hf.load_state_dict(state, strict=not cfg.tie_embeddings)  # tied: lm_head is embed_tokens
     if cfg.tie_embeddings:
         hf.tie_weights()
