@@ -278,12 +278,9 @@ def accept_prefix(target_logits, draft_tokens, *, draft_probs=None, num_draft=No
             raise TypeError(f"target_logits: got ttnn dtype {target_logits.dtype}, expected bfloat16 or float32")
     if temperature == 0.0:
         prog = AP.accept_prefix_program(B, k, V, logits_dtype)
-    elif top_k == 0 and top_p == 1.0:
-        prog = AP.accept_prefix_sampling_program(B, k, V, logits_dtype, temperature,
-                                                 has_draft_probs=draft_probs is not None)
     else:
-        raise NotImplementedError(f"accept_prefix on the device: top_k={top_k}, top_p={top_p} have no kernels yet; "
-                                  "greedy and plain temperature sampling do")
+        prog = AP.accept_prefix_sampling_program(B, k, V, logits_dtype, temperature, top_k=top_k, top_p=top_p,
+                                                 has_draft_probs=draft_probs is not None)
     tensors = {"logits": to_device(target_logits, _tensor(prog, "logits"), dev),
                "drafts": to_device(draft_tokens, _tensor(prog, "drafts"), dev)}
     nd = _tensor(prog, "num_draft")
