@@ -100,6 +100,7 @@ class CpuLlama:
         self.ops_backend = "cpu"  # "cpu": our batch-invariant attention; "torch" / "emu": ops.verify_attention
 
     weight_dtype = torch.bfloat16  # as stored and read each step; activations are fp32
+    threads = property(lambda self: _cpu().threads())
     vocab_size = property(lambda self: self.cfg.vocab_size)
     max_seq_len = property(lambda self: self.cfg.max_seq_len)
     cache_len = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[3])

@@ -99,8 +99,9 @@ def describe(model) -> str | None:
     if model is None:
         return None
     params = getattr(model, "parameters", None)
-    dtype = next(iter(params()), torch.empty(0)).dtype if params else None
-    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}"
+    dtype = getattr(model, "weight_dtype", None) or (next(iter(params()), torch.empty(0)).dtype if params else None)
+    threads = getattr(model, "threads", "")  # CpuLlama: its own kernel pool
+    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}"
 
 
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
