@@ -125,6 +125,7 @@ inline float from_bf16(uint16_t h) {
 // for one k, slot 2i holds column i and slot 2i+1 column 8+i, so one 32-byte load widens to
 // two fp32 vectors with one shift (even slots) and one mask (odd slots).
 constexpr int PANEL = 16;
+int g_prefetch = 64;
 constexpr int GROUP = 4;  // panels a thread takes at a time: 64 columns, K*128 bytes (fits L2)
 
 struct PackedLinear {
@@ -157,6 +158,9 @@ struct PackedLinear {
             for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_setzero_ps();
         const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
         for (int64_t kk = 0; kk < k; ++kk) {
+            // the weight stream runs ahead of the FMAs: ask for it 2 KB early (DRAM latency, not bandwidth,
+            // is what a dense multi-row tile waits on)
+            if (g_prefetch) _mm_prefetch(reinterpret_cast<const char*>(wp + (kk + g_prefetch) * PANEL), _MM_HINT_T0);
             __m256 wv[2 * NP];
 #pragma GCC unroll 16
             for (int j = 0; j < NP; ++j) {
@@ -210,26 +214,31 @@ struct PackedLinear {
 #endif
     }
 
+    // panels [p0, p1) for rows [m0, m0+MR), NP panels per register tile (fewer at the group's end)
+    template <int MR, int NP>
+    void blocks(const float* x, float* out, int64_t m0, int64_t p0, int64_t p1) const {
+        int64_t p = p0;
+        for (; p + NP <= p1; p += NP) block<MR, NP>(x, out, m0, p);
+        for (; p < p1; ++p) block<MR, 1>(x, out, m0, p);
+    }
+
     // out [M, n] = x [M, k] @ W^T; panel groups are dealt to the pool's threads round-robin
     void run(const float* x, float* out, int64_t M) const {
         int64_t groups = (panels + GROUP - 1) / GROUP;
         pool().run([&](int part, int parts) {
             for (int64_t g = part; g < groups; g += parts) {
                 int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
+                // all rows of a 6-row chunk in one pass over the panel group, so each weight is
+                // widened once per 6 rows; 8-12 accumulators keep both FMA pipes busy
                 int64_t m = 0;
-                for (; m + 6 <= M; m += 6)  // 12 accumulators + 2 weight vectors + 1 broadcast: 15 of 16 ymm
-                    for (int64_t p = p0; p < p1; ++p) block<6, 1>(x, out, m, p);
-                for (; m + 4 <= M; m += 4)
-                    for (int64_t p = p0; p < p1; ++p) block<4, 1>(x, out, m, p);
-                for (; m + 2 <= M; m += 2) {
-                    int64_t p = p0;
-                    for (; p + 2 <= p1; p += 2) block<2, 2>(x, out, m, p);
-                    for (; p < p1; ++p) block<2, 1>(x, out, m, p);
-                }
-                for (; m < M; ++m) {
-                    if (p1 - p0 == 4) block<1, 4>(x, out, m, p0);
-                    else
-                        for (int64_t p = p0; p < p1; ++p) block<1, 1>(x, out, m, p);
+                for (; m + 6 <= M; m += 6) blocks<6, 1>(x, out, m, p0, p1);
+                switch (M - m) {
+                    case 5: blocks<5, 1>(x, out, m, p0, p1); break;
+                    case 4: blocks<4, 1>(x, out, m, p0, p1); break;
+                    case 3: blocks<3, 2>(x, out, m, p0, p1); break;
+                    case 2: blocks<2, 2>(x, out, m, p0, p1); break;
+                    case 1: blocks<1, 4>(x, out, m, p0, p1); break;
+                    default: break;
                 }
             }
         });
@@ -450,6 +459,7 @@ PYBIND11_MODULE(_cpu, m) {
     m.doc() = "Batch-invariant CPU kernels (bf16-weight linear, attention) for tt_specdec's CPU decoder";
     m.def("set_threads", [](int n) { pool().set_threads(n); }, py::arg("n"));
     m.def("threads", [] { return pool().threads(); });
+    m.def("_set_prefetch", [](int d) { g_prefetch = d; });
     m.def("has_avx2", [] {
 #ifdef TT_CPU_AVX2
         return true;
