@@ -35,22 +35,22 @@ DEFAULT_THREADS = {"tiny": 1, "smollm2": 1}
 
 
 def load(args):
-    """Set the threads, then load the pair in the chosen dtype."""
+    """Check the options, set the threads, then load the pair on the chosen engine."""
     import torch
 
     from tt_specdec import load_pair
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: got {args.threads}, expected an int >= 1")
-    torch.set_num_threads(args.threads or DEFAULT_THREADS[args.pair])
+    if args.engine == "cpu" and args.dtype not in (None, "fp32"):
+        raise ValueError(f"--dtype: got {args.dtype} with --engine cpu (bf16 weights, fp32 compute); "
+                         "expected no --dtype, or --engine torch")
+    threads = args.threads or DEFAULT_THREADS[args.pair]
+    torch.set_num_threads(threads)
     if args.engine == "cpu":
         from tt_specdec.models.cpu_llama import set_threads
 
-        set_threads(args.threads or DEFAULT_THREADS[args.pair])  # the CPU decoder's own pool
-    if args.engine == "cpu":
-        if args.dtype not in (None, "fp32"):
-            raise ValueError(f"--dtype: got {args.dtype} with --engine cpu (bf16 weights, fp32 compute); "
-                             "expected no --dtype, or --engine torch")
+        set_threads(threads)  # the CPU decoder's own pool
         return load_pair(args.pair, engine="cpu")
     return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]), engine="torch")
 
