@@ -146,8 +146,8 @@ def available_drafters(pair) -> list[str]:
     for name, factory in DRAFTERS.items():
         try:
             factory(pair)
-        except (ValueError, TypeError) as e:  # no weights for this pair, or made for another target
-            progress(f"drafter={name} left out: {e}")
+        except Exception as e:  # noqa: BLE001 - no weights for this pair, made for another target, or broken
+            progress(f"drafter={name} left out: {e if isinstance(e, ValueError) else repr(e)}")
             continue
         names.append(name)
     return names
