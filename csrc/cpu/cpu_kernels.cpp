@@ -254,6 +254,43 @@ struct PackedLinear {
 // q [B, T, Hq, D], caches [B, Hkv, S, D], out [B, T, Hq, D], fp32; row t of b sees keys 0..pos[b]+t.
 // Each (b, t, h) walks its keys in order: a dot product in 8-lane partial sums over D with a
 // fixed final sum, a softmax in key order, and an output accumulated key by key.
+// exp over n floats in place, 8 at a time through one code path (a short tail goes through the
+// same vector code in a padded buffer), so an element's result never depends on where it sits.
+// Cephes' expf: 2^round(x log2 e) times a degree-5 polynomial, about 1 ulp.
+#ifdef TT_CPU_AVX2
+inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+#endif
+
+inline void exp_inplace(float* x, int64_t n) {
+#ifdef TT_CPU_AVX2
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        alignas(32) float tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        std::memcpy(tail, x + i, sizeof(float) * (n - i));
+        _mm256_store_ps(tail, exp8(_mm256_load_ps(tail)));
+        std::memcpy(x + i, tail, sizeof(float) * (n - i));
+    }
+#else
+    for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+#endif
+}
+
 inline float dot(const float* a, const float* b, int64_t D) {
 #ifdef TT_CPU_AVX2
     if (D % 8 == 0) {
@@ -311,11 +348,10 @@ void attend(const float* q, const float* kc, const float* vc, float* out, const 
                 p[j] = dot(qr, kb + j * D, D) * scale;
                 mx = std::max(mx, p[j]);
             }
+            for (int64_t j = 0; j < keys; ++j) p[j] -= mx;
+            exp_inplace(p.data(), keys);
             float sum = 0.f;
-            for (int64_t j = 0; j < keys; ++j) {
-                p[j] = std::exp(p[j] - mx);
-                sum += p[j];
-            }
+            for (int64_t j = 0; j < keys; ++j) sum += p[j];  // in key order
             float inv = 1.f / sum;
             float* o = out + task * D;
             for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
@@ -423,11 +459,13 @@ struct CpuModel {
             for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
             rms_norm(x, L.ffn_norm.data(), h.data(), M, dim, eps);
             L.gate_up->run(h.data(), gu.data(), M);
-            for (int64_t m = 0; m < M; ++m)
-                for (int64_t f = 0; f < ffn; ++f) {
-                    float g = gu[m * 2 * ffn + f];
-                    act[m * ffn + f] = g / (1.f + std::exp(-g)) * gu[m * 2 * ffn + ffn + f];
-                }
+            for (int64_t m = 0; m < M; ++m) {  // act = silu(gate) * up = gate / (1 + exp(-gate)) * up
+                const float* gate = gu.data() + m * 2 * ffn;
+                float* a = act.data() + m * ffn;
+                for (int64_t f = 0; f < ffn; ++f) a[f] = -gate[f];
+                exp_inplace(a, ffn);
+                for (int64_t f = 0; f < ffn; ++f) a[f] = gate[f] / (1.f + a[f]) * gate[ffn + f];
+            }
             L.down->run(act.data(), o.data(), M);
             for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
         }
