@@ -137,3 +137,19 @@ def test_packed_linear_shapes(N, K, M):
     out = lin(x)
     torch.testing.assert_close(out, x @ w.float().T, atol=1e-4 * K ** 0.5, rtol=1e-5)
     assert torch.equal(torch.cat([lin(x[m:m + 1]) for m in range(M)]), out)
+
+
+def test_eagle_drafter_on_the_cpu_target_is_lossless(cpu_pair):
+    """An EAGLE head reads CpuLlama's hidden_cache, embed, norm and output layer like a Llama's."""
+    from tt_specdec.drafters.eagle import EagleDrafter, EagleHead
+
+    target, _ = cpu_pair
+    torch.manual_seed(0)
+    drafter = EagleDrafter(target, EagleHead.for_target(target))
+    try:
+        prompts = prompts_of([9, 4])
+        plain = generate_plain(target, prompts, max_new_tokens=24)
+        spec = speculative_generate(target, drafter, prompts, k=3, max_new_tokens=24)
+        assert spec.tokens == plain.tokens
+    finally:
+        target.keep_hidden = False

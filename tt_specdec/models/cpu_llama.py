@@ -83,7 +83,7 @@ class CpuLlama:
                 p.copy_(p.bfloat16().float())
         self.model = model.float().eval().requires_grad_(False)
         self.cfg = model.cfg
-        self.embed, self.norm = model.embed, model.norm
+        self.embed, self.norm, self.lm_head = model.embed, model.norm, model.lm_head  # as Llama: for an EAGLE head
         self.layers = [CpuLayer(b) for b in model.layers]
         self.head = PackedLinear(model.embed.weight if model.lm_head is None else model.lm_head.weight)
         cfg = model.cfg
