@@ -211,3 +211,19 @@ def test_load_pair_smollm2_runs_with_ngram():
     spec, gen = tt_specdec.SpeculativeDecoder(pair, drafter="ngram", k=3).generate(
         prompt, max_new_tokens=12, on_text=streamed.append)
     assert spec == plain and "".join(streamed) == spec and gen.stats.new_tokens <= 12
+
+
+def test_cpu_engine_greedy_speculative_is_exactly_the_target_alone():
+    """Exact mode on the real pair: the batch-invariant CPU decoder's verify has the bits of its decode,
+    so greedy speculative output equals the target alone whatever the drafts (no near-tie excuse)."""
+    from tt_specdec.drafters import ModelDrafter, NgramDrafter
+    from tt_specdec.spec import speculative_generate
+    from tt_specdec.spec.prompts_smollm2 import PROMPTS, select
+
+    pair = tt_specdec.load_pair("smollm2")
+    prompts = [pair.tokenizer.encode(tt_specdec.chat_prompt(pair.tokenizer, p)) for _, p in select(PROMPTS, 3)]
+    plain = generate_plain(pair.target, prompts, max_new_tokens=24)
+    for drafter, k in ((NgramDrafter(), 4), (ModelDrafter(pair.draft), 2)):
+        spec = speculative_generate(pair.target, drafter, prompts, k=k, max_new_tokens=24)
+        assert spec.tokens == plain.tokens
+        assert spec.stats.drafted > 0
