@@ -74,6 +74,20 @@ class CpuLayer:
         self.down = PackedLinear(block.w_down.weight)
 
 
+def build_engine(cfg, rope_cos: torch.Tensor, rope_sin: torch.Tensor, layers: list["CpuLayer"], norm,
+                 head: PackedLinear):
+    """A _cpu.CpuModel running `layers` then `norm` and `head`: one C++ call per step.
+    Used by CpuLlama, and by drafters made of Llama blocks (an EAGLE head's layer)."""
+    engine = _cpu().CpuModel(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.norm_eps,
+                             rope_cos.float().contiguous().data_ptr(), rope_sin.float().contiguous().data_ptr(),
+                             rope_cos.shape[0])
+    for layer in layers:  # the engine copies the norms and holds the packed weights
+        engine.add_layer(layer.attn_norm.data_ptr(), layer.ffn_norm.data_ptr(), layer.qkv.packed,
+                         layer.wo.packed, layer.gate_up.packed, layer.down.packed)
+    engine.set_head(norm.weight.detach().float().contiguous().data_ptr(), head.packed)
+    return engine
+
+
 class CpuLlama:
     """Decoder: `forward(tokens [B, T], pos [B]) -> logits [B, T, V]` on the _cpu kernels."""
 
@@ -86,13 +100,7 @@ class CpuLlama:
         self.embed, self.norm, self.lm_head = model.embed, model.norm, model.lm_head  # as Llama: for an EAGLE head
         self.layers = [CpuLayer(b) for b in model.layers]
         self.head = PackedLinear(model.embed.weight if model.lm_head is None else model.lm_head.weight)
-        cfg = model.cfg
-        self.engine = _cpu().CpuModel(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.norm_eps,
-                                      model.rope_cos.data_ptr(), model.rope_sin.data_ptr(), cfg.max_seq_len)
-        for layer in self.layers:  # the engine copies the norms and shares the packed weights
-            self.engine.add_layer(layer.attn_norm.data_ptr(), layer.ffn_norm.data_ptr(), layer.qkv.packed,
-                                  layer.wo.packed, layer.gate_up.packed, layer.down.packed)
-        self.engine.set_head(model.norm.weight.data_ptr(), self.head.packed)
+        self.engine = build_engine(model.cfg, model.rope_cos, model.rope_sin, self.layers, model.norm, self.head)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D] fp32
         self.v_cache: torch.Tensor | None = None
         self.keep_hidden = False  # as Llama: forward writes hidden_cache [B, S, dim] for an EAGLE drafter
