@@ -306,6 +306,7 @@ def their_configs(pair_name: str, pair, drafters: list[str], ks: list[int | str]
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # stderr is the bench's progress
     dtype = weight_dtype(pair.target)
     progress(f"loading transformers' models ({transformers.__version__}, {dtype})")
     target = hf_smollm2_target(dtype, transformers) if pair_name == "smollm2" else hf_llama(pair.target, transformers)
