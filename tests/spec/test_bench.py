@@ -158,12 +158,14 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
                 assert r["speedup"] == pytest.approx(r["tokens_per_s"] / base["tokens_per_s"])
     for r in rows:
         if r["stack"] == "ours" and r["drafter"] != "target":
-            assert r["identical_to_target"] == 2  # fp32 tiny pair: lossless
-            assert 0 <= r["acceptance_rate"] <= 1 and 1 <= r["mean_accepted_length"]
-            assert set(r["acceptance_per_category"]) == {"code"} and len(r["acceptance_per_position"]) >= 1
-            assert r["predicted_speedup"] > 0
+            assert r["identical_to_target"] == 2  # lossless
+            assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) >= 1
+            assert r["predicted_speedup"] > 0 and set(r["cost_model"]) == {"c", "d0", "v"}
             assert r["measured_over_predicted"] == pytest.approx(r["speedup"] / r["predicted_speedup"])
-            assert set(r["cost_model"]) == {"c", "d0", "v"}
+            if r["acceptance_rate"] is None:  # only when the cost model chose plain steps throughout
+                assert r["k"] == "auto" and r["acceptance_per_category"] is None
+            else:
+                assert 0 <= r["acceptance_rate"] <= 1 and set(r["acceptance_per_category"]) == {"code"}
     assert by["ours model k=1"]["vs_transformers"] == pytest.approx(
         by["ours model k=1"]["tokens_per_s"] / by["transformers model k=1"]["tokens_per_s"])
     assert by["ours ngram k=auto"]["vs_transformers"] is None  # transformers' prompt lookup has no auto
