@@ -113,6 +113,13 @@ def test_predicted_speedup_needs_v_up_to_the_runs_k():
         bench.predicted_speedup(stats_of([(5, 2)]), COST)
 
 
+def test_acceptance_per_position_stops_at_the_last_position_offered():
+    stats = stats_of([(3, 1), (1, 1)])  # d_1 offered twice, accepted twice; d_2, d_3 offered once, rejected
+    stats.accepted_per_position += [0] * 5  # k auto with k_max 8: positions 4..8 never offered
+    stats.offered_per_position += [0] * 5
+    assert bench.offered_positions(stats) == [1.0, 0.0, 0.0]
+
+
 def test_measured_over_predicted_is_the_ratio_of_the_rows_figures():
     cfg = [bench.Config(bench.OURS, bench.TARGET, 0, run=None), bench.Config(bench.OURS, "model", 2, None, COST)]
     plain, spec = bench.Tally(), bench.Tally()
@@ -159,13 +166,14 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
     for r in rows:
         if r["stack"] == "ours" and r["drafter"] != "target":
             assert r["identical_to_target"] == 2  # lossless
-            assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) >= 1
+            assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) <= (8 if r["k"] == "auto" else 1)
             assert r["predicted_speedup"] > 0 and set(r["cost_model"]) == {"c", "d0", "v"}
             assert r["measured_over_predicted"] == pytest.approx(r["speedup"] / r["predicted_speedup"])
             if r["acceptance_rate"] is None:  # only when the cost model chose plain steps throughout
                 assert r["k"] == "auto" and r["acceptance_per_category"] is None
             else:
                 assert 0 <= r["acceptance_rate"] <= 1 and set(r["acceptance_per_category"]) == {"code"}
+                assert len(r["acceptance_per_position"]) >= 1
     assert by["ours model k=1"]["vs_transformers"] == pytest.approx(
         by["ours model k=1"]["tokens_per_s"] / by["transformers model k=1"]["tokens_per_s"])
     assert by["ours ngram k=auto"]["vs_transformers"] is None  # transformers' prompt lookup has no auto

@@ -379,6 +379,11 @@ def targets_identical(configs: list[Config], tallies: list[Tally]) -> int | None
     return sum(a == b for a, b in zip(base[OURS].outputs, base[THEIRS].outputs))
 
 
+def offered_positions(stats: Stats) -> list[float]:
+    """P(d_t accepted | offered) for the positions t that were offered at least once (k auto may stop short)."""
+    return [a for a, offered in zip(stats.acceptance_per_position, stats.offered_per_position) if offered]
+
+
 def rows(configs: list[Config], tallies: list[Tally], greedy: bool) -> list[dict]:
     """One dict per configuration, every key present (None where it does not apply)."""
     baseline = {c.stack: t for c, t in zip(configs, tallies) if c.drafter == TARGET}
@@ -397,7 +402,7 @@ def rows(configs: list[Config], tallies: list[Tally], greedy: bool) -> list[dict
             # None where nothing was drafted, or the drafted count is unknown (transformers' prompt lookup)
             "acceptance_rate": t.stats.acceptance_rate if t.stats.drafted else None,
             "mean_accepted_length": t.stats.mean_accepted_length if speculative else None,
-            "acceptance_per_position": t.stats.acceptance_per_position if speculative and c.stack == OURS else None,
+            "acceptance_per_position": offered_positions(t.stats) if speculative and c.stack == OURS else None,
             "acceptance_per_category": ({cat: s.acceptance_rate if s.drafted else None
                                          for cat, s in t.per_category.items()} if t.stats.drafted else None),
             "acceptance_source": None if not speculative else ("loop" if c.stack == OURS else "forward-call counts"),
