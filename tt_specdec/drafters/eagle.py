@@ -220,12 +220,15 @@ def save_head(head: EagleHead, path: str | pathlib.Path, metadata: dict[str, str
     tmp.replace(path)
 
 
-def load_head(path: str | pathlib.Path) -> EagleHead:
+def load_head(path: str | pathlib.Path, max_seq_len: int | None = None) -> EagleHead:
+    """An EagleHead from save_head's file; `max_seq_len` (the target's) overrides the RoPE / cache length."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
         cfg = LlamaConfig.from_json(f.metadata()["config"])
+    if max_seq_len is not None:
+        cfg = dataclasses.replace(cfg, max_seq_len=int(max_seq_len))
     state = load_file(str(path))
     head = EagleHead(cfg, state.pop("vocab_ids"))
     head.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
@@ -241,4 +244,4 @@ def load_eagle_drafter(target: Llama, path: str | pathlib.Path = SMOLLM2_EAGLE) 
     if not path.is_file():
         raise FileNotFoundError(f"path: got {path}, which does not exist; expected an EagleHead safetensors file "
                                 f"(tools/train_eagle_smollm2.py export writes {SMOLLM2_EAGLE.name})")
-    return EagleDrafter(target, load_head(path))
+    return EagleDrafter(target, load_head(path, target.max_seq_len))  # drafts as far as the target decodes
