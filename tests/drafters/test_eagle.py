@@ -94,6 +94,39 @@ def test_greedy_lossless_batch_of_three(target, trained_head, k):
         assert spec.stats.accepted_per_position[-1] > 0
 
 
+@pytest.fixture(scope="module")
+def cpu_target():
+    from tt_specdec.models.cpu_llama import CpuLlama
+
+    return CpuLlama(load_tiny_pair()[0])  # the fast CPU decoder: the drafter runs the head on its kernels too
+
+
+def test_head_on_the_cpu_engine_matches_the_torch_head(cpu_target, trained_head):
+    fast = EagleDrafter(cpu_target, trained_head.with_vocabulary(torch.arange(0, 256, 3)))
+    cpu_target.ops_backend = "torch"  # the same drafter on torch ops
+    slow = EagleDrafter(cpu_target, fast.head)
+    cpu_target.ops_backend = "cpu"
+    assert fast.engine is not None and slow.engine is None
+    embeds, feats = cpu_target.embed(torch.tensor([[104, 101, 108]])), torch.randn(1, 3, 256) * 4
+    results = []
+    for drafter in (fast, slow):
+        drafter.head.allocate_cache(1, 8)
+        drafter.head.k_cache.zero_()
+        results.append(drafter.step(embeds, feats, torch.tensor([2])))
+    # bf16 panels on the engine, fp32 weights in torch
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0.03, atol=0.03)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0.03, atol=0.1)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_greedy_lossless_on_the_cpu_engine(cpu_target, trained_head, k):
+    drafter = EagleDrafter(cpu_target, trained_head.with_vocabulary(torch.arange(0, 128)))
+    assert drafter.engine is not None
+    spec = speculative_generate(cpu_target, drafter, PROMPTS, k=k, max_new_tokens=40)
+    assert spec.tokens == generate_plain(cpu_target, PROMPTS, max_new_tokens=40).tokens
+    assert spec.stats.accepted > 0
+
+
 def test_trained_head_is_accepted_more_than_an_untrained_one(target, trained_head):
     torch.manual_seed(1)
     untrained = EagleHead.for_target(target)

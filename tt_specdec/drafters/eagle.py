@@ -159,6 +159,9 @@ class EagleDrafter:
         self.vocab_size = target.vocab_size
         self.head_weight = output_weight(target)[head.vocab_ids].contiguous()  # [N, d]
         self.cached = torch.zeros(0, dtype=torch.long)  # [B]
+        self.engine = None
+        if getattr(target, "ops_backend", None) == "cpu" and self.head.fc.weight.dtype == torch.float32:
+            self.engine = cpu_engine(self.head, target.norm, self.head_weight)  # the target's fast CPU kernels
         target.keep_hidden = True  # before the loop's allocate_cache: the target then keeps hidden_cache
 
     def reset(self, batch_size: int, cache_len: int) -> None:
@@ -169,6 +172,29 @@ class EagleDrafter:
                                f"target.allocate_cache({batch_size}, {cache_len}) after creating the EagleDrafter")
         self.head.allocate_cache(batch_size, cache_len)
         self.cached = torch.zeros(batch_size, dtype=torch.long)
+
+    def step(self, embeds: torch.Tensor, feats: torch.Tensor, pos: torch.Tensor, with_logits: bool = True):
+        """Head slots pos.. for embeds, feats [B, T, d] -> (f' [B, T, d], logits [B, T, N] fp32 or None)."""
+        if self.engine is None:
+            out = self.head.forward(embeds, feats, pos)
+            return out, (self.logits(out) if with_logits else None)
+        B, T, d = embeds.shape
+        fc, engine, _ = self.engine
+        x = fc(torch.cat([embeds, feats], -1).reshape(B * T, 2 * d).contiguous())  # [M, d], becomes f' in place
+        x += self.head.fc.bias
+        logits = torch.empty(B, T, len(self.head.vocab_ids)) if with_logits else None
+        engine.forward(x.data_ptr(), self.head.k_cache.data_ptr(), self.head.v_cache.data_ptr(), B, T,
+                       self.head.k_cache.shape[2], pos.tolist(), 0 if logits is None else logits.data_ptr())
+        return x.view(B, T, d), logits
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats [..., d] -> logits [..., N] fp32 over the head's vocabulary."""
+        if self.engine is None:
+            return restricted_logits(self.target, self.head_weight, feats).float()
+        flat = feats.float().reshape(-1, feats.shape[-1]).contiguous()
+        out = torch.empty(flat.shape[0], len(self.head.vocab_ids))
+        self.engine[1].logits(flat.data_ptr(), flat.shape[0], out.data_ptr())
+        return out.view(*feats.shape[:-1], -1)
 
     @torch.inference_mode()
     def propose(self, context, length, k, sampling: Sampling, seeds):
@@ -186,12 +212,12 @@ class EagleDrafter:
         start = (ready - feed).clamp(min=0)  # [B]
         slots = start.view(B, 1) + torch.arange(feed)  # [B, feed]
         feats = self.target.hidden_cache[torch.arange(B).view(B, 1), slots].to(dtype)  # f_p [B, feed, d]
-        out = self.head.forward(embed(context.gather(1, slots + 1)), feats, start)  # f'_{p+1} [B, feed, d]
+        out = self.step(embed(context.gather(1, slots + 1)), feats, start, with_logits=False)[0]  # f'_{p+1}
         feat = out[torch.arange(B), ready - 1 - start]  # [B, d] f'_{length-1}: predicts the token after the newest
+        logits = self.logits(feat)  # [B, N]
         pos = ready.clone()
         drafts, probs = [], []
         for t in range(k):
-            logits = restricted_logits(self.target, self.head_weight, feat).float()  # [B, N]
             if sampling.greedy:
                 index = logits.argmax(-1)
             else:
@@ -202,10 +228,20 @@ class EagleDrafter:
             token = self.head.vocab_ids[index]  # [B] full ids
             drafts.append(token)
             if t + 1 < k:  # the last draft's feature is never needed
-                feat = self.head.forward(embed(token.view(B, 1)), feat.view(B, 1, -1), pos)[:, 0]
+                feat, logits = self.step(embed(token.view(B, 1)), feat.view(B, 1, -1), pos)
+                feat, logits = feat[:, 0], logits[:, 0]
                 pos += 1
         self.cached = ready
         return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)
+
+
+def cpu_engine(head: EagleHead, norm: nn.Module, head_weight: torch.Tensor):
+    """(fc, engine, parts the engine points into): the head on the fast CPU decoder's kernels (models/cpu_llama.py), bf16 weights, fp32
+    compute: fc (2d -> d, bias added after), then the layer, the target's norm and head_weight [N, d]."""
+    from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine
+
+    fc, layer, out = PackedLinear(head.fc.weight), CpuLayer(head.layer), PackedLinear(head_weight)
+    return fc, build_engine(head.cfg, head.rope_cos, head.rope_sin, [layer], norm, out), (layer, out)
 
 
 def save_head(head: EagleHead, path: str | pathlib.Path, metadata: dict[str, str]) -> None:
