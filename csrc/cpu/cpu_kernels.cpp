@@ -13,6 +13,7 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -34,31 +35,38 @@ namespace py = pybind11;
 
 namespace {
 
-// ---- a tiny thread pool: the caller works too, workers spin briefly between calls --------------
+// ---- a tiny thread pool: tasks are claimed, not assigned ---------------------------------------
+// The caller and the workers take task indices from one atomic counter, so a worker that is
+// descheduled (a busy machine) just takes fewer tasks and the caller never waits for it to wake;
+// a task's result does not depend on who runs it. Workers spin briefly between calls, then sleep.
 class Pool {
 public:
     void set_threads(int n) {
         stop_workers();
         n_threads_ = n < 1 ? 1 : n;
         quit_ = false;
-        uint64_t start = generation_.load();  // read here: a worker that starts late must still take the next job
-        for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i, start] { worker(i, start); });
+        for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
     }
     int threads() const { return n_threads_; }
     ~Pool() { stop_workers(); }
 
-    // run fn(part, parts) on every thread, part 0 on the caller; returns when all are done
-    void run(const std::function<void(int, int)>& fn) {
-        if (n_threads_ == 1) { fn(0, 1); return; }
+    // fn(i) for i in 0..n-1, spread over the threads; returns when all n are done
+    void run(int64_t n, const std::function<void(int64_t)>& fn) {
+        if (n_threads_ == 1 || n <= 1) {
+            for (int64_t i = 0; i < n; ++i) fn(i);
+            return;
+        }
+        uint64_t gen = (claim_.load() >> 32) + 1;
+        task_fn_.store(&fn, std::memory_order_relaxed);
+        tasks_.store(n, std::memory_order_relaxed);
+        done_.store(0);
+        claim_.store(gen << 32, std::memory_order_release);  // publishes task_fn_, tasks_
         {
-            std::lock_guard<std::mutex> lock(mu_);
-            job_ = &fn;
-            pending_.store(n_threads_ - 1);
-            generation_.fetch_add(1);
+            std::lock_guard<std::mutex> lock(mu_);  // wakes sleeping workers; spinning ones see claim_
         }
         cv_.notify_all();
-        fn(0, n_threads_);
-        while (pending_.load(std::memory_order_acquire) != 0) pause();
+        work(gen);
+        while (done_.load(std::memory_order_acquire) != n) pause();
     }
 
 private:
@@ -67,18 +75,31 @@ private:
         _mm_pause();
 #endif
     }
-    void worker(int part, uint64_t seen) {
+    // claim and run tasks of generation `gen` until none are left (or a newer job started)
+    void work(uint64_t gen) {
         for (;;) {
-            // spin a little (the next linear usually follows within microseconds), then sleep
-            for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen && !quit_; ++spin) pause();
-            if (generation_.load(std::memory_order_acquire) == seen) {
+            uint64_t c = claim_.load(std::memory_order_acquire);
+            if ((c >> 32) != gen || static_cast<int64_t>(c & 0xffffffffu) >= tasks_.load(std::memory_order_relaxed)) return;
+            if (claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) {
+                (*task_fn_.load(std::memory_order_relaxed))(static_cast<int64_t>(c & 0xffffffffu));  // the caller waits for it: fn stays valid
+                done_.fetch_add(1, std::memory_order_acq_rel);
+            }
+        }
+    }
+    void worker() {
+        uint64_t seen = claim_.load() >> 32;
+        for (;;) {
+            // spin a little (the next call usually follows within microseconds), then sleep
+            for (int spin = 0; spin < 20000 && (claim_.load(std::memory_order_acquire) >> 32) == seen && !quit_; ++spin)
+                pause();
+            if ((claim_.load(std::memory_order_acquire) >> 32) == seen) {
                 std::unique_lock<std::mutex> lock(mu_);
-                cv_.wait(lock, [&] { return generation_.load() != seen || quit_; });
+                cv_.wait_for(lock, std::chrono::milliseconds(50),
+                             [&] { return (claim_.load() >> 32) != seen || quit_; });
             }
             if (quit_) return;
-            seen = generation_.load();
-            (*job_)(part, n_threads_);
-            pending_.fetch_sub(1, std::memory_order_release);
+            seen = claim_.load(std::memory_order_acquire) >> 32;
+            work(seen);
         }
     }
     void stop_workers() {
@@ -94,10 +115,11 @@ private:
     std::vector<std::thread> workers_;
     std::mutex mu_;
     std::condition_variable cv_;
-    std::atomic<uint64_t> generation_{0};
-    std::atomic<int> pending_{0};
+    std::atomic<uint64_t> claim_{0};  // generation << 32 | next task index
+    std::atomic<int64_t> done_{0};    // tasks of the current generation finished
     std::atomic<bool> quit_{false};
-    const std::function<void(int, int)>* job_ = nullptr;
+    std::atomic<int64_t> tasks_{0};  // published by the release store of claim_
+    std::atomic<const std::function<void(int64_t)>*> task_fn_{nullptr};
 };
 
 Pool& pool() {
@@ -222,11 +244,11 @@ struct PackedLinear {
         for (; p < p1; ++p) block<MR, 1>(x, out, m0, p);
     }
 
-    // out [M, n] = x [M, k] @ W^T; panel groups are dealt to the pool's threads round-robin
+    // out [M, n] = x [M, k] @ W^T; each panel group is one pool task
     void run(const float* x, float* out, int64_t M) const {
         int64_t groups = (panels + GROUP - 1) / GROUP;
-        pool().run([&](int part, int parts) {
-            for (int64_t g = part; g < groups; g += parts) {
+        pool().run(groups, [&](int64_t g) {
+            {
                 int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
                 // all rows of a 6-row chunk in one pass over the panel group, so each weight is
                 // widened once per 6 rows; 8-12 accumulators keep both FMA pipes busy
@@ -329,10 +351,10 @@ inline void dot4(const float* a, const float* b, int64_t D, float* out) {
 void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
             int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale) {
     int64_t G = Hq / Hkv, tasks = B * T * Hq;
-    pool().run([&](int part, int parts) {
+    pool().run(tasks, [&](int64_t task) {
         thread_local std::vector<float> p;
         p.resize(static_cast<size_t>(S));
-        for (int64_t task = part; task < tasks; task += parts) {
+        {
             int64_t h = task % Hq, t = (task / Hq) % T, b = task / (Hq * T);
             const float* qr = q + task * D;
             const float* kb = kc + (b * Hkv + h / G) * S * D;
