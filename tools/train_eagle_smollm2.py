@@ -18,7 +18,10 @@ EAGLE-1 (Li et al. 2024), offline, seeded, resumable:
    the target's frozen final norm + tied embedding restricted to the FR-Spec vocabulary: the
    --vocab tokens the target emits most often (its greedy responses and its greedy token at the
    prompt positions of the distill recipe's training sequences). Held-out response coverage:
-   0.78 / 0.84 / 0.89 / 0.93 / 0.97 / 0.99 for N = 1 k / 2 k / 4 k / 8 k / 16 k / 32 k.
+   0.78 / 0.84 / 0.89 / 0.93 / 0.97 / 0.99 for N = 1 k / 2 k / 4 k / 8 k / 16 k / 32 k. Draft
+   cost ratio c on the CPU engine (bench/bench_eagle_smollm2.py --vocab-sweep ... --cost-only, one
+   run, loaded machine): 0.024 / 0.024 / 0.064 / 0.080 / 0.27 for N = 2 k / 4 k / 8 k / 16 k / 49 k.
+   Shipped: N = 8192 (--export-vocab; any prefix can be taken at load with head.with_vocabulary).
 4. Loss (`train`), on positions after the constant system-prompt prefix: smooth-L1(f', f) on
    features divided by their per-dimension RMS + --ce-weight x CE of the restricted logits of f'
    against the target's token (a token outside the subset: feature term only). Input features get
@@ -41,7 +44,10 @@ Progress (the shipped file's metadata has steps / positions seen / agreement):
   Held-out top-1 agreement: 0.15 (step 152), 0.22 (206), 0.28 (278), 0.26 (375), 0.29 (487),
   0.35 (589), 0.35 (689, shipped). Data-starved: on bench prompts the first draft is accepted
   ~0.25-0.3 of the time, the second ~0-0.1 (errors of predicted features compound; --unroll 2 and
-  far more data are the next steps).
+  far more data are the next steps). bench/bench_eagle_smollm2.py --tokens 32 (24 bench prompts,
+  greedy, k = 1..6, lossless on all): acceptance 0.20 / 0.12 / 0.08 / 0.06 / 0.05 / 0.04 at k = 1..6
+  (distilled draft 0.17 / 0.10 / 0.07 / 0.06 / 0.05 / 0.04), mean accepted length 1.19-1.22 for both:
+  no speedup yet (predicted S < 1).
 
     nohup nice -n 10 .venv/bin/python tools/train_eagle_smollm2.py extract > ~/.cache/tt_specdec/eagle/extract.log 2>&1 &
     nohup nice -n 10 .venv/bin/python tools/train_eagle_smollm2.py train [--resume] > ~/.cache/tt_specdec/eagle/train.log 2>&1 &
