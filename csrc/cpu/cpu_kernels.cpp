@@ -257,7 +257,7 @@ struct PackedLinear {
                 switch (M - m) {
                     case 5: blocks<5, 1>(x, out, m, p0, p1); break;
                     case 4: blocks<4, 1>(x, out, m, p0, p1); break;
-                    case 3: blocks<3, 2>(x, out, m, p0, p1); break;
+                    case 3: blocks<3, 1>(x, out, m, p0, p1); break;
                     case 2: blocks<2, 2>(x, out, m, p0, p1); break;
                     case 1: blocks<1, 4>(x, out, m, p0, p1); break;
                     default: break;
