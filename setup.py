@@ -15,7 +15,8 @@ class CMakeExtension(Extension):
 
 
 class CMakeBuild(build_ext):
-    """Builds the host emulator (csrc/, CMakeLists.txt) as the pybind11 module tt_specdec._emu."""
+    """Builds one CMakeLists.txt target as a pybind11 module: tt_specdec._emu (the host emulator, csrc/)
+    or tt_specdec._cpu (the CPU decoder's kernels, csrc/cpu/)."""
 
     def build_extension(self, ext: CMakeExtension) -> None:
         import pybind11
@@ -28,7 +29,8 @@ class CMakeBuild(build_ext):
                                 f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
                                 "-DCMAKE_BUILD_TYPE=Release"], cwd=build_dir, check=True)
         # two cores on the reference machine: a parallel build would starve everything else
-        subprocess.run(cmake + ["--build", ".", "--", f"-j{os.environ.get('TT_SPECDEC_BUILD_JOBS', '1')}"],
+        subprocess.run(cmake + ["--build", ".", "--target", ext.name.rsplit(".", 1)[-1],
+                                "--", f"-j{os.environ.get('TT_SPECDEC_BUILD_JOBS', '1')}"],
                        cwd=build_dir, check=True)
 
 
@@ -77,6 +79,7 @@ setup(
         "tt": ["ttnn==0.81.1; python_version == '3.10' or python_version == '3.12'"],
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
-    ext_modules=[CMakeExtension("tt_specdec._emu")],  # CMakeLists.txt also builds tt_specdec._cpu
+    # CMakeLists.txt's two targets: the kernel emulator and the CPU decoder's kernels
+    ext_modules=[CMakeExtension("tt_specdec._emu"), CMakeExtension("tt_specdec._cpu")],
     cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithKernels},
 )
