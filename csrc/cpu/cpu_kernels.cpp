@@ -147,7 +147,7 @@ inline float from_bf16(uint16_t h) {
 // for one k, slot 2i holds column i and slot 2i+1 column 8+i, so one 32-byte load widens to
 // two fp32 vectors with one shift (even slots) and one mask (odd slots).
 constexpr int PANEL = 16;
-int g_prefetch = 64;
+constexpr int PREFETCH_K = 64;  // k-steps ahead: 2 KB of a panel's stream
 constexpr int GROUP = 4;  // panels a thread takes at a time: 64 columns, K*128 bytes (fits L2)
 
 struct PackedLinear {
@@ -182,7 +182,7 @@ struct PackedLinear {
         for (int64_t kk = 0; kk < k; ++kk) {
             // the weight stream runs ahead of the FMAs: ask for it 2 KB early (DRAM latency, not bandwidth,
             // is what a dense multi-row tile waits on)
-            if (g_prefetch) _mm_prefetch(reinterpret_cast<const char*>(wp + (kk + g_prefetch) * PANEL), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(wp + (kk + PREFETCH_K) * PANEL), _MM_HINT_T0);
             __m256 wv[2 * NP];
 #pragma GCC unroll 16
             for (int j = 0; j < NP; ++j) {
@@ -519,7 +519,6 @@ PYBIND11_MODULE(_cpu, m) {
     m.doc() = "Batch-invariant CPU kernels (bf16-weight linear, attention) for tt_specdec's CPU decoder";
     m.def("set_threads", [](int n) { pool().set_threads(n); }, py::arg("n"));
     m.def("threads", [] { return pool().threads(); });
-    m.def("_set_prefetch", [](int d) { g_prefetch = d; });
     m.def("has_avx2", [] {
 #ifdef TT_CPU_AVX2
         return true;
