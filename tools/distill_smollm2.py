@@ -413,22 +413,6 @@ def init_student(teacher_embed: torch.Tensor) -> Llama:
     return model
 
 
-def hidden(model: Llama, tokens: torch.Tensor) -> torch.Tensor:
-    """forward_train up to the final norm: [B, L, d]."""
-    cfg = model.cfg
-    B, L = tokens.shape
-    cos = model.rope_cos[:L].view(1, L, 1, -1)
-    sin = model.rope_sin[:L].view(1, L, 1, -1)
-    x = model.embed(tokens)
-    for layer in model.layers:
-        q, k, v = layer.qkv(x, cos, sin, cfg)
-        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True, enable_gqa=True)
-        x = x + layer.wo(o.transpose(1, 2).reshape(B, L, -1))
-        x = layer.mlp(x)
-    return x
-
-
 def make_batch(rows: list[dict], prompt_stride: int = 0, offset: int = 0):
     """tokens [B, L]; per supervised position: row, input position, the teacher's top-k, is-response.
 
@@ -462,7 +446,7 @@ def loss_fn(model: Llama, batch, ce_weight: float = 0.5, prompt_weight: float = 
     """Soft CE to the teacher's top-k (response positions weight 1, prompt positions prompt_weight)
     + ce_weight * CE on the teacher's greedy token (response positions only)."""
     tokens, bi, pi, ids, lps, resp = batch
-    h = hidden(model, tokens)[bi, pi]  # [N, d] supervised positions only
+    h = model.hidden_train(tokens)[bi, pi]  # [N, d] supervised positions only
     logits = model.logits(h)  # [N, V]
     logq = F.log_softmax(logits, -1)
     p = F.softmax(lps, -1)  # teacher top-k renormalised
@@ -479,7 +463,7 @@ def held_out_agreement(model: Llama, rows: list[dict]) -> float:
     for i in range(0, len(rows), 16):
         batch = make_batch(rows[i:i + 16])
         tokens, bi, pi, ids, _, _ = batch
-        pred = model.logits(hidden(model, tokens)[bi, pi]).argmax(-1)
+        pred = model.logits(model.hidden_train(tokens)[bi, pi]).argmax(-1)
         hits += int((pred == ids[:, 0]).sum())
         total += len(pred)
     return hits / max(total, 1)

@@ -118,7 +118,7 @@ def features(target, seqs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch
         tokens = torch.zeros(len(group), L, dtype=torch.long)
         for b, g in enumerate(group):
             tokens[b, :len(seqs[g])] = seqs[g]
-        h = distill.hidden(target, tokens)  # [B, L, d] before the final norm
+        h = target.hidden_train(tokens)  # [B, L, d] before the final norm
         for b, g in enumerate(group):
             n = len(seqs[g])
             labels = torch.cat([target.logits(h[b, c:min(c + 512, n)]).argmax(-1) for c in range(0, n, 512)])

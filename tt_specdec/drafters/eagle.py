@@ -101,11 +101,6 @@ def restricted_logits(target: Llama, head_weight: torch.Tensor, feats: torch.Ten
     return F.linear(target.norm(feats), head_weight)
 
 
-def output_weight(target: Llama) -> torch.Tensor:
-    """[V, d] the target's output layer (its embedding when tied)."""
-    return target.embed.weight if target.lm_head is None else target.lm_head.weight
-
-
 def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor,
                   mask: torch.Tensor, scale: torch.Tensor, noise: float, ce_weight: float, unroll: int = 1):
     """EAGLE-1 loss on teacher-forced sequences, optionally unrolled on the head's own predictions.
@@ -117,10 +112,10 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
     predictions (detached) as f_p, as drafting does after its first step; the terms are averaged.
     Returns (loss, feature term, CE term, top-1 agreement of the first pass).
     """
-    head_weight = output_weight(target)[head.vocab_ids]  # [N, d]
+    head_weight = target.output_weight[head.vocab_ids]  # [N, d]
     m = mask[:, 1:]
     # the CE is over the head's vocabulary: a label outside it can't be drafted, only its feature is learned
-    sub_index = torch.full((output_weight(target).shape[0],), -1, dtype=torch.long)
+    sub_index = torch.full((target.output_weight.shape[0],), -1, dtype=torch.long)
     sub_index[head.vocab_ids] = torch.arange(len(head.vocab_ids))
     target_sub = sub_index[labels[:, 1:][m].long()]  # [M]
     embeds = target.embed(tokens[:, 1:])
@@ -157,7 +152,7 @@ class EagleDrafter:
                              f"dim {target.cfg.dim}, vocabulary {target.vocab_size}")
         self.target, self.head = target, head.to(target.embed.weight.dtype).eval().requires_grad_(False)
         self.vocab_size = target.vocab_size
-        self.head_weight = output_weight(target)[head.vocab_ids].contiguous()  # [N, d]
+        self.head_weight = target.output_weight[head.vocab_ids].contiguous()  # [N, d]
         self.cached = torch.zeros(0, dtype=torch.long)  # [B]
         self.engine = None
         if getattr(target, "ops_backend", None) == "cpu" and self.head.fc.weight.dtype == torch.float32:

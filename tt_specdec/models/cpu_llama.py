@@ -99,7 +99,7 @@ class CpuLlama:
         self.cfg = model.cfg
         self.embed, self.norm, self.lm_head = model.embed, model.norm, model.lm_head  # as Llama: for an EAGLE head
         self.layers = [CpuLayer(b) for b in model.layers]
-        self.head = PackedLinear(model.embed.weight if model.lm_head is None else model.lm_head.weight)
+        self.head = PackedLinear(model.output_weight)
         self.engine = build_engine(model.cfg, model.rope_cos, model.rope_sin, self.layers, model.norm, self.head)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D] fp32
         self.v_cache: torch.Tensor | None = None
@@ -113,6 +113,8 @@ class CpuLlama:
     max_seq_len = property(lambda self: self.cfg.max_seq_len)
     cache_len = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[3])
     batch_size = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[1])
+
+    output_weight = property(lambda self: self.model.output_weight)  # [V, dim], as Llama
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The torch module's weights: exactly the (bf16-rounded) values the engine computes with."""
@@ -142,18 +144,18 @@ class CpuLlama:
         """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V] fp32; writes their KV.
         with_logits=False returns the final hidden states [B, T, dim] instead (no head)."""
         check_forward_args(self, tokens, pos)
+        B, T = tokens.shape
         if self.ops_backend != "cpu":
             logits, x = self.forward_with_ops(tokens, pos)
-            return logits if with_logits else x
-        B, T = tokens.shape
-        x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
-        logits = torch.empty(B, T, self.vocab_size) if with_logits else None
-        self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
-                            pos.tolist(), 0 if logits is None else logits.data_ptr())
-        x = x.view(B, T, -1)
+        else:
+            x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
+            logits = torch.empty(B, T, self.vocab_size) if with_logits else None
+            self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
+                                pos.tolist(), 0 if logits is None else logits.data_ptr())
+            x = x.view(B, T, -1)
         if self.keep_hidden:
             self.hidden_cache[torch.arange(B).view(B, 1), pos.view(B, 1) + torch.arange(T)] = x
-        return x if logits is None else logits
+        return logits if with_logits else x
 
     def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu"):
@@ -178,6 +180,4 @@ class CpuLlama:
             gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
         x = x.view(B, T, cfg.dim)
-        if self.keep_hidden:
-            self.hidden_cache[rows, positions] = x
         return self.logits(x), x

@@ -149,14 +149,21 @@ class Llama(nn.Module):
     def batch_size(self) -> int:
         return 0 if self.k_cache is None else self.k_cache.shape[1]
 
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """[V, dim] the output layer: the embedding when tied."""
+        return self.embed.weight if self.lm_head is None else self.lm_head.weight
+
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        h = self.norm(h)
-        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(h, weight)
+        return F.linear(self.norm(h), self.output_weight)
 
     # -- training: whole sequences, causal, no cache ----------------------------------------
     def forward_train(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] -> logits [B, L, V]."""
+        return self.logits(self.hidden_train(tokens))
+
+    def hidden_train(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> final hidden states [B, L, dim], before the final norm."""
         cfg = self.cfg
         B, L = tokens.shape
         cos = self.rope_cos[:L].view(1, L, 1, -1)
@@ -170,7 +177,7 @@ class Llama(nn.Module):
             )
             x = x + layer.wo(o.transpose(1, 2).reshape(B, L, -1))
             x = layer.mlp(x)
-        return self.logits(x)
+        return x
 
     # -- inference: preallocated KV cache, per-row positions --------------------------------
     def allocate_cache(self, batch_size: int, cache_len: int) -> None:
