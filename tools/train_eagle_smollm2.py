@@ -189,6 +189,72 @@ def extract(args) -> None:
     print(f"extract done: {(time.time() - t0) / 60:.1f} min", flush=True)
 
 
+@torch.no_grad()
+def generate_rows(target, items: list[dict], eos: int, start: int) -> list[dict]:
+    """Greedy responses of the fast CPU target (a CpuLlama with keep_hidden) to a batch of prompts,
+    as feature rows: every position's feature comes from the generating forward itself, and the label
+    at a response position is the next generated token (the greedy token), so no second pass is needed."""
+    B = len(items)
+    lens = torch.tensor([len(it["ids"]) for it in items])
+    x = torch.zeros(B, int(lens.max()), dtype=torch.long)
+    for b, it in enumerate(items):
+        x[b, :len(it["ids"])] = torch.tensor(it["ids"])
+    target.allocate_cache(B, x.shape[1] + distill.MAX_NEW)
+    logits = target.prefill(x, lens)  # [B, V]
+    pos, out = lens.clone(), [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool)
+    for step in range(distill.MAX_NEW):
+        token = logits.argmax(-1)  # [B]
+        for b in range(B):
+            if not done[b]:
+                out[b].append(int(token[b]))
+                done[b] = int(token[b]) == eos
+        if bool(done.all()) or step + 1 == distill.MAX_NEW:
+            break
+        logits = target.forward(token.view(B, 1), pos)[:, 0]  # finished rows run on harmlessly
+        pos += 1
+    rows = []
+    for b, it in enumerate(items):
+        lp = len(it["ids"])
+        n = lp + len(out[b]) - 1  # positions whose feature was computed: the last token was never fed
+        feat = target.hidden_cache[b, :n]
+        prompt_labels = torch.cat([target.logits(feat[c:min(c + 512, lp - 1)]).argmax(-1)
+                                   for c in range(start, lp - 1, 512)])
+        labels = torch.cat([torch.zeros(start, dtype=torch.long), prompt_labels, torch.tensor(out[b])])
+        rows.append({"tokens": torch.cat([x[b, :lp], torch.tensor(out[b][:-1], dtype=torch.long)]).to(torch.int32),
+                     "feat": feat.half(), "label": labels.to(torch.int32), "from": start, "prompt_len": lp})
+    return rows
+
+
+def generate(args) -> None:
+    """More response sequences with their features in one pass on the fast CPU engine (gen_*.pt shards):
+    the training prompts that have neither a distill response nor a prompt-only shard, in order."""
+    from tt_specdec.models.cpu_llama import CpuLlama, set_threads
+
+    tok = load_smollm2_tokenizer()
+    start = system_prefix_len(tok)
+    data = distill.Data(distill.load_or_build_prompts(tok))
+    n_prompt_shards = len(list(feat_dir().glob("prompt_*.pt")))
+    items = data.train_items[data.n_train_shards * distill.GEN_BATCH + n_prompt_shards * PROMPT_SHARD:]
+    set_threads(args.threads)
+    target = CpuLlama(load_smollm2(torch.float32, max_seq_len=MAX_LEN))
+    target.keep_hidden = True
+    feat_dir().mkdir(parents=True, exist_ok=True)
+    t0, n_tok = time.time(), 0
+    for i in range(0, min(len(items), args.max_prompts), args.batch):
+        path = feat_dir() / f"gen_{i // args.batch:05d}.pt"
+        if path.is_file():
+            continue
+        t1 = time.time()
+        rows = generate_rows(target, items[i:i + args.batch], tok.eos_token_id, start)
+        save_shard(path, rows)
+        n = sum(len(r["tokens"]) for r in rows)
+        n_tok += n
+        print(f"{path.name}: {len(rows)} seqs, {n} tokens ({sum(len(r['tokens']) - r['prompt_len'] for r in rows)} "
+              f"generated), {time.time() - t1:.0f}s ({n / (time.time() - t1):.0f} tok/s); total {n_tok} tokens in "
+              f"{(time.time() - t0) / 60:.1f} min", flush=True)
+
+
 # ---------------------------------------------------------------------------------------
 # 3-5. the head, trained on the features
 # ---------------------------------------------------------------------------------------
@@ -210,7 +276,8 @@ class Features:
             rows = torch.load(f)
             for r in rows:  # shards of the first extract run carry labels for the batch's padding too
                 r["label"] = r["label"][:len(r["tokens"])]
-            {"held": self.held, "resp": self.response, "prompt": self.prompt}[f.name.split("_")[0]].extend(rows)
+            pool = {"held": self.held, "resp": self.response, "gen": self.response, "prompt": self.prompt}
+            pool[f.name.split("_")[0]].extend(rows)
             self.loaded.add(f.name)
             new += len(rows)
         return new
@@ -401,6 +468,9 @@ def main() -> None:
     ex = sub.add_parser("extract", help="features of the target on the training sequences")
     ex.add_argument("--gen-shards", type=int, default=0, help="first generate this many more response shards")
     ex.add_argument("--max-prompts", type=int, default=6000, help="prompt-only sequences to extract")
+    gen = sub.add_parser("generate", help="more target responses and their features, on the fast CPU engine")
+    gen.add_argument("--batch", type=int, default=32, help="prompts generated together")
+    gen.add_argument("--max-prompts", type=int, default=8000)
     tr = sub.add_parser("train", help="train the head on the extracted features")
     exp = sub.add_parser("export", help="write the weights from the checkpoint")
     for p in (tr, exp):  # export rebuilds the training state from the checkpoint
@@ -415,11 +485,11 @@ def main() -> None:
         p.add_argument("--vocab", type=int, default=8192, help="vocabulary of the CE (the most frequent tokens)")
         p.add_argument("--ckpt-minutes", type=float, default=6.0, help="also when new feature shards are read")
         p.add_argument("--export-vocab", type=int, default=8192, help="vocabulary of the shipped head (a prefix of --vocab)")
-    for p in (ex, tr, exp):
+    for p in (ex, gen, tr, exp):
         p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    {"extract": extract, "train": train, "export": train}[args.cmd](args)
+    {"extract": extract, "generate": generate, "train": train, "export": train}[args.cmd](args)
 
 
 if __name__ == "__main__":

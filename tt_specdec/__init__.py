@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import Drafter, ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter, Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.spec import Generation, generate_plain, speculative_generate
 from tt_specdec.spec.cost import AdaptiveK, measured
@@ -104,9 +104,12 @@ def eagle_drafter(pair: Pair) -> Drafter:
     return load_eagle_drafter(pair.target)  # a head for another target's width is refused there
 
 
-# drafter name -> factory building it for a pair; another drafter plugs in with register_drafter
+# drafter name -> factory building it for a pair; another drafter plugs in with register_drafter.
+# "lookup+X": prompt lookup where the context repeats itself, X elsewhere (drafters/lookup_first.py)
 DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda pair: NgramDrafter(),
-                                       "eagle": eagle_drafter}
+                                       "eagle": eagle_drafter,
+                                       "lookup+model": lambda pair: LookupFirstDrafter(model_drafter(pair)),
+                                       "lookup+eagle": lambda pair: LookupFirstDrafter(eagle_drafter(pair))}
 
 
 def register_drafter(name: str, factory: DrafterFactory) -> None:

@@ -1,0 +1,99 @@
+"""LookupFirstDrafter: prompt lookup where the context repeats, a draft model or EAGLE head elsewhere.
+On the tiny pair's CPU engine (exact: a k-row forward has the bits of k one-row forwards), so the
+fallback's proposals inside the hybrid can be compared bit for bit with a fresh drafter's."""
+import pytest
+import torch
+
+import tt_specdec
+from tt_specdec.drafters import LookupFirstDrafter, ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.spec import generate_plain, speculative_generate
+
+# repetitive code: the tails often occur earlier, so some steps copy, some draft, some do both
+PROMPTS = [list(b"def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\ndef mul(a, b):\n"),
+           list(b"import os\nimport sys\n"),
+           list(b"for i in range(10):\n    print(i)\nfor j in range(10):\n    print(j)\nfor k in range(")]
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return tt_specdec.load_pair("tiny"), tt_specdec.load_pair("tiny")  # the second: a fresh drafter's own model
+
+
+class CheckedModelDrafter(ModelDrafter):
+    """A ModelDrafter whose every proposal is compared with a fresh drafter's on the same context:
+    a KV cache left holding drafts the hybrid replaced would change its draft distributions."""
+
+    def __init__(self, model, fresh_model):
+        super().__init__(model)
+        self.fresh, self.calls = ModelDrafter(fresh_model), 0
+
+    def propose(self, context, length, k, sampling, seeds):
+        drafts, probs = super().propose(context, length, k, sampling, seeds)
+        self.fresh.reset(context.shape[0], context.shape[1])
+        want_drafts, want_probs = self.fresh.propose(context, length, k, sampling, seeds)
+        assert torch.equal(drafts, want_drafts)
+        assert (probs is None) == (want_probs is None) and (probs is None or torch.equal(probs, want_probs))
+        self.calls += 1
+        return drafts, probs
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_greedy_lossless_and_the_fallback_cache_stays_true(pairs, k):
+    target, draft = pairs[0].target, pairs[0].draft
+    fallback = CheckedModelDrafter(draft, pairs[1].draft)
+    hybrid = LookupFirstDrafter(fallback)
+    copied_steps = []
+    inner = hybrid.lookup.match
+    hybrid.lookup.match = lambda ctx, k_: copied_steps.append(inner(ctx, k_) is not None) or inner(ctx, k_)
+    spec = speculative_generate(target, hybrid, PROMPTS, k=k, max_new_tokens=48)
+    assert spec.tokens == generate_plain(target, PROMPTS, max_new_tokens=48).tokens
+    assert any(copied_steps) and not all(copied_steps), "the prompts exercise both copying and drafting"
+    assert fallback.calls > 0
+
+
+def test_sampled_proposals_match_a_fresh_fallback_and_copied_rows_are_one_hot(pairs):
+    target, draft = pairs[0].target, pairs[0].draft
+    fallback = CheckedModelDrafter(draft, pairs[1].draft)
+    hybrid = LookupFirstDrafter(fallback)
+    sampling = Sampling(temperature=0.8)
+    runs = [speculative_generate(target, hybrid, PROMPTS, k=3, max_new_tokens=32, sampling=sampling, seed=5)
+            for _ in range(2)]
+    assert runs[0].tokens == runs[1].tokens  # seeded
+    # one mixed proposal by hand: row 0 copies, row 1 (no earlier match of its tail) drafts
+    ctx = torch.zeros(2, 64, dtype=torch.long)
+    ctx[0, :10], ctx[1, :5] = torch.tensor(list(b"abcdeXabcd")), torch.tensor(list(b"vwxyz"))
+    length = torch.tensor([10, 5])
+    hybrid.reset(2, 64)
+    drafts, probs = hybrid.propose(ctx, length, 3, sampling, torch.tensor([1, 2]))
+    assert bytes(drafts[0].tolist()) == b"eXa"
+    assert torch.equal(probs[0], torch.nn.functional.one_hot(drafts[0], probs.shape[-1]).to(probs.dtype))
+    assert torch.allclose(probs[1].sum(-1), torch.ones(3, dtype=probs.dtype))
+    assert hybrid.fallback.cached.tolist() == [10, 5 + 3 - 1], "a replaced row keeps only its true context"
+
+
+def test_all_rows_copied_skips_the_fallback(pairs):
+    fallback = CheckedModelDrafter(pairs[0].draft, pairs[1].draft)
+    hybrid = LookupFirstDrafter(fallback)
+    ctx = torch.tensor([list(b"abcabcab"), list(b"xyzxyzxy")])
+    hybrid.reset(2, 16)
+    fallback.cached = torch.tensor([7, 3])
+    drafts, probs = hybrid.propose(ctx, torch.tensor([8, 8]), 2, Sampling(), torch.zeros(2))
+    assert fallback.calls == 0 and probs is None
+    assert [bytes(d.tolist()) for d in drafts] == [b"ca", b"zx"]
+    assert fallback.cached.tolist() == [7, 3], "never raised; capped at length - 1"
+    fallback.cached = torch.tensor([12, 3])
+    hybrid.propose(ctx, torch.tensor([8, 8]), 2, Sampling(), torch.zeros(2))
+    assert fallback.cached.tolist() == [7, 3]
+
+
+def test_a_fallback_without_cached_state_is_refused():
+    with pytest.raises(TypeError, match="fallback: got NgramDrafter"):
+        LookupFirstDrafter(NgramDrafter())
+
+
+def test_registered_by_name_and_lossless_end_to_end(pairs):
+    assert {"lookup+model", "lookup+eagle"} <= set(tt_specdec.DRAFTERS)
+    dec = tt_specdec.SpeculativeDecoder(pairs[0], "lookup+model", k=3)
+    assert isinstance(dec.drafter, LookupFirstDrafter)
+    ids = PROMPTS[0]
+    assert dec.generate_ids([ids], 24).tokens == generate_plain(pairs[0].target, [ids], max_new_tokens=24).tokens
