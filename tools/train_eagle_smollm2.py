@@ -320,13 +320,20 @@ def make_batch(rows: list[dict]):
 
 
 def sample_rows(feats: Features, rng: random.Random, batch_tokens: int) -> list[dict]:
-    """Rows until ~batch_tokens positions, alternating response and prompt-only pools."""
-    pools = [p for p in (feats.response, feats.prompt) if p]
+    """~batch_tokens positions of rows of about one length (little padding): a run of the response and
+    prompt-only rows ordered by (length, random key), from a uniformly random start."""
+    pool = feats.response + feats.prompt
+    if getattr(feats, "by_length", (None, -1))[1] != len(pool):  # new rows since: order again
+        keys = [(len(r["tokens"]), rng.random()) for r in pool]
+        feats.by_length = (sorted(range(len(pool)), key=keys.__getitem__), len(pool))
+    order = feats.by_length[0]
+    i = rng.randrange(len(order))
     rows, n = [], 0
     while n < batch_tokens:
-        r = rng.choice(pools[len(rows) % len(pools)])
+        r = pool[order[i % len(order)]]
         rows.append(r)
         n += len(r["tokens"])
+        i += 1
     return rows
 
 
@@ -351,12 +358,12 @@ def held_out_agreement(target, head, rows: list[dict], scale: torch.Tensor) -> f
     return hits / max(total, 1)
 
 
-def batch_loss(target, head, batch, scale, noise, ce_weight, unroll=1):
+def batch_loss(target, head, batch, scale, noise, ce_weight, unroll=1, ce_vocab=None):
     """training_loss on a make_batch batch: (loss, feature term, CE term, top-1 agreement)."""
     from tt_specdec.drafters.eagle import training_loss
 
     tokens, feats, labels, mask = batch
-    return training_loss(target, head, tokens, feats, labels, mask, scale, noise, ce_weight, unroll)
+    return training_loss(target, head, tokens, feats, labels, mask, scale, noise, ce_weight, unroll, ce_vocab)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
@@ -439,7 +446,8 @@ def train(args) -> None:
         batch = make_batch(sample_rows(feats, rng, args.batch_tokens))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
-        loss, feat_loss, ce, agree = batch_loss(target, head, batch, scale, args.noise, args.ce_weight, args.unroll)
+        loss, feat_loss, ce, agree = batch_loss(target, head, batch, scale, args.noise, args.ce_weight, args.unroll,
+                                                args.ce_vocab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 0.5)
@@ -484,6 +492,7 @@ def main() -> None:
         p.add_argument("--unroll", type=int, default=1, help="passes on the head's own predicted features")
         p.add_argument("--vocab", type=int, default=8192, help="vocabulary of the CE (the most frequent tokens)")
         p.add_argument("--ckpt-minutes", type=float, default=6.0, help="also when new feature shards are read")
+        p.add_argument("--ce-vocab", type=int, default=None, help="CE over this prefix of --vocab only (cheaper)")
         p.add_argument("--export-vocab", type=int, default=8192, help="vocabulary of the shipped head (a prefix of --vocab)")
     for p in (ex, gen, tr, exp):
         p.add_argument("--threads", type=int, default=1)

@@ -102,7 +102,8 @@ def restricted_logits(target: Llama, head_weight: torch.Tensor, feats: torch.Ten
 
 
 def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor,
-                  mask: torch.Tensor, scale: torch.Tensor, noise: float, ce_weight: float, unroll: int = 1):
+                  mask: torch.Tensor, scale: torch.Tensor, noise: float, ce_weight: float, unroll: int = 1,
+                  ce_vocab: int | None = None):
     """EAGLE-1 loss on teacher-forced sequences, optionally unrolled on the head's own predictions.
 
     tokens [B, L] x_p, feats [B, L, d] the target's f_p (fp32), labels [B, L] the target's greedy token
@@ -110,13 +111,15 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
     the features (the regression is on f / scale; the input noise is uniform +-noise * scale).
     Head input p = (x_{p+1}, f_p) predicts f_{p+1}. With unroll > 1, pass j feeds the previous pass's
     predictions (detached) as f_p, as drafting does after its first step; the terms are averaged.
+    ce_vocab: the CE and agreement use only the head's first ce_vocab ids (the most frequent; cheaper).
     Returns (loss, feature term, CE term, top-1 agreement of the first pass).
     """
-    head_weight = target.output_weight[head.vocab_ids]  # [N, d]
+    vocab_ids = head.vocab_ids[:ce_vocab]  # [N]
+    head_weight = target.output_weight[vocab_ids]  # [N, d]
     m = mask[:, 1:]
     # the CE is over the head's vocabulary: a label outside it can't be drafted, only its feature is learned
     sub_index = torch.full((target.output_weight.shape[0],), -1, dtype=torch.long)
-    sub_index[head.vocab_ids] = torch.arange(len(head.vocab_ids))
+    sub_index[vocab_ids] = torch.arange(len(vocab_ids))
     target_sub = sub_index[labels[:, 1:][m].long()]  # [M]
     embeds = target.embed(tokens[:, 1:])
     in_feats = feats[:, :-1]  # [B, L-1, d] f_0 .. f_{L-2}
@@ -129,7 +132,7 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
         logits = restricted_logits(target, head_weight, pred[m])  # [M, N]
         ce = ce + F.cross_entropy(logits, target_sub, ignore_index=-1) / unroll
         if j == 0:
-            agree = (head.vocab_ids[logits.argmax(-1)] == labels[:, 1:][m]).float().mean()
+            agree = (vocab_ids[logits.argmax(-1)] == labels[:, 1:][m]).float().mean()
         in_feats = torch.cat([feats[:, :1], pred[:, :-1].detach()], 1)  # slot p gets f'_p
     return feat_loss + ce_weight * ce, feat_loss, ce, agree
 
