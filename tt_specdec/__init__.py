@@ -122,7 +122,8 @@ def register_drafter(name: str, factory: DrafterFactory) -> None:
 
 
 class SpeculativeDecoder:
-    """Text in, text out: a target, a drafter named in DRAFTERS ("model", "ngram", ...) and a tokenizer.
+    """Text in, text out: a target, a drafter (a name in DRAFTERS: "model", "ngram", ...; or a built
+    Drafter, which several decoders may share) and a tokenizer.
 
     k = 0 decodes with the target alone (the baseline); k = "auto" measures the cost model
     on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
@@ -130,18 +131,20 @@ class SpeculativeDecoder:
     rollback_kv) as their TT-Metal kernels on the host emulator: the same tokens, slowly.
     """
 
-    def __init__(self, pair: Pair, drafter: str = "model", k: int | str = "auto", sampling: Sampling = Sampling(),
-                 eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch"):
+    def __init__(self, pair: Pair, drafter: str | Drafter = "model", k: int | str = "auto",
+                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch"):
         self.auto = k == "auto"
         k = k_max if self.auto else k
-        if drafter not in DRAFTERS:
-            raise ValueError(f"drafter: got {drafter!r}, expected one of {sorted(DRAFTERS)}")
+        if isinstance(drafter, str) and drafter not in DRAFTERS:
+            raise ValueError(f"drafter: got {drafter!r}, expected one of {sorted(DRAFTERS)} or a Drafter")
+        if not isinstance(drafter, str) and not callable(getattr(drafter, "propose", None)):
+            raise ValueError(f"drafter: got {type(drafter).__name__}, expected a name in DRAFTERS or a Drafter")
         if ops not in OPS_BACKENDS:
             raise ValueError(f"ops: got {ops!r}, expected one of {OPS_BACKENDS}")
         if ops != "torch" and self.auto:
             raise ValueError("k: got 'auto', expected an int with ops='emu' (the cost model times the torch path)")
         # k = 0 never drafts: no drafter is built, so a pair without a draft model still decodes
-        self.drafter = DRAFTERS[drafter](pair) if k != 0 else None
+        self.drafter = None if k == 0 else DRAFTERS[drafter](pair) if isinstance(drafter, str) else drafter
         self.pair, self.k, self.sampling, self.ops = pair, k, sampling, ops
         for model in (pair.target, pair.draft):  # their attention is ops.verify_attention (models/llama.py)
             if model is not None:

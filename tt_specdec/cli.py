@@ -104,7 +104,7 @@ def cmd_bench(args) -> int:
     prompts = bench.prompt_set(args.pair, args.prompts or None, args.categories)
     sampling = Sampling(args.temperature, args.top_k, args.top_p)
     pair = load(args)
-    drafters = args.drafter or bench.available_drafters(pair)
+    drafters = args.drafter or bench.available_drafters(pair)  # names, or the defaults already built
     report = bench.bench(args.pair, pair, drafters=drafters, ks=args.k, prompts=prompts, sampling=sampling,
                          max_new_tokens=args.max_new_tokens, seed=args.seed, chat=not args.raw,
                          compare=not args.no_transformers)

@@ -127,6 +127,23 @@ def test_greedy_lossless_on_the_cpu_engine(cpu_target, trained_head, k):
     assert spec.stats.accepted > 0
 
 
+def test_only_a_drafter_that_reads_features_makes_the_target_write_them(cpu_target, trained_head):
+    """The hidden-state copy is EAGLE's cost: plain decoding and other drafters run without it, even
+    after an EAGLE run on the same target."""
+    from tt_specdec.drafters import LookupFirstDrafter, NgramDrafter
+
+    eagle = EagleDrafter(cpu_target, trained_head)
+    runs = [(eagle, True), (NgramDrafter(), False), (LookupFirstDrafter(eagle), True), (None, False)]
+    for drafter, writes in runs:
+        if drafter is None:
+            generate_plain(cpu_target, PROMPTS, max_new_tokens=8)
+        else:
+            speculative_generate(cpu_target, drafter, PROMPTS, k=2, max_new_tokens=8)
+        assert cpu_target.keep_hidden is writes, type(drafter).__name__
+        if writes:
+            assert cpu_target.hidden_cache.abs().sum() > 0
+
+
 def test_trained_head_is_accepted_more_than_an_untrained_one(target, trained_head):
     torch.manual_seed(1)
     untrained = EagleHead.for_target(target)

@@ -96,4 +96,9 @@ def test_registered_by_name_and_lossless_end_to_end(pairs):
     dec = tt_specdec.SpeculativeDecoder(pairs[0], "lookup+model", k=3)
     assert isinstance(dec.drafter, LookupFirstDrafter)
     ids = PROMPTS[0]
-    assert dec.generate_ids([ids], 24).tokens == generate_plain(pairs[0].target, [ids], max_new_tokens=24).tokens
+    want = generate_plain(pairs[0].target, [ids], max_new_tokens=24).tokens
+    assert dec.generate_ids([ids], 24).tokens == want
+    shared = tt_specdec.SpeculativeDecoder(pairs[0], dec.drafter, k=2)  # a built drafter, shared
+    assert shared.drafter is dec.drafter and shared.generate_ids([ids], 24).tokens == want
+    with pytest.raises(ValueError, match="drafter: got object, expected a name in DRAFTERS or a Drafter"):
+        tt_specdec.SpeculativeDecoder(pairs[0], object(), k=2)

@@ -152,7 +152,7 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
     rows = report["results"]
     assert [r["config"] for r in rows] == [
         "ours target", "ours model k=1", "ours model k=auto", "ours ngram k=1", "ours ngram k=auto",
-        "transformers target", "transformers model k=1", "transformers model k=auto", "transformers ngram k=1"]
+        "ours lookup+model k=1", "ours lookup+model k=auto", "transformers target", "transformers model k=1", "transformers model k=auto", "transformers ngram k=1"]
     for r in rows:
         assert set(r) == ROW_FIELDS, r["config"]
         assert r["prompts"] == 2 and r["new_tokens"] == 16 and r["tokens_per_s"] > 0 and r["ttft_ms"] > 0
@@ -201,9 +201,12 @@ def test_default_drafters_are_those_the_pair_can_build(monkeypatch, capsys):
     monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: tt_specdec.NgramDrafter(max_ngram=2))
     assert "eagle" in tt_specdec.DRAFTERS
     # tiny: the EAGLE head (if shipped) is SmolLM2's width, and "missing" refuses
-    assert bench.available_drafters(tt_specdec.load_pair("tiny")) == ["model", "ngram", "echo"]
+    built = bench.available_drafters(tt_specdec.load_pair("tiny"))
+    assert list(built) == ["model", "ngram", "lookup+model", "echo"]
+    assert isinstance(built["echo"], tt_specdec.NgramDrafter) and built["echo"].max_ngram == 2
     err = capsys.readouterr().err
     assert "drafter=missing left out: drafter: got 'missing', but no weights" in err and "drafter=eagle left out" in err
+    assert "drafter=lookup+eagle left out" in err
 
 
 def test_hf_llama_gives_our_logits():

@@ -140,12 +140,15 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
 class EagleDrafter:
     """Drafts k tokens with an EagleHead on the target's features (the Drafter protocol).
 
-    Sets `target.keep_hidden`, so every target forward writes its features; at propose time the
+    `needs_target_hidden`: the loop sets `target.keep_hidden` for it (and only for it), so every target
+    forward writes its features (constructing one sets it too, for direct use); at propose time the
     target has processed context positions 0..length-2. Head slot p needs the TRUE f_p, so only
     slots computed from target features stay valid: `cached[b]` counts them, and each proposal
     first feeds slots cached .. length-2 in one batched call (the accepted tokens plus the newest),
     then k-1 single steps on predicted features, whose slots the next proposal overwrites.
     """
+
+    needs_target_hidden = True
 
     def __init__(self, target: Llama, head: EagleHead):
         if not hasattr(target, "keep_hidden"):

@@ -24,6 +24,7 @@ class LookupFirstDrafter:
                             "(ModelDrafter, EagleDrafter)")
         self.fallback, self.lookup = fallback, NgramDrafter(max_ngram, min_ngram)
         self.vocab_size = fallback.vocab_size
+        self.needs_target_hidden = getattr(fallback, "needs_target_hidden", False)
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         self.fallback.reset(batch_size, cache_len)

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import Sampling
+from tt_specdec.drafters import Drafter, Sampling
 from tt_specdec.spec.cost import CostModel, measured
 from tt_specdec.spec.prompts_smollm2 import PROMPTS as SMOLLM2_PROMPTS
 from tt_specdec.spec.prompts_smollm2 import select
@@ -117,11 +117,6 @@ def merge(into: Stats, s: Stats) -> None:
 
 # -- the cost model's prediction ------------------------------------------------------------------
 
-def step_cost(cost: CostModel, k: int) -> float:
-    """One step with k drafts, in target decode steps: d0 + k·c + v(k+1); a plain step (k = 0) is 1."""
-    return 1.0 if k == 0 else cost.d0 + k * cost.c + cost.v[k]
-
-
 def steps_per_k(stats: Stats) -> list[int]:
     """[k_max+1] how many row-steps drafted exactly j tokens, from the per-position offered counts."""
     offered = list(stats.offered_per_position) + [0]
@@ -134,23 +129,28 @@ def predicted_speedup(stats: Stats, cost: CostModel) -> float:
     counts = steps_per_k(stats)
     if len(counts) - 1 > cost.k_max:
         raise ValueError(f"cost: got v measured up to k={cost.k_max}, expected up to k={len(counts) - 1} (the run's)")
-    time_units = sum(n * step_cost(cost, k) for k, n in enumerate(counts))
+    time_units = sum(n * cost.step_cost(k) for k, n in enumerate(counts))
     return stats.emitted / time_units if time_units else 0.0
 
 
-def available_drafters(pair) -> list[str]:
-    """The registered drafters this pair can build (the bench's default); the others are named on stderr."""
+def available_drafters(pair) -> dict[str, "Drafter"]:
+    """The registered drafters this pair can build, built (the bench's default); the others are named on stderr."""
     from tt_specdec import DRAFTERS
 
-    names = []
+    built = {}
     for name, factory in DRAFTERS.items():
         try:
-            factory(pair)
+            built[name] = factory(pair)
         except Exception as e:  # noqa: BLE001 - no weights for this pair, made for another target, or broken
             progress(f"drafter={name} left out: {e if isinstance(e, ValueError) else repr(e)}")
-            continue
-        names.append(name)
-    return names
+    return built
+
+
+def build_drafters(pair, drafters: "list[str] | dict[str, Drafter]") -> "dict[str, Drafter]":
+    """name -> Drafter, each built once (every k of a drafter shares it: a generate call resets it)."""
+    from tt_specdec import DRAFTERS
+
+    return dict(drafters) if isinstance(drafters, dict) else {name: DRAFTERS[name](pair) for name in drafters}
 
 
 # -- our configurations ----------------------------------------------------------------------------
@@ -164,17 +164,18 @@ def ours(dec, drafter: str, k: int | str, cost: CostModel | None = None) -> Conf
     return Config(OURS, drafter, k, run, cost)
 
 
-def our_configs(pair, drafters: list[str], ks: list[int | str], sampling: Sampling, eos_token_id: int) -> list[Config]:
+def our_configs(pair, drafters: "dict[str, Drafter]", ks: list[int | str], sampling: Sampling,
+                eos_token_id: int) -> list[Config]:
     """The target alone, then every drafter at every k; each speculative one with its cost model."""
     from tt_specdec import SpeculativeDecoder
 
     configs = [ours(SpeculativeDecoder(pair, k=0, sampling=sampling, eos_token_id=eos_token_id), TARGET, 0)]
     k_max = max([K_MAX_AUTO] + [k for k in ks if k != "auto"])
-    for drafter in drafters:
-        decs = [(k, SpeculativeDecoder(pair, drafter, k, sampling, eos_token_id=eos_token_id)) for k in ks]
-        progress(f"cost model of drafter={drafter}, k up to {k_max} (measured once per machine, then cached)")
-        cost = measured(pair.target, decs[0][1].drafter, batch_size=1, k_max=k_max)
-        configs += [ours(dec, drafter, k, cost) for k, dec in decs]
+    for name, drafter in drafters.items():
+        progress(f"cost model of drafter={name}, k up to {k_max} (measured once per machine, then cached)")
+        cost = measured(pair.target, drafter, batch_size=1, k_max=k_max)
+        configs += [ours(SpeculativeDecoder(pair, drafter, k, sampling, eos_token_id=eos_token_id), name, k, cost)
+                    for k in ks]
     return configs
 
 
@@ -327,7 +328,7 @@ def their_configs(pair_name: str, pair, drafters: list[str], ks: list[int | str]
 
 # -- the run --------------------------------------------------------------------------------------
 
-def bench(pair_name: str, pair, *, drafters: list[str], ks: list[int | str], prompts: list[tuple[str, str]],
+def bench(pair_name: str, pair, *, drafters: "list[str] | dict[str, Drafter]", ks: list[int | str], prompts: list[tuple[str, str]],
           max_new_tokens: int = 128, sampling: Sampling = Sampling(), seed: int = 0, chat: bool = True,
           compare: bool = True) -> dict:
     """Run every configuration on every prompt, interleaved; returns {"meta", "results"} (see rows())."""
@@ -340,6 +341,7 @@ def bench(pair_name: str, pair, *, drafters: list[str], ks: list[int | str], pro
     tok = pair.tokenizer
     eos = tok.eos_token_id
     ids = [tok.encode(chat_prompt(tok, text) if chat else text) for _, text in prompts]
+    drafters = build_drafters(pair, drafters)
     configs = our_configs(pair, drafters, ks, sampling, eos)
     transformers_version = None
     if compare:
@@ -349,7 +351,7 @@ def bench(pair_name: str, pair, *, drafters: list[str], ks: list[int | str], pro
         except ImportError:
             progress("transformers is not installed: no comparison (pip install -e '.[compare]')")
     if transformers_version:
-        configs += their_configs(pair_name, pair, drafters, ks, sampling, eos)
+        configs += their_configs(pair_name, pair, list(drafters), ks, sampling, eos)
     progress(f"warm-up: {len(configs)} configurations")
     for c in configs:  # first calls pay one-off allocation and dispatch costs
         c.run(ids[0], min(4, max_new_tokens), seed)

@@ -40,11 +40,13 @@ class CostModel:
     def k_max(self) -> int:
         return len(self.v) - 1
 
+    def step_cost(self, k: int) -> float:
+        """One step with k drafts, in target decode steps: d0 + k·c + v(k+1); a plain step (k = 0) is 1."""
+        return 1.0 if k == 0 else self.d0 + k * self.c + self.v[k]
+
     def speedup(self, a: float, k: int) -> float:
         """Predicted wall-clock speedup over the target alone; k = 0 is the target alone."""
-        if k == 0:
-            return 1.0
-        return expected_tokens(a, k) / (self.d0 + k * self.c + self.v[k])
+        return expected_tokens(a, k) / self.step_cost(k)
 
     def best_k(self, a: float, k_max: int | None = None) -> int:
         """k in 0 .. k_max maximising S; 0 when no k beats plain decoding."""
@@ -65,7 +67,10 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
             repeats: int = 7) -> CostModel:
     """Time the target at T = 1 .. k_max+1 rows and the drafter at k = 1 and k_max, at `context`
     tokens of context. Leaves both caches reallocated (generate allocates its own anyway)."""
+    from tt_specdec.spec.loop import keep_hidden_for
+
     cache_len = context + 2 * (k_max + 2)
+    keep_hidden_for(target, drafter)  # as the loop runs it
     target.allocate_cache(batch_size, cache_len)
     ctx = torch.randint(0, target.vocab_size, (batch_size, cache_len))
     pos = torch.full((batch_size,), context)

@@ -101,6 +101,13 @@ def prefill(target: Decoder, rows: Rows, sampling: Sampling, seeds: torch.Tensor
     return lengths.clone(), last
 
 
+def keep_hidden_for(target: Decoder, drafter: Drafter | None) -> None:
+    """The target writes its final hidden states (`hidden_cache`) only for a drafter that reads them
+    (`needs_target_hidden`: EAGLE): plain decoding and other drafters skip the copy. Before allocate_cache."""
+    if hasattr(target, "keep_hidden"):
+        target.keep_hidden = bool(getattr(drafter, "needs_target_hidden", False))
+
+
 def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
                    sampling: Sampling = Sampling(), seed: int = 0, eos_token_id: int | None = None,
                    on_tokens: OnTokens | None = None) -> Generation:
@@ -108,6 +115,7 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
     check_request(target, prompts, max_new_tokens, k=0)
     stats, start = Stats(k=0), time.perf_counter()
     rows = Rows(prompts, max_new_tokens, 1, eos_token_id, on_tokens)
+    keep_hidden_for(target, None)
     target.allocate_cache(len(prompts), rows.context.shape[1])
     seeds = row_seeds(seed, len(prompts))
     pos, last = prefill(target, rows, sampling, seeds)
@@ -143,6 +151,7 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     stats, start = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)
+    keep_hidden_for(target, drafter)
     target.allocate_cache(B, rows.context.shape[1])
     drafter.reset(B, rows.context.shape[1])
     seeds = row_seeds(seed, B)
