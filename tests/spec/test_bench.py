@@ -83,6 +83,8 @@ def stats_of(steps: list[tuple[int, int]]) -> Stats:
         s.steps += 1
         s.row_steps += 1
         s.drafted += k
+        s.proposals += int(k > 0)
+        s.proposed += k
         s.accepted += n
         s.emitted += n + 1
         s.new_tokens += n + 1

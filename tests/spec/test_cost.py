@@ -72,10 +72,11 @@ def test_measured_is_cached(tiny_pair, tmp_path, monkeypatch):
 
 
 class ScriptedK:
-    """A policy replaying per-step k rows, 0 (a plain step) included."""
+    """A policy replaying per-step k rows, 0 (a plain step) included, and per-step trims of the drafts
+    made (as a confident-enough drafter's would be): at most trims[step] drafts per row verified."""
 
-    def __init__(self, script):
-        self.script, self.updates = script, 0
+    def __init__(self, script, trims=None):
+        self.script, self.trims, self.updates = script, trims, 0
 
     def reset(self, batch_size):
         self.step = 0
@@ -85,7 +86,13 @@ class ScriptedK:
         self.step += 1
         return ks
 
-    def update(self, num_draft, num_accepted):
+    def trim(self, num_draft, confidence):
+        if self.trims is None:
+            return num_draft
+        cap = torch.tensor(self.trims[(self.step - 1) % len(self.trims)])
+        return torch.where(num_draft > 0, torch.minimum(num_draft, cap), num_draft)
+
+    def update(self, num_draft, num_accepted, confidence=None):
         self.updates += 1
 
 
@@ -100,6 +107,49 @@ def test_mixed_and_zero_k_steps_stay_lossless(tiny_pair, drafter):
     gen = speculative_generate(target, d, prompts, k=6, max_new_tokens=40, policy=pol)
     assert gen.tokens == expected
     assert pol.updates == gen.stats.steps
+
+
+@pytest.mark.parametrize("drafter", ["model", "ngram"])
+def test_trimmed_steps_stay_lossless_and_count_what_was_drafted(tiny_pair, drafter):
+    """Rows verify fewer drafts than were made (down to none: a plain step after drafting)."""
+    target, draft = tiny_pair
+    prompts = [list(b"def area(r):\n    return"), list(b"import sys\n"), list(b"    for i in range(n):\n")]
+    expected = generate_plain(target, prompts, max_new_tokens=40).tokens
+    pol = ScriptedK([[4, 4, 4], [2, 0, 3]], trims=[[0, 0, 0], [1, 4, 2], [4, 2, 0]])
+    d = ModelDrafter(draft) if drafter == "model" else NgramDrafter()
+    gen = speculative_generate(target, d, prompts, k=4, max_new_tokens=40, policy=pol)
+    assert gen.tokens == expected
+    assert gen.stats.proposed > gen.stats.drafted > 0 and gen.stats.proposals > 0
+
+
+def confident(p: float, B: int = 1, k: int = 4) -> torch.Tensor:
+    return torch.full((B, k), p)
+
+
+def test_trim_keeps_drafts_worth_their_verify_rows():
+    cm = CostModel(c=0.05, d0=0.0, v=(1.0, 1.3, 1.6, 1.9, 2.2))  # a steep verify cost, as on a CPU
+    pol = AdaptiveK(cm, 4, prior_weight=1e6)  # the confidence is taken at its word (the table's prior)
+    pol.reset(3)
+    nd = torch.tensor([4, 4, -1])
+    conf = torch.stack([confident(0.98)[0], confident(0.05)[0], confident(0.98)[0]])
+    assert pol.trim(nd, conf).tolist() == [4, 0, -1]  # sure drafts all verified; hopeless ones not at all
+    mixed = torch.tensor([[0.95, 0.95, 0.15, 0.95]])
+    assert pol.trim(torch.tensor([4]), mixed).tolist() == [2], "after a doubtful draft, the rest are unlikely"
+    assert pol.trim(torch.tensor([4]), torch.full((1, 4), float("nan"))).tolist() == [4], "NaN: no confidence"
+    assert pol.trim(nd, None) is nd
+
+
+def test_confidence_table_learns_overconfidence():
+    cm = CostModel(c=0.05, d0=0.0, v=(1.0, 1.3, 1.6, 1.9, 2.2))
+    pol = AdaptiveK(cm, 4)
+    pol.reset(1)
+    conf = confident(0.95)
+    assert pol.trim(torch.tensor([4]), conf).tolist() == [4]
+    for _ in range(40):  # drafts claiming 0.95 are always rejected at once
+        pol.update(torch.tensor([4]), torch.tensor([0]), conf)
+    assert float(pol.calibrated(torch.tensor(0.95))) < 0.2
+    assert pol.trim(torch.tensor([4]), conf).tolist() == [0]
+    assert float(pol.calibrated(torch.tensor(0.55))) == pytest.approx(0.55), "other bins untouched"
 
 
 def test_auto_policy_is_lossless(tiny_pair):

@@ -37,4 +37,6 @@ class Drafter(Protocol):
         newest emitted token); seeds [B] this step's per-row seeds.
         Returns draft_tokens [B, k] and draft_probs [B, k, V] (the distribution each draft
         was sampled from), or None for a deterministic proposal.
+        Optionally sets `self.draft_confidence` [B, k]: its probability of each draft (NaN: none),
+        which lets the adaptive-k policy verify only the drafts worth their verify rows.
         """

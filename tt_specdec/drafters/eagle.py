@@ -217,13 +217,15 @@ class EagleDrafter:
         feat = out[torch.arange(B), ready - 1 - start]  # [B, d] f'_{length-1}: predicts the token after the newest
         logits = self.logits(feat)  # [B, N]
         pos = ready.clone()
-        drafts, probs = [], []
+        drafts, probs, conf = [], [], []
         for t in range(k):
             if sampling.greedy:
                 index = logits.argmax(-1)
+                conf.append(torch.softmax(logits, -1).gather(1, index.view(B, 1))[:, 0])
             else:
                 q = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [B, N]
                 index = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
+                conf.append(q.gather(1, index.view(B, 1))[:, 0])
                 full = torch.zeros(B, self.vocab_size, dtype=q.dtype)
                 probs.append(full.index_copy_(1, self.head.vocab_ids, q))  # [B, V], 0 outside the subset
             token = self.head.vocab_ids[index]  # [B] full ids
@@ -233,6 +235,7 @@ class EagleDrafter:
                 feat, logits = feat[:, 0], logits[:, 0]
                 pos += 1
         self.cached = ready
+        self.draft_confidence = torch.stack(conf, 1).float()  # [B, k] its probability of each draft
         return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)
 
 

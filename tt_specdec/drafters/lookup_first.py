@@ -37,10 +37,14 @@ class LookupFirstDrafter:
             # the fallback skips this step: as its own propose would, it trusts only what it fed
             # before the newest token (its drafts past that may have been rejected)
             self.fallback.cached = torch.minimum(self.fallback.cached, length - 1)
+            self.draft_confidence = torch.full((len(found), k), float("nan"))  # a copy has no probability
             return torch.stack(found), None
         drafts, probs = self.fallback.propose(context, length, k, sampling, seeds)
+        conf = getattr(self.fallback, "draft_confidence", None)
+        self.draft_confidence = torch.full((len(found), k), float("nan")) if conf is None else conf.clone()
         for b in copied.nonzero().flatten().tolist():
             drafts[b] = found[b]
+            self.draft_confidence[b] = float("nan")
             if probs is not None:  # a copied draft is deterministic: one-hot q
                 probs[b] = F.one_hot(found[b], probs.shape[-1]).to(probs.dtype)
         # rows whose drafts were replaced: the fallback's KV past the newest token holds its own drafts

@@ -37,17 +37,20 @@ class ModelDrafter:
         tokens = context.gather(1, start.view(B, 1) + torch.arange(feed))  # [B, feed]
         logits = self.model.forward(tokens, start)[torch.arange(B), length - 1 - start]  # [B, V]
         pos = length.clone()
-        drafts, probs = [], []
+        drafts, probs, conf = [], [], []
         for t in range(k):
             if sampling.greedy:
                 token = logits.argmax(-1)
+                conf.append(torch.softmax(logits.float(), -1).gather(1, token.view(B, 1))[:, 0])
             else:
                 q = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)
                 token = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
                 probs.append(q)
+                conf.append(q.gather(1, token.view(B, 1))[:, 0])
             drafts.append(token)
             if t + 1 < k:  # d_k is never fed: its KV is only needed if all k are accepted
                 logits = self.model.forward(token.view(B, 1), pos)[:, 0]
                 pos += 1
         self.cached = pos
+        self.draft_confidence = torch.stack(conf, 1).float()  # [B, k] its probability of each draft
         return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)

@@ -43,7 +43,7 @@ TARGET = "target"  # the `drafter` of the baseline rows
 K_MAX_AUTO = 8  # SpeculativeDecoder's k_max for k = "auto": the cost model is measured (and cached) up to it
 # transformers' counterparts of our drafters: the keyword of model.generate that drafts k tokens
 THEIR_DRAFTERS = ("model", "ngram")
-STATS_COUNTS = ("steps", "drafted", "accepted", "emitted", "row_steps", "new_tokens", "ttft_s")
+STATS_COUNTS = ("steps", "drafted", "accepted", "emitted", "row_steps", "proposals", "proposed", "new_tokens", "ttft_s")
 
 
 def weight_dtype(model) -> torch.dtype:
@@ -125,11 +125,13 @@ def steps_per_k(stats: Stats) -> list[int]:
 
 def predicted_speedup(stats: Stats, cost: CostModel) -> float:
     """S = emitted tokens / predicted time of the steps taken (target decode steps), as in spec/cost.py:
-    with every step at one k and mean accepted length E, this is E / (d0 + k·c + v(k+1))."""
+    each proposal costs d0 + c per draft token made, each step v(k+1) for the k drafts it verified
+    (1 for a plain step). With every step at one k and mean accepted length E: E / (d0 + k·c + v(k+1))."""
     counts = steps_per_k(stats)
     if len(counts) - 1 > cost.k_max:
         raise ValueError(f"cost: got v measured up to k={cost.k_max}, expected up to k={len(counts) - 1} (the run's)")
-    time_units = sum(n * cost.step_cost(k) for k, n in enumerate(counts))
+    time_units = (sum(n * cost.v[k] for k, n in enumerate(counts))
+                  + stats.proposals * cost.d0 + stats.proposed * cost.c)
     return stats.emitted / time_units if time_units else 0.0
 
 

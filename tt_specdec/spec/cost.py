@@ -126,24 +126,75 @@ def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: i
 
 
 class AdaptiveK:
-    """Per-row k from a running estimate of per-token acceptance.
+    """Per-row k from a running estimate of per-token acceptance, then cut per draft by the
+    drafter's own confidence.
 
     A step with n accepted of k_eff offered is n successes and, when n < k_eff, one
     failure. Counts decay geometrically so the estimate follows the text; a prior of
     `prior` with weight `prior_weight` steps starts it. A row at k = 0 (plain) is given
     k = 1 every `probe_every` steps so that its estimate can recover.
+
+    `trim`: a drafter that reports `draft_confidence` [B, k] (its probability of each draft)
+    lets a row verify only the prefix worth its rows (EAGLE-2's observation: a draft's
+    confidence predicts its acceptance). Confidence is mapped to acceptance by a table over
+    `bins` confidence bins, learnt as the run goes (drafts are over- or under-confident by
+    drafter and text); d_t is accepted with about the product of d_1..d_t's estimates.
     """
 
     def __init__(self, cost: CostModel, k_max: int, *, prior: float = 0.6, prior_weight: float = 4.0,
-                 decay: float = 0.9, probe_every: int = 8):
+                 decay: float = 0.9, probe_every: int = 8, bins: int = 10):
         self.cost, self.k_max = cost, min(k_max, cost.k_max)
         self.prior, self.prior_weight, self.decay, self.probe_every = prior, prior_weight, decay, probe_every
+        self.bins = bins
         self.reset(0)
 
     def reset(self, batch_size: int) -> None:
         self.success = torch.zeros(batch_size, dtype=torch.float64)
         self.trials = torch.zeros(batch_size, dtype=torch.float64)
         self.plain_steps = torch.zeros(batch_size, dtype=torch.long)
+        # confidence -> acceptance, shared by the rows: prior = the bin's centre, worth prior_weight drafts
+        centre = (torch.arange(self.bins, dtype=torch.float64) + 0.5) / self.bins
+        self.bin_hits, self.bin_trials = centre * self.prior_weight, torch.full((self.bins,), self.prior_weight)
+
+    def calibrated(self, confidence: torch.Tensor) -> torch.Tensor:
+        """confidence [...] in 0..1 -> estimated acceptance [...] (float64)."""
+        index = (confidence.double() * self.bins).long().clamp(0, self.bins - 1)
+        return (self.bin_hits / self.bin_trials)[index]
+
+    def trim(self, num_draft: torch.Tensor, confidence: torch.Tensor | None) -> torch.Tensor:
+        """num_draft [B] drafts made per row (-1 skipped), confidence [B, k] or None -> the drafts each
+        row verifies: the prefix maximising (1 + sum of estimated acceptances of its drafts) / (its
+        verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""
+        if confidence is None:
+            return num_draft
+        out = num_draft.clone()
+        k = confidence.shape[1]
+        reach = torch.cumprod(self.calibrated(confidence.nan_to_num(1.0)), 1)  # [B, k] P(d_1..d_t accepted)
+        tokens = 1.0 + torch.cat([torch.zeros(len(out), 1, dtype=torch.float64), reach.cumsum(1)], 1)  # [B, k+1]
+        for b in range(len(out)):
+            n = int(num_draft[b])
+            if n <= 0 or bool(confidence[b, :n].isnan().any()):
+                continue
+            spent = self.cost.d0 + k * self.cost.c
+            rate = [float(tokens[b, j]) / (spent + self.cost.v[j]) for j in range(n + 1)]
+            out[b] = max(range(n + 1), key=lambda j: (rate[j], j))
+        return out
+
+    def observe(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None) -> None:
+        """Learn confidence -> acceptance from one step: d_t was judged when d_1..d_{t-1} were accepted."""
+        if confidence is None:
+            return
+        self.bin_hits *= self.decay ** (1 / self.bins)  # slow: every bin sees only some drafts
+        self.bin_trials *= self.decay ** (1 / self.bins)
+        for b in range(len(num_draft)):
+            n, offered = int(num_accepted[b]), int(num_draft[b])
+            for t in range(min(n + 1, offered)):
+                c = float(confidence[b, t])
+                if c != c:  # NaN: not a confidence
+                    continue
+                i = min(int(c * self.bins), self.bins - 1)
+                self.bin_trials[i] += 1
+                self.bin_hits[i] += float(t < n)
 
     def acceptance(self) -> torch.Tensor:
         """[B] estimated per-token acceptance."""
@@ -155,8 +206,10 @@ class AdaptiveK:
         probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
         return torch.where(probe, 1, ks)
 
-    def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor) -> None:
-        """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix."""
+    def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None = None) -> None:
+        """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] or None
+        the drafter's (see trim)."""
+        self.observe(num_draft, num_accepted, confidence)
         offered = num_draft.clamp(min=0).double()
         n = num_accepted.clamp(min=0).double()
         failed = (n < offered).double()

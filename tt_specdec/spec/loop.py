@@ -166,14 +166,25 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         k_rows = torch.full((B,), k) if policy is None else policy.choose().clamp(max=k)
         num_draft = torch.where(rows.done, -1, torch.minimum(k_rows, rows.remaining() - 1))
         k_step = int(num_draft.max())  # drafts this step: as many as the most hopeful row takes
-        if k_step == 0:  # no row drafts: a plain target step
+        confidence = None
+        if k_step > 0:
+            # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
+            draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k_step, sampling, step_seed)
+            live = num_draft > 0
+            stats.proposals += int(live.sum())
+            stats.proposed += int(num_draft[live].sum())
+            if policy is not None:  # a row verifies only the drafts its drafter is confident enough in
+                confidence = getattr(drafter, "draft_confidence", None)
+                num_draft = policy.trim(num_draft, confidence)
+                k_step = int(num_draft.max())
+                draft_tokens = draft_tokens[:, :k_step]
+                draft_probs = None if draft_probs is None else draft_probs[:, :k_step]
+        if k_step <= 0:  # no row verifies a draft: a plain target step
             logits = target.forward(last.view(B, 1), pos)[:, 0]  # [B, V]
             token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seed)
             num_accepted = torch.where(rows.done, -1, 0)
             output = torch.where(rows.done, -1, token).view(B, 1)
         else:
-            # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
-            draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k_step, sampling, step_seed)
             # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
             logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
             # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
@@ -181,7 +192,7 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
                 logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
                 top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed, backend=ops_backend)
         if policy is not None:
-            policy.update(num_draft, num_accepted)
+            policy.update(num_draft, num_accepted, confidence)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
         pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output, backend=ops_backend)
         live = num_accepted >= 0
