@@ -56,6 +56,7 @@ def test_measure_reports_ratios(tiny_pair):
     target, draft = tiny_pair
     cm = measure(target, ModelDrafter(draft), k_max=3, repeats=2)
     assert cm.v[0] == 1.0 and len(cm.v) == 4 and all(x > 0 for x in cm.v)
+    assert list(cm.v) == sorted(cm.v), "v is non-decreasing: a dip is timing noise"
     assert cm.c >= 0 and cm.d0 >= 0 and cm.k_max == 3
 
 
@@ -159,3 +160,17 @@ def test_auto_policy_is_lossless(tiny_pair):
     pol = AdaptiveK(CostModel(c=0.2, d0=0.05, v=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)), 6)
     gen = speculative_generate(target, ModelDrafter(draft), prompts, k=6, max_new_tokens=48, policy=pol)
     assert gen.tokens == expected
+
+
+def test_cached_cost_models_tell_drafters_apart(tiny_pair):
+    """A lookup-first drafter costs what its fallback costs: two fallbacks, two cache entries."""
+    from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter
+    from tt_specdec.models import load_tiny_pair
+
+    target, draft = tiny_pair
+    own_target = load_tiny_pair()[0]  # an EagleDrafter sets keep_hidden on its target
+    eagle = EagleDrafter(own_target, EagleHead.for_target(own_target))
+    idents = [cost_mod.describe_drafter(d) for d in (ModelDrafter(draft), LookupFirstDrafter(ModelDrafter(draft)),
+                                                     LookupFirstDrafter(eagle), eagle,
+                                                     EagleDrafter(own_target, eagle.head.with_vocabulary(torch.arange(9))))]
+    assert len({repr(i) for i in idents}) == len(idents)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -54,19 +55,23 @@ class CostModel:
         return max(ks, key=lambda k: (self.speedup(a, k), -k))
 
 
-def _best_time(fn, repeats: int) -> float:
-    times = []
+def _best_times(fns: list, repeats: int) -> list[float]:
+    """Each fn's least-disturbed time (other processes only ever add time), in interleaved rounds so
+    that a slow spell of the machine hits every fn alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)  # the least-disturbed run: other processes only ever add time
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8, context: int = 64,
-            repeats: int = 7) -> CostModel:
+            repeats: int = 15) -> CostModel:
     """Time the target at T = 1 .. k_max+1 rows and the drafter at k = 1 and k_max, at `context`
-    tokens of context. Leaves both caches reallocated (generate allocates its own anyway)."""
+    tokens of context. v is made non-decreasing (a T-row forward does the work of a T-1-row one and
+    more: a dip is noise). Leaves both caches reallocated (generate allocates its own anyway)."""
     from tt_specdec.spec.loop import keep_hidden_for
 
     cache_len = context + 2 * (k_max + 2)
@@ -87,11 +92,10 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
     drafter.reset(batch_size, cache_len)
     propose(1)()  # the drafter's own prefill, not part of a step
     verify(1)()
-    t = [_best_time(verify(T), repeats) for T in range(1, k_max + 2)]
-    d1, dk = _best_time(propose(1), repeats), _best_time(propose(k_max), repeats)
+    *t, d1, dk = _best_times([verify(T) for T in range(1, k_max + 2)] + [propose(1), propose(k_max)], repeats)
     c = max(dk - d1, 0.0) / (k_max - 1) / t[0] if k_max > 1 else d1 / t[0]
     d0 = max(d1 / t[0] - c, 0.0)
-    return CostModel(c=c, d0=d0, v=tuple(x / t[0] for x in t))
+    return CostModel(c=c, d0=d0, v=tuple(itertools.accumulate((x / t[0] for x in t), max)))
 
 
 def cache_path() -> pathlib.Path:
@@ -109,10 +113,18 @@ def describe(model) -> str | None:
     return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}"
 
 
+def describe_drafter(drafter) -> list:
+    """What a drafter's cost depends on: its class, its model, its head's vocabulary, its fallback's."""
+    head = getattr(drafter, "head", None)
+    fallback = getattr(drafter, "fallback", None)
+    return [type(drafter).__name__, describe(getattr(drafter, "model", None)),
+            None if head is None else len(head.vocab_ids), None if fallback is None else describe_drafter(fallback)]
+
+
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
-    ident = [describe(target), type(drafter).__name__, describe(getattr(drafter, "model", None)),
-             batch_size, k_max, torch.get_num_threads(), torch.__version__]
+    ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
+             torch.__version__, 2]  # 2: interleaved, non-decreasing v
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
