@@ -92,12 +92,17 @@ def default_pair_calls(monkeypatch, cost_cache):
     return calls
 
 
-def test_generate_defaults_smollm2_cpu_engine_chat_template_k_auto_stop_at_eos(default_pair_calls, capsys):
+def test_generate_defaults_smollm2_cpu_engine_chat_template_k_auto_stop_at_eos(default_pair_calls, capsys,
+                                                                                monkeypatch):
+    assert tt_specdec.DEFAULT_DRAFTER == {"smollm2": "lookup+eagle", "tiny": "model"}
+    # the tiny models stand in for SmolLM2 here, and have no EAGLE head: the same kind of drafter on their draft
+    monkeypatch.setitem(tt_specdec.DEFAULT_DRAFTER, "smollm2", "lookup+model")
     assert main(["generate", "def", "--max-new-tokens", "48"]) == 0
     answer = capsys.readouterr().out
     assert default_pair_calls["load_pair"] == ("smollm2", torch.float32, "cpu")
     dec = default_pair_calls["decoder"]
-    assert dec.auto and dec.k == 8 and type(dec.drafter).__name__ == "ModelDrafter"
+    assert dec.auto and dec.k == 8 and type(dec.drafter).__name__ == "LookupFirstDrafter"
+    assert type(dec.drafter.fallback).__name__ == "ModelDrafter"
     assert answer.endswith(" ") and answer.count(" ") == 1  # stopped at the first end-of-turn token
     assert main(["generate", "<u>def</u>", "--raw", "--max-new-tokens", "48"]) == 0
     assert capsys.readouterr().out == "<u>def</u>" + answer  # --raw: the same text, untemplated, echoed

@@ -73,10 +73,10 @@ def parse_list(text: str) -> list[str]:
 
 
 def cmd_generate(args) -> int:
-    from tt_specdec import Sampling, SpeculativeDecoder
+    from tt_specdec import DEFAULT_DRAFTER, Sampling, SpeculativeDecoder
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
-    dec = SpeculativeDecoder(load(args), args.drafter, args.k, sampling, ops=args.ops)
+    dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling, ops=args.ops)
     chat = not args.raw and bool(getattr(dec.pair.tokenizer, "chat_template", None))
     if not chat:  # a completion: the text it continues comes first
         sys.stdout.write(args.prompt)
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--k", type=parse_k, default="auto",
                    help="draft tokens per step (default auto: chosen per row by the measured cost model; "
                         "0 = target alone)")
-    g.add_argument("--drafter", choices=sorted(DRAFTERS), default="model")
+    g.add_argument("--drafter", choices=sorted(DRAFTERS),
+                   help="default: the pair's fastest measured (smollm2: lookup+eagle; tiny: model)")
     g.add_argument("--max-new-tokens", type=int, default=128, help="stops earlier at the model's end of turn")
     g.add_argument("--ops", choices=["torch", "emu"], default="torch",
                    help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
