@@ -182,7 +182,11 @@ struct PackedLinear {
         for (int64_t kk = 0; kk < k; ++kk) {
             // the weight stream runs ahead of the FMAs: ask for it 2 KB early (DRAM latency, not bandwidth,
             // is what a dense multi-row tile waits on)
-            _mm_prefetch(reinterpret_cast<const char*>(wp + (kk + PREFETCH_K) * PANEL), _MM_HINT_T0);
+            // a one-row tile (decode) leaves the other panels to the hardware prefetcher; a multi-row
+            // tile has the FMAs to hide one request per panel
+#pragma GCC unroll 16
+            for (int j = 0; j < (MR >= 2 ? NP : 1); ++j)
+                _mm_prefetch(reinterpret_cast<const char*>(wp + (j * k + kk + PREFETCH_K) * PANEL), _MM_HINT_T0);
             __m256 wv[2 * NP];
 #pragma GCC unroll 16
             for (int j = 0; j < NP; ++j) {
