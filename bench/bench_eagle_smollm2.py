@@ -99,7 +99,7 @@ def main() -> None:
             s = totals[name, k]
             row = stats_row(s)
             cost = costs[name]  # S = E / (d0 + k·c + v(k+1)), E the measured mean accepted length
-            row["predicted_speedup"] = round(s.mean_accepted_length / (cost.d0 + k * cost.c + cost.v[k]), 3)
+            row["predicted_speedup"] = round(s.mean_accepted_length / cost.step_cost(k), 3)
             row["per_category"] = {c: stats_row(st) for c, st in per_cat[name, k].items()}
             rows[k] = row
             cats = " ".join(f"{c} {st.acceptance_rate:.3f}" for c, st in per_cat[name, k].items())
