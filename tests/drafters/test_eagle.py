@@ -163,6 +163,7 @@ def test_sampling_draft_probs_are_full_distributions_zero_outside_the_subset(tar
     subset = torch.arange(32, 127)
     head = trained_head.with_vocabulary(subset)
     drafter = EagleDrafter(target, head)
+    drafter.stop_reach = 0.0  # all k drafts, however unlikely
     B, k = len(PROMPTS), 4
     context = torch.zeros(B, 72, dtype=torch.long)
     for b, p in enumerate(PROMPTS):
@@ -235,7 +236,43 @@ def test_draft_past_the_cache_is_rejected(target, trained_head):
     with pytest.raises(ValueError, match=r"k: got 7 with a row of length 12, expected length \+ k - 2 <= 16"):
         drafter.propose(context, torch.tensor([12]), 7, Sampling(), row_seeds(0, 1))
     assert drafter.head.k_cache.abs().sum() == 0  # rejected before any slot was written
+    drafter.stop_reach = 0.0
     assert drafter.propose(context, torch.tensor([12]), 6, Sampling(), row_seeds(0, 1))[0].shape == (1, 6)
+
+
+def test_drafting_stops_where_no_row_is_likely_to_reach(target, trained_head):
+    drafter = EagleDrafter(target, trained_head)
+    B = len(PROMPTS)
+    context = torch.zeros(B, 72, dtype=torch.long)
+    for b, p in enumerate(PROMPTS):
+        context[b, :len(p)] = torch.tensor(p)
+    length = torch.tensor([len(p) for p in PROMPTS])
+    target.allocate_cache(B, 72)
+    target.forward(context, torch.zeros(B, dtype=torch.long))
+    widths = {}
+    for stop in (0.0, 0.5, 1.0):
+        drafter.stop_reach = stop
+        drafter.reset(B, 72)
+        drafts, _ = drafter.propose(context, length, 6, Sampling(), row_seeds(0, B))
+        conf = drafter.draft_confidence
+        assert conf.shape == drafts.shape and bool(((conf > 0) & (conf <= 1)).all())
+        reach = conf.cumprod(1).max(0).values  # [k'] the likeliest row's reach
+        assert bool((reach[:-1] >= stop).all()), "it went on only while some row could reach"
+        assert drafts.shape[1] == 6 or reach[-1] < stop, "it stopped only where no row could"
+        widths[stop] = drafts.shape[1]
+    assert widths[0.0] == 6 and widths[1.0] == 1 and widths[0.0] >= widths[0.5] >= widths[1.0]
+
+
+@pytest.mark.parametrize("stop_reach", [0.1, 0.6])
+def test_greedy_lossless_with_k_auto_and_early_stops(cpu_target, trained_head, stop_reach):
+    from tt_specdec.spec.cost import AdaptiveK, CostModel
+
+    drafter = EagleDrafter(cpu_target, trained_head.with_vocabulary(torch.arange(0, 128)))
+    drafter.stop_reach = stop_reach
+    policy = AdaptiveK(CostModel(c=0.05, d0=0.0, v=(1.0, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7)), 6)
+    spec = speculative_generate(cpu_target, drafter, PROMPTS, k=6, max_new_tokens=40, policy=policy)
+    assert spec.tokens == generate_plain(cpu_target, PROMPTS, max_new_tokens=40).tokens
+    assert spec.stats.accepted > 0 and spec.stats.proposed >= spec.stats.drafted
 
 
 def test_load_eagle_drafter_missing_file(target, tmp_path):

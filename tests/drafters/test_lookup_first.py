@@ -102,3 +102,42 @@ def test_registered_by_name_and_lossless_end_to_end(pairs):
     assert shared.drafter is dec.drafter and shared.generate_ids([ids], 24).tokens == want
     with pytest.raises(ValueError, match="drafter: got object, expected a name in DRAFTERS or a Drafter"):
         tt_specdec.SpeculativeDecoder(pairs[0], object(), k=2)
+
+
+class ShortDrafter(ModelDrafter):
+    """A fallback that, like an EAGLE head stopping early, drafts fewer than the k asked."""
+    stop_reach = 0.5
+
+    def propose(self, context, length, k, sampling, seeds):
+        drafts, probs = super().propose(context, length, min(k, 2), sampling, seeds)
+        return drafts, probs
+
+
+def test_copies_carry_their_match_length_as_confidence_and_outlast_a_short_fallback(pairs):
+    hybrid = LookupFirstDrafter(ShortDrafter(pairs[0].draft))
+    assert hybrid.stop_reach == 0.5  # drafts to its confidence, as its fallback does
+    ctx = torch.zeros(2, 64, dtype=torch.long)
+    ctx[0, :10], ctx[1, :5] = torch.tensor(list(b"abcdeXabcd")), torch.tensor(list(b"vwxyz"))
+    hybrid.reset(2, 64)
+    drafts, probs = hybrid.propose(ctx, torch.tensor([10, 5]), 5, Sampling(), torch.zeros(2))
+    assert probs is None and drafts.shape == (2, 5)
+    assert bytes(drafts[0].tolist()) == b"eXabc"  # the 4-gram "abcd" matched: 5 tokens of continuation
+    conf = hybrid.draft_confidence
+    assert conf[0].tolist() == pytest.approx([4 / 5] * 5) and hybrid.draft_source.tolist() == [1, 0]
+    assert bool((conf[1, :2] > 0).all()) and conf[1, 2:].tolist() == [0.0] * 3, "past the fallback's drafts: none"
+    # a continuation running out: "xyzxy" matches "xy" at the start, followed by only "zxy"
+    hybrid.reset(1, 64)
+    hybrid.propose(torch.tensor([list(b"xyzxy") + [0] * 10]), torch.tensor([5]), 5, Sampling(), torch.zeros(1))
+    assert hybrid.draft_confidence[0].tolist() == pytest.approx([2 / 5] * 3 + [0.0] * 2)
+
+
+def test_k_auto_with_copies_and_a_short_fallback_stays_lossless(pairs):
+    from tt_specdec.spec.cost import AdaptiveK, CostModel
+
+    target = pairs[0].target
+    hybrid = LookupFirstDrafter(ShortDrafter(pairs[0].draft))
+    policy = AdaptiveK(CostModel(c=0.05, d0=0.0, v=(1.0, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7)), 6)
+    spec = speculative_generate(target, hybrid, PROMPTS, k=6, max_new_tokens=48, policy=policy)
+    assert spec.tokens == generate_plain(target, PROMPTS, max_new_tokens=48).tokens
+    assert spec.stats.accepted > 0 and len(spec.stats.offered_per_position) == 6
+    assert spec.stats.offered_per_position[3] > 0, "copies went past the fallback's two drafts"

@@ -87,13 +87,13 @@ class ScriptedK:
         self.step += 1
         return ks
 
-    def trim(self, num_draft, confidence):
+    def trim(self, num_draft, confidence, source=None):
         if self.trims is None:
             return num_draft
         cap = torch.tensor(self.trims[(self.step - 1) % len(self.trims)])
         return torch.where(num_draft > 0, torch.minimum(num_draft, cap), num_draft)
 
-    def update(self, num_draft, num_accepted, confidence=None):
+    def update(self, num_draft, num_accepted, confidence=None, source=None):
         self.updates += 1
 
 
@@ -148,9 +148,17 @@ def test_confidence_table_learns_overconfidence():
     assert pol.trim(torch.tensor([4]), conf).tolist() == [4]
     for _ in range(40):  # drafts claiming 0.95 are always rejected at once
         pol.update(torch.tensor([4]), torch.tensor([0]), conf)
-    assert float(pol.calibrated(torch.tensor(0.95))) < 0.2
+    assert float(pol.calibrated(torch.tensor([[0.95]]))) < 0.2
     assert pol.trim(torch.tensor([4]), conf).tolist() == [0]
-    assert float(pol.calibrated(torch.tensor(0.55))) == pytest.approx(0.55), "other bins untouched"
+    assert float(pol.calibrated(torch.tensor([[0.55]]))) == pytest.approx(0.55), "other bins untouched"
+    copied = torch.tensor([1])  # another source (copies) keeps its own table
+    assert float(pol.calibrated(torch.tensor([[0.95]]), copied)) == pytest.approx(0.95)
+    assert pol.trim(torch.tensor([4]), conf, copied).tolist() == [4]
+    for _ in range(40):  # copies at 0.95 are right: their table says so, the other one is untouched
+        pol.update(torch.tensor([4]), torch.tensor([4]), conf, copied)
+    assert float(pol.calibrated(torch.tensor([[0.95]]), copied)) > 0.95
+    assert float(pol.calibrated(torch.tensor([[0.95]]))) < 0.2
+    assert pol.calibrated(torch.tensor([[0.95, 0.0]]), copied)[0, 1] == 0, "confidence 0: not a draft"
 
 
 def test_auto_policy_is_lossless(tiny_pair):

@@ -37,6 +37,10 @@ class Drafter(Protocol):
         newest emitted token); seeds [B] this step's per-row seeds.
         Returns draft_tokens [B, k] and draft_probs [B, k, V] (the distribution each draft
         was sampled from), or None for a deterministic proposal.
-        Optionally sets `self.draft_confidence` [B, k]: its probability of each draft (NaN: none),
-        which lets the adaptive-k policy verify only the drafts worth their verify rows.
+        Optionally sets `self.draft_confidence` [B, k]: its probability of each draft (NaN: none;
+        0: not a draft, never verified), which lets the adaptive-k policy verify only the drafts
+        worth their verify rows, and `self.draft_source` [B] (which of its kinds of draft each row's
+        is, e.g. 1 = copied; default 0), whose confidences the policy calibrates apart. A drafter
+        with `stop_reach` may return fewer than k columns (it stopped where no row was likely to
+        reach); the policy then asks it for its k_max.
         """

@@ -149,6 +149,9 @@ class EagleDrafter:
     """
 
     needs_target_hidden = True
+    # drafts while some row's product of draft probabilities is at least stop_reach, up to the k asked:
+    # the adaptive-k policy then asks for its k_max and trims by confidence (EAGLE-2's dynamic depth)
+    stop_reach = 0.1
 
     def __init__(self, target: Llama, head: EagleHead):
         if not hasattr(target, "keep_hidden"):
@@ -218,6 +221,7 @@ class EagleDrafter:
         logits = self.logits(feat)  # [B, N]
         pos = ready.clone()
         drafts, probs, conf = [], [], []
+        reach = torch.ones(B)
         for t in range(k):
             if sampling.greedy:
                 index = logits.argmax(-1)
@@ -230,13 +234,16 @@ class EagleDrafter:
                 probs.append(full.index_copy_(1, self.head.vocab_ids, q))  # [B, V], 0 outside the subset
             token = self.head.vocab_ids[index]  # [B] full ids
             drafts.append(token)
+            reach = reach * conf[-1]
+            if float(reach.max()) < self.stop_reach:  # no row is likely to get this far: fewer than k drafts
+                break
             if t + 1 < k:  # the last draft's feature is never needed
                 feat, logits = self.step(embed(token.view(B, 1)), feat.view(B, 1, -1), pos)
                 feat, logits = feat[:, 0], logits[:, 0]
                 pos += 1
         self.cached = ready
-        self.draft_confidence = torch.stack(conf, 1).float()  # [B, k] its probability of each draft
-        return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)
+        self.draft_confidence = torch.stack(conf, 1).float()  # [B, k'] its probability of each draft
+        return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)  # k' <= k columns
 
 
 def cpu_engine(head: EagleHead, norm: nn.Module, head_weight: torch.Tensor):

@@ -13,10 +13,16 @@ import torch.nn.functional as F
 from tt_specdec.drafters.base import Drafter, Sampling
 from tt_specdec.drafters.ngram import NgramDrafter
 
+COPIED = 1  # draft_source of a copied row (0: the fallback's)
+
 
 class LookupFirstDrafter:
     """NgramDrafter.match per row, else `fallback` (a Drafter whose state is `cached` [B]: the
-    positions it holds valid, as ModelDrafter and EagleDrafter keep it)."""
+    positions it holds valid, as ModelDrafter and EagleDrafter keep it).
+
+    A copy's draft_confidence is its match length / (max_ngram + 1), the same for each copied
+    token (the policy learns what each length is worth: draft_source COPIED); copied tokens past
+    the end of the continuation have confidence 0 (never verified)."""
 
     def __init__(self, fallback: Drafter, max_ngram: int = 4, min_ngram: int = 2):
         if not hasattr(fallback, "cached"):
@@ -25,28 +31,47 @@ class LookupFirstDrafter:
         self.fallback, self.lookup = fallback, NgramDrafter(max_ngram, min_ngram)
         self.vocab_size = fallback.vocab_size
         self.needs_target_hidden = getattr(fallback, "needs_target_hidden", False)
+        if hasattr(fallback, "stop_reach"):  # it drafts to its confidence, and copies cost nothing
+            self.stop_reach = fallback.stop_reach
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         self.fallback.reset(batch_size, cache_len)
 
+    def copy(self, ctx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """ctx [L] -> (k copied tokens, their confidence [k]) or None when the tail has no earlier match."""
+        found = self.lookup.match(ctx, k)
+        if found is None:
+            return None
+        follow, n = found
+        conf = torch.zeros(k)
+        conf[:len(follow)] = n / (self.lookup.max_ngram + 1)
+        return torch.cat([follow, follow[-1:].expand(k - len(follow))]), conf
+
     @torch.inference_mode()
     def propose(self, context, length, k, sampling: Sampling, seeds):
-        found = [self.lookup.match(context[b, :n], k) for b, n in enumerate(length.tolist())]
+        found = [self.copy(context[b, :n], k) for b, n in enumerate(length.tolist())]
         copied = torch.tensor([f is not None for f in found])  # [B]
+        self.draft_source = copied.long() * COPIED
         if bool(copied.all()):
             # the fallback skips this step: as its own propose would, it trusts only what it fed
             # before the newest token (its drafts past that may have been rejected)
             self.fallback.cached = torch.minimum(self.fallback.cached, length - 1)
-            self.draft_confidence = torch.full((len(found), k), float("nan"))  # a copy has no probability
-            return torch.stack(found), None
+            self.draft_confidence = torch.stack([f[1] for f in found])
+            return torch.stack([f[0] for f in found]), None
         drafts, probs = self.fallback.propose(context, length, k, sampling, seeds)
         conf = getattr(self.fallback, "draft_confidence", None)
-        self.draft_confidence = torch.full((len(found), k), float("nan")) if conf is None else conf.clone()
+        conf = torch.full(drafts.shape, float("nan")) if conf is None else conf.clone()
+        if bool(copied.any()) and drafts.shape[1] < k:  # the fallback stopped early: copies may go on
+            pad = k - drafts.shape[1]
+            drafts = torch.cat([drafts, drafts[:, -1:].expand(-1, pad)], 1)
+            conf = torch.cat([conf, torch.zeros(len(conf), pad)], 1)  # not drafts: never verified
+            probs = None if probs is None else torch.cat([probs, probs[:, -1:].expand(-1, pad, -1)], 1)
+        width = drafts.shape[1]
         for b in copied.nonzero().flatten().tolist():
-            drafts[b] = found[b]
-            self.draft_confidence[b] = float("nan")
+            drafts[b], conf[b] = found[b][0][:width], found[b][1][:width]
             if probs is not None:  # a copied draft is deterministic: one-hot q
-                probs[b] = F.one_hot(found[b], probs.shape[-1]).to(probs.dtype)
+                probs[b] = F.one_hot(found[b][0][:width], probs.shape[-1]).to(probs.dtype)
+        self.draft_confidence = conf
         # rows whose drafts were replaced: the fallback's KV past the newest token holds its own drafts
         self.fallback.cached = torch.where(copied, torch.minimum(self.fallback.cached, length), self.fallback.cached)
         return drafts, probs

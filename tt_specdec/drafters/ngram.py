@@ -32,16 +32,18 @@ class NgramDrafter:
     def lookup(self, ctx: torch.Tensor, k: int) -> torch.Tensor:
         """ctx [L] -> k proposed tokens."""
         found = self.match(ctx, k)
-        return ctx[-1:].expand(k).clone() if found is None else found
+        if found is None:
+            return ctx[-1:].expand(k).clone()
+        follow = found[0]  # a match near the end runs out of continuation: pad by repeating the tail
+        return torch.cat([follow, follow[-1:].expand(k - len(follow))])
 
-    def match(self, ctx: torch.Tensor, k: int) -> torch.Tensor | None:
-        """ctx [L] -> the k tokens after the latest earlier occurrence of the longest matching tail, or None."""
+    def match(self, ctx: torch.Tensor, k: int) -> tuple[torch.Tensor, int] | None:
+        """ctx [L] -> (the up to k tokens after the latest earlier occurrence of the longest matching
+        tail, that tail's length n), or None."""
         L = ctx.shape[0]
         for n in range(min(self.max_ngram, L - 1), self.min_ngram - 1, -1):
             windows = ctx.unfold(0, n, 1)[:-1]  # [L-n, n], every earlier n-gram (the tail itself excluded)
             hits = (windows == ctx[L - n:]).all(1).nonzero()
             if len(hits):
-                follow = ctx[int(hits[-1]) + n:][:k]
-                # a match near the end runs out of continuation: pad by repeating the tail
-                return torch.cat([follow, follow[-1:].expand(k - len(follow))])
+                return ctx[int(hits[-1]) + n:][:k], n
         return None

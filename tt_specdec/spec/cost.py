@@ -164,24 +164,31 @@ class AdaptiveK:
         self.success = torch.zeros(batch_size, dtype=torch.float64)
         self.trials = torch.zeros(batch_size, dtype=torch.float64)
         self.plain_steps = torch.zeros(batch_size, dtype=torch.long)
-        # confidence -> acceptance, shared by the rows: prior = the bin's centre, worth prior_weight drafts
+        # confidence -> acceptance per draft source (SOURCES kinds), shared by the rows: prior = the bin's
+        # centre, worth prior_weight drafts
         centre = (torch.arange(self.bins, dtype=torch.float64) + 0.5) / self.bins
-        self.bin_hits, self.bin_trials = centre * self.prior_weight, torch.full((self.bins,), self.prior_weight)
+        self.bin_hits = (centre * self.prior_weight).repeat(self.SOURCES, 1)  # [SOURCES, bins]
+        self.bin_trials = torch.full((self.SOURCES, self.bins), self.prior_weight, dtype=torch.float64)
 
-    def calibrated(self, confidence: torch.Tensor) -> torch.Tensor:
-        """confidence [...] in 0..1 -> estimated acceptance [...] (float64)."""
+    SOURCES = 2  # the drafter's own probabilities, and copies (drafters/lookup_first.py)
+
+    def calibrated(self, confidence: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """confidence [B, k] in 0..1 (0: not a draft), source [B] or None (0) -> estimated acceptance (float64)."""
         index = (confidence.double() * self.bins).long().clamp(0, self.bins - 1)
-        return (self.bin_hits / self.bin_trials)[index]
+        rows = torch.zeros(confidence.shape[0], dtype=torch.long) if source is None else source.long()
+        table = self.bin_hits / self.bin_trials
+        return torch.where(confidence > 0, table[rows.view(-1, 1), index], 0.0)
 
-    def trim(self, num_draft: torch.Tensor, confidence: torch.Tensor | None) -> torch.Tensor:
-        """num_draft [B] drafts made per row (-1 skipped), confidence [B, k] or None -> the drafts each
-        row verifies: the prefix maximising (1 + sum of estimated acceptances of its drafts) / (its
+    def trim(self, num_draft: torch.Tensor, confidence: torch.Tensor | None,
+             source: torch.Tensor | None = None) -> torch.Tensor:
+        """num_draft [B] drafts made per row (-1 skipped), confidence [B, k] or None, source [B] -> the drafts
+        each row verifies: the prefix maximising (1 + sum of estimated acceptances of its drafts) / (its
         verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""
         if confidence is None:
             return num_draft
         out = num_draft.clone()
         k = confidence.shape[1]
-        reach = torch.cumprod(self.calibrated(confidence.nan_to_num(1.0)), 1)  # [B, k] P(d_1..d_t accepted)
+        reach = torch.cumprod(self.calibrated(confidence.nan_to_num(1.0), source), 1)  # [B, k] P(d_1..d_t accepted)
         tokens = 1.0 + torch.cat([torch.zeros(len(out), 1, dtype=torch.float64), reach.cumsum(1)], 1)  # [B, k+1]
         for b in range(len(out)):
             n = int(num_draft[b])
@@ -192,7 +199,8 @@ class AdaptiveK:
             out[b] = max(range(n + 1), key=lambda j: (rate[j], j))
         return out
 
-    def observe(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None) -> None:
+    def observe(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None,
+                source: torch.Tensor | None = None) -> None:
         """Learn confidence -> acceptance from one step: d_t was judged when d_1..d_{t-1} were accepted."""
         if confidence is None:
             return
@@ -200,13 +208,14 @@ class AdaptiveK:
         self.bin_trials *= self.decay ** (1 / self.bins)
         for b in range(len(num_draft)):
             n, offered = int(num_accepted[b]), int(num_draft[b])
+            src = 0 if source is None else int(source[b])
             for t in range(min(n + 1, offered)):
                 c = float(confidence[b, t])
-                if c != c:  # NaN: not a confidence
+                if not c > 0:  # NaN: not a confidence; 0: not a draft
                     continue
                 i = min(int(c * self.bins), self.bins - 1)
-                self.bin_trials[i] += 1
-                self.bin_hits[i] += float(t < n)
+                self.bin_trials[src, i] += 1
+                self.bin_hits[src, i] += float(t < n)
 
     def acceptance(self) -> torch.Tensor:
         """[B] estimated per-token acceptance."""
@@ -218,10 +227,11 @@ class AdaptiveK:
         probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
         return torch.where(probe, 1, ks)
 
-    def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None = None) -> None:
-        """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] or None
-        the drafter's (see trim)."""
-        self.observe(num_draft, num_accepted, confidence)
+    def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None = None,
+               source: torch.Tensor | None = None) -> None:
+        """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] and
+        source [B] the drafter's or None (see trim)."""
+        self.observe(num_draft, num_accepted, confidence, source)
         offered = num_draft.clamp(min=0).double()
         n = num_accepted.clamp(min=0).double()
         failed = (n < offered).double()

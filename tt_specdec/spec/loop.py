@@ -164,21 +164,25 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         # per-row effective k: at most the tokens a row may still emit, minus the recovered/bonus one,
         # so no row runs past max_new_tokens (nor its KV past the cache); finished rows are skipped (-1)
         k_rows = torch.full((B,), k) if policy is None else policy.choose().clamp(max=k)
+        if policy is not None and getattr(drafter, "stop_reach", None) is not None:
+            k_rows = torch.where(k_rows > 0, k, 0)  # it drafts as far as its confidence goes; trimmed below
         num_draft = torch.where(rows.done, -1, torch.minimum(k_rows, rows.remaining() - 1))
         k_step = int(num_draft.max())  # drafts this step: as many as the most hopeful row takes
-        confidence = None
+        confidence = source = None
         if k_step > 0:
-            # 1. draft: d_1..d_k after last (and q_1..q_k when sampling)
+            # 1. draft: d_1..d_k after last (and q_1..q_k when sampling); a drafter may stop before k
             draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k_step, sampling, step_seed)
+            num_draft = num_draft.clamp(max=draft_tokens.shape[1])
             live = num_draft > 0
             stats.proposals += int(live.sum())
             stats.proposed += int(num_draft[live].sum())
             if policy is not None:  # a row verifies only the drafts its drafter is confident enough in
                 confidence = getattr(drafter, "draft_confidence", None)
-                num_draft = policy.trim(num_draft, confidence)
-                k_step = int(num_draft.max())
-                draft_tokens = draft_tokens[:, :k_step]
-                draft_probs = None if draft_probs is None else draft_probs[:, :k_step]
+                source = getattr(drafter, "draft_source", None)
+                num_draft = policy.trim(num_draft, confidence, source)
+            k_step = int(num_draft.max())
+            draft_tokens = draft_tokens[:, :k_step]
+            draft_probs = None if draft_probs is None else draft_probs[:, :k_step]
         if k_step <= 0:  # no row verifies a draft: a plain target step
             logits = target.forward(last.view(B, 1), pos)[:, 0]  # [B, V]
             token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seed)
@@ -192,7 +196,7 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
                 logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
                 top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed, backend=ops_backend)
         if policy is not None:
-            policy.update(num_draft, num_accepted, confidence)
+            policy.update(num_draft, num_accepted, confidence, source)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
         pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output, backend=ops_backend)
         live = num_accepted >= 0
