@@ -78,7 +78,7 @@ def test_all_rows_copied_skips_the_fallback(pairs):
     hybrid.reset(2, 16)
     fallback.cached = torch.tensor([7, 3])
     drafts, probs = hybrid.propose(ctx, torch.tensor([8, 8]), 2, Sampling(), torch.zeros(2))
-    assert fallback.calls == 0 and probs is None
+    assert fallback.calls == 0 and probs is None and hybrid.draft_steps == 0, "a copy costs no draft step"
     assert [bytes(d.tolist()) for d in drafts] == [b"ca", b"zx"]
     assert fallback.cached.tolist() == [7, 3], "never raised; capped at length - 1"
     fallback.cached = torch.tensor([12, 3])
@@ -120,7 +120,7 @@ def test_copies_carry_their_match_length_as_confidence_and_outlast_a_short_fallb
     ctx[0, :10], ctx[1, :5] = torch.tensor(list(b"abcdeXabcd")), torch.tensor(list(b"vwxyz"))
     hybrid.reset(2, 64)
     drafts, probs = hybrid.propose(ctx, torch.tensor([10, 5]), 5, Sampling(), torch.zeros(2))
-    assert probs is None and drafts.shape == (2, 5)
+    assert probs is None and drafts.shape == (2, 5) and hybrid.draft_steps == 2  # the fallback's steps
     assert bytes(drafts[0].tolist()) == b"eXabc"  # the 4-gram "abcd" matched: 5 tokens of continuation
     conf = hybrid.draft_confidence
     assert conf[0].tolist() == pytest.approx([4 / 5] * 5) and hybrid.draft_source.tolist() == [1, 0]

@@ -120,7 +120,9 @@ def test_trimmed_steps_stay_lossless_and_count_what_was_drafted(tiny_pair, draft
     d = ModelDrafter(draft) if drafter == "model" else NgramDrafter()
     gen = speculative_generate(target, d, prompts, k=4, max_new_tokens=40, policy=pol)
     assert gen.tokens == expected
-    assert gen.stats.proposed > gen.stats.drafted > 0 and gen.stats.proposals > 0
+    # batch 3: proposals and draft-model steps count steps; drafted counts each row's verified drafts
+    assert gen.stats.drafted > 0 and gen.stats.proposed >= gen.stats.proposals > 0
+    assert gen.stats.proposed * 3 > gen.stats.drafted, "some drafts made were not verified"
 
 
 def confident(p: float, B: int = 1, k: int = 4) -> torch.Tensor:

@@ -42,5 +42,6 @@ class Drafter(Protocol):
         worth their verify rows, and `self.draft_source` [B] (which of its kinds of draft each row's
         is, e.g. 1 = copied; default 0), whose confidences the policy calibrates apart. A drafter
         with `stop_reach` may return fewer than k columns (it stopped where no row was likely to
-        reach); the policy then asks it for its k_max.
+        reach); the policy then asks it for its k_max. `self.draft_steps`: the draft-model steps
+        this proposal ran (default: its columns; 0 for a copy), what the cost model charges c for.
         """

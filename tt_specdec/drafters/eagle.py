@@ -151,7 +151,7 @@ class EagleDrafter:
     needs_target_hidden = True
     # drafts while some row's product of draft probabilities is at least stop_reach, up to the k asked:
     # the adaptive-k policy then asks for its k_max and trims by confidence (EAGLE-2's dynamic depth)
-    stop_reach = 0.1
+    stop_reach = 0.5
 
     def __init__(self, target: Llama, head: EagleHead):
         if not hasattr(target, "keep_hidden"):
@@ -243,6 +243,7 @@ class EagleDrafter:
                 pos += 1
         self.cached = ready
         self.draft_confidence = torch.stack(conf, 1).float()  # [B, k'] its probability of each draft
+        self.draft_steps = len(drafts)  # head steps run: what this proposal cost
         return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)  # k' <= k columns
 
 

@@ -57,8 +57,10 @@ class LookupFirstDrafter:
             # before the newest token (its drafts past that may have been rejected)
             self.fallback.cached = torch.minimum(self.fallback.cached, length - 1)
             self.draft_confidence = torch.stack([f[1] for f in found])
+            self.draft_steps = 0  # copies cost no draft-model step
             return torch.stack([f[0] for f in found]), None
         drafts, probs = self.fallback.propose(context, length, k, sampling, seeds)
+        self.draft_steps = getattr(self.fallback, "draft_steps", drafts.shape[1])
         conf = getattr(self.fallback, "draft_confidence", None)
         conf = torch.full(drafts.shape, float("nan")) if conf is None else conf.clone()
         if bool(copied.any()) and drafts.shape[1] < k:  # the fallback stopped early: copies may go on

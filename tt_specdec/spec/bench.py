@@ -125,8 +125,9 @@ def steps_per_k(stats: Stats) -> list[int]:
 
 def predicted_speedup(stats: Stats, cost: CostModel) -> float:
     """S = emitted tokens / predicted time of the steps taken (target decode steps), as in spec/cost.py:
-    each proposal costs d0 + c per draft token made, each step v(k+1) for the k drafts it verified
-    (1 for a plain step). With every step at one k and mean accepted length E: E / (d0 + k·c + v(k+1))."""
+    each proposal costs d0 + c per draft-model step it ran (a copy: none), each step v(k+1) for the k
+    drafts it verified (1 for a plain step). With every step at one k and mean accepted length E:
+    E / (d0 + k·c + v(k+1)). Batch 1 (the bench's): steps and row-steps are the same."""
     counts = steps_per_k(stats)
     if len(counts) - 1 > cost.k_max:
         raise ValueError(f"cost: got v measured up to k={cost.k_max}, expected up to k={len(counts) - 1} (the run's)")

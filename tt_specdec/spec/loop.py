@@ -173,9 +173,8 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             # 1. draft: d_1..d_k after last (and q_1..q_k when sampling); a drafter may stop before k
             draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k_step, sampling, step_seed)
             num_draft = num_draft.clamp(max=draft_tokens.shape[1])
-            live = num_draft > 0
-            stats.proposals += int(live.sum())
-            stats.proposed += int(num_draft[live].sum())
+            stats.proposals += 1
+            stats.proposed += getattr(drafter, "draft_steps", draft_tokens.shape[1])
             if policy is not None:  # a row verifies only the drafts its drafter is confident enough in
                 confidence = getattr(drafter, "draft_confidence", None)
                 source = getattr(drafter, "draft_source", None)

@@ -12,8 +12,8 @@ class Stats:
     accepted: int = 0  # draft tokens accepted
     emitted: int = 0  # tokens emitted after the prefill token (accepted + recovered/bonus)
     row_steps: int = 0  # (live row, step) pairs
-    proposals: int = 0  # row-steps in which the drafter ran
-    proposed: int = 0  # draft tokens it made for live rows; more than drafted when its confidence trimmed some
+    proposals: int = 0  # steps in which the drafter ran
+    proposed: int = 0  # draft-model steps it ran (a copy runs none); with confidence trims, more than drafted / B
     accepted_per_position: list[int] = dataclasses.field(default_factory=list)  # [k] rows accepting d_t
     offered_per_position: list[int] = dataclasses.field(default_factory=list)  # [k] rows offering d_t
     new_tokens: int = 0  # tokens returned to the caller, all rows
