@@ -254,3 +254,14 @@ def test_chat_prompt_is_transformers_apply_chat_template_on_the_same_gguf():
         theirs = hf_tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                             add_generation_prompt=True)
         assert ours == theirs and text in ours and ours != text
+
+
+def test_plot_with_k_auto_only_draws_one_bar_per_configuration(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"config": f"ours {d} k=auto", "stack": "ours", "drafter": d, "k": "auto", "speedup": s,
+             "acceptance_per_position": [0.5, 0.2], "acceptance_per_category": {"chat": 0.3}}
+            for d, s in (("eagle", 1.1), ("lookup+eagle", 1.3))]
+    target = {"config": "ours target", "stack": "ours", "drafter": "target", "k": 0, "speedup": 1.0}
+    png = tmp_path / "auto.png"
+    bench.plot({"meta": {"categories": ["chat"]}, "results": [target] + rows}, str(png))
+    assert png.stat().st_size > 10_000

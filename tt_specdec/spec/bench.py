@@ -480,7 +480,14 @@ def plot(report: dict, path: str) -> None:
         raise RuntimeError("--plot needs matplotlib: pip install 'tt_specdec[plot]'") from e
     results = [r for r in report["results"] if r["drafter"] != TARGET]
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for stack, drafter in dict.fromkeys((r["stack"], r["drafter"]) for r in results):
+    if all(r["k"] == "auto" for r in results):  # no k axis: one bar per configuration
+        ax1.barh([r["config"] for r in results], [r["speedup"] for r in results])
+        ax1.axvline(1.0, color="gray", lw=0.8, ls="--")
+        ax1.set(xlabel="speedup vs the same stack's target alone", title="Wall-clock speedup, k auto")
+        results_by_k = []
+    else:
+        results_by_k = results
+    for stack, drafter in dict.fromkeys((r["stack"], r["drafter"]) for r in results_by_k):
         sel = [r for r in results if (r["stack"], r["drafter"]) == (stack, drafter)]
         fixed = [r for r in sel if r["k"] != "auto"]
         line = ax1.plot([r["k"] for r in fixed], [r["speedup"] for r in fixed], marker="o",
@@ -488,10 +495,11 @@ def plot(report: dict, path: str) -> None:
         for r in sel:
             if r["k"] == "auto":
                 ax1.axhline(r["speedup"], color=line.get_color(), ls=":", label=f"{stack} {drafter}, k auto")
-    ax1.axhline(1.0, color="gray", lw=0.8, ls="--")
-    ax1.set(xlabel="k (draft tokens per step)", ylabel="speedup vs the same stack's target alone",
-            title="Wall-clock speedup per k")
-    ax1.legend(fontsize=7)
+    if results_by_k:
+        ax1.axhline(1.0, color="gray", lw=0.8, ls="--")
+        ax1.set(xlabel="k (draft tokens per step)", ylabel="speedup vs the same stack's target alone",
+                title="Wall-clock speedup per k")
+        ax1.legend(fontsize=7)
     for r in results:
         acc = r["acceptance_per_position"]
         if acc:
