@@ -184,3 +184,25 @@ def test_cached_cost_models_tell_drafters_apart(tiny_pair):
                                                      LookupFirstDrafter(eagle), eagle,
                                                      EagleDrafter(own_target, eagle.head.with_vocabulary(torch.arange(9))))]
     assert len({repr(i) for i in idents}) == len(idents)
+
+
+def test_measure_times_k_max_drafts_of_a_drafter_that_stops_early(tiny_pair):
+    """On measure's random context an EAGLE head is unsure at once; c must still be k_max - 1 steps' worth."""
+    from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter
+    from tt_specdec.models import load_tiny_pair
+
+    own_target = load_tiny_pair()[0]
+    eagle = EagleDrafter(own_target, EagleHead.for_target(own_target))
+    eagle.stop_reach = 1.0  # would stop after one draft
+    steps = []
+    real = eagle.propose
+
+    def counting(*args):
+        out = real(*args)
+        steps.append(out[0].shape[1])
+        return out
+
+    eagle.propose = counting
+    hybrid = LookupFirstDrafter(eagle)
+    measure(own_target, hybrid, k_max=4, repeats=1)
+    assert max(steps) == 4 and eagle.stop_reach == hybrid.stop_reach == 1.0, "timed in full, then restored"

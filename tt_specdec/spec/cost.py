@@ -92,7 +92,17 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
     drafter.reset(batch_size, cache_len)
     propose(1)()  # the drafter's own prefill, not part of a step
     verify(1)()
-    *t, d1, dk = _best_times([verify(T) for T in range(1, k_max + 2)] + [propose(1), propose(k_max)], repeats)
+    # a drafter that stops where its confidence runs out would stop early on this random context:
+    # time k_max steps of it (also a lookup-first drafter's fallback)
+    stoppers = [d for d in (drafter, getattr(drafter, "fallback", None)) if getattr(d, "stop_reach", None) is not None]
+    saved = [d.stop_reach for d in stoppers]
+    for d in stoppers:
+        d.stop_reach = 0.0
+    try:
+        *t, d1, dk = _best_times([verify(T) for T in range(1, k_max + 2)] + [propose(1), propose(k_max)], repeats)
+    finally:
+        for d, value in zip(stoppers, saved):
+            d.stop_reach = value
     c = max(dk - d1, 0.0) / (k_max - 1) / t[0] if k_max > 1 else d1 / t[0]
     d0 = max(d1 / t[0] - c, 0.0)
     return CostModel(c=c, d0=d0, v=tuple(itertools.accumulate((x / t[0] for x in t), max)))
@@ -124,7 +134,7 @@ def describe_drafter(drafter) -> list:
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, 2]  # 2: interleaved, non-decreasing v
+             torch.__version__, 3]  # 3: interleaved, non-decreasing v, k_max drafts timed in full
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
