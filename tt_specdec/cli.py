@@ -46,12 +46,14 @@ def load(args):
         raise ValueError(f"--dtype: got {args.dtype} with --engine cpu (bf16 weights, fp32 compute); "
                          "expected no --dtype, or --engine torch")
     threads = args.threads or DEFAULT_THREADS[args.pair]
-    torch.set_num_threads(threads)
     if args.engine == "cpu":
         from tt_specdec.models.cpu_llama import set_threads
 
-        set_threads(threads)  # the CPU decoder's own pool
+        set_threads(threads)  # the CPU decoder's own pool does the model's work
+        # torch only does small ops around it; its threads would spin against the pool's
+        torch.set_num_threads(1)
         return load_pair(args.pair, engine="cpu")
+    torch.set_num_threads(threads)
     return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]), engine="torch")
 
 
@@ -110,7 +112,8 @@ def cmd_bench(args) -> int:
                          compare=not args.no_transformers)
     report["meta"] |= {"pair": args.pair, "dtype": str(bench.weight_dtype(pair.target)).removeprefix("torch."),
                        "version": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "argv": sys.argv[1:]}
+                       "threads": getattr(pair.target, "threads", torch.get_num_threads()),  # CpuLlama: its pool
+                       "argv": sys.argv[1:]}
     print(bench.format_table(report))
     if args.json:
         bench.write_json(report, args.json)
