@@ -34,8 +34,9 @@ EAGLE-1 (Li et al. 2024), offline, seeded, resumable:
    --ce-vocab N computes the CE over the first N of the --vocab ids only (cheaper; the head
    still drafts from all of them: their logits come from the frozen target embedding).
    AdamW (lr 1e-3, betas 0.9/0.95, weight decay 0.05), warm-up 100 steps, cosine to 10 % over
-   --steps, grad clip 0.5; a batch is --batch-tokens positions of whole sequences, alternating
-   response and prompt-only sequences.
+   --steps, grad clip 0.5; a batch is --batch-tokens positions of whole sequences of about one
+   length (a run of the rows ordered by length from a random start; the first session alternated
+   response and prompt-only sequences).
 5. Every --ckpt-minutes: checkpoint (~/.cache/tt_specdec/eagle/ckpt.pt) and export (bf16,
    config + recipe + steps + held-out top-1 agreement in the metadata).
 

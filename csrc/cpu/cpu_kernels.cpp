@@ -252,20 +252,18 @@ struct PackedLinear {
     void run(const float* x, float* out, int64_t M) const {
         int64_t groups = (panels + GROUP - 1) / GROUP;
         pool().run(groups, [&](int64_t g) {
-            {
-                int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
-                // all rows of a 6-row chunk in one pass over the panel group, so each weight is
-                // widened once per 6 rows; 8-12 accumulators keep both FMA pipes busy
-                int64_t m = 0;
-                for (; m + 6 <= M; m += 6) blocks<6, 1>(x, out, m, p0, p1);
-                switch (M - m) {
-                    case 5: blocks<5, 1>(x, out, m, p0, p1); break;
-                    case 4: blocks<4, 1>(x, out, m, p0, p1); break;
-                    case 3: blocks<3, 1>(x, out, m, p0, p1); break;
-                    case 2: blocks<2, 2>(x, out, m, p0, p1); break;
-                    case 1: blocks<1, 4>(x, out, m, p0, p1); break;
-                    default: break;
-                }
+            int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
+            // all rows of a 6-row chunk in one pass over the panel group, so each weight is
+            // widened once per 6 rows; 8-12 accumulators keep both FMA pipes busy
+            int64_t m = 0;
+            for (; m + 6 <= M; m += 6) blocks<6, 1>(x, out, m, p0, p1);
+            switch (M - m) {
+                case 5: blocks<5, 1>(x, out, m, p0, p1); break;
+                case 4: blocks<4, 1>(x, out, m, p0, p1); break;
+                case 3: blocks<3, 1>(x, out, m, p0, p1); break;
+                case 2: blocks<2, 2>(x, out, m, p0, p1); break;
+                case 1: blocks<1, 4>(x, out, m, p0, p1); break;
+                default: break;
             }
         });
     }
@@ -358,34 +356,32 @@ void attend(const float* q, const float* kc, const float* vc, float* out, const 
     pool().run(tasks, [&](int64_t task) {
         thread_local std::vector<float> p;
         p.resize(static_cast<size_t>(S));
-        {
-            int64_t h = task % Hq, t = (task / Hq) % T, b = task / (Hq * T);
-            const float* qr = q + task * D;
-            const float* kb = kc + (b * Hkv + h / G) * S * D;
-            const float* vb = vc + (b * Hkv + h / G) * S * D;
-            int64_t keys = pos[b] + t + 1;
-            float mx = -INFINITY;
-            int64_t j = 0;
-            for (; j + 4 <= keys; j += 4) {  // four keys' chains side by side: each key, the same bits as dot()
-                dot4(qr, kb + j * D, D, p.data() + j);
-                for (int64_t i = j; i < j + 4; ++i) mx = std::max(mx, p[i] *= scale);
-            }
-            for (; j < keys; ++j) {
-                p[j] = dot(qr, kb + j * D, D) * scale;
-                mx = std::max(mx, p[j]);
-            }
-            for (int64_t j = 0; j < keys; ++j) p[j] -= mx;
-            exp_inplace(p.data(), keys);
-            float sum = 0.f;
-            for (int64_t j = 0; j < keys; ++j) sum += p[j];  // in key order
-            float inv = 1.f / sum;
-            float* o = out + task * D;
-            for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
-            for (int64_t j = 0; j < keys; ++j) {
-                float w = p[j] * inv;
-                const float* vr = vb + j * D;
-                for (int64_t d = 0; d < D; ++d) o[d] = std::fma(w, vr[d], o[d]);
-            }
+        int64_t h = task % Hq, t = (task / Hq) % T, b = task / (Hq * T);
+        const float* qr = q + task * D;
+        const float* kb = kc + (b * Hkv + h / G) * S * D;
+        const float* vb = vc + (b * Hkv + h / G) * S * D;
+        int64_t keys = pos[b] + t + 1;
+        float mx = -INFINITY;
+        int64_t j = 0;
+        for (; j + 4 <= keys; j += 4) {  // four keys' chains side by side: each key, the same bits as dot()
+            dot4(qr, kb + j * D, D, p.data() + j);
+            for (int64_t i = j; i < j + 4; ++i) mx = std::max(mx, p[i] *= scale);
+        }
+        for (; j < keys; ++j) {
+            p[j] = dot(qr, kb + j * D, D) * scale;
+            mx = std::max(mx, p[j]);
+        }
+        for (int64_t j = 0; j < keys; ++j) p[j] -= mx;
+        exp_inplace(p.data(), keys);
+        float sum = 0.f;
+        for (int64_t j = 0; j < keys; ++j) sum += p[j];  // in key order
+        float inv = 1.f / sum;
+        float* o = out + task * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+        for (int64_t j = 0; j < keys; ++j) {
+            float w = p[j] * inv;
+            const float* vr = vb + j * D;
+            for (int64_t d = 0; d < D; ++d) o[d] = std::fma(w, vr[d], o[d]);
         }
     });
 }

@@ -21,6 +21,7 @@ from torch import nn
 
 from tt_specdec import ops
 from tt_specdec.drafters.base import Sampling
+from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine, engine_logits
 from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
 from tt_specdec.ops.sampling import STREAM_DRAFT, process_logits, sample_inverse_cdf, uniform
 
@@ -195,10 +196,7 @@ class EagleDrafter:
         """feats [..., d] -> logits [..., N] fp32 over the head's vocabulary."""
         if self.engine is None:
             return restricted_logits(self.target, self.head_weight, feats).float()
-        flat = feats.float().reshape(-1, feats.shape[-1]).contiguous()
-        out = torch.empty(flat.shape[0], len(self.head.vocab_ids))
-        self.engine[1].logits(flat.data_ptr(), flat.shape[0], out.data_ptr())
-        return out.view(*feats.shape[:-1], -1)
+        return engine_logits(self.engine[1], feats, len(self.head.vocab_ids))
 
     @torch.inference_mode()
     def propose(self, context, length, k, sampling: Sampling, seeds):
@@ -250,8 +248,6 @@ class EagleDrafter:
 def cpu_engine(head: EagleHead, norm: nn.Module, head_weight: torch.Tensor):
     """(fc, engine, parts the engine points into): the head on the fast CPU decoder's kernels (models/cpu_llama.py), bf16 weights, fp32
     compute: fc (2d -> d, bias added after), then the layer, the target's norm and head_weight [N, d]."""
-    from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine
-
     fc, layer, out = PackedLinear(head.fc.weight), CpuLayer(head.layer), PackedLinear(head_weight)
     return fc, build_engine(head.cfg, head.rope_cos, head.rope_sin, [layer], norm, out), (layer, out)
 

@@ -42,10 +42,10 @@ class LookupFirstDrafter:
         found = self.lookup.match(ctx, k)
         if found is None:
             return None
-        follow, n = found
+        tokens, real, n = found
         conf = torch.zeros(k)
-        conf[:len(follow)] = n / (self.lookup.max_ngram + 1)
-        return torch.cat([follow, follow[-1:].expand(k - len(follow))]), conf
+        conf[:real] = n / (self.lookup.max_ngram + 1)
+        return tokens, conf
 
     @torch.inference_mode()
     def propose(self, context, length, k, sampling: Sampling, seeds):

@@ -32,18 +32,17 @@ class NgramDrafter:
     def lookup(self, ctx: torch.Tensor, k: int) -> torch.Tensor:
         """ctx [L] -> k proposed tokens."""
         found = self.match(ctx, k)
-        if found is None:
-            return ctx[-1:].expand(k).clone()
-        follow = found[0]  # a match near the end runs out of continuation: pad by repeating the tail
-        return torch.cat([follow, follow[-1:].expand(k - len(follow))])
+        return ctx[-1:].expand(k).clone() if found is None else found[0]
 
-    def match(self, ctx: torch.Tensor, k: int) -> tuple[torch.Tensor, int] | None:
-        """ctx [L] -> (the up to k tokens after the latest earlier occurrence of the longest matching
-        tail, that tail's length n), or None."""
+    def match(self, ctx: torch.Tensor, k: int) -> tuple[torch.Tensor, int, int] | None:
+        """ctx [L] -> (k tokens: what followed the latest earlier occurrence of the longest matching
+        tail, how many of them really followed it, that tail's length n), or None."""
         L = ctx.shape[0]
         for n in range(min(self.max_ngram, L - 1), self.min_ngram - 1, -1):
             windows = ctx.unfold(0, n, 1)[:-1]  # [L-n, n], every earlier n-gram (the tail itself excluded)
             hits = (windows == ctx[L - n:]).all(1).nonzero()
             if len(hits):
-                return ctx[int(hits[-1]) + n:][:k], n
+                follow = ctx[int(hits[-1]) + n:][:k]
+                # a match near the end runs out of continuation: pad by repeating the tail
+                return torch.cat([follow, follow[-1:].expand(k - len(follow))]), len(follow), n
         return None

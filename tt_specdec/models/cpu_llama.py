@@ -88,6 +88,14 @@ def build_engine(cfg, rope_cos: torch.Tensor, rope_sin: torch.Tensor, layers: li
     return engine
 
 
+def engine_logits(engine, h: torch.Tensor, n_out: int) -> torch.Tensor:
+    """h [..., dim] -> logits [..., n_out] fp32: a build_engine engine's final norm and head alone."""
+    flat = h.float().reshape(-1, h.shape[-1]).contiguous()
+    out = torch.empty(flat.shape[0], n_out)
+    engine.logits(flat.data_ptr(), flat.shape[0], out.data_ptr())
+    return out.view(*h.shape[:-1], -1)
+
+
 class CpuLlama:
     """Decoder: `forward(tokens [B, T], pos [B]) -> logits [B, T, V]` on the _cpu kernels."""
 
@@ -123,10 +131,7 @@ class CpuLlama:
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """h [..., dim] final hidden states -> logits [..., V]: the engine's own norm and head, so
         logits(hidden_cache[b, p]) has the bits forward gave for position p."""
-        flat = h.float().reshape(-1, self.cfg.dim).contiguous()
-        out = torch.empty(flat.shape[0], self.vocab_size)
-        self.engine.logits(flat.data_ptr(), flat.shape[0], out.data_ptr())
-        return out.view(*h.shape[:-1], -1)
+        return engine_logits(self.engine, h, self.vocab_size)
 
     def allocate_cache(self, batch_size: int, cache_len: int) -> None:
         Llama.allocate_cache(self, batch_size, cache_len)

@@ -182,12 +182,16 @@ class AdaptiveK:
 
     SOURCES = 2  # the drafter's own probabilities, and copies (drafters/lookup_first.py)
 
+    def table_index(self, confidence: torch.Tensor, source: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """confidence [B, k], source [B] or None (0) -> (source [B, 1], bin [B, k]) into the tables."""
+        index = (confidence.nan_to_num(0.0).double() * self.bins).long().clamp(0, self.bins - 1)
+        rows = torch.zeros(confidence.shape[0], dtype=torch.long) if source is None else source.long()
+        return rows.view(-1, 1), index
+
     def calibrated(self, confidence: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """confidence [B, k] in 0..1 (0: not a draft), source [B] or None (0) -> estimated acceptance (float64)."""
-        index = (confidence.double() * self.bins).long().clamp(0, self.bins - 1)
-        rows = torch.zeros(confidence.shape[0], dtype=torch.long) if source is None else source.long()
         table = self.bin_hits / self.bin_trials
-        return torch.where(confidence > 0, table[rows.view(-1, 1), index], 0.0)
+        return torch.where(confidence > 0, table[self.table_index(confidence, source)], 0.0)
 
     def trim(self, num_draft: torch.Tensor, confidence: torch.Tensor | None,
              source: torch.Tensor | None = None) -> torch.Tensor:
@@ -200,11 +204,11 @@ class AdaptiveK:
         k = confidence.shape[1]
         reach = torch.cumprod(self.calibrated(confidence.nan_to_num(1.0), source), 1)  # [B, k] P(d_1..d_t accepted)
         tokens = 1.0 + torch.cat([torch.zeros(len(out), 1, dtype=torch.float64), reach.cumsum(1)], 1)  # [B, k+1]
+        spent = self.cost.d0 + k * self.cost.c
         for b in range(len(out)):
             n = int(num_draft[b])
             if n <= 0 or bool(confidence[b, :n].isnan().any()):
                 continue
-            spent = self.cost.d0 + k * self.cost.c
             rate = [float(tokens[b, j]) / (spent + self.cost.v[j]) for j in range(n + 1)]
             out[b] = max(range(n + 1), key=lambda j: (rate[j], j))
         return out
@@ -216,16 +220,14 @@ class AdaptiveK:
             return
         self.bin_hits *= self.decay ** (1 / self.bins)  # slow: every bin sees only some drafts
         self.bin_trials *= self.decay ** (1 / self.bins)
-        for b in range(len(num_draft)):
-            n, offered = int(num_accepted[b]), int(num_draft[b])
-            src = 0 if source is None else int(source[b])
-            for t in range(min(n + 1, offered)):
-                c = float(confidence[b, t])
-                if not c > 0:  # NaN: not a confidence; 0: not a draft
-                    continue
-                i = min(int(c * self.bins), self.bins - 1)
-                self.bin_trials[src, i] += 1
-                self.bin_hits[src, i] += float(t < n)
+        n = num_accepted.clamp(min=0).view(-1, 1)
+        t = torch.arange(confidence.shape[1])
+        # d_t judged: offered and reached (d_1..d_{t-1} accepted); NaN (no confidence) and 0 (no draft) > 0 is False
+        judged = (t < num_draft.clamp(min=0).view(-1, 1)) & (t <= n) & (confidence > 0)  # [B, k]
+        rows, index = self.table_index(confidence, source)
+        at = (rows.expand_as(index)[judged], index[judged])
+        self.bin_trials.index_put_(at, torch.ones(int(judged.sum()), dtype=torch.float64), accumulate=True)
+        self.bin_hits.index_put_(at, (t < n).expand_as(judged)[judged].double(), accumulate=True)
 
     def acceptance(self) -> torch.Tensor:
         """[B] estimated per-token acceptance."""
