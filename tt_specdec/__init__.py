@@ -148,9 +148,9 @@ class SpeculativeDecoder:
         # k = 0 never drafts: no drafter is built, so a pair without a draft model still decodes
         self.drafter = None if k == 0 else DRAFTERS[drafter](pair) if isinstance(drafter, str) else drafter
         self.pair, self.k, self.sampling, self.ops = pair, k, sampling, ops
-        for model in (pair.target, pair.draft):  # their attention is ops.verify_attention (models/llama.py)
-            if model is not None:
-                model.ops_backend = ops
+        for model in (pair.target, pair.draft):  # "emu": their attention is ops.verify_attention's kernel
+            if model is not None:  # "torch": each decoder's own fast path (CpuLlama: its C++ engine)
+                model.ops_backend = "emu" if ops == "emu" else model.native_ops_backend
         self.eos_token_id = pair.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,

@@ -113,7 +113,9 @@ class CpuLlama:
         self.v_cache: torch.Tensor | None = None
         self.keep_hidden = False  # as Llama: forward writes hidden_cache [B, S, dim] for an EAGLE drafter
         self.hidden_cache: torch.Tensor | None = None
-        self.ops_backend = "cpu"  # "cpu": our batch-invariant attention; "torch" / "emu": ops.verify_attention
+        self.ops_backend = self.native_ops_backend  # "torch" / "emu": forward_with_ops, ops.verify_attention
+
+    native_ops_backend = "cpu"  # the C++ engine: one call per step, batch-invariant attention
 
     weight_dtype = torch.bfloat16  # as stored and read each step; activations are fp32
     threads = property(lambda self: _cpu().threads())

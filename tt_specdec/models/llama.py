@@ -114,6 +114,8 @@ class Block(nn.Module):
 class Llama(nn.Module):
     """Decoder: `prefill` / `forward(tokens [B, T], pos [B]) -> logits [B, T, V]`."""
 
+    native_ops_backend = "torch"  # its attention when not on the emulator
+
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.cfg = cfg
@@ -127,7 +129,7 @@ class Llama(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D]
         self.v_cache: torch.Tensor | None = None
-        self.ops_backend = "torch"  # who runs ops.verify_attention: "torch", or "emu" (its kernels, host emulator)
+        self.ops_backend = self.native_ops_backend  # who runs ops.verify_attention: "torch", or "emu" (its kernels)
         # an EAGLE-style drafter reads the target's final hidden state (before the final norm) per
         # position: with keep_hidden, forward writes it to hidden_cache [B, S, dim] next to the KV
         self.keep_hidden = False
