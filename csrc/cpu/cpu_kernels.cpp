@@ -330,58 +330,121 @@ inline float dot(const float* a, const float* b, int64_t D) {
     return s;
 }
 
-// dot(a, b_i) for four consecutive rows b_i of length D, with exactly dot()'s operations per row
-inline void dot4(const float* a, const float* b, int64_t D, float* out) {
+#ifdef TT_CPU_AVX2
+// the 8 lanes of each a[i] summed in dot()'s order, ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), lane i of the result
+inline __m256 hsum8x8(const __m256* a) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));  // a0..3: l0123 | l4567
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+#endif
+
+// p[0..8) = scale * dot(q, k_j) for the 8 consecutive key rows at kb: dot()'s bits per key
+inline void scores8(const float* q, const float* kb, int64_t D, float scale, float* p) {
 #ifdef TT_CPU_AVX2
     if (D % 8 == 0) {
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 acc[8];
+        for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
         for (int64_t d = 0; d < D; d += 8) {
-            __m256 av = _mm256_loadu_ps(a + d);
-            for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + i * D + d), acc[i]);
+            __m256 qv = _mm256_loadu_ps(q + d);
+            for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kb + i * D + d), acc[i]);
         }
-        for (int i = 0; i < 4; ++i) {
-            alignas(32) float lanes[8];
-            _mm256_store_ps(lanes, acc[i]);
-            out[i] = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-        }
+        _mm256_storeu_ps(p, _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(scale)));
         return;
     }
 #endif
-    for (int i = 0; i < 4; ++i) out[i] = dot(a, b + i * D, D);
+    for (int i = 0; i < 8; ++i) p[i] = dot(q, kb + i * D, D) * scale;
 }
 
+// softmax numerator and 1/denominator of n scores in place: max, x - max, exp, then the sum in
+// 8 lanes (lane j % 8) added up in dot()'s order; every step is a function of the n values alone
+inline float softmax_inplace(float* p, int64_t n) {
+    int64_t full = n / 8 * 8;
+    float mx = -INFINITY;
+#ifdef TT_CPU_AVX2
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < full; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(p + j));
+    alignas(32) float ml[8];
+    _mm256_store_ps(ml, m8);
+    for (float x : ml) mx = std::max(mx, x);
+    for (int64_t j = full; j < n; ++j) mx = std::max(mx, p[j]);  // max is exact in any order
+    __m256 mxv = _mm256_set1_ps(mx);
+    for (int64_t j = 0; j < full; j += 8) _mm256_storeu_ps(p + j, _mm256_sub_ps(_mm256_loadu_ps(p + j), mxv));
+    for (int64_t j = full; j < n; ++j) p[j] -= mx;
+#else
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, p[j]);
+    for (int64_t j = 0; j < n; ++j) p[j] -= mx;
+#endif
+    exp_inplace(p, n);
+    alignas(32) float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#ifdef TT_CPU_AVX2
+    __m256 s8 = _mm256_setzero_ps();
+    for (int64_t j = 0; j < full; j += 8) s8 = _mm256_add_ps(s8, _mm256_loadu_ps(p + j));
+    _mm256_store_ps(lanes, s8);
+#else
+    for (int64_t j = 0; j < full; ++j) lanes[j % 8] += p[j];
+#endif
+    for (int64_t j = full; j < n; ++j) lanes[j % 8] += p[j];  // lane j % 8, in key order
+    return 1.f / (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+}
+
+// o[0..D) += sum over the n value rows at vb, in order, of (p[j] * inv) * v_j: one fused
+// multiply-add per element and key, as std::fma, with o held in registers across the keys
+inline void accumulate_values(const float* p, float inv, const float* vb, int64_t n, int64_t D, float* o) {
+#ifdef TT_CPU_AVX2
+    if (D == 64) {
+        __m256 acc[8];
+        for (int c = 0; c < 8; ++c) acc[c] = _mm256_loadu_ps(o + 8 * c);
+        for (int64_t j = 0; j < n; ++j) {
+            __m256 w = _mm256_set1_ps(p[j] * inv);
+            const float* v = vb + j * D;
+            for (int c = 0; c < 8; ++c) acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * c), acc[c]);
+        }
+        for (int c = 0; c < 8; ++c) _mm256_storeu_ps(o + 8 * c, acc[c]);
+        return;
+    }
+#endif
+    for (int64_t j = 0; j < n; ++j) {
+        float w = p[j] * inv;
+        for (int64_t d = 0; d < D; ++d) o[d] = std::fma(w, vb[j * D + d], o[d]);
+    }
+}
+
+// A task is one sequence b and `per_task` query heads of one KV head, all T rows (row t sees keys
+// 0..pos[b]+t). Keys go in blocks of 8, each block applied to every query of the task while it is
+// in L1. Each query's operations and their order are those of the query alone, so its bits do not
+// depend on T, on the other queries or on the split into tasks: a T-row verify equals T decodes.
 void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
             int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale) {
-    int64_t G = Hq / Hkv, tasks = B * T * Hq;
-    pool().run(tasks, [&](int64_t task) {
-        thread_local std::vector<float> p;
-        p.resize(static_cast<size_t>(S));
-        int64_t h = task % Hq, t = (task / Hq) % T, b = task / (Hq * T);
-        const float* qr = q + task * D;
-        const float* kb = kc + (b * Hkv + h / G) * S * D;
-        const float* vb = vc + (b * Hkv + h / G) * S * D;
-        int64_t keys = pos[b] + t + 1;
-        float mx = -INFINITY;
-        int64_t j = 0;
-        for (; j + 4 <= keys; j += 4) {  // four keys' chains side by side: each key, the same bits as dot()
-            dot4(qr, kb + j * D, D, p.data() + j);
-            for (int64_t i = j; i < j + 4; ++i) mx = std::max(mx, p[i] *= scale);
-        }
-        for (; j < keys; ++j) {
-            p[j] = dot(qr, kb + j * D, D) * scale;
-            mx = std::max(mx, p[j]);
-        }
-        for (int64_t j = 0; j < keys; ++j) p[j] -= mx;
-        exp_inplace(p.data(), keys);
-        float sum = 0.f;
-        for (int64_t j = 0; j < keys; ++j) sum += p[j];  // in key order
-        float inv = 1.f / sum;
-        float* o = out + task * D;
-        for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
-        for (int64_t j = 0; j < keys; ++j) {
-            float w = p[j] * inv;
-            const float* vr = vb + j * D;
-            for (int64_t d = 0; d < D; ++d) o[d] = std::fma(w, vr[d], o[d]);
+    int64_t G = Hq / Hkv;
+    // one thread: a task per KV head (its keys read once per step); more: a task per query head,
+    // so that the threads have enough tasks to share
+    int64_t per_task = pool().threads() == 1 ? G : 1, tasks_per_b = Hq / per_task;
+    pool().run(B * tasks_per_b, [&](int64_t task) {
+        constexpr int64_t BLOCK = 8;
+        int64_t b = task / tasks_per_b, h0 = (task % tasks_per_b) * per_task, NQ = per_task * T;
+        const float* kb = kc + (b * Hkv + h0 / G) * S * D;
+        const float* vb = vc + (b * Hkv + h0 / G) * S * D;
+        int64_t max_keys = pos[b] + T;
+        thread_local std::vector<float> scores;  // [NQ, S + BLOCK]
+        int64_t stride = S + BLOCK;
+        scores.resize(static_cast<size_t>(NQ * stride));
+        auto query = [&](int64_t i) { return (b * T + i % T) * Hq + h0 + i / T; };  // head h0 + i / T, row i % T
+        auto keys = [&](int64_t i) { return pos[b] + i % T + 1; };
+        for (int64_t j = 0; j < max_keys; j += BLOCK)
+            for (int64_t i = 0; i < NQ; ++i) {
+                int64_t n = std::min(BLOCK, keys(i) - j);
+                float* p = scores.data() + i * stride + j;
+                if (n == BLOCK) scores8(q + query(i) * D, kb + j * D, D, scale, p);
+                else
+                    for (int64_t jj = 0; jj < n; ++jj) p[jj] = dot(q + query(i) * D, kb + (j + jj) * D, D) * scale;
+            }
+        for (int64_t i = 0; i < NQ; ++i) {
+            float* p = scores.data() + i * stride;
+            float inv = softmax_inplace(p, keys(i));
+            float* o = out + query(i) * D;
+            for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+            accumulate_values(p, inv, vb, keys(i), D, o);
         }
     });
 }

@@ -139,6 +139,30 @@ def test_packed_linear_shapes(N, K, M):
     assert torch.equal(torch.cat([lin(x[m:m + 1]) for m in range(M)]), out)
 
 
+@pytest.mark.parametrize("D", [64, 32, 12])  # 64: every vector path; 32: vector scores only; 12: scalar
+@pytest.mark.parametrize("threads", [1, 2])  # 1: a task per KV head, 2: a task per query head
+def test_attention_matches_torch_and_a_row_does_not_depend_on_the_others(D, threads):
+    """Rows see keys 0..pos+t; key counts around the 8-key blocks; GQA (3 query heads per KV head)."""
+    from tt_specdec.models.cpu_llama import attention
+    from tt_specdec.ops import verify_attention
+
+    g = torch.Generator().manual_seed(D)
+    B, T, Hq, Hkv, S = 2, 11, 6, 2, 48
+    q = torch.randn(B, T, Hq, D, generator=g)
+    k_cache, v_cache = torch.randn(2, B, Hkv, S, D, generator=g) * 2
+    pos = torch.tensor([0, 29])
+    set_threads(threads)
+    try:
+        out = attention(q, k_cache, v_cache, pos)
+        rows = torch.cat([attention(q[:, t:t + 1], k_cache, v_cache, pos + t) for t in range(T)], 1)
+    finally:
+        set_threads(1)
+    torch.testing.assert_close(out, verify_attention(q, k_cache, v_cache, pos), atol=1e-5, rtol=1e-5)
+    assert torch.equal(out, rows)
+    if threads == 2:  # the same bits whichever way the work is split
+        assert torch.equal(out, attention(q, k_cache, v_cache, pos))
+
+
 def test_eagle_drafter_on_the_cpu_target_is_lossless(cpu_pair):
     """An EAGLE head reads CpuLlama's hidden_cache, embed, norm and output layer like a Llama's."""
     from tt_specdec.drafters.eagle import EagleDrafter, EagleHead

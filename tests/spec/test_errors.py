@@ -138,3 +138,17 @@ def test_non_finite_logits_fail_naming_the_logits_and_the_next_call_is_right(pai
     assert wrapped.calls == fail_at, "the error must come at the bad call, not later"
     assert run().tokens == expected  # same wrapper, now healthy
     still_right(target, drafter, expected)
+
+
+@pytest.mark.parametrize("values, ok", [([3e38, 3e38, -1.0], True),  # the sum overflows, every value is finite
+                                        ([1.0, float("nan")], False), ([0.0, float("inf"), float("-inf")], False),
+                                        ([2.0, float("-inf"), 5.0], False)])
+def test_check_finite_decides_by_element_not_by_sum(values, ok):
+    from tt_specdec.errors import check_finite
+
+    t = torch.tensor(values)
+    if ok:
+        check_finite("logits", t)
+    else:
+        with pytest.raises(ValueError, match=r"^logits: got a non-finite value \(NaN or inf\) at index \[1\]"):
+            check_finite("logits", t)
