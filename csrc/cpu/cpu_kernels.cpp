@@ -457,6 +457,29 @@ void attention(uintptr_t q_ptr, uintptr_t k_ptr, uintptr_t v_ptr, uintptr_t out_
            static_cast<int64_t>(pos.size()), T, Hq, Hkv, S, D, scale);
 }
 
+// ---- argmax of rows: torch.argmax(-1)'s answer (the first maximum) for finite rows ----------------
+void argmax_rows(uintptr_t x_ptr, int64_t M, int64_t N, uintptr_t out_ptr) {
+    py::gil_scoped_release release;
+    const float* x = reinterpret_cast<const float*>(x_ptr);
+    int64_t* out = reinterpret_cast<int64_t*>(out_ptr);
+    for (int64_t m = 0; m < M; ++m) {
+        const float* r = x + m * N;
+        float mx = -INFINITY;
+        int64_t n = 0;
+#ifdef TT_CPU_AVX2
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        for (; n + 8 <= N; n += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(r + n));
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, m8);
+        for (float v : lanes) mx = std::max(mx, v);
+#endif
+        for (; n < N; ++n) mx = std::max(mx, r[n]);
+        int64_t i = 0;
+        while (i < N - 1 && r[i] != mx) ++i;  // the first index holding the maximum
+        out[m] = i;
+    }
+}
+
 // ---- the whole decoder step in one call: no Python or allocation between the kernels -----------
 inline void rms_norm(const float* x, const float* w, float* out, int64_t M, int64_t dim, float eps) {
     for (int64_t m = 0; m < M; ++m) {
@@ -607,6 +630,8 @@ PYBIND11_MODULE(_cpu, m) {
         }, py::arg("x_ptr"), py::arg("m"), py::arg("logits_ptr"))
         .def("forward", &CpuModel::forward_py, py::arg("x_ptr"), py::arg("k_cache_ptr"), py::arg("v_cache_ptr"),
              py::arg("b"), py::arg("t"), py::arg("s"), py::arg("pos"), py::arg("logits_ptr"));
+    m.def("argmax_rows", &argmax_rows, py::arg("x_ptr"), py::arg("M"), py::arg("N"), py::arg("out_ptr"),
+          "out[m] = index of the first maximum of row m of x [M, N] fp32 (finite values), int64");
     m.def("attention", &attention, py::arg("q_ptr"), py::arg("k_ptr"), py::arg("v_ptr"), py::arg("out_ptr"),
           py::arg("pos"), py::arg("t"), py::arg("hq"), py::arg("hkv"), py::arg("s"), py::arg("d"), py::arg("scale"));
 }

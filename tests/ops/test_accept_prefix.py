@@ -343,3 +343,18 @@ def test_bad_inputs_name_the_argument(make, match):
 def test_float_draft_tokens_rejected():
     with pytest.raises(TypeError, match="draft_tokens"):
         accept_prefix(valid_args()[0], torch.zeros(2, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), width=st.integers(1, 70), ties=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_fast_argmax_is_torch_argmax(rows, width, ties, seed):
+    """ops.sampling.argmax (a C++ loop for fp32 rows) gives torch.argmax's first maximum, ties included."""
+    from tt_specdec.ops.sampling import argmax
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, rows, width, generator=g) * 10 - 20  # all negative: a 0 start would be wrong
+    if ties:  # the maximum repeated, anywhere (also in the tail past the last 8 lanes)
+        x = x.round().clamp(min=-21)
+    assert torch.equal(argmax(x), x.argmax(-1))
+    assert torch.equal(argmax(x[:, :, ::2]), x[:, :, ::2].argmax(-1))  # not contiguous
+    assert torch.equal(argmax(x.double()), x.double().argmax(-1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from tt_specdec.errors import check_finite, check_shape
-from tt_specdec.ops.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, check_sampling_args, process_logits,
+from tt_specdec.ops.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, argmax, check_sampling_args, process_logits,
                                      sample_inverse_cdf, uniform)
 
 PLACEHOLDER = -1
@@ -91,7 +91,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     in_draft = positions[:k].view(1, k) < limit.view(B, 1)  # [B, k]
     rows = torch.arange(B)
     if temperature == 0.0:
-        target_tokens = target_logits.argmax(-1)  # [B, k+1]
+        target_tokens = argmax(target_logits)  # [B, k+1] (finite: checked above)
         accepted = (target_tokens[:, :k] == drafts) & in_draft
         n = accepted.long().cumprod(1).sum(1)  # [B]
         final = target_tokens[rows, n]
