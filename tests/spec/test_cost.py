@@ -186,6 +186,17 @@ def test_cached_cost_models_tell_drafters_apart(tiny_pair):
     assert len({repr(i) for i in idents}) == len(idents)
 
 
+def test_cached_cost_models_tell_the_decoders_paths_apart():
+    """A CpuLlama on its engine and on the per-layer path cost differently: two cache entries."""
+    from tt_specdec.models import load_tiny_pair
+    from tt_specdec.models.cpu_llama import CpuLlama
+
+    target = CpuLlama(load_tiny_pair()[0])
+    engine = cost_mod.describe(target)
+    target.ops_backend = "torch"
+    assert cost_mod.describe(target) != engine
+
+
 def test_measure_times_k_max_drafts_of_a_drafter_that_stops_early(tiny_pair):
     """On measure's random context an EAGLE head is unsure at once; c must still be k_max - 1 steps' worth."""
     from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter

@@ -120,7 +120,8 @@ def describe(model) -> str | None:
     params = getattr(model, "parameters", None)
     dtype = getattr(model, "weight_dtype", None) or (next(iter(params()), torch.empty(0)).dtype if params else None)
     threads = getattr(model, "threads", "")  # CpuLlama: its own kernel pool
-    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}"
+    backend = getattr(model, "ops_backend", "")  # CpuLlama: "cpu" (its engine) or the per-layer Python path
+    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}:{backend}"
 
 
 def describe_drafter(drafter) -> list:
@@ -134,7 +135,7 @@ def describe_drafter(drafter) -> list:
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, 3]  # 3: interleaved, non-decreasing v, k_max drafts timed in full
+             torch.__version__, 4]  # 4: the decoder's path in the key; _cpu attention by KV head
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
