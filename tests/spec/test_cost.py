@@ -142,6 +142,36 @@ def test_trim_keeps_drafts_worth_their_verify_rows():
     assert pol.trim(nd, None) is nd
 
 
+def trim_by_loop(pol: AdaptiveK, num_draft, confidence, source):
+    """trim's rule row by row: the prefix j <= n with the best (1 + sum of reach) / (spent + v(j+1)), ties to the longer."""
+    reach = torch.cumprod(pol.calibrated(confidence.nan_to_num(1.0), source), 1)
+    spent = pol.cost.d0 + confidence.shape[1] * pol.cost.c
+    out = []
+    for b, n in enumerate(num_draft.tolist()):
+        if n <= 0 or bool(confidence[b, :n].isnan().any()):
+            out.append(n)
+            continue
+        rate = [(1.0 + float(reach[b, :j].sum())) / (spent + pol.cost.v[j]) for j in range(n + 1)]
+        out.append(max(range(n + 1), key=lambda j: (rate[j], j)))
+    return out
+
+
+def test_trim_matches_its_rule_row_by_row():
+    g = torch.Generator().manual_seed(0)
+    cm = CostModel(c=0.06, d0=0.07, v=(1.0, 1.13, 1.2, 1.3, 1.52, 1.72, 2.1, 2.3, 2.64))
+    pol = AdaptiveK(cm, 8)
+    pol.reset(6)
+    for step in range(300):
+        B, k = 6, int(torch.randint(1, 9, (1,), generator=g))
+        conf = torch.rand(B, k, generator=g) ** 0.5
+        conf[torch.rand(B, k, generator=g) < 0.05] = float("nan")
+        conf[torch.rand(B, k, generator=g) < 0.05] = 0.0  # not a draft (a copy past its continuation)
+        nd = torch.randint(-1, k + 1, (B,), generator=g)
+        source = torch.randint(0, 2, (B,), generator=g)
+        assert pol.trim(nd, conf, source).tolist() == trim_by_loop(pol, nd, conf, source), step
+        pol.update(nd, torch.minimum(nd, torch.randint(-1, k + 1, (B,), generator=g)), conf, source)
+
+
 def test_confidence_table_learns_overconfidence():
     cm = CostModel(c=0.05, d0=0.0, v=(1.0, 1.3, 1.6, 1.9, 2.2))
     pol = AdaptiveK(cm, 4)

@@ -201,18 +201,16 @@ class AdaptiveK:
         verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""
         if confidence is None:
             return num_draft
-        out = num_draft.clone()
-        k = confidence.shape[1]
+        B, k = confidence.shape
         reach = torch.cumprod(self.calibrated(confidence.nan_to_num(1.0), source), 1)  # [B, k] P(d_1..d_t accepted)
-        tokens = 1.0 + torch.cat([torch.zeros(len(out), 1, dtype=torch.float64), reach.cumsum(1)], 1)  # [B, k+1]
+        tokens = 1.0 + torch.cat([torch.zeros(B, 1, dtype=torch.float64), reach.cumsum(1)], 1)  # [B, k+1]
         spent = self.cost.d0 + k * self.cost.c
-        for b in range(len(out)):
-            n = int(num_draft[b])
-            if n <= 0 or bool(confidence[b, :n].isnan().any()):
-                continue
-            rate = [float(tokens[b, j]) / (spent + self.cost.v[j]) for j in range(n + 1)]
-            out[b] = max(range(n + 1), key=lambda j: (rate[j], j))
-        return out
+        rate = tokens / (spent + torch.tensor(self.cost.v[:k + 1], dtype=torch.float64))  # [B, k+1] per prefix j
+        j = torch.arange(k + 1)
+        rate = rate.masked_fill(j > num_draft.view(B, 1), float("-inf"))  # only the drafts a row made
+        best = k - rate.flip(1).argmax(1)  # the best rate; on a tie the longer prefix
+        unknown = (confidence.isnan() & (j[1:] <= num_draft.view(B, 1))).any(1)  # NaN among its drafts: keep all
+        return torch.where((num_draft <= 0) | unknown, num_draft, best)
 
     def observe(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None,
                 source: torch.Tensor | None = None) -> None:
