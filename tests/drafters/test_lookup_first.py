@@ -49,6 +49,11 @@ def test_greedy_lossless_and_the_fallback_cache_stays_true(pairs, k):
     assert spec.tokens == generate_plain(target, PROMPTS, max_new_tokens=48).tokens
     assert any(copied_steps) and not all(copied_steps), "the prompts exercise both copying and drafting"
     assert fallback.calls > 0
+    st = spec.stats  # row-steps by what they verified: plain, the fallback's drafts, copies
+    plain, drafted, copied = st.kind_steps
+    assert drafted > 0 and copied > 0 and sum(st.kind_steps) == st.row_steps
+    assert sum(st.kind_drafted) == st.drafted and sum(st.kind_accepted) == st.accepted
+    assert st.kind_drafted[0] == st.kind_accepted[0] == 0 and st.kind_drafted[2] <= k * copied
 
 
 def test_sampled_proposals_match_a_fresh_fallback_and_copied_rows_are_one_hot(pairs):

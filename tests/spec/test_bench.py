@@ -20,7 +20,7 @@ from tt_specdec.spec.stats import Stats
 ROW_FIELDS = {"config", "stack", "drafter", "k", "prompts", "new_tokens", "seconds", "tokens_per_s", "ttft_ms",
               "acceptance_rate", "mean_accepted_length", "acceptance_per_position", "acceptance_per_category",
               "acceptance_source", "speedup", "vs_transformers", "identical_to_target", "predicted_speedup",
-              "measured_over_predicted", "cost_model"}
+              "measured_over_predicted", "cost_model", "steps_by_kind"}
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -171,6 +171,11 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
             assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) <= (8 if r["k"] == "auto" else 1)
             assert r["predicted_speedup"] > 0 and set(r["cost_model"]) == {"c", "d0", "v"}
             assert r["measured_over_predicted"] == pytest.approx(r["speedup"] / r["predicted_speedup"])
+            kinds = r["steps_by_kind"]  # shares of the row-steps, and what each kind emitted per step
+            assert set(kinds) <= {"plain", "drafted", "copied"} and all(v["tokens_per_step"] >= 1 for v in kinds.values())
+            assert sum(v["share"] for v in kinds.values()) == pytest.approx(1.0)
+            assert sum(v["share"] * v["tokens_per_step"] for v in kinds.values()) == pytest.approx(r["mean_accepted_length"])
+            assert "copied" not in kinds or r["drafter"].startswith("lookup+")
             if r["acceptance_rate"] is None:  # only when the cost model chose plain steps throughout
                 assert r["k"] == "auto" and r["acceptance_per_category"] is None
             else:

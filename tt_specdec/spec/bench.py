@@ -110,7 +110,7 @@ def merge(into: Stats, s: Stats) -> None:
     into.k = s.k
     for f in STATS_COUNTS:
         setattr(into, f, getattr(into, f) + getattr(s, f))
-    for name in ("accepted_per_position", "offered_per_position"):
+    for name in ("accepted_per_position", "offered_per_position", "kind_steps", "kind_drafted", "kind_accepted"):
         summed = itertools.zip_longest(getattr(into, name), getattr(s, name), fillvalue=0)
         setattr(into, name, [a + b for a, b in summed])
 
@@ -411,6 +411,7 @@ def rows(configs: list[Config], tallies: list[Tally], greedy: bool) -> list[dict
             "acceptance_per_category": ({cat: s.acceptance_rate if s.drafted else None
                                          for cat, s in t.per_category.items()} if t.stats.drafted else None),
             "acceptance_source": None if not speculative else ("loop" if c.stack == OURS else "forward-call counts"),
+            "steps_by_kind": t.stats.steps_by_kind if speculative and c.stack == OURS else None,
             "speedup": speedup,
             "vs_transformers": (t.tokens_per_s / counterpart.tokens_per_s
                                 if counterpart is not None and counterpart.tokens_per_s else None),
@@ -454,6 +455,12 @@ def format_table(report: dict) -> str:
         lines += ["", "acceptance per draft position (P(d_t accepted | offered), t = 1, 2, ...)"]
         lines += [f"{r['config']:28} " + " ".join(f"{a:.2f}" for a in r["acceptance_per_position"])
                   for r in positional]
+    kinds = [r for r in results if r.get("steps_by_kind")]
+    if kinds:
+        lines += ["", "steps by what they verified: share of the steps x tokens emitted per step "
+                      "(plain: no draft; drafted: the drafter's own; copied: from the context)"]
+        lines += [f"{r['config']:28} " + "   ".join(f"{kind} {v['share']:.2f} x {v['tokens_per_step']:.2f}"
+                                                   for kind, v in r["steps_by_kind"].items()) for r in kinds]
     sampling = "greedy" if meta["temperature"] == 0 else f"temperature {meta['temperature']}"
     lines += ["", f"{meta['prompts']} prompts x up to {meta['max_new_tokens']} new tokens (stop at EOS), {sampling}.",
               "speedup: tok/s over the same stack's target alone, side by side in this process.",

@@ -18,7 +18,7 @@ from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.ops.sampling import greedy_or_sample, row_seeds, step_seeds
 from tt_specdec.spec.cost import AdaptiveK
-from tt_specdec.spec.stats import Stats
+from tt_specdec.spec.stats import Stats, step_kind
 
 OnTokens = Callable[[int, list[int]], None]  # (row, new token ids), called as tokens are emitted
 
@@ -175,9 +175,9 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             num_draft = num_draft.clamp(max=draft_tokens.shape[1])
             stats.proposals += 1
             stats.proposed += getattr(drafter, "draft_steps", draft_tokens.shape[1])
+            source = getattr(drafter, "draft_source", None)
             if policy is not None:  # a row verifies only the drafts its drafter is confident enough in
                 confidence = getattr(drafter, "draft_confidence", None)
-                source = getattr(drafter, "draft_source", None)
                 num_draft = policy.trim(num_draft, confidence, source)
             k_step = int(num_draft.max())
             draft_tokens = draft_tokens[:, :k_step]
@@ -200,11 +200,15 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output, backend=ops_backend)
         live = num_accepted >= 0
         for b in live.nonzero().flatten().tolist():
-            n = int(num_accepted[b])
+            n, offered = int(num_accepted[b]), int(num_draft[b])
             rows.emit(b, output[b, :n + 1].tolist())
-            for t in range(int(num_draft[b])):
+            for t in range(offered):
                 stats.offered_per_position[t] += 1
                 stats.accepted_per_position[t] += int(t < n)
+            kind = step_kind(offered, 0 if source is None else int(source[b]))
+            stats.kind_steps[kind] += 1
+            stats.kind_drafted[kind] += max(offered, 0)
+            stats.kind_accepted[kind] += n
         stats.steps += 1
         stats.row_steps += int(live.sum())
         stats.drafted += int(num_draft[live].sum())

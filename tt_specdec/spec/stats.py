@@ -4,6 +4,14 @@ from __future__ import annotations
 import dataclasses
 
 
+STEP_KINDS = ("plain", "drafted", "copied")  # a row-step verified no draft / its drafter's own / copies (draft_source 1)
+
+
+def step_kind(num_draft: int, source: int) -> int:
+    """Index into STEP_KINDS of a row-step that verified num_draft drafts of draft_source `source`."""
+    return 0 if num_draft <= 0 else 1 + min(source, 1)
+
+
 @dataclasses.dataclass
 class Stats:
     k: int = 0
@@ -16,6 +24,11 @@ class Stats:
     proposed: int = 0  # draft-model steps it ran (a copy runs none); with confidence trims, more than drafted / B
     accepted_per_position: list[int] = dataclasses.field(default_factory=list)  # [k] rows accepting d_t
     offered_per_position: list[int] = dataclasses.field(default_factory=list)  # [k] rows offering d_t
+    # per kind of row-step (STEP_KINDS: plain, the drafter's own drafts, copies): row-steps, drafts verified,
+    # drafts accepted; what each kind of step brings (a plain one includes drafts trimmed to none)
+    kind_steps: list[int] = dataclasses.field(default_factory=lambda: [0] * len(STEP_KINDS))
+    kind_drafted: list[int] = dataclasses.field(default_factory=lambda: [0] * len(STEP_KINDS))
+    kind_accepted: list[int] = dataclasses.field(default_factory=lambda: [0] * len(STEP_KINDS))
     new_tokens: int = 0  # tokens returned to the caller, all rows
     ttft_s: float = 0.0  # prompt in -> first token out
     total_s: float = 0.0
@@ -39,8 +52,16 @@ class Stats:
         """P(d_t accepted | d_t offered), t = 1 .. k."""
         return [a / o if o else 0.0 for a, o in zip(self.accepted_per_position, self.offered_per_position)]
 
+    @property
+    def steps_by_kind(self) -> dict[str, dict[str, float]]:
+        """Per kind of row-step: its share of the row-steps and the tokens it emitted per step."""
+        total = sum(self.kind_steps)
+        return {kind: {"share": n / total, "tokens_per_step": (n + a) / n}
+                for kind, n, a in zip(STEP_KINDS, self.kind_steps, self.kind_accepted) if n}
+
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        for name in ("acceptance_rate", "mean_accepted_length", "tokens_per_s", "acceptance_per_position"):
+        for name in ("acceptance_rate", "mean_accepted_length", "tokens_per_s", "acceptance_per_position",
+                     "steps_by_kind"):
             out[name] = getattr(self, name)
         return out
