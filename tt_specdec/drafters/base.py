@@ -34,7 +34,8 @@ class Drafter(Protocol):
         """Draft k tokens after each row's context.
 
         context [B, S] token buffer, row b valid in 0 .. length[b]-1 (its last entry is the
-        newest emitted token); seeds [B] this step's per-row seeds.
+        newest emitted token); seeds [B] this step's per-row seeds (greedy steps, which draw nothing, get
+        the run's row seeds).
         Returns draft_tokens [B, k] and draft_probs [B, k, V] (the distribution each draft
         was sampled from), or None for a deterministic proposal.
         Optionally sets `self.draft_confidence` [B, k]: its probability of each draft (NaN: none;

@@ -20,6 +20,7 @@ import os
 import pathlib
 import time
 
+import numpy as np
 import torch
 
 from tt_specdec.drafters.base import Drafter, Sampling
@@ -171,28 +172,37 @@ class AdaptiveK:
         self.bins = bins
         self.reset(0)
 
+    # the state is a few numbers per row and two small tables: numpy, whose per-call cost is a few
+    # microseconds (torch's small ops cost a step ~1 ms); tensors in and out
     def reset(self, batch_size: int) -> None:
-        self.success = torch.zeros(batch_size, dtype=torch.float64)
-        self.trials = torch.zeros(batch_size, dtype=torch.float64)
-        self.plain_steps = torch.zeros(batch_size, dtype=torch.long)
+        self.success = np.zeros(batch_size)
+        self.trials = np.zeros(batch_size)
+        self.plain_steps = np.zeros(batch_size, dtype=np.int64)
         # confidence -> acceptance per draft source (SOURCES kinds), shared by the rows: prior = the bin's
         # centre, worth prior_weight drafts
-        centre = (torch.arange(self.bins, dtype=torch.float64) + 0.5) / self.bins
-        self.bin_hits = (centre * self.prior_weight).repeat(self.SOURCES, 1)  # [SOURCES, bins]
-        self.bin_trials = torch.full((self.SOURCES, self.bins), self.prior_weight, dtype=torch.float64)
+        centre = (np.arange(self.bins) + 0.5) / self.bins
+        self.bin_hits = np.tile(centre * self.prior_weight, (self.SOURCES, 1))  # [SOURCES, bins]
+        self.bin_trials = np.full((self.SOURCES, self.bins), self.prior_weight)
+        self.v = np.asarray(self.cost.v, dtype=np.float64)
 
     SOURCES = 2  # the drafter's own probabilities, and copies (drafters/lookup_first.py)
 
-    def table_index(self, confidence: torch.Tensor, source: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def table_index(self, confidence: np.ndarray, source: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """confidence [B, k], source [B] or None (0) -> (source [B, 1], bin [B, k]) into the tables."""
-        index = (confidence.nan_to_num(0.0).double() * self.bins).long().clamp(0, self.bins - 1)
-        rows = torch.zeros(confidence.shape[0], dtype=torch.long) if source is None else source.long()
-        return rows.view(-1, 1), index
+        conf = confidence.astype(np.float64)
+        index = np.minimum((np.where(np.isnan(conf), 0.0, conf) * self.bins).astype(np.int64), self.bins - 1)
+        index = np.maximum(index, 0)  # ufuncs: np.clip costs ~10 us a call
+        rows = np.zeros(confidence.shape[0], dtype=np.int64) if source is None else source.astype(np.int64)
+        return rows.reshape(-1, 1), index
+
+    def estimate(self, confidence: np.ndarray, source: np.ndarray | None) -> np.ndarray:
+        """calibrated() on numpy arrays."""
+        table = self.bin_hits / self.bin_trials
+        return np.where(confidence > 0, table[self.table_index(confidence, source)], 0.0)
 
     def calibrated(self, confidence: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """confidence [B, k] in 0..1 (0: not a draft), source [B] or None (0) -> estimated acceptance (float64)."""
-        table = self.bin_hits / self.bin_trials
-        return torch.where(confidence > 0, table[self.table_index(confidence, source)], 0.0)
+        return torch.from_numpy(self.estimate(confidence.numpy(), None if source is None else source.numpy()))
 
     def trim(self, num_draft: torch.Tensor, confidence: torch.Tensor | None,
              source: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,52 +211,55 @@ class AdaptiveK:
         verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""
         if confidence is None:
             return num_draft
-        B, k = confidence.shape
-        reach = torch.cumprod(self.calibrated(confidence.nan_to_num(1.0), source), 1)  # [B, k] P(d_1..d_t accepted)
-        tokens = 1.0 + torch.cat([torch.zeros(B, 1, dtype=torch.float64), reach.cumsum(1)], 1)  # [B, k+1]
-        spent = self.cost.d0 + k * self.cost.c
-        rate = tokens / (spent + torch.tensor(self.cost.v[:k + 1], dtype=torch.float64))  # [B, k+1] per prefix j
-        j = torch.arange(k + 1)
-        rate = rate.masked_fill(j > num_draft.view(B, 1), float("-inf"))  # only the drafts a row made
-        best = k - rate.flip(1).argmax(1)  # the best rate; on a tie the longer prefix
-        unknown = (confidence.isnan() & (j[1:] <= num_draft.view(B, 1))).any(1)  # NaN among its drafts: keep all
-        return torch.where((num_draft <= 0) | unknown, num_draft, best)
+        conf, made = confidence.numpy(), num_draft.numpy()
+        B, k = conf.shape
+        unsure = np.where(np.isnan(conf), 1.0, conf)  # NaN: no confidence given, taken as sure
+        reach = np.cumprod(self.estimate(unsure, None if source is None else source.numpy()), 1)  # P(d_1..d_t accepted)
+        tokens = 1.0 + np.concatenate([np.zeros((B, 1)), reach.cumsum(1)], 1)  # [B, k+1]
+        rate = tokens / (self.cost.d0 + k * self.cost.c + self.v[:k + 1])  # per prefix j, drafting already spent
+        j = np.arange(k + 1)
+        rate[j > made.reshape(B, 1)] = -np.inf  # only the drafts a row made
+        best = k - rate[:, ::-1].argmax(1)  # the best rate; on a tie the longer prefix
+        unknown = (np.isnan(conf) & (j[1:] <= made.reshape(B, 1))).any(1)  # NaN among its drafts: keep all
+        return torch.from_numpy(np.where((made <= 0) | unknown, made, best).astype(np.int64))
 
     def observe(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None,
                 source: torch.Tensor | None = None) -> None:
         """Learn confidence -> acceptance from one step: d_t was judged when d_1..d_{t-1} were accepted."""
         if confidence is None:
             return
+        conf = confidence.numpy()
         self.bin_hits *= self.decay ** (1 / self.bins)  # slow: every bin sees only some drafts
         self.bin_trials *= self.decay ** (1 / self.bins)
-        n = num_accepted.clamp(min=0).view(-1, 1)
-        t = torch.arange(confidence.shape[1])
+        n = np.maximum(num_accepted.numpy(), 0).reshape(-1, 1)
+        t = np.arange(conf.shape[1])
         # d_t judged: offered and reached (d_1..d_{t-1} accepted); NaN (no confidence) and 0 (no draft) > 0 is False
-        judged = (t < num_draft.clamp(min=0).view(-1, 1)) & (t <= n) & (confidence > 0)  # [B, k]
-        rows, index = self.table_index(confidence, source)
-        at = (rows.expand_as(index)[judged], index[judged])
-        self.bin_trials.index_put_(at, torch.ones(int(judged.sum()), dtype=torch.float64), accumulate=True)
-        self.bin_hits.index_put_(at, (t < n).expand_as(judged)[judged].double(), accumulate=True)
+        judged = (t < np.maximum(num_draft.numpy(), 0).reshape(-1, 1)) & (t <= n) & (conf > 0)  # [B, k]
+        rows, index = self.table_index(conf, None if source is None else source.numpy())
+        at = ((rows + 0 * index)[judged], index[judged])
+        np.add.at(self.bin_trials, at, 1.0)
+        np.add.at(self.bin_hits, at, ((t < n) & judged)[judged].astype(np.float64))
 
     def acceptance(self) -> torch.Tensor:
         """[B] estimated per-token acceptance."""
-        return (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)
+        return torch.from_numpy((self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight))
 
     def choose(self) -> torch.Tensor:
         """[B] k per row for the next step, 0 .. k_max."""
-        ks = torch.tensor([self.cost.best_k(float(a), self.k_max) for a in self.acceptance()], dtype=torch.long)
+        ks = np.array([self.cost.best_k(float(a), self.k_max) for a in self.acceptance()], dtype=np.int64)
         probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
-        return torch.where(probe, 1, ks)
+        return torch.from_numpy(np.where(probe, 1, ks))
 
     def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None = None,
                source: torch.Tensor | None = None) -> None:
         """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] and
         source [B] the drafter's or None (see trim)."""
         self.observe(num_draft, num_accepted, confidence, source)
-        offered = num_draft.clamp(min=0).double()
-        n = num_accepted.clamp(min=0).double()
-        failed = (n < offered).double()
+        made = num_draft.numpy()
+        offered = np.maximum(made, 0).astype(np.float64)
+        n = np.maximum(num_accepted.numpy(), 0).astype(np.float64)
+        failed = (n < offered).astype(np.float64)
         live = offered > 0
-        self.success = torch.where(live, self.success * self.decay + n, self.success)
-        self.trials = torch.where(live, self.trials * self.decay + n + failed, self.trials)
-        self.plain_steps = torch.where(num_draft == 0, self.plain_steps + 1, torch.zeros_like(self.plain_steps))
+        self.success = np.where(live, self.success * self.decay + n, self.success)
+        self.trials = np.where(live, self.trials * self.decay + n + failed, self.trials)
+        self.plain_steps = np.where(made == 0, self.plain_steps + 1, 0)
