@@ -68,7 +68,7 @@ def _best_times(fns: list, repeats: int) -> list[float]:
     return best
 
 
-def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8, context: int = 64,
+def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8, context: int = 160,
             repeats: int = 15) -> CostModel:
     """Time the target at T = 1 .. k_max+1 rows and the drafter at k = 1 and k_max, at `context`
     tokens of context. v is made non-decreasing (a T-row forward does the work of a T-1-row one and
@@ -136,7 +136,7 @@ def describe_drafter(drafter) -> list:
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, 4]  # 4: the decoder's path in the key; _cpu attention by KV head
+             torch.__version__, 5]  # 5: at 160 tokens of context (a chat prompt and its answer's middle)
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
