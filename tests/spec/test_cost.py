@@ -60,13 +60,15 @@ def test_measure_reports_ratios(tiny_pair):
     assert cm.c >= 0 and cm.d0 >= 0 and cm.k_max == 3
 
 
-def test_measured_is_cached(tiny_pair, tmp_path, monkeypatch):
+def test_measured_is_cached(tiny_pair, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TT_SPECDEC_CACHE", str(tmp_path))
     calls = []
     monkeypatch.setattr(cost_mod, "measure", lambda *a, **kw: calls.append(1) or FREE_DRAFTS)
     target, draft = tiny_pair
     assert cost_mod.measured(target, ModelDrafter(draft)) == FREE_DRAFTS
+    assert "measuring the cost model of ModelDrafter" in capsys.readouterr().err  # the wait is announced
     assert cost_mod.measured(target, ModelDrafter(draft)) == FREE_DRAFTS
+    assert capsys.readouterr().err == "", "a cached model is read silently"
     assert len(calls) == 1 and (tmp_path / "cost_models.json").exists()
     cost_mod.measured(target, NgramDrafter())
     assert len(calls) == 2, "another drafter is another measurement"

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -140,7 +141,9 @@ def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: i
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
-    if key not in table:
+    if key not in table:  # a few seconds, once per machine and setup: say so (progress on stderr)
+        print(f"[tt_specdec] measuring the cost model of {type(drafter).__name__} on this machine "
+              f"(once; cached in {path})", file=sys.stderr, flush=True)
         model = measure(target, drafter, batch_size=batch_size, k_max=k_max)
         table[key] = dataclasses.asdict(model)
         path.parent.mkdir(parents=True, exist_ok=True)
