@@ -2,7 +2,7 @@
 accepted length at k = 1..6 per prompt category on the held-out bench prompts, every output checked
 against the target alone (lossless), and each drafter's cost ratio c = one draft step / one target
 decode step (spec/cost.py `measure`, both drafters timed against the same target in this process),
-with S = E / (d0 + k·c + v(k+1)) predicted from them.
+with S = E (1 + o0) / (d0 + k·c + v(k+1) + o) predicted from them.
 
     nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --threads 1 --tokens 64 --json eagle.json
     nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --vocab-sweep 2048,4096,8192,16384,49152 --cost-only
@@ -98,8 +98,8 @@ def main() -> None:
         for k in ks:
             s = totals[name, k]
             row = stats_row(s)
-            cost = costs[name]  # S = E / (d0 + k·c + v(k+1)), E the measured mean accepted length
-            row["predicted_speedup"] = round(s.mean_accepted_length / cost.step_cost(k), 3)
+            # S = E (1 + o0) / (d0 + k·c + v(k+1) + o), E the measured mean accepted length
+            row["predicted_speedup"] = round(costs[name].speedup_at_length(s.mean_accepted_length, k), 3)
             row["per_category"] = {c: stats_row(st) for c, st in per_cat[name, k].items()}
             rows[k] = row
             cats = " ".join(f"{c} {st.acceptance_rate:.3f}" for c, st in per_cat[name, k].items())

@@ -3,6 +3,7 @@
 The run tests use the tiny pair (and transformers' LlamaForCausalLM built from the same weights);
 the chat-template comparison needs the SmolLM2 tokenizer (tools/setup.sh) and transformers.
 """
+import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -102,6 +103,15 @@ def test_predicted_speedup_at_one_k_is_the_cost_models_S():
     assert bench.predicted_speedup(stats, COST) == pytest.approx(COST.speedup(0.5, 2)) == pytest.approx(1.75 / 1.45)
 
 
+def test_predicted_speedup_counts_the_loops_own_work():
+    cost = dataclasses.replace(COST, o=0.1, o0=0.04, o_plain=0.06)
+    stats = stats_of([(2, 0), (2, 0), (2, 1), (2, 2)])
+    assert bench.predicted_speedup(stats, cost) == pytest.approx(cost.speedup(0.5, 2)) == pytest.approx(
+        1.75 * 1.04 / 1.55)
+    plain = stats_of([(2, 0), (0, 0)])  # one verifying step (1.45 + 0.1) and one plain step (1 + 0.06): 2 tokens
+    assert bench.predicted_speedup(plain, cost) == pytest.approx(2 * 1.04 / (1.55 + 1.06))
+
+
 def test_predicted_speedup_weighs_each_step_by_its_own_k():
     # adaptive k: a plain step (cost 1, emits 1), a k=1 step accepting 1 (cost 0.05 + 0.1 + 1.1 = 1.25, emits 2),
     # a k=3 step accepting 0 (cost 0.05 + 0.3 + 1.3 = 1.65, emits 1): 4 tokens in 3.9 target steps
@@ -169,7 +179,7 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
         if r["stack"] == "ours" and r["drafter"] != "target":
             assert r["identical_to_target"] == 2  # lossless
             assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) <= (8 if r["k"] == "auto" else 1)
-            assert r["predicted_speedup"] > 0 and set(r["cost_model"]) == {"c", "d0", "v"}
+            assert r["predicted_speedup"] > 0 and set(r["cost_model"]) == {"c", "d0", "v", "o", "o0", "o_plain"}
             assert r["measured_over_predicted"] == pytest.approx(r["speedup"] / r["predicted_speedup"])
             kinds = r["steps_by_kind"]  # shares of the row-steps, and what each kind emitted per step
             assert set(kinds) <= {"plain", "drafted", "copied"} and all(v["tokens_per_step"] >= 1 for v in kinds.values())

@@ -1,5 +1,6 @@
-"""The cost model (S = E / (d0 + k·c + v(k+1))), the adaptive-k policy, and the loop driven by it."""
+"""The cost model (S = E (1 + o0) / (d0 + k·c + v(k+1) + o)), the adaptive-k policy, and the loop driven by it."""
 import math
+import time
 
 import pytest
 import torch
@@ -58,6 +59,36 @@ def test_measure_reports_ratios(tiny_pair):
     assert cm.v[0] == 1.0 and len(cm.v) == 4 and all(x > 0 for x in cm.v)
     assert list(cm.v) == sorted(cm.v), "v is non-decreasing: a dip is timing noise"
     assert cm.c >= 0 and cm.d0 >= 0 and cm.k_max == 3
+    assert cm.o > 0 and cm.o0 > 0 and cm.o_plain > 0, "a step of either loop does some work of its own"
+    assert "forward" not in vars(target), "measure puts the target's own forward back"
+
+
+def test_loop_overhead_sees_the_loops_own_work(tiny_pair, monkeypatch):
+    """5 ms more per step of the speculative loop (not in the forward or the proposal) shows up in o and
+    o_plain, not in plain decoding's o0."""
+    import tt_specdec.spec.loop as loop
+
+    target, draft = tiny_pair
+    drafter = ModelDrafter(draft)
+    o, o0, o_plain = cost_mod.loop_overhead(target, drafter, 1, 16, steps=6, repeats=2)
+    real = loop.ops.rollback_kv
+
+    def slow(*args, **kwargs):
+        time.sleep(0.005)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop.ops, "rollback_kv", slow)
+    slow_o, slow_o0, slow_plain = cost_mod.loop_overhead(target, drafter, 1, 16, steps=6, repeats=2)
+    assert slow_o - o >= 0.004 and slow_plain - o_plain >= 0.004, "every step of the loop rolls back"
+    assert slow_o0 < o0 + 0.004, "plain decoding does not"
+    assert "propose" not in vars(drafter) and "forward" not in vars(target)
+
+
+def test_the_loops_own_work_enters_s():
+    cm = CostModel(c=0.1, d0=0.05, v=(1.0, 1.1, 1.2), o=0.1, o0=0.04, o_plain=0.06)
+    assert cm.step_cost(0) == pytest.approx(1.06) and cm.step_cost(2) == pytest.approx(0.05 + 0.2 + 1.2 + 0.1)
+    assert cm.speedup(0.5, 2) == pytest.approx(1.75 * 1.04 / 1.55)
+    assert cm.speedup(0.0, 0) < 1, "a plain step of the speculative loop is slower than plain decoding"
 
 
 def test_measured_is_cached(tiny_pair, tmp_path, monkeypatch, capsys):

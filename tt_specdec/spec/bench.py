@@ -5,7 +5,7 @@ Every configuration decodes prompt i before any decodes prompt i+1 (the order ro
 prompt), so machine drift hits them all alike. The figures are ratios within one stack:
 `speedup` = tokens/s of a configuration / tokens/s of the same stack's target alone (ours over
 ours, transformers over transformers); `vs_transformers` = ours / theirs for the same drafter
-and k. `predicted_speedup` is S = E / (d0 + k·c + v(k+1)) of spec/cost.py evaluated on the steps
+and k. `predicted_speedup` is S = E (1 + o0) / (d0 + k·c + v(k+1) + o) of spec/cost.py evaluated on the steps
 the run actually took, from the measured acceptance and the cached cost model.
 """
 from __future__ import annotations
@@ -124,16 +124,17 @@ def steps_per_k(stats: Stats) -> list[int]:
 
 
 def predicted_speedup(stats: Stats, cost: CostModel) -> float:
-    """S = emitted tokens / predicted time of the steps taken (target decode steps), as in spec/cost.py:
-    each proposal costs d0 + c per draft-model step it ran (a copy: none), each step v(k+1) for the k
-    drafts it verified (1 for a plain step). With every step at one k and mean accepted length E:
-    E / (d0 + k·c + v(k+1)). Batch 1 (the bench's): steps and row-steps are the same."""
+    """S = emitted tokens x (1 + o0) / predicted time of the steps taken (target decode steps), as in
+    spec/cost.py: each proposal costs d0 + c per draft-model step it ran (a copy: none), each step
+    v(k+1) for the k drafts it verified + o (a plain step: 1 + o_plain); plain decoding 1 + o0 a token. With
+    every step at one k and mean accepted length E: E (1 + o0) / (d0 + k·c + v(k+1) + o). Batch 1
+    (the bench's): steps and row-steps are the same."""
     counts = steps_per_k(stats)
     if len(counts) - 1 > cost.k_max:
         raise ValueError(f"cost: got v measured up to k={cost.k_max}, expected up to k={len(counts) - 1} (the run's)")
-    time_units = (sum(n * cost.v[k] for k, n in enumerate(counts))
-                  + stats.proposals * cost.d0 + stats.proposed * cost.c)
-    return stats.emitted / time_units if time_units else 0.0
+    time_units = (sum(n * cost.v[k] for k, n in enumerate(counts)) + counts[0] * cost.o_plain
+                  + (stats.row_steps - counts[0]) * cost.o + stats.proposals * cost.d0 + stats.proposed * cost.c)
+    return stats.emitted * (1.0 + cost.o0) / time_units if time_units else 0.0
 
 
 def available_drafters(pair) -> dict[str, "Drafter"]:

@@ -1,14 +1,17 @@
 """The cost model of speculative decoding, measured on the machine at hand, and k chosen from it.
 
 With per-token acceptance a and k drafts, a step emits E = (1 - a^(k+1)) / (1 - a) tokens
-and costs draft(k) + verify(k+1) target decode steps, so the wall-clock speedup over the
-target alone is
+and costs draft(k) + verify(k+1) + the loop's own work, in target decode steps, while plain
+decoding costs 1 + o0 a token, so the wall-clock speedup over the target alone is
 
-    S(a, k) = E / (d0 + k·c + v(k+1))
+    S(a, k) = E · (1 + o0) / (d0 + k·c + v(k+1) + o)
 
 c: one draft step / one target decode step; d0: fixed cost of a proposal (a draft-model
-catch-up feed, an n-gram lookup); v(T): a T-row target forward / a 1-row one. S < 1 for
-every k means drafting does not pay: the row decodes plainly (k = 0).
+catch-up feed, an n-gram lookup); v(T): a T-row target forward / a 1-row one; o, o0: what a
+step of the speculative loop (accept, rollback, the policy, bookkeeping) and of plain decoding
+(sampling, bookkeeping) take beyond the forward and the proposal. A plain step inside the
+speculative loop (k = 0) costs 1 + o_plain. S < 1 for every k means drafting does not pay: the
+row decodes plainly.
 """
 from __future__ import annotations
 
@@ -38,18 +41,26 @@ class CostModel:
     c: float  # one draft step / one target decode step
     d0: float  # fixed cost of one proposal / one target decode step
     v: tuple[float, ...]  # v[T-1] = T-row target forward / 1-row forward, T = 1 .. k_max+1
+    o: float = 0.0  # the speculative loop's own work per step that verifies drafts / one target decode step
+    o0: float = 0.0  # plain decoding's own work per token (sampling, bookkeeping) / one decode step
+    o_plain: float = 0.0  # the speculative loop's own work in a step that verifies none / one decode step
 
     @property
     def k_max(self) -> int:
         return len(self.v) - 1
 
     def step_cost(self, k: int) -> float:
-        """One step with k drafts, in target decode steps: d0 + k·c + v(k+1); a plain step (k = 0) is 1."""
-        return 1.0 if k == 0 else self.d0 + k * self.c + self.v[k]
+        """One step of the speculative loop with k drafts, in target decode steps: d0 + k·c + v(k+1) + o;
+        a plain one (k = 0): 1 + o_plain."""
+        return 1.0 + self.o_plain if k == 0 else self.d0 + k * self.c + self.v[k] + self.o
 
     def speedup(self, a: float, k: int) -> float:
-        """Predicted wall-clock speedup over the target alone; k = 0 is the target alone."""
-        return expected_tokens(a, k) / self.step_cost(k)
+        """Predicted wall-clock speedup over the target alone at per-token acceptance a."""
+        return self.speedup_at_length(expected_tokens(a, k), k)
+
+    def speedup_at_length(self, tokens_per_step: float, k: int) -> float:
+        """Predicted speedup of steps with k drafts emitting tokens_per_step (plain decoding: 1 + o0 a token)."""
+        return tokens_per_step * (1.0 + self.o0) / self.step_cost(k)
 
     def best_k(self, a: float, k_max: int | None = None) -> int:
         """k in 0 .. k_max maximising S; 0 when no k beats plain decoding."""
@@ -107,7 +118,57 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
             d.stop_reach = value
     c = max(dk - d1, 0.0) / (k_max - 1) / t[0] if k_max > 1 else d1 / t[0]
     d0 = max(d1 / t[0] - c, 0.0)
-    return CostModel(c=c, d0=d0, v=tuple(itertools.accumulate((x / t[0] for x in t), max)))
+    o, o0, o_plain = (x / t[0] for x in loop_overhead(target, drafter, batch_size, context))
+    return CostModel(c=c, d0=d0, v=tuple(itertools.accumulate((x / t[0] for x in t), max)), o=o, o0=o0,
+                     o_plain=o_plain)
+
+
+def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: int, steps: int = 12,
+                  repeats: int = 3) -> tuple[float, float, float]:
+    """(o, o0, o_plain) in seconds per step: a step of speculative_generate that verifies drafts (with
+    the adaptive policy), a step of generate_plain, and a step of speculative_generate that verifies
+    none, minus the target's forwards and the drafter's proposals in them (timed by wrapping the
+    two). Least-disturbed of `repeats`, after the prefill."""
+    from tt_specdec.spec.loop import generate_plain, speculative_generate
+
+    prompts = torch.randint(0, target.vocab_size, (batch_size, context)).tolist()
+    always = AdaptiveK(CostModel(c=0.0, d0=0.0, v=(1.0, 1.0, 1.0)), 2)  # drafting always pays: every step verifies
+    never = AdaptiveK(CostModel(c=0.0, d0=0.0, v=(1.0, 9.0, 9.0)), 2, probe_every=steps + 1)  # nor ever does
+    spent = [0.0]
+    mark: list[tuple[float, float]] = []  # (clock, spent) when the prefill's token is emitted
+
+    def timed(fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+        return run
+
+    def on_tokens(_row, _ids):
+        if not mark:
+            mark.append((time.perf_counter(), spent[0]))
+
+    runs = [lambda: speculative_generate(target, drafter, prompts, k=2, max_new_tokens=steps, policy=always,
+                                         on_tokens=on_tokens),
+            lambda: generate_plain(target, prompts, max_new_tokens=steps, on_tokens=on_tokens),
+            lambda: speculative_generate(target, drafter, prompts, k=2, max_new_tokens=steps, policy=never,
+                                         on_tokens=on_tokens)]
+    best = [float("inf")] * len(runs)
+    target.forward, drafter.propose = timed(target.forward), timed(drafter.propose)  # instance attributes
+    try:
+        for _ in range(repeats):
+            for i, run in enumerate(runs):
+                spent[0] = 0.0
+                mark.clear()
+                gen = run()
+                end = time.perf_counter()
+                (t0, s0), = mark[:1]
+                best[i] = min(best[i], max((end - t0) - (spent[0] - s0), 0.0) / max(gen.stats.steps, 1))
+    finally:
+        del target.forward, drafter.propose  # the methods again
+    return best[0], best[1], best[2]
 
 
 def cache_path() -> pathlib.Path:
@@ -137,7 +198,7 @@ def describe_drafter(drafter) -> list:
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, 5]  # 5: at 160 tokens of context (a chat prompt and its answer's middle)
+             torch.__version__, 7]  # 7: with the loop's own work per step (o, o0, o_plain)
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
@@ -149,7 +210,8 @@ def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: i
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(table, indent=1))
     entry = table[key]
-    return CostModel(c=entry["c"], d0=entry["d0"], v=tuple(entry["v"]))
+    return CostModel(c=entry["c"], d0=entry["d0"], v=tuple(entry["v"]), o=entry["o"], o0=entry["o0"],
+                     o_plain=entry["o_plain"])
 
 
 class AdaptiveK:
@@ -219,7 +281,7 @@ class AdaptiveK:
         unsure = np.where(np.isnan(conf), 1.0, conf)  # NaN: no confidence given, taken as sure
         reach = np.cumprod(self.estimate(unsure, None if source is None else source.numpy()), 1)  # P(d_1..d_t accepted)
         tokens = 1.0 + np.concatenate([np.zeros((B, 1)), reach.cumsum(1)], 1)  # [B, k+1]
-        rate = tokens / (self.cost.d0 + k * self.cost.c + self.v[:k + 1])  # per prefix j, drafting already spent
+        rate = tokens / (self.cost.d0 + k * self.cost.c + self.v[:k + 1] + self.cost.o)  # per prefix j, drafts spent
         j = np.arange(k + 1)
         rate[j > made.reshape(B, 1)] = -np.inf  # only the drafts a row made
         best = k - rate[:, ::-1].argmax(1)  # the best rate; on a tie the longer prefix
