@@ -315,6 +315,24 @@ inline void exp_inplace(float* x, int64_t n) {
 #endif
 }
 
+// the 8 partial sums of a vectorised reduction added up in one fixed order (hsum8x8 keeps it too)
+inline float lane_sum(const float* l) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+// the largest of p[0..n): eight lanes, then the tail (max is exact in any order)
+inline float max_of(const float* p, int64_t n) {
+    float mx = -INFINITY;
+    int64_t j = 0;
+#ifdef TT_CPU_AVX2
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(p + j));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m8);
+    for (float x : lanes) mx = std::max(mx, x);
+#endif
+    for (; j < n; ++j) mx = std::max(mx, p[j]);
+    return mx;
+}
+
 inline float dot(const float* a, const float* b, int64_t D) {
 #ifdef TT_CPU_AVX2
     if (D % 8 == 0) {
@@ -322,7 +340,7 @@ inline float dot(const float* a, const float* b, int64_t D) {
         for (int64_t d = 0; d < D; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
         alignas(32) float lanes[8];
         _mm256_store_ps(lanes, acc);
-        return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+        return lane_sum(lanes);
     }
 #endif
     float s = 0.f;
@@ -360,21 +378,8 @@ inline void scores8(const float* q, const float* kb, int64_t D, float scale, flo
 // 8 lanes (lane j % 8) added up in dot()'s order; every step is a function of the n values alone
 inline float softmax_inplace(float* p, int64_t n) {
     int64_t full = n / 8 * 8;
-    float mx = -INFINITY;
-#ifdef TT_CPU_AVX2
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < full; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(p + j));
-    alignas(32) float ml[8];
-    _mm256_store_ps(ml, m8);
-    for (float x : ml) mx = std::max(mx, x);
-    for (int64_t j = full; j < n; ++j) mx = std::max(mx, p[j]);  // max is exact in any order
-    __m256 mxv = _mm256_set1_ps(mx);
-    for (int64_t j = 0; j < full; j += 8) _mm256_storeu_ps(p + j, _mm256_sub_ps(_mm256_loadu_ps(p + j), mxv));
-    for (int64_t j = full; j < n; ++j) p[j] -= mx;
-#else
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, p[j]);
-    for (int64_t j = 0; j < n; ++j) p[j] -= mx;
-#endif
+    float mx = max_of(p, n);
+    for (int64_t j = 0; j < n; ++j) p[j] -= mx;  // one subtraction each, vectorised or not
     exp_inplace(p, n);
     alignas(32) float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #ifdef TT_CPU_AVX2
@@ -385,7 +390,7 @@ inline float softmax_inplace(float* p, int64_t n) {
     for (int64_t j = 0; j < full; ++j) lanes[j % 8] += p[j];
 #endif
     for (int64_t j = full; j < n; ++j) lanes[j % 8] += p[j];  // lane j % 8, in key order
-    return 1.f / (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+    return 1.f / lane_sum(lanes);
 }
 
 // o[0..D) += sum over the n value rows at vb, in order, of (p[j] * inv) * v_j: one fused
@@ -426,8 +431,8 @@ void attend(const float* q, const float* kc, const float* vc, float* out, const 
         const float* kb = kc + (b * Hkv + h0 / G) * S * D;
         const float* vb = vc + (b * Hkv + h0 / G) * S * D;
         int64_t max_keys = pos[b] + T;
-        thread_local std::vector<float> scores;  // [NQ, S + BLOCK]
-        int64_t stride = S + BLOCK;
+        thread_local std::vector<float> scores;  // [NQ, S]: a full block of 8 only where a query sees all 8 keys
+        int64_t stride = S;
         scores.resize(static_cast<size_t>(NQ * stride));
         auto query = [&](int64_t i) { return (b * T + i % T) * Hq + h0 + i / T; };  // head h0 + i / T, row i % T
         auto keys = [&](int64_t i) { return pos[b] + i % T + 1; };
@@ -464,16 +469,7 @@ void argmax_rows(uintptr_t x_ptr, int64_t M, int64_t N, uintptr_t out_ptr) {
     int64_t* out = reinterpret_cast<int64_t*>(out_ptr);
     for (int64_t m = 0; m < M; ++m) {
         const float* r = x + m * N;
-        float mx = -INFINITY;
-        int64_t n = 0;
-#ifdef TT_CPU_AVX2
-        __m256 m8 = _mm256_set1_ps(-INFINITY);
-        for (; n + 8 <= N; n += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(r + n));
-        alignas(32) float lanes[8];
-        _mm256_store_ps(lanes, m8);
-        for (float v : lanes) mx = std::max(mx, v);
-#endif
-        for (; n < N; ++n) mx = std::max(mx, r[n]);
+        float mx = max_of(r, N);
         int64_t i = 0;
         while (i < N - 1 && r[i] != mx) ++i;  // the first index holding the maximum
         out[m] = i;

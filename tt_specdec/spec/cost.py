@@ -209,9 +209,7 @@ def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: i
         table[key] = dataclasses.asdict(model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(table, indent=1))
-    entry = table[key]
-    return CostModel(c=entry["c"], d0=entry["d0"], v=tuple(entry["v"]), o=entry["o"], o0=entry["o0"],
-                     o_plain=entry["o_plain"])
+    return CostModel(**{**table[key], "v": tuple(table[key]["v"])})  # as dataclasses.asdict wrote it
 
 
 class AdaptiveK:
@@ -235,6 +233,7 @@ class AdaptiveK:
         self.cost, self.k_max = cost, min(k_max, cost.k_max)
         self.prior, self.prior_weight, self.decay, self.probe_every = prior, prior_weight, decay, probe_every
         self.bins = bins
+        self.v = np.asarray(cost.v, dtype=np.float64)  # v(j+1) per prefix j, for trim
         self.reset(0)
 
     # the state is a few numbers per row and two small tables: numpy, whose per-call cost is a few
@@ -248,7 +247,6 @@ class AdaptiveK:
         centre = (np.arange(self.bins) + 0.5) / self.bins
         self.bin_hits = np.tile(centre * self.prior_weight, (self.SOURCES, 1))  # [SOURCES, bins]
         self.bin_trials = np.full((self.SOURCES, self.bins), self.prior_weight)
-        self.v = np.asarray(self.cost.v, dtype=np.float64)
 
     SOURCES = 2  # the drafter's own probabilities, and copies (drafters/lookup_first.py)
 
@@ -301,7 +299,7 @@ class AdaptiveK:
         # d_t judged: offered and reached (d_1..d_{t-1} accepted); NaN (no confidence) and 0 (no draft) > 0 is False
         judged = (t < np.maximum(num_draft.numpy(), 0).reshape(-1, 1)) & (t <= n) & (conf > 0)  # [B, k]
         rows, index = self.table_index(conf, None if source is None else source.numpy())
-        at = ((rows + 0 * index)[judged], index[judged])
+        at = (np.repeat(rows, index.shape[1], 1)[judged], index[judged])  # (source, bin) of each judged draft
         np.add.at(self.bin_trials, at, 1.0)
         np.add.at(self.bin_hits, at, ((t < n) & judged)[judged].astype(np.float64))
 
