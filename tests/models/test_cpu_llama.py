@@ -144,7 +144,7 @@ def test_packed_linear_shapes(N, K, M):
 def test_attention_matches_torch_and_a_row_does_not_depend_on_the_others(D, threads):
     """Rows see keys 0..pos+t; key counts around the 8-key blocks; GQA (3 query heads per KV head)."""
     from tt_specdec.models.cpu_llama import attention
-    from tt_specdec.ops import verify_attention
+    from tt_specdec.ops import reference, verify_attention
 
     g = torch.Generator().manual_seed(D)
     B, T, Hq, Hkv, S = 2, 11, 6, 2, 48
@@ -158,6 +158,8 @@ def test_attention_matches_torch_and_a_row_does_not_depend_on_the_others(D, thre
     finally:
         set_threads(1)
     torch.testing.assert_close(out, verify_attention(q, k_cache, v_cache, pos), atol=1e-5, rtol=1e-5)
+    if threads == 1:  # and the plain-loop float64 ground truth
+        torch.testing.assert_close(out, reference.verify_attention(q, k_cache, v_cache, pos), atol=1e-5, rtol=1e-5)
     assert torch.equal(out, rows)
     if threads == 2:  # the same bits whichever way the work is split
         assert torch.equal(out, attention(q, k_cache, v_cache, pos))

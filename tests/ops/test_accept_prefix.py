@@ -356,5 +356,6 @@ def test_fast_argmax_is_torch_argmax(rows, width, ties, seed):
     if ties:  # the maximum repeated, anywhere (also in the tail past the last 8 lanes)
         x = x.round().clamp(min=-21)
     assert torch.equal(argmax(x), x.argmax(-1))
+    assert argmax(x).flatten().tolist() == [reference.argmax_row(r) for r in x.reshape(-1, width).tolist()]
     assert torch.equal(argmax(x[:, :, ::2]), x[:, :, ::2].argmax(-1))  # not contiguous
     assert torch.equal(argmax(x.double()), x.double().argmax(-1))
