@@ -29,12 +29,25 @@ def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str = "") -> 
         raise ValueError(f"{name}: got shape {list(t.shape)}, expected [{dims}]{' ' + what if what else ''}")
 
 
+def value_range(t: torch.Tensor) -> tuple[int, int]:
+    """(min, max) of a non-empty integer tensor: through a list when small (the loop checks a few ids
+    every step, and each torch reduction costs more than the list)."""
+    if t.numel() <= 64:
+        values = t.flatten().tolist()
+        return min(values), max(values)
+    lo, hi = torch.aminmax(t)
+    return int(lo), int(hi)
+
+
 def check_tokens(name: str, tokens: torch.Tensor, vocab_size: int) -> None:
     if tokens.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: got dtype {tokens.dtype}, expected int64 or int32 token ids")
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+    if not tokens.numel():
+        return
+    lo, hi = value_range(tokens)
+    if lo < 0 or hi >= vocab_size:
         raise ValueError(
-            f"{name}: got token ids {int(tokens.min())}..{int(tokens.max())}, "
+            f"{name}: got token ids {lo}..{hi}, "
             f"expected ids in 0..{vocab_size - 1} (the vocabulary)")
 
 

@@ -318,18 +318,38 @@ inline void exp_inplace(float* x, int64_t n) {
 // the 8 partial sums of a vectorised reduction added up in one fixed order (hsum8x8 keeps it too)
 inline float lane_sum(const float* l) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
 
-// the largest of p[0..n): eight lanes, then the tail (max is exact in any order)
-inline float max_of(const float* p, int64_t n) {
-    float mx = -INFINITY;
+// the largest of p[0..n): eight lanes, then the tail (max is exact in any order). CheckFinite: also
+// whether every value is finite (a sum of x - x stays 0 unless some x is inf or NaN)
+template <bool CheckFinite = false>
+inline float max_of(const float* p, int64_t n, bool* finite = nullptr) {
+    float mx = -INFINITY, bad = 0.f;
     int64_t j = 0;
 #ifdef TT_CPU_AVX2
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
-    for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(p + j));
-    alignas(32) float lanes[8];
+    __m256 m8 = _mm256_set1_ps(-INFINITY), bad8 = _mm256_setzero_ps();
+    __m256 m8b = m8, bad8b = bad8;  // two chains: one add's latency per 8 values would bound the loop
+    for (; j + 16 <= n; j += 16) {
+        __m256 v = _mm256_loadu_ps(p + j), w = _mm256_loadu_ps(p + j + 8);
+        m8 = _mm256_max_ps(m8, v);
+        m8b = _mm256_max_ps(m8b, w);
+        if (CheckFinite) {
+            bad8 = _mm256_add_ps(bad8, _mm256_sub_ps(v, v));
+            bad8b = _mm256_add_ps(bad8b, _mm256_sub_ps(w, w));
+        }
+    }
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(p + j);
+        m8 = _mm256_max_ps(m8, v);
+        if (CheckFinite) bad8 = _mm256_add_ps(bad8, _mm256_sub_ps(v, v));
+    }
+    m8 = _mm256_max_ps(m8, m8b);
+    bad8 = _mm256_add_ps(bad8, bad8b);
+    alignas(32) float lanes[8], bads[8];
     _mm256_store_ps(lanes, m8);
-    for (float x : lanes) mx = std::max(mx, x);
+    _mm256_store_ps(bads, bad8);
+    for (int l = 0; l < 8; ++l) mx = std::max(mx, lanes[l]), bad += bads[l];
 #endif
-    for (; j < n; ++j) mx = std::max(mx, p[j]);
+    for (; j < n; ++j) mx = std::max(mx, p[j]), bad += CheckFinite ? p[j] - p[j] : 0.f;
+    if (CheckFinite) *finite = bad == 0.f;
     return mx;
 }
 
@@ -463,17 +483,84 @@ void attention(uintptr_t q_ptr, uintptr_t k_ptr, uintptr_t v_ptr, uintptr_t out_
 }
 
 // ---- argmax of rows: torch.argmax(-1)'s answer (the first maximum) for finite rows ----------------
-void argmax_rows(uintptr_t x_ptr, int64_t M, int64_t N, uintptr_t out_ptr) {
+// Returns whether every value was finite (checked in the same pass as the max).
+// With prob_ptr, also the maximum's softmax probability 1 / sum exp(x - max): a drafter's confidence.
+inline float sum_exp_minus(const float* p, int64_t n, float mx) {  // sum of exp(p[i] - mx)
+    float total = 0.f;
+    int64_t j = 0;
+#ifdef TT_CPU_AVX2
+    __m256 acc = _mm256_setzero_ps(), m8 = _mm256_set1_ps(mx);
+    for (; j + 8 <= n; j += 8) acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), m8)));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    total = lane_sum(lanes);
+#endif
+    for (; j < n; ++j) total += std::exp(p[j] - mx);
+    return total;
+}
+
+// the first i with p[i] == v (n - 1 when none: a row with NaN has no maximum to find)
+inline int64_t first_index_of(const float* p, int64_t n, float v) {
+    int64_t i = 0;
+#ifdef TT_CPU_AVX2
+    __m256 v8 = _mm256_set1_ps(v);
+    for (; i + 8 <= n; i += 8) {
+        int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + i), v8, _CMP_EQ_OQ));
+        if (hit) return i + __builtin_ctz(static_cast<unsigned>(hit));
+    }
+#endif
+    while (i < n - 1 && p[i] != v) ++i;
+    return i;
+}
+
+bool argmax_rows(uintptr_t x_ptr, int64_t M, int64_t N, uintptr_t out_ptr, uintptr_t prob_ptr) {
     py::gil_scoped_release release;
     const float* x = reinterpret_cast<const float*>(x_ptr);
     int64_t* out = reinterpret_cast<int64_t*>(out_ptr);
+    float* prob = reinterpret_cast<float*>(prob_ptr);
+    bool finite = true;
     for (int64_t m = 0; m < M; ++m) {
         const float* r = x + m * N;
-        float mx = max_of(r, N);
-        int64_t i = 0;
-        while (i < N - 1 && r[i] != mx) ++i;  // the first index holding the maximum
-        out[m] = i;
+        bool row_finite;
+        float mx = max_of<true>(r, N, &row_finite);
+        finite = finite && row_finite;
+        out[m] = first_index_of(r, N, mx);
+        if (prob != nullptr) prob[m] = 1.f / sum_exp_minus(r, N, mx);
     }
+    return finite;
+}
+
+// ---- the core's fp32 FMA rate: 12 independent 8-lane chains, no memory (bench/bench_linear.py) -------
+double fma_peak_gflops(int64_t iterations) {
+    py::gil_scoped_release release;
+    auto start = std::chrono::steady_clock::now();
+#ifdef TT_CPU_AVX2
+    // named registers: an array here was kept on the stack by the compiler, a store per FMA
+    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    __m256 c0 = _mm256_set1_ps(0.f), c1 = _mm256_set1_ps(1.f), c2 = _mm256_set1_ps(2.f), c3 = _mm256_set1_ps(3.f);
+    __m256 c4 = _mm256_set1_ps(4.f), c5 = _mm256_set1_ps(5.f), c6 = _mm256_set1_ps(6.f), c7 = _mm256_set1_ps(7.f);
+    __m256 c8 = _mm256_set1_ps(8.f), c9 = _mm256_set1_ps(9.f), c10 = _mm256_set1_ps(10.f), c11 = _mm256_set1_ps(11.f);
+    for (int64_t i = 0; i < iterations; ++i) {
+        c0 = _mm256_fmadd_ps(c0, a, b), c1 = _mm256_fmadd_ps(c1, a, b), c2 = _mm256_fmadd_ps(c2, a, b);
+        c3 = _mm256_fmadd_ps(c3, a, b), c4 = _mm256_fmadd_ps(c4, a, b), c5 = _mm256_fmadd_ps(c5, a, b);
+        c6 = _mm256_fmadd_ps(c6, a, b), c7 = _mm256_fmadd_ps(c7, a, b), c8 = _mm256_fmadd_ps(c8, a, b);
+        c9 = _mm256_fmadd_ps(c9, a, b), c10 = _mm256_fmadd_ps(c10, a, b), c11 = _mm256_fmadd_ps(c11, a, b);
+    }
+    __m256 total = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                                 _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+    total = _mm256_add_ps(total, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, total);
+    volatile float sink = lanes[0];  // keeps the loop
+    (void)sink;
+    double flops = 2.0 * 8 * 12 * static_cast<double>(iterations);
+#else
+    volatile float x = 1.f;
+    for (int64_t i = 0; i < iterations; ++i) x = std::fma(x, 0.999999f, 1e-7f);
+    double flops = 2.0 * static_cast<double>(iterations);
+#endif
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return flops / seconds / 1e9;
 }
 
 // ---- the whole decoder step in one call: no Python or allocation between the kernels -----------
@@ -627,7 +714,11 @@ PYBIND11_MODULE(_cpu, m) {
         .def("forward", &CpuModel::forward_py, py::arg("x_ptr"), py::arg("k_cache_ptr"), py::arg("v_cache_ptr"),
              py::arg("b"), py::arg("t"), py::arg("s"), py::arg("pos"), py::arg("logits_ptr"));
     m.def("argmax_rows", &argmax_rows, py::arg("x_ptr"), py::arg("M"), py::arg("N"), py::arg("out_ptr"),
-          "out[m] = index of the first maximum of row m of x [M, N] fp32 (finite values), int64");
+          py::arg("prob_ptr") = 0,
+          "out[m] = index of the first maximum of row m of x [M, N] fp32 (finite values), int64; prob[m] (fp32, "
+          "when prob_ptr) = its softmax probability; returns whether every value was finite");
+    m.def("fma_peak_gflops", &fma_peak_gflops, py::arg("iterations"),
+          "GFLOP/s of a register-only loop of fp32 FMAs on the calling thread (12 independent chains)");
     m.def("attention", &attention, py::arg("q_ptr"), py::arg("k_ptr"), py::arg("v_ptr"), py::arg("out_ptr"),
           py::arg("pos"), py::arg("t"), py::arg("hq"), py::arg("hkv"), py::arg("s"), py::arg("d"), py::arg("scale"));
 }

@@ -359,3 +359,19 @@ def test_fast_argmax_is_torch_argmax(rows, width, ties, seed):
     assert argmax(x).flatten().tolist() == [reference.argmax_row(r) for r in x.reshape(-1, width).tolist()]
     assert torch.equal(argmax(x[:, :, ::2]), x[:, :, ::2].argmax(-1))  # not contiguous
     assert torch.equal(argmax(x.double()), x.double().argmax(-1))
+    index, prob = argmax(x, with_prob=True)  # a greedy drafter's confidence: the maximum's softmax probability
+    assert torch.equal(index, x.argmax(-1))
+    assert torch.allclose(prob, torch.softmax(x, -1).amax(-1), rtol=1e-5, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(1, 70), at=st.floats(0, 1, exclude_max=True), bad=st.sampled_from(["nan", "inf", "-inf"]))
+def test_fast_argmax_check_names_a_non_finite_argument(width, at, bad):
+    """check= finds a NaN or inf anywhere in the row (in the 8- or 16-lane part or the tail) in its max pass."""
+    from tt_specdec.ops.sampling import argmax
+
+    x = torch.randn(3, width)
+    assert torch.equal(argmax(x, check="scores"), x.argmax(-1))
+    x[1, int(at * width)] = float(bad)
+    with pytest.raises(ValueError, match="scores: got a non-finite value"):
+        argmax(x, check="scores")

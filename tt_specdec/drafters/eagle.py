@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,7 +24,7 @@ from tt_specdec import ops
 from tt_specdec.drafters.base import Sampling
 from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine, engine_logits
 from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
-from tt_specdec.ops.sampling import STREAM_DRAFT, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.ops.sampling import STREAM_DRAFT, argmax, process_logits, sample_inverse_cdf, uniform
 
 SMOLLM2_EAGLE = pathlib.Path(__file__).resolve().parents[1] / "models" / "weights" / "smollm2_eagle.safetensors"
 
@@ -219,11 +220,11 @@ class EagleDrafter:
         logits = self.logits(feat)  # [B, N]
         pos = ready.clone()
         drafts, probs, conf = [], [], []
-        reach = torch.ones(B)
+        reach = np.ones(B)
         for t in range(k):
             if sampling.greedy:
-                index = logits.argmax(-1)
-                conf.append(torch.softmax(logits, -1).gather(1, index.view(B, 1))[:, 0])
+                index, p = argmax(logits, with_prob=True)  # the first maximum and its softmax probability
+                conf.append(p)
             else:
                 q = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [B, N]
                 index = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
@@ -232,8 +233,8 @@ class EagleDrafter:
                 probs.append(full.index_copy_(1, self.head.vocab_ids, q))  # [B, V], 0 outside the subset
             token = self.head.vocab_ids[index]  # [B] full ids
             drafts.append(token)
-            reach = reach * conf[-1]
-            if float(reach.max()) < self.stop_reach:  # no row is likely to get this far: fewer than k drafts
+            reach = reach * conf[-1].numpy()
+            if reach.max() < self.stop_reach:  # no row is likely to get this far: fewer than k drafts
                 break
             if t + 1 < k:  # the last draft's feature is never needed
                 feat, logits = self.step(embed(token.view(B, 1)), feat.view(B, 1, -1), pos)

@@ -152,16 +152,18 @@ class CpuLlama:
         with_logits=False returns the final hidden states [B, T, dim] instead (no head)."""
         check_forward_args(self, tokens, pos)
         B, T = tokens.shape
+        starts = pos.tolist()
         if self.ops_backend != "cpu":
             logits, x = self.forward_with_ops(tokens, pos)
         else:
             x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
             logits = torch.empty(B, T, self.vocab_size) if with_logits else None
             self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
-                                pos.tolist(), 0 if logits is None else logits.data_ptr())
+                                starts, 0 if logits is None else logits.data_ptr())
             x = x.view(B, T, -1)
         if self.keep_hidden:
-            self.hidden_cache[torch.arange(B).view(B, 1), pos.view(B, 1) + torch.arange(T)] = x
+            for b, p in enumerate(starts):  # a slice per row: cheaper than one advanced-index write
+                self.hidden_cache[b, p:p + T] = x[b]
         return logits if with_logits else x
 
     def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tt_specdec import ops
-from tt_specdec.errors import check_tokens
+from tt_specdec.errors import check_tokens, value_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +53,10 @@ def check_forward_args(model, tokens: torch.Tensor, pos: torch.Tensor) -> None:
     if tuple(pos.shape) != (B,):
         raise ValueError(f"pos: got shape {tuple(pos.shape)}, expected [{B}]")
     check_tokens("tokens", tokens, model.vocab_size)
-    if B and (int(pos.min()) < 0 or int(pos.max()) + T > model.cache_len):
+    lo, hi = value_range(pos) if B else (0, 0)
+    if B and (lo < 0 or hi + T > model.cache_len):
         raise ValueError(
-            f"pos: got positions {int(pos.min())}..{int(pos.max()) + T - 1}, "
+            f"pos: got positions {lo}..{hi + T - 1}, "
             f"expected 0..{model.cache_len - 1} (the KV cache length)")
 
 

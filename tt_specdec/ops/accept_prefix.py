@@ -8,9 +8,10 @@ Vocabulary (as in vLLM's rejection sampler):
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from tt_specdec.errors import check_finite, check_shape
+from tt_specdec.errors import check_finite, check_shape, check_tokens, value_range
 from tt_specdec.ops.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, argmax, check_sampling_args, process_logits,
                                      sample_inverse_cdf, uniform)
 
@@ -18,23 +19,23 @@ PLACEHOLDER = -1
 MAX_DRAFT = 31  # k + 1 target rows fit one 32-row tile
 
 
-def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed):
-    """Validate accept_prefix's arguments; returns (B, k, V)."""
+def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
+                      finite_logits: bool = True):
+    """Validate accept_prefix's arguments; returns (B, k, V). finite_logits=False leaves the finiteness of
+    target_logits to the caller (the greedy path checks it in its argmax pass)."""
     check_shape("target_logits", target_logits, (None, None, None), "= [B, k+1, V]")
     B, k1, V = target_logits.shape
     k = k1 - 1
     if not 1 <= k <= MAX_DRAFT:
         raise ValueError(f"target_logits: got {k1} rows per sequence (k={k}), expected k+1 rows with 1 <= k <= {MAX_DRAFT}")
     check_shape("draft_tokens", draft_tokens, (B, k), "= [B, k] (k+1 = target_logits rows)")
-    if draft_tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"draft_tokens: got dtype {draft_tokens.dtype}, expected int64 or int32")
-    if draft_tokens.numel() and (int(draft_tokens.min()) < 0 or int(draft_tokens.max()) >= V):
-        raise ValueError(f"draft_tokens: got ids {int(draft_tokens.min())}..{int(draft_tokens.max())}, "
-                         f"expected ids in 0..{V - 1} (target vocabulary)")
-    check_finite("target_logits", target_logits)
+    check_tokens("draft_tokens", draft_tokens, V)
+    if finite_logits:
+        check_finite("target_logits", target_logits)
     if num_draft is not None:
         check_shape("num_draft", num_draft, (B,))
-        if num_draft.numel() and (int(num_draft.min()) < -1 or int(num_draft.max()) > k):
+        lo, hi = value_range(num_draft) if num_draft.numel() else (0, 0)
+        if lo < -1 or hi > k:
             raise ValueError(f"num_draft: got {num_draft.tolist()}, expected values in -1..{k} (-1 = skip row)")
     check_sampling_args(temperature, top_k, top_p)
     if temperature > 0:
@@ -80,22 +81,26 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         from tt_specdec import device  # via ttnn.generic_op; ttnn tensors in -> ttnn tensors out
         return device.accept_prefix(target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed)
+    greedy_here = temperature == 0.0 and backend == "torch"  # its argmax pass checks the logits are finite
+    B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
+                                finite_logits=not greedy_here)
     if backend != "torch":  # "emu": the kernels of kernels/accept_prefix/ on the host emulator
         from tt_specdec.ops.accept_prefix_program import run_backend
         return run_backend(backend, target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     drafts = draft_tokens.long()
-    positions = torch.arange(k + 1)
     limit = torch.full((B,), k) if num_draft is None else num_draft.long()
-    in_draft = positions[:k].view(1, k) < limit.view(B, 1)  # [B, k]
-    rows = torch.arange(B)
     if temperature == 0.0:
-        target_tokens = argmax(target_logits)  # [B, k+1] (finite: checked above)
-        accepted = (target_tokens[:, :k] == drafts) & in_draft
-        n = accepted.long().cumprod(1).sum(1)  # [B]
-        final = target_tokens[rows, n]
+        # [B, k+1] small integers from here on: numpy, whose ops cost microseconds (torch's ~10x more)
+        target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, k+1]
+        d, lim = drafts.numpy(), limit.numpy()
+        accepted = (target_tokens[:, :k] == d) & (np.arange(k) < lim.reshape(B, 1))
+        n = accepted.cumprod(1).sum(1)  # [B]
+        final = target_tokens[np.arange(B), n]
     else:
+        positions = torch.arange(k)
+        in_draft = positions.view(1, k) < limit.view(B, 1)  # [B, k]
+        rows = torch.arange(B)
         seed = torch.as_tensor(seed, dtype=torch.int64).expand(B)
         p = process_logits(target_logits, temperature, top_k, top_p)  # [B, k+1, V]
         if draft_probs is None:
@@ -104,21 +109,22 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
             q = draft_probs.double()
         p_d = p[:, :k].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)  # [B, k] p_t(d_t)
         q_d = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
-        u = uniform(seed.view(B, 1), STREAM_ACCEPT, positions[:k].view(1, k))  # [B, k]
+        u = uniform(seed.view(B, 1), STREAM_ACCEPT, positions.view(1, k))  # [B, k]
         accepted = (u * q_d < p_d) & in_draft  # u < p/q without dividing by q = 0
-        n = accepted.long().cumprod(1).sum(1)
+        n_t = accepted.long().cumprod(1).sum(1)
         # residual at the first rejection; bonus (n == k_eff) draws from p itself
-        p_n = p[rows, n]  # [B, V]
-        q_n = q[rows, n.clamp(max=k - 1)]
-        rejected = n < limit
+        p_n = p[rows, n_t]  # [B, V]
+        q_n = q[rows, n_t.clamp(max=k - 1)]
+        rejected = n_t < limit
         residual = torch.where(rejected.view(B, 1), (p_n - q_n).clamp(min=0.0), p_n)
         # p == q on the support gives a zero residual; rejection then has probability 0, keep p
         residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_n)
-        final = sample_inverse_cdf(residual, uniform(seed, STREAM_SAMPLE, 0))
-    output = torch.where(positions.view(1, -1) < n.view(B, 1), torch.cat([drafts, drafts[:, :1]], 1), PLACEHOLDER)
-    output[rows, n] = final
+        final = sample_inverse_cdf(residual, uniform(seed, STREAM_SAMPLE, 0)).numpy()
+        n, d, lim = n_t.numpy(), drafts.numpy(), limit.numpy()
+    output = np.where(np.arange(k + 1) < n.reshape(B, 1), np.concatenate([d, d[:, :1]], 1), PLACEHOLDER)
+    output[np.arange(B), n] = final
     if num_draft is not None:
-        skipped = limit < 0
-        n = torch.where(skipped, PLACEHOLDER, n)
+        skipped = lim < 0
+        n = np.where(skipped, PLACEHOLDER, n)
         output[skipped] = PLACEHOLDER
-    return n, output
+    return torch.from_numpy(n.astype(np.int64)), torch.from_numpy(output.astype(np.int64))

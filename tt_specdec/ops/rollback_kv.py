@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from tt_specdec.errors import check_shape
+from tt_specdec.errors import check_shape, value_range
 
 
 class Rollback(NamedTuple):
@@ -60,16 +61,18 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     check_shape("num_accepted", num_accepted, (B,))
     check_shape("output_tokens", output_tokens, (B, None), "= [B, k+1]")
     k = output_tokens.shape[1] - 1
-    if num_accepted.numel() and (int(num_accepted.min()) < -1 or int(num_accepted.max()) > k):
+    lo, hi = value_range(num_accepted) if num_accepted.numel() else (0, 0)
+    if lo < -1 or hi > k:
         raise ValueError(f"num_accepted: got {num_accepted.tolist()}, expected values in -1..{k} (-1 = skip row)")
     if page_table is not None:
         check_shape("page_table", page_table, (B, None), "= [B, max_blocks]")
         if block_size is None or block_size < 1:
             raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
-    live = num_accepted >= 0
-    n = num_accepted.long().clamp(min=0)
-    emitted = output_tokens.long().gather(1, n.view(B, 1)).squeeze(1)
-    if bool((live & (emitted < 0)).any()):
+    # [B] small integers: numpy, whose ops cost microseconds (the loop calls this every step)
+    n_np = np.maximum(num_accepted.numpy(), 0)
+    live_np = num_accepted.numpy() >= 0
+    emitted_np = output_tokens.numpy()[np.arange(B), n_np]
+    if (live_np & (emitted_np < 0)).any():
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
     if backend not in ("torch", "emu", "device"):
         raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
@@ -83,12 +86,13 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
                                accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)[0]
     if caches is not None:
         compact_kv(*caches, pos, num_accepted, accepted_slots, page_table)
-    new_pos = torch.where(live, pos + n.to(pos.dtype) + 1, pos)  # keep the caller's dtype (int32 on device)
-    new_last = torch.where(live, emitted.to(last.dtype), last)
+    # the caller's dtypes kept (int32 on device)
+    new_pos = torch.from_numpy(np.where(live_np, pos.numpy() + n_np + 1, pos.numpy()).astype(pos.numpy().dtype))
+    new_last = torch.from_numpy(np.where(live_np, emitted_np, last.numpy()).astype(last.numpy().dtype))
     if page_table is None:
         return Rollback(new_pos, new_last, None, None)
     block_start = torch.arange(page_table.shape[1]).view(1, -1) * block_size  # [1, max_blocks]
-    release = live.view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
+    release = torch.from_numpy(live_np).view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
     freed = torch.where(release, page_table, -1)
     return Rollback(new_pos, new_last, torch.where(release, -1, page_table), freed)
 

@@ -92,24 +92,36 @@ def sample_inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return idx.clamp(max=probs.shape[-1] - 1)
 
 
-def argmax(logits: torch.Tensor) -> torch.Tensor:
+def argmax(logits: torch.Tensor, *, check: str | None = None, with_prob: bool = False):
     """torch.argmax(logits, -1) (the first maximum) for finite logits [..., V]: fp32 rows on the CPU go
-    through a vectorized loop of tt_specdec._cpu (torch's took ~60 us per 49152-wide row, every step)."""
+    through a vectorized loop of tt_specdec._cpu (torch's took ~60 us per 49152-wide row, every step).
+
+    check: the argument's name: a non-finite value raises ValueError naming it (checked in the same pass).
+    with_prob: also return each maximum's softmax probability [...] (fp32), a greedy drafter's confidence."""
     if logits.dtype != torch.float32 or logits.device.type != "cpu" or logits.dim() == 0 or not logits.numel():
-        return logits.argmax(-1)
+        if check is not None:
+            check_finite(check, logits)
+        index = logits.argmax(-1)
+        return (index, torch.softmax(logits.float(), -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)) if with_prob \
+            else index
     from tt_specdec import _cpu  # built with the package (CMakeLists.txt)
 
     rows = logits.reshape(-1, logits.shape[-1]).contiguous()
     out = torch.empty(rows.shape[0], dtype=torch.long)
-    _cpu.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr())
-    return out.view(logits.shape[:-1])
+    prob = torch.empty(rows.shape[0]) if with_prob else None
+    finite = _cpu.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr(),
+                              0 if prob is None else prob.data_ptr())
+    if check is not None and not finite:
+        check_finite(check, logits)  # raises, naming the first bad index
+    index = out.view(logits.shape[:-1])
+    return (index, prob.view(logits.shape[:-1])) if with_prob else index
 
 
 def greedy_or_sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
                      seed: torch.Tensor | None) -> torch.Tensor:
     """One token per row from logits [B, V]: argmax when temperature == 0, else a seeded sample
     with uniforms from stream STREAM_SAMPLE (seed: per-row step seeds [B])."""
-    check_finite("logits", logits)
     if temperature == 0.0:
-        return argmax(logits)
+        return argmax(logits, check="logits")
+    check_finite("logits", logits)
     return sample_inverse_cdf(process_logits(logits, temperature, top_k, top_p), uniform(seed, STREAM_SAMPLE, 0))

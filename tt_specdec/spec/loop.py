@@ -10,6 +10,7 @@ import dataclasses
 import time
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from tt_specdec import ops
@@ -30,7 +31,10 @@ class Generation:
 
 
 class Rows:
-    """Per-row bookkeeping: the token context, stopping (EOS, max tokens) and streaming."""
+    """Per-row bookkeeping: the token context, stopping (EOS, max tokens) and streaming.
+
+    The per-step integers live in numpy (`done`, and numpy views of the `context` and `length` tensors
+    the drafters read): a numpy op costs microseconds, a torch op several times more, every step."""
 
     def __init__(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, extra: int,
                  eos_token_id: int | None, on_tokens: OnTokens | None):
@@ -40,28 +44,27 @@ class Rows:
         for b, p in enumerate(prompts):
             self.context[b, :len(p)] = torch.tensor(p)
         self.length = self.prompt_len.clone()  # [B] valid tokens in context
-        self.done = torch.zeros(B, dtype=torch.bool)
+        self.done = np.zeros(B, dtype=bool)  # [B]
+        self.remaining = np.full(B, max_new_tokens)  # [B] tokens each row may still emit
         self.new_tokens: list[list[int]] = [[] for _ in range(B)]
         self.max_new_tokens, self.eos_token_id, self.on_tokens = max_new_tokens, eos_token_id, on_tokens
 
     def emit(self, b: int, tokens: list[int]) -> None:
         """Append row b's emitted tokens; tokens past EOS or max_new_tokens are dropped."""
-        n0 = int(self.length[b])
-        self.context[b, n0:n0 + len(tokens)] = torch.tensor(tokens)
-        self.length[b] = n0 + len(tokens)
+        context, length = self.context.numpy(), self.length.numpy()  # views: numpy writes cost microseconds
+        n0 = int(length[b])
+        context[b, n0:n0 + len(tokens)] = tokens
+        length[b] = n0 + len(tokens)
         kept = tokens[:self.max_new_tokens - len(self.new_tokens[b])]
         if self.eos_token_id is not None and self.eos_token_id in kept:
             kept = kept[:kept.index(self.eos_token_id) + 1]
             self.done[b] = True
         self.new_tokens[b] += kept
-        if len(self.new_tokens[b]) >= self.max_new_tokens:
+        self.remaining[b] = self.max_new_tokens - len(self.new_tokens[b])
+        if self.remaining[b] <= 0:
             self.done[b] = True
         if kept and self.on_tokens is not None:
             self.on_tokens(b, kept)
-
-    def remaining(self) -> torch.Tensor:
-        """[B] tokens each row may still emit before max_new_tokens."""
-        return torch.tensor([self.max_new_tokens - len(t) for t in self.new_tokens])
 
 
 def is_int(x) -> bool:
@@ -126,17 +129,18 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
     seeds = row_seeds(seed, len(prompts))
     pos, last = prefill(target, rows, sampling, seeds)
     stats.ttft_s = time.perf_counter() - start
-    while not bool(rows.done.all()):
+    while not rows.done.all():
         logits = target.forward(last.view(-1, 1), pos)[:, 0]  # [B, V]
-        live = ~rows.done
-        pos = torch.where(live, pos + 1, pos)
+        live = np.flatnonzero(~rows.done).tolist()
+        pos = pos + torch.from_numpy(~rows.done)
         last = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p,
                                 this_step(seeds, pos, sampling))
-        for b in live.nonzero().flatten().tolist():
-            rows.emit(b, [int(last[b])])
+        tokens = last.tolist()
+        for b in live:
+            rows.emit(b, [tokens[b]])
         stats.steps += 1
-        stats.row_steps += int(live.sum())
-        stats.emitted += int(live.sum())
+        stats.row_steps += len(live)
+        stats.emitted += len(live)
     stats.total_s = time.perf_counter() - start
     stats.new_tokens = sum(map(len, rows.new_tokens))
     return Generation(rows.new_tokens, stats)
@@ -166,14 +170,14 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     stats.ttft_s = time.perf_counter() - start
     if policy is not None:
         policy.reset(B)
-    while not bool(rows.done.all()):
+    while not rows.done.all():
         step_seed = this_step(seeds, pos, sampling)  # [B] randomness of this step, per row
         # per-row effective k: at most the tokens a row may still emit, minus the recovered/bonus one,
         # so no row runs past max_new_tokens (nor its KV past the cache); finished rows are skipped (-1)
-        k_rows = torch.full((B,), k) if policy is None else policy.choose().clamp(max=k)
+        k_rows = np.full(B, k) if policy is None else np.minimum(policy.choose().numpy(), k)
         if policy is not None and getattr(drafter, "stop_reach", None) is not None:
-            k_rows = torch.where(k_rows > 0, k, 0)  # it drafts as far as its confidence goes; trimmed below
-        num_draft = torch.where(rows.done, -1, torch.minimum(k_rows, rows.remaining() - 1))
+            k_rows = np.where(k_rows > 0, k, 0)  # it drafts as far as its confidence goes; trimmed below
+        num_draft = torch.from_numpy(np.where(rows.done, -1, np.minimum(k_rows, rows.remaining - 1)))  # [B]
         k_step = int(num_draft.max())  # drafts this step: as many as the most hopeful row takes
         confidence = source = None
         if k_step > 0:
@@ -192,8 +196,9 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         if k_step <= 0:  # no row verifies a draft: a plain target step
             logits = target.forward(last.view(B, 1), pos)[:, 0]  # [B, V]
             token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seed)
-            num_accepted = torch.where(rows.done, -1, 0)
-            output = torch.where(rows.done, -1, token).view(B, 1)
+            done = torch.from_numpy(rows.done)
+            num_accepted = torch.where(done, -1, 0)
+            output = torch.where(done, -1, token).view(B, 1)
         else:
             # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
             logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
@@ -205,22 +210,25 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             policy.update(num_draft, num_accepted, confidence, source)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
         pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output, backend=ops_backend)
-        live = num_accepted >= 0
-        for b in live.nonzero().flatten().tolist():
-            n, offered = int(num_accepted[b]), int(num_draft[b])
-            rows.emit(b, output[b, :n + 1].tolist())
+        # per-row bookkeeping on Python ints: a few tensor reads instead of several per row
+        sources = [0] * B if source is None else source.tolist()
+        out_rows = output.tolist()
+        stats.steps += 1
+        for b, (n, offered) in enumerate(zip(num_accepted.tolist(), num_draft.tolist())):
+            if n < 0:  # a finished row
+                continue
+            rows.emit(b, out_rows[b][:n + 1])
             for t in range(offered):
                 stats.offered_per_position[t] += 1
                 stats.accepted_per_position[t] += int(t < n)
-            kind = step_kind(offered, 0 if source is None else int(source[b]))
+            kind = step_kind(offered, sources[b])
             stats.kind_steps[kind] += 1
             stats.kind_drafted[kind] += max(offered, 0)
             stats.kind_accepted[kind] += n
-        stats.steps += 1
-        stats.row_steps += int(live.sum())
-        stats.drafted += int(num_draft[live].sum())
-        stats.accepted += int(num_accepted[live].sum())
-        stats.emitted += int((num_accepted[live] + 1).sum())
+            stats.row_steps += 1
+            stats.drafted += offered
+            stats.accepted += n
+            stats.emitted += n + 1
     stats.total_s = time.perf_counter() - start
     stats.new_tokens = sum(map(len, rows.new_tokens))
     return Generation(rows.new_tokens, stats)
