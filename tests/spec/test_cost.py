@@ -175,8 +175,20 @@ def test_trim_keeps_drafts_worth_their_verify_rows():
     assert pol.trim(nd, None) is nd
 
 
+def test_trim_charges_verifying_nothing_as_a_plain_step():
+    """j = 0 costs a plain step (1 + o_plain), not v(1) + o: with the loop's work in verifying steps dear,
+    a doubtful single draft is not worth verifying."""
+    cm = CostModel(c=0.0, d0=0.0, v=(1.0, 1.13), o=0.3, o_plain=0.0)
+    pol = AdaptiveK(cm, 1, prior_weight=1e6)
+    pol.reset(1)
+    # (1 + 0.35) / (1.13 + 0.3) = 0.94 < 1 / (1 + 0): plain; charged v(1) + o it would be 1 / 1.3 = 0.77: verify
+    assert pol.trim(torch.tensor([1]), torch.tensor([[0.35]])).tolist() == [0]
+    assert pol.trim(torch.tensor([1]), torch.tensor([[0.55]])).tolist() == [1]
+
+
 def trim_by_loop(pol: AdaptiveK, num_draft, confidence, source):
-    """trim's rule row by row: the prefix j <= n with the best (1 + sum of reach) / (spent + v(j+1)), ties to the longer."""
+    """trim's rule row by row: the prefix j <= n with the best (1 + sum of reach) / (spent + the step after drafting:
+    v(j+1) + o, or a plain step's 1 + o_plain for j = 0), ties to the longer."""
     reach = torch.cumprod(pol.calibrated(confidence.nan_to_num(1.0), source), 1)
     spent = pol.cost.d0 + confidence.shape[1] * pol.cost.c
     out = []
@@ -184,14 +196,15 @@ def trim_by_loop(pol: AdaptiveK, num_draft, confidence, source):
         if n <= 0 or bool(confidence[b, :n].isnan().any()):
             out.append(n)
             continue
-        rate = [(1.0 + float(reach[b, :j].sum())) / (spent + pol.cost.v[j]) for j in range(n + 1)]
+        after = [1.0 + pol.cost.o_plain] + [pol.cost.v[j] + pol.cost.o for j in range(1, n + 1)]
+        rate = [(1.0 + float(reach[b, :j].sum())) / (spent + after[j]) for j in range(n + 1)]
         out.append(max(range(n + 1), key=lambda j: (rate[j], j)))
     return out
 
 
 def test_trim_matches_its_rule_row_by_row():
     g = torch.Generator().manual_seed(0)
-    cm = CostModel(c=0.06, d0=0.07, v=(1.0, 1.13, 1.2, 1.3, 1.52, 1.72, 2.1, 2.3, 2.64))
+    cm = CostModel(c=0.06, d0=0.07, v=(1.0, 1.13, 1.2, 1.3, 1.52, 1.72, 2.1, 2.3, 2.64), o=0.12, o_plain=0.05)
     pol = AdaptiveK(cm, 8)
     pol.reset(6)
     for step in range(300):

@@ -233,7 +233,9 @@ class AdaptiveK:
         self.cost, self.k_max = cost, min(k_max, cost.k_max)
         self.prior, self.prior_weight, self.decay, self.probe_every = prior, prior_weight, decay, probe_every
         self.bins = bins
-        self.v = np.asarray(cost.v, dtype=np.float64)  # v(j+1) per prefix j, for trim
+        # for trim: what the step costs after drafting, per verified prefix j: a plain step (1 + o_plain) for
+        # j = 0, a (j+1)-row verify and the loop's work (v(j+1) + o) otherwise
+        self.after_drafting = np.concatenate([[1.0 + cost.o_plain], np.asarray(cost.v[1:], dtype=np.float64) + cost.o])
         self.reset(0)
 
     # the state is a few numbers per row and two small tables: numpy, whose per-call cost is a few
@@ -279,7 +281,7 @@ class AdaptiveK:
         unsure = np.where(np.isnan(conf), 1.0, conf)  # NaN: no confidence given, taken as sure
         reach = np.cumprod(self.estimate(unsure, None if source is None else source.numpy()), 1)  # P(d_1..d_t accepted)
         tokens = 1.0 + np.concatenate([np.zeros((B, 1)), reach.cumsum(1)], 1)  # [B, k+1]
-        rate = tokens / (self.cost.d0 + k * self.cost.c + self.v[:k + 1] + self.cost.o)  # per prefix j, drafts spent
+        rate = tokens / (self.cost.d0 + k * self.cost.c + self.after_drafting[:k + 1])  # per prefix j, drafts spent
         j = np.arange(k + 1)
         rate[j > made.reshape(B, 1)] = -np.inf  # only the drafts a row made
         best = k - rate[:, ::-1].argmax(1)  # the best rate; on a tie the longer prefix
@@ -309,7 +311,8 @@ class AdaptiveK:
 
     def choose(self) -> torch.Tensor:
         """[B] k per row for the next step, 0 .. k_max."""
-        ks = np.array([self.cost.best_k(float(a), self.k_max) for a in self.acceptance()], dtype=np.int64)
+        a = (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)  # acceptance()
+        ks = np.array([self.cost.best_k(a_b, self.k_max) for a_b in a.tolist()], dtype=np.int64)
         probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
         return torch.from_numpy(np.where(probe, 1, ks))
 
