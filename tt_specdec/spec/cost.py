@@ -198,7 +198,7 @@ def describe_drafter(drafter) -> list:
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, 7]  # 7: with the loop's own work per step (o, o0, o_plain)
+             torch.__version__, 8]  # 8: the loop's own work (o, o0, o_plain) after its cut
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
