@@ -210,14 +210,17 @@ class EagleDrafter:
         ready = length - 1  # [B] slots p = 0..length-2 have the target's f_p
         self.cached = torch.minimum(self.cached, ready)
         # one batched call feeds every row's missing slots; rows missing fewer re-feed valid ones (same
-        # result), rows with fewer slots than the call are padded on the right (masked, overwritten later)
-        feed = max(1, int((ready - self.cached).max()))
-        start = (ready - feed).clamp(min=0)  # [B]
-        slots = start.view(B, 1) + torch.arange(feed)  # [B, feed]
-        feats = self.target.hidden_cache[torch.arange(B).view(B, 1), slots].to(dtype)  # f_p [B, feed, d]
-        out = self.step(embed(context.gather(1, slots + 1)), feats, start, with_logits=False)[0]  # f'_{p+1}
-        feat = out[torch.arange(B), ready - 1 - start]  # [B, d] f'_{length-1}: predicts the token after the newest
-        logits = self.logits(feat)  # [B, N]
+        # result), rows with fewer slots than the call are padded on the right (masked, overwritten later).
+        # Row slices, not index tensors: each torch op here runs on a cold cache, right after the target's step
+        ready_rows = ready.tolist()
+        feed = max(1, max(r - c for r, c in zip(ready_rows, self.cached.tolist())))
+        start = [max(r - feed, 0) for r in ready_rows]  # [B]
+        hidden = self.target.hidden_cache
+        feats = torch.stack([hidden[b, s:s + feed] for b, s in enumerate(start)]).to(dtype)  # f_p [B, feed, d]
+        tokens = torch.stack([context[b, s + 1:s + 1 + feed] for b, s in enumerate(start)])  # x_{p+1} [B, feed]
+        out = self.step(embed(tokens), feats, torch.tensor(start), with_logits=False)[0]  # f'_{p+1}
+        feat = torch.stack([out[b, r - 1 - s] for b, (r, s) in enumerate(zip(ready_rows, start))])  # [B, d]
+        logits = self.logits(feat)  # [B, N]: from f'_{length-1}, the token after the newest
         pos = ready.clone()
         drafts, probs, conf = [], [], []
         reach = np.ones(B)

@@ -43,16 +43,15 @@ class LookupFirstDrafter:
         if found is None:
             return None
         tokens, real, n = found
-        conf = torch.zeros(k)
-        conf[:real] = n / (self.lookup.max_ngram + 1)
-        return tokens, conf
+        return tokens, torch.tensor([n / (self.lookup.max_ngram + 1)] * real + [0.0] * (k - real))
 
     @torch.inference_mode()
     def propose(self, context, length, k, sampling: Sampling, seeds):
         found = [self.copy(context[b, :n], k) for b, n in enumerate(length.tolist())]
-        copied = torch.tensor([f is not None for f in found])  # [B]
-        self.draft_source = copied.long() * COPIED
-        if bool(copied.all()):
+        is_copy = [f is not None for f in found]
+        copied = torch.tensor(is_copy)  # [B]
+        self.draft_source = torch.tensor([COPIED if c else 0 for c in is_copy])
+        if all(is_copy):
             # the fallback skips this step: as its own propose would, it trusts only what it fed
             # before the newest token (its drafts past that may have been rejected)
             self.fallback.cached = torch.minimum(self.fallback.cached, length - 1)
@@ -63,17 +62,17 @@ class LookupFirstDrafter:
         self.draft_steps = getattr(self.fallback, "draft_steps", drafts.shape[1])
         conf = getattr(self.fallback, "draft_confidence", None)
         conf = torch.full(drafts.shape, float("nan")) if conf is None else conf.clone()
-        if bool(copied.any()) and drafts.shape[1] < k:  # the fallback stopped early: copies may go on
+        if any(is_copy) and drafts.shape[1] < k:  # the fallback stopped early: copies may go on
             pad = k - drafts.shape[1]
             drafts = torch.cat([drafts, drafts[:, -1:].expand(-1, pad)], 1)
             conf = torch.cat([conf, torch.zeros(len(conf), pad)], 1)  # not drafts: never verified
             probs = None if probs is None else torch.cat([probs, probs[:, -1:].expand(-1, pad, -1)], 1)
         width = drafts.shape[1]
-        for b in copied.nonzero().flatten().tolist():
+        for b in (b for b, c in enumerate(is_copy) if c):
             drafts[b], conf[b] = found[b][0][:width], found[b][1][:width]
             if probs is not None:  # a copied draft is deterministic: one-hot q
                 probs[b] = F.one_hot(found[b][0][:width], probs.shape[-1]).to(probs.dtype)
         self.draft_confidence = conf
-        # rows whose drafts were replaced: the fallback's KV past the newest token holds its own drafts
-        self.fallback.cached = torch.where(copied, torch.minimum(self.fallback.cached, length), self.fallback.cached)
+        if any(is_copy):  # rows whose drafts were replaced: the fallback's KV past the newest token holds its own
+            self.fallback.cached = torch.where(copied, torch.minimum(self.fallback.cached, length), self.fallback.cached)
         return drafts, probs
