@@ -29,9 +29,11 @@ def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str = "") -> 
         raise ValueError(f"{name}: got shape {list(t.shape)}, expected [{dims}]{' ' + what if what else ''}")
 
 
-def value_range(t: torch.Tensor) -> tuple[int, int]:
-    """(min, max) of a non-empty integer tensor: through a list when small (the loop checks a few ids
-    every step, and each torch reduction costs more than the list)."""
+def value_range(t: torch.Tensor, empty: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """(min, max) of an integer tensor (`empty` when it has no elements): through a list when small (the
+    loop checks a few ids every step, and each torch reduction costs more than the list)."""
+    if not t.numel():
+        return empty
     if t.numel() <= 64:
         values = t.flatten().tolist()
         return min(values), max(values)
@@ -42,8 +44,6 @@ def value_range(t: torch.Tensor) -> tuple[int, int]:
 def check_tokens(name: str, tokens: torch.Tensor, vocab_size: int) -> None:
     if tokens.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: got dtype {tokens.dtype}, expected int64 or int32 token ids")
-    if not tokens.numel():
-        return
     lo, hi = value_range(tokens)
     if lo < 0 or hi >= vocab_size:
         raise ValueError(

@@ -53,7 +53,7 @@ def check_forward_args(model, tokens: torch.Tensor, pos: torch.Tensor) -> None:
     if tuple(pos.shape) != (B,):
         raise ValueError(f"pos: got shape {tuple(pos.shape)}, expected [{B}]")
     check_tokens("tokens", tokens, model.vocab_size)
-    lo, hi = value_range(pos) if B else (0, 0)
+    lo, hi = value_range(pos)
     if B and (lo < 0 or hi + T > model.cache_len):
         raise ValueError(
             f"pos: got positions {lo}..{hi + T - 1}, "

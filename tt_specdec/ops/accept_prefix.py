@@ -34,7 +34,7 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
         check_finite("target_logits", target_logits)
     if num_draft is not None:
         check_shape("num_draft", num_draft, (B,))
-        lo, hi = value_range(num_draft) if num_draft.numel() else (0, 0)
+        lo, hi = value_range(num_draft)
         if lo < -1 or hi > k:
             raise ValueError(f"num_draft: got {num_draft.tolist()}, expected values in -1..{k} (-1 = skip row)")
     check_sampling_args(temperature, top_k, top_p)

@@ -61,7 +61,7 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     check_shape("num_accepted", num_accepted, (B,))
     check_shape("output_tokens", output_tokens, (B, None), "= [B, k+1]")
     k = output_tokens.shape[1] - 1
-    lo, hi = value_range(num_accepted) if num_accepted.numel() else (0, 0)
+    lo, hi = value_range(num_accepted)
     if lo < -1 or hi > k:
         raise ValueError(f"num_accepted: got {num_accepted.tolist()}, expected values in -1..{k} (-1 = skip row)")
     if page_table is not None:
