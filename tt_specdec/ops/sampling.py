@@ -75,13 +75,48 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
         scores = scores.masked_fill(scores < kth, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     if top_p < 1.0:
-        sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)  # ties: lower index first
-        mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of strictly more likely tokens
-        drop_sorted = mass_before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        probs = probs.masked_fill(drop, 0.0)
+        probs = probs.masked_fill(~nucleus(probs, top_p), 0.0)
         probs = probs / probs.sum(-1, keepdim=True)
     return probs
+
+
+def nucleus_by_sort(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """[..., V] bool: the tokens top-p keeps, by a stable descending sort of the whole row (ties: lower
+    index first): a sorted position is kept while the mass of the tokens before it is < top_p."""
+    sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+    mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of strictly more likely tokens
+    return torch.zeros_like(sorted_p, dtype=torch.bool).scatter(-1, order, mass_before < top_p)
+
+
+def nucleus(probs: torch.Tensor, top_p: float, first: int = 64) -> torch.Tensor:
+    """nucleus_by_sort's answer, bit for bit, from the `first` (4x, 16x, ...) most likely tokens: the
+    nucleus is usually small, and sorting 49152 doubles took ~7 ms a row, every step.
+
+    The cut is read from the top m when it is unambiguous there: the kept positions form a prefix,
+    the m-th position is dropped with a margin far above rounding (so every later one is too), and
+    no token tied with the m-th is kept (topk's choice among ties is arbitrary). Then the tokens
+    kept are those above the smallest kept probability, plus its ties in index order. Otherwise m
+    grows, up to the full sort."""
+    V = probs.shape[-1]
+    rows = probs.reshape(-1, V)
+    m = min(first, V)
+    while m < V:
+        top = torch.topk(rows, m, dim=-1).values  # [R, m] descending
+        mass_before = torch.cumsum(top, dim=-1) - top  # the same sums as the full sort's first m
+        inside = mass_before < top_p
+        kept = inside.sum(-1, keepdim=True)  # [R, 1] >= 1: the first token has mass 0 before it
+        smallest = top.gather(-1, kept - 1)  # [R, 1] the smallest kept probability
+        clear = ((inside == (torch.arange(m) < kept)).all(-1, keepdim=True) & (mass_before[:, -1:] >= top_p + 1e-9)
+                 & (smallest > top[:, -1:]))
+        if bool(clear.all()):
+            keep = rows >= smallest
+            if bool((keep.sum(-1, keepdim=True) == kept).all()):  # no tie cut in two (the usual case)
+                return keep.view(probs.shape)
+            tied = rows == smallest
+            room = kept - (rows > smallest).sum(-1, keepdim=True)  # ties still kept, lowest index first
+            return ((rows > smallest) | (tied & (tied.cumsum(-1) <= room))).view(probs.shape)
+        m = min(4 * m, V)
+    return nucleus_by_sort(probs, top_p)
 
 
 def sample_inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
