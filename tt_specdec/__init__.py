@@ -161,7 +161,8 @@ class SpeculativeDecoder:
             return generate_plain(self.pair.target, prompts, **common)
         policy = None
         if self.auto:  # measured once per batch size and machine, then read from the cache
-            cost = measured(self.pair.target, self.drafter, batch_size=len(prompts), k_max=self.k)
+            cost = measured(self.pair.target, self.drafter, batch_size=len(prompts), k_max=self.k,
+                            sampling=self.sampling)
             policy = AdaptiveK(cost, self.k)
         return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
                                     ops_backend=self.ops, **common)

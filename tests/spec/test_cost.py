@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from tt_specdec.drafters import ModelDrafter, NgramDrafter
+from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
 from tt_specdec.spec import cost as cost_mod
 from tt_specdec.spec import generate_plain, speculative_generate
 from tt_specdec.spec.cost import AdaptiveK, CostModel, expected_tokens, measure
@@ -84,6 +84,22 @@ def test_loop_overhead_sees_the_loops_own_work(tiny_pair, monkeypatch):
     assert "propose" not in vars(drafter) and "forward" not in vars(target)
 
 
+def test_loop_overhead_samples_as_the_run_will(tiny_pair, monkeypatch):
+    """With a sampling setting, the loops timed for o, o0 and o_plain sample (their per-row work is part
+    of what a step costs); greedy ones do not."""
+    import tt_specdec.ops.sampling as sampling_mod
+
+    target, draft = tiny_pair
+    calls = []
+    real = sampling_mod.process_logits
+    monkeypatch.setattr(sampling_mod, "process_logits", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    cost_mod.loop_overhead(target, ModelDrafter(draft), 1, 16, steps=4, repeats=1)
+    assert not calls
+    cost_mod.loop_overhead(target, ModelDrafter(draft), 1, 16, steps=4, repeats=1,
+                           sampling=Sampling(temperature=0.8, top_p=0.9))
+    assert calls
+
+
 def test_the_loops_own_work_enters_s():
     cm = CostModel(c=0.1, d0=0.05, v=(1.0, 1.1, 1.2), o=0.1, o0=0.04, o_plain=0.06)
     assert cm.step_cost(0) == pytest.approx(1.06) and cm.step_cost(2) == pytest.approx(0.05 + 0.2 + 1.2 + 0.1)
@@ -103,6 +119,10 @@ def test_measured_is_cached(tiny_pair, tmp_path, monkeypatch, capsys):
     assert len(calls) == 1 and (tmp_path / "cost_models.json").exists()
     cost_mod.measured(target, NgramDrafter())
     assert len(calls) == 2, "another drafter is another measurement"
+    sampled = Sampling(temperature=0.8, top_p=0.9)  # sampling's work per row is part of the costs
+    cost_mod.measured(target, NgramDrafter(), sampling=sampled)
+    cost_mod.measured(target, NgramDrafter(), sampling=Sampling(temperature=0.5, top_p=0.95))
+    assert len(calls) == 3, "sampling is another measurement, the same for other values of the same filters"
 
 
 class ScriptedK:

@@ -177,7 +177,7 @@ def our_configs(pair, drafters: "dict[str, Drafter]", ks: list[int | str], sampl
     k_max = max([K_MAX_AUTO] + [k for k in ks if k != "auto"])
     for name, drafter in drafters.items():
         progress(f"cost model of drafter={name}, k up to {k_max} (measured once per machine, then cached)")
-        cost = measured(pair.target, drafter, batch_size=1, k_max=k_max)
+        cost = measured(pair.target, drafter, batch_size=1, k_max=k_max, sampling=sampling)
         configs += [ours(SpeculativeDecoder(pair, drafter, k, sampling, eos_token_id=eos_token_id), name, k, cost)
                     for k in ks]
     return configs

@@ -81,10 +81,12 @@ def _best_times(fns: list, repeats: int) -> list[float]:
 
 
 def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8, context: int = 160,
-            repeats: int = 15) -> CostModel:
+            repeats: int = 15, sampling: Sampling = Sampling()) -> CostModel:
     """Time the target at T = 1 .. k_max+1 rows and the drafter at k = 1 and k_max, at `context`
-    tokens of context. v is made non-decreasing (a T-row forward does the work of a T-1-row one and
-    more: a dip is noise). Leaves both caches reallocated (generate allocates its own anyway)."""
+    tokens of context, the drafter and the loop's own work with `sampling` (sampling a row of 49152
+    probabilities costs a fair part of a decode step: per verify row, and per draft). v is made
+    non-decreasing (a T-row forward does the work of a T-1-row one and more: a dip is noise).
+    Leaves both caches reallocated (generate allocates its own anyway)."""
     from tt_specdec.spec.loop import keep_hidden_for
 
     cache_len = context + 2 * (k_max + 2)
@@ -99,7 +101,7 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
 
     def propose(k):
         def run():  # a fresh proposal after one new token: what a step pays
-            drafter.propose(ctx, pos + 1, k, Sampling(), torch.zeros(batch_size, dtype=torch.long))
+            drafter.propose(ctx, pos + 1, k, sampling, torch.zeros(batch_size, dtype=torch.long))
         return run
 
     drafter.reset(batch_size, cache_len)
@@ -118,13 +120,13 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
             d.stop_reach = value
     c = max(dk - d1, 0.0) / (k_max - 1) / t[0] if k_max > 1 else d1 / t[0]
     d0 = max(d1 / t[0] - c, 0.0)
-    o, o0, o_plain = (x / t[0] for x in loop_overhead(target, drafter, batch_size, context))
+    o, o0, o_plain = (x / t[0] for x in loop_overhead(target, drafter, batch_size, context, sampling=sampling))
     return CostModel(c=c, d0=d0, v=tuple(itertools.accumulate((x / t[0] for x in t), max)), o=o, o0=o0,
                      o_plain=o_plain)
 
 
 def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: int, steps: int = 12,
-                  repeats: int = 3) -> tuple[float, float, float]:
+                  repeats: int = 3, sampling: Sampling = Sampling()) -> tuple[float, float, float]:
     """(o, o0, o_plain) in seconds per step: a step of speculative_generate that verifies drafts (with
     the adaptive policy), a step of generate_plain, and a step of speculative_generate that verifies
     none, minus the target's forwards and the drafter's proposals in them (timed by wrapping the
@@ -151,10 +153,10 @@ def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: i
             mark.append((time.perf_counter(), spent[0]))
 
     runs = [lambda: speculative_generate(target, drafter, prompts, k=2, max_new_tokens=steps, policy=always,
-                                         on_tokens=on_tokens),
-            lambda: generate_plain(target, prompts, max_new_tokens=steps, on_tokens=on_tokens),
+                                         on_tokens=on_tokens, sampling=sampling),
+            lambda: generate_plain(target, prompts, max_new_tokens=steps, on_tokens=on_tokens, sampling=sampling),
             lambda: speculative_generate(target, drafter, prompts, k=2, max_new_tokens=steps, policy=never,
-                                         on_tokens=on_tokens)]
+                                         on_tokens=on_tokens, sampling=sampling)]
     best = [float("inf")] * len(runs)
     target.forward, drafter.propose = timed(target.forward), timed(drafter.propose)  # instance attributes
     try:
@@ -195,17 +197,26 @@ def describe_drafter(drafter) -> list:
             None if head is None else len(head.vocab_ids), None if fallback is None else describe_drafter(fallback)]
 
 
-def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8) -> CostModel:
-    """measure(), cached on disk per (models, drafter, batch, threads, torch version)."""
+def sampling_kind(sampling: Sampling) -> str:
+    """What the sampling work per row depends on: greedy (an argmax), or sampling with or without the
+    top-k and top-p filters (the temperature's value and the filters' sizes change little)."""
+    if sampling.greedy:
+        return "greedy"
+    return f"sample:top_k={sampling.top_k > 0}:top_p={sampling.top_p < 1.0}"
+
+
+def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8,
+             sampling: Sampling = Sampling()) -> CostModel:
+    """measure(), cached on disk per (models, drafter, batch, threads, torch version, sampling_kind)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, 8]  # 8: the loop's own work (o, o0, o_plain) after its cut
+             torch.__version__, sampling_kind(sampling), 8]  # 8: the loop's own work (o, o0, o_plain) after its cut
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
     if key not in table:  # a few seconds, once per machine and setup: say so (progress on stderr)
-        print(f"[tt_specdec] measuring the cost model of {type(drafter).__name__} on this machine "
+        print(f"[tt_specdec] measuring the cost model of {type(drafter).__name__} ({sampling_kind(sampling)}) on this machine "
               f"(once; cached in {path})", file=sys.stderr, flush=True)
-        model = measure(target, drafter, batch_size=batch_size, k_max=k_max)
+        model = measure(target, drafter, batch_size=batch_size, k_max=k_max, sampling=sampling)
         table[key] = dataclasses.asdict(model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(table, indent=1))
