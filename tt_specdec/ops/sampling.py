@@ -7,6 +7,7 @@ what else is in the batch, and a seeded run reproduces exactly.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tt_specdec.errors import check_finite
@@ -18,8 +19,9 @@ STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t)
 STREAM_SAMPLE = 3  # the recovered / bonus token (and plain decoding's token)
 
 
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 integer hash (C. Wellons) on int64 tensors holding uint32 values."""
+def mix32(x: np.ndarray) -> np.ndarray:
+    """lowbias32 integer hash (C. Wellons) on uint64 arrays holding uint32 values (products wrap mod 2^64;
+    only their low 32 bits are kept)."""
     x = x & MASK32
     x = x ^ (x >> 16)
     x = (x * 0x7FEB352D) & MASK32
@@ -28,17 +30,25 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _hash(seed, *counters) -> np.ndarray:
+    """hash_seed in numpy, as int64 (its ten integer ops per mix cost microseconds there, several times
+    more as torch ops, and the loop makes a few hashes per step)."""
+    args = [np.asarray(a, dtype=np.int64) for a in (seed, *counters)]
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    h = mix32(np.atleast_1d(args[0]).astype(np.uint64))  # arrays, not 0-d: numpy scalars warn on overflow
+    for c in args[1:]:
+        h = mix32(h ^ ((np.atleast_1d(c).astype(np.uint64) * 0x9E3779B9) & MASK32))
+    return h.reshape(shape).astype(np.int64)
+
+
 def hash_seed(seed: torch.Tensor, *counters) -> torch.Tensor:
     """Fold counters (ints or int tensors, broadcast) into uint32 seeds [B] (as int64)."""
-    h = mix32(torch.as_tensor(seed, dtype=torch.int64))
-    for c in counters:
-        h = mix32(h ^ ((torch.as_tensor(c, dtype=torch.int64) * 0x9E3779B9) & MASK32))
-    return h
+    return torch.from_numpy(_hash(seed, *counters))
 
 
 def uniform(seed: torch.Tensor, stream: int, index) -> torch.Tensor:
     """Uniforms in [0, 1) (float64, 24-bit) for per-row seeds [B] and indices broadcast against them."""
-    return (hash_seed(seed, stream, index) >> 8).double() * (1.0 / (1 << 24))
+    return torch.from_numpy(np.asarray((_hash(seed, stream, index) >> 8) * (1.0 / (1 << 24))))  # 0-d stays an array
 
 
 def step_seeds(seed: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
