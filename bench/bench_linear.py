@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     results = {"threads": args.threads, "shapes": {}}
+    best_by_shape = {}  # name -> {M: least seconds}
     peak = 0.0  # best of the rounds, measured between the linears: this shared machine's speed drifts
     for name, (N, K) in SHAPES.items():
         lin = PackedLinear(torch.randn(N, K, generator=g).bfloat16())
@@ -61,17 +62,17 @@ def main(argv=None) -> int:
                 lin.packed.forward(x_ptr, out_ptr, M)
                 best[M] = min(best[M], time.perf_counter() - start)
             peak = max(peak, fma_peak())
-        results["shapes"][name] = {"n": N, "k": K, "weight_mb": N * K * 2 / 1e6, "best_s": best}
+        best_by_shape[name] = best
     results["fma_peak_gflops_one_core"] = peak
     print(f"fp32 FMA peak of one core: {peak:.1f} GFLOP/s (best of the rounds)")
-    for name, shape in results["shapes"].items():
-        N, K, best = shape["n"], shape["k"], shape.pop("best_s")
+    for name, best in best_by_shape.items():
+        N, K = SHAPES[name]
         rows = []
         for M in MS:
             gflops = 2 * M * N * K / best[M] / 1e9
             rows.append({"M": M, "ms": best[M] * 1e3, "v": best[M] / best[1], "weight_gb_per_s": N * K * 2 / best[M] / 1e9,
                          "gflops": gflops, "share_of_fma_peak": gflops / (peak * args.threads)})
-        shape["rows"] = rows
+        results["shapes"][name] = {"n": N, "k": K, "weight_mb": N * K * 2 / 1e6, "rows": rows}
         print(f"\n{name}: W [{N}, {K}] bf16, {N * K * 2 / 1e6:.1f} MB")
         print(f"{'M':>2} {'ms':>7} {'v':>5} {'GB/s':>6} {'GFLOP/s':>8} {'of peak':>8}")
         for r in rows:

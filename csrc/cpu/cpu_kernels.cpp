@@ -452,20 +452,19 @@ void attend(const float* q, const float* kc, const float* vc, float* out, const 
         const float* vb = vc + (b * Hkv + h0 / G) * S * D;
         int64_t max_keys = pos[b] + T;
         thread_local std::vector<float> scores;  // [NQ, S]: a full block of 8 only where a query sees all 8 keys
-        int64_t stride = S;
-        scores.resize(static_cast<size_t>(NQ * stride));
+        scores.resize(static_cast<size_t>(NQ * S));
         auto query = [&](int64_t i) { return (b * T + i % T) * Hq + h0 + i / T; };  // head h0 + i / T, row i % T
         auto keys = [&](int64_t i) { return pos[b] + i % T + 1; };
         for (int64_t j = 0; j < max_keys; j += BLOCK)
             for (int64_t i = 0; i < NQ; ++i) {
                 int64_t n = std::min(BLOCK, keys(i) - j);
-                float* p = scores.data() + i * stride + j;
+                float* p = scores.data() + i * S + j;
                 if (n == BLOCK) scores8(q + query(i) * D, kb + j * D, D, scale, p);
                 else
                     for (int64_t jj = 0; jj < n; ++jj) p[jj] = dot(q + query(i) * D, kb + (j + jj) * D, D) * scale;
             }
         for (int64_t i = 0; i < NQ; ++i) {
-            float* p = scores.data() + i * stride;
+            float* p = scores.data() + i * S;
             float inv = softmax_inplace(p, keys(i));
             float* o = out + query(i) * D;
             for (int64_t d = 0; d < D; ++d) o[d] = 0.f;

@@ -43,9 +43,9 @@ class NgramDrafter:
         # bytes.rfind finds the latest earlier n-gram in one C call (every step, on a cold cache after the
         # target's forward, each torch/numpy op costs ~10-50 us); a hit must start on a token boundary
         raw = ids.tobytes()
+        end = (L - 1) * 8  # earlier n-grams end before the newest token (8 bytes a token)
         for n in range(min(self.max_ngram, L - 1), self.min_ngram - 1, -1):
             tail = raw[(L - n) * 8:]
-            end = (L - 1) * 8  # earlier n-grams end before the newest token
             at = raw.rfind(tail, 0, end)
             while at >= 0 and at % 8:  # straddles two tokens' bytes: look further back
                 at = raw.rfind(tail, 0, at + len(tail) - 1)

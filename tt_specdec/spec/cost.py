@@ -318,11 +318,15 @@ class AdaptiveK:
 
     def acceptance(self) -> torch.Tensor:
         """[B] estimated per-token acceptance."""
-        return torch.from_numpy((self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight))
+        return torch.from_numpy(self.estimated_acceptance())
+
+    def estimated_acceptance(self) -> np.ndarray:
+        """acceptance() as numpy: the running successes and trials with the prior."""
+        return (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)
 
     def choose(self) -> torch.Tensor:
         """[B] k per row for the next step, 0 .. k_max."""
-        a = (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)  # acceptance()
+        a = self.estimated_acceptance()
         ks = np.array([self.cost.best_k(a_b, self.k_max) for a_b in a.tolist()], dtype=np.int64)
         probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
         return torch.from_numpy(np.where(probe, 1, ks))
