@@ -375,21 +375,3 @@ def test_fast_argmax_check_names_a_non_finite_argument(width, at, bad):
     x[1, int(at * width)] = float(bad)
     with pytest.raises(ValueError, match="scores: got a non-finite value"):
         argmax(x, check="scores")
-
-
-@settings(max_examples=150, deadline=None)
-@given(V=st.integers(2, 400), scale=st.floats(0.0, 12.0), ties=st.sampled_from(["none", "rounded", "plateau"]),
-       top_p=st.floats(0.01, 0.999), first=st.sampled_from([1, 4, 64]), seed=st.integers(0, 2**31 - 1))
-def test_nucleus_from_the_top_tokens_is_the_full_sorts(V, scale, ties, top_p, first, seed):
-    """top-p's fast path (the cut read from a growing top-m) keeps exactly the tokens a stable sort of the
-    whole row keeps, ties at the cut included (lower indices first)."""
-    from tt_specdec.ops.sampling import nucleus, nucleus_by_sort
-
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(3, V, generator=g) * scale
-    if ties == "rounded":
-        x = x.round()
-    elif ties == "plateau":  # a run of equal top logits that the cut may fall inside
-        x[:, : max(1, V // 3)] = x.max() + 1.0
-    p = torch.softmax(x.double(), -1)
-    assert torch.equal(nucleus(p, top_p, first=first), nucleus_by_sort(p, top_p))

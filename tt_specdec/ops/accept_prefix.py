@@ -81,9 +81,9 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         from tt_specdec import device  # via ttnn.generic_op; ttnn tensors in -> ttnn tensors out
         return device.accept_prefix(target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    greedy_here = temperature == 0.0 and backend == "torch"  # its argmax pass checks the logits are finite
+    # on "torch", the argmax / process_logits pass checks the logits are finite
     B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
-                                finite_logits=not greedy_here)
+                                finite_logits=backend != "torch")
     if backend != "torch":  # "emu": the kernels of kernels/accept_prefix/ on the host emulator
         from tt_specdec.ops.accept_prefix_program import run_backend
         return run_backend(backend, target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
@@ -98,29 +98,29 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         n = accepted.cumprod(1).sum(1)  # [B]
         final = target_tokens[np.arange(B), n]
     else:
-        positions = torch.arange(k)
-        in_draft = positions.view(1, k) < limit.view(B, 1)  # [B, k]
-        rows = torch.arange(B)
         seed = torch.as_tensor(seed, dtype=torch.int64).expand(B)
-        p = process_logits(target_logits, temperature, top_k, top_p)  # [B, k+1, V]
-        if draft_probs is None:
-            q = torch.zeros(B, k, V, dtype=p.dtype).scatter_(-1, drafts.unsqueeze(-1), 1.0)
+        p = process_logits(target_logits, temperature, top_k, top_p, check="target_logits").numpy()  # [B, k+1, V]
+        d, lim, rows = drafts.numpy(), limit.numpy(), np.arange(B)
+        p_d = np.take_along_axis(p[:, :k], d[..., None], -1)[..., 0]  # [B, k] p_t(d_t)
+        if draft_probs is None:  # q_t one-hot on d_t
+            q_d = np.ones((B, k))
         else:
-            q = draft_probs.double()
-        p_d = p[:, :k].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)  # [B, k] p_t(d_t)
-        q_d = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
-        u = uniform(seed.view(B, 1), STREAM_ACCEPT, positions.view(1, k))  # [B, k]
-        accepted = (u * q_d < p_d) & in_draft  # u < p/q without dividing by q = 0
-        n_t = accepted.long().cumprod(1).sum(1)
-        # residual at the first rejection; bonus (n == k_eff) draws from p itself
-        p_n = p[rows, n_t]  # [B, V]
-        q_n = q[rows, n_t.clamp(max=k - 1)]
-        rejected = n_t < limit
-        residual = torch.where(rejected.view(B, 1), (p_n - q_n).clamp(min=0.0), p_n)
+            q = draft_probs.double().numpy()
+            q_d = np.take_along_axis(q, d[..., None], -1)[..., 0]
+        u = uniform(seed.view(B, 1), STREAM_ACCEPT, torch.arange(k).view(1, k)).numpy()  # [B, k]
+        accepted = (u * q_d < p_d) & (np.arange(k) < lim.reshape(B, 1))  # u < p/q without dividing by q = 0
+        n = accepted.cumprod(1).sum(1)  # [B]
+        # residual max(0, p_n - q_n) at the first rejection; bonus (n == k_eff) draws from p_n itself
+        p_n = p[rows, n]  # [B, V] (a copy)
+        rejected = n < lim
+        if draft_probs is None:  # p - one-hot: p with the rejected draft removed
+            residual = p_n.copy()
+            residual[rows[rejected], d[rows[rejected], n[rejected]]] = 0.0
+        else:
+            residual = np.where(rejected.reshape(B, 1), np.maximum(p_n - q[rows, np.minimum(n, k - 1)], 0.0), p_n)
         # p == q on the support gives a zero residual; rejection then has probability 0, keep p
-        residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_n)
-        final = sample_inverse_cdf(residual, uniform(seed, STREAM_SAMPLE, 0)).numpy()
-        n, d, lim = n_t.numpy(), drafts.numpy(), limit.numpy()
+        residual = np.where((residual.sum(-1) > 0).reshape(B, 1), residual, p_n)
+        final = sample_inverse_cdf(torch.from_numpy(residual), uniform(seed, STREAM_SAMPLE, 0)).numpy()
     output = np.where(np.arange(k + 1) < n.reshape(B, 1), np.concatenate([d, d[:, :1]], 1), PLACEHOLDER)
     output[np.arange(B), n] = final
     if num_draft is not None:

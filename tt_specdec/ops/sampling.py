@@ -13,15 +13,16 @@ import torch
 from tt_specdec.errors import check_finite
 
 MASK32 = 0xFFFFFFFF
+SMALL_HASH = 64  # values hashed as Python ints (below) rather than as numpy arrays
 # streams: which random decision a uniform is for
 STREAM_DRAFT = 1  # draft token t sampled from q_t
 STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t)
 STREAM_SAMPLE = 3  # the recovered / bonus token (and plain decoding's token)
 
 
-def mix32(x: np.ndarray) -> np.ndarray:
-    """lowbias32 integer hash (C. Wellons) on uint64 arrays holding uint32 values (products wrap mod 2^64;
-    only their low 32 bits are kept)."""
+def mix32(x):
+    """lowbias32 integer hash (C. Wellons) of Python ints or of uint64 arrays holding uint32 values (products
+    wrap mod 2^64 there, grow here; only their low 32 bits are kept either way)."""
     x = x & MASK32
     x = x ^ (x >> 16)
     x = (x * 0x7FEB352D) & MASK32
@@ -31,14 +32,23 @@ def mix32(x: np.ndarray) -> np.ndarray:
 
 
 def _hash(seed, *counters) -> np.ndarray:
-    """hash_seed in numpy, as int64 (its ten integer ops per mix cost microseconds there, several times
-    more as torch ops, and the loop makes a few hashes per step)."""
+    """hash_seed as int64 numpy. A loop's few values (at most SMALL_HASH) are hashed as Python ints: the
+    ~50 numpy ops of the array path cost ~0.3 ms right after a target step's weight stream, every step."""
     args = [np.asarray(a, dtype=np.int64) for a in (seed, *counters)]
-    shape = np.broadcast_shapes(*(a.shape for a in args))
-    h = mix32(np.atleast_1d(args[0]).astype(np.uint64))  # arrays, not 0-d: numpy scalars warn on overflow
-    for c in args[1:]:
-        h = mix32(h ^ ((np.atleast_1d(c).astype(np.uint64) * 0x9E3779B9) & MASK32))
-    return h.reshape(shape).astype(np.int64)
+    values = np.broadcast(*args)
+    shape = values.shape
+    if values.size <= SMALL_HASH:
+        return np.array([_fold(mix32(int(v[0])), map(int, v[1:])) for v in values], dtype=np.int64).reshape(shape)
+    # arrays, not 0-d: numpy scalars warn on overflow
+    return _fold(mix32(np.atleast_1d(args[0]).astype(np.uint64)),
+                 [np.atleast_1d(c).astype(np.uint64) for c in args[1:]]).reshape(shape).astype(np.int64)
+
+
+def _fold(h, counters):
+    """Fold each counter into the hash h: ints or uint64 arrays alike (& keeps the low 32 bits of either)."""
+    for c in counters:
+        h = mix32(h ^ ((c * 0x9E3779B9) & MASK32))
+    return h
 
 
 def hash_seed(seed: torch.Tensor, *counters) -> torch.Tensor:
@@ -71,13 +81,38 @@ def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
         raise ValueError(f"top_p: got {top_p}, expected a value in (0, 1]")
 
 
-def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """logits [..., V] -> probabilities [..., V] (float64) after temperature, top-k, then top-p.
+def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0, *,
+                   check: str = "logits") -> torch.Tensor:
+    """logits [..., V] (finite) -> probabilities [..., V] (float64) after temperature, top-k, then top-p.
 
     top-k keeps every token whose logit is at least the k-th largest; top-p keeps the
     smallest set of most likely tokens whose mass reaches top_p (the most likely
     token always). temperature must be > 0 here; greedy never calls this.
+    A non-finite logit raises ValueError naming `check`, the caller's name for the argument.
+    fp32 rows on the CPU take tt_specdec._cpu's fused loop, which checks finiteness in its max pass
+    (the torch ops of process_logits_torch, the definition, cost ~1.6 ms a 49152-wide row); its
+    values agree with torch's to rounding.
     """
+    if not _cpu_rows(logits, torch.float32):
+        check_finite(check, logits)
+        return process_logits_torch(logits, temperature, top_k, top_p)
+    from tt_specdec import _cpu
+
+    rows = logits.reshape(-1, logits.shape[-1]).contiguous()
+    probs = torch.empty(rows.shape, dtype=torch.float64)
+    if not _cpu.probs_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], float(temperature), int(top_k),
+                           float(top_p), probs.data_ptr()):
+        check_finite(check, logits)  # raises, naming the first bad index
+    return probs.view(logits.shape)
+
+
+def _cpu_rows(x: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether x is a non-empty CPU tensor of rows of `dtype`, for tt_specdec._cpu's row loops."""
+    return x.dtype == dtype and x.device.type == "cpu" and x.dim() > 0 and x.numel() > 0
+
+
+def process_logits_torch(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """process_logits in torch ops: its definition, and its path for other dtypes and devices."""
     scores = logits.double() / temperature
     V = scores.shape[-1]
     if 0 < top_k < V:
@@ -90,7 +125,7 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
     return probs
 
 
-def nucleus_by_sort(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """[..., V] bool: the tokens top-p keeps, by a stable descending sort of the whole row (ties: lower
     index first): a sorted position is kept while the mass of the tokens before it is < top_p."""
     sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
@@ -98,39 +133,23 @@ def nucleus_by_sort(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(sorted_p, dtype=torch.bool).scatter(-1, order, mass_before < top_p)
 
 
-def nucleus(probs: torch.Tensor, top_p: float, first: int = 64) -> torch.Tensor:
-    """nucleus_by_sort's answer, bit for bit, from the `first` (4x, 16x, ...) most likely tokens: the
-    nucleus is usually small, and sorting 49152 doubles took ~7 ms a row, every step.
-
-    The cut is read from the top m when it is unambiguous there: the kept positions form a prefix,
-    the m-th position is dropped with a margin far above rounding (so every later one is too), and
-    no token tied with the m-th is kept (topk's choice among ties is arbitrary). Then the tokens
-    kept are those above the smallest kept probability, plus its ties in index order. Otherwise m
-    grows, up to the full sort."""
-    V = probs.shape[-1]
-    rows = probs.reshape(-1, V)
-    m = min(first, V)
-    while m < V:
-        top = torch.topk(rows, m, dim=-1).values  # [R, m] descending
-        mass_before = torch.cumsum(top, dim=-1) - top  # the same sums as the full sort's first m
-        inside = mass_before < top_p
-        kept = inside.sum(-1, keepdim=True)  # [R, 1] >= 1: the first token has mass 0 before it
-        smallest = top.gather(-1, kept - 1)  # [R, 1] the smallest kept probability
-        clear = ((inside == (torch.arange(m) < kept)).all(-1, keepdim=True) & (mass_before[:, -1:] >= top_p + 1e-9)
-                 & (smallest > top[:, -1:]))
-        if bool(clear.all()):
-            keep = rows >= smallest
-            if bool((keep.sum(-1, keepdim=True) == kept).all()):  # no tie cut in two (the usual case)
-                return keep.view(probs.shape)
-            tied = rows == smallest
-            room = kept - (rows > smallest).sum(-1, keepdim=True)  # ties still kept, lowest index first
-            return ((rows > smallest) | (tied & (tied.cumsum(-1) <= room))).view(probs.shape)
-        m = min(4 * m, V)
-    return nucleus_by_sort(probs, top_p)
-
-
 def sample_inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Token ids [...] drawn from probs [..., V] (need not be normalised) with uniforms u [...]."""
+    """Token ids [...] drawn from probs [..., V] (need not be normalised) with uniforms u [...]: the first
+    index whose cumulative sum exceeds u times the total. float64 rows on the CPU take tt_specdec._cpu's
+    loop, which sums in torch.cumsum's order: the same ids."""
+    if not _cpu_rows(probs, torch.float64):
+        return sample_inverse_cdf_torch(probs, u)
+    from tt_specdec import _cpu
+
+    rows = probs.reshape(-1, probs.shape[-1]).contiguous()
+    uniforms = torch.as_tensor(u, dtype=torch.float64).expand(probs.shape[:-1]).reshape(-1).contiguous()
+    out = torch.empty(rows.shape[0], dtype=torch.long)
+    _cpu.sample_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], uniforms.data_ptr(), out.data_ptr())
+    return out.view(probs.shape[:-1])
+
+
+def sample_inverse_cdf_torch(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """sample_inverse_cdf in torch ops: its definition, and its path for other dtypes and devices."""
     cdf = torch.cumsum(probs.double(), dim=-1)
     threshold = (u.double() * cdf[..., -1]).unsqueeze(-1)
     idx = torch.searchsorted(cdf, threshold, right=True).squeeze(-1)
@@ -168,5 +187,4 @@ def greedy_or_sample(logits: torch.Tensor, temperature: float, top_k: int, top_p
     with uniforms from stream STREAM_SAMPLE (seed: per-row step seeds [B])."""
     if temperature == 0.0:
         return argmax(logits, check="logits")
-    check_finite("logits", logits)
     return sample_inverse_cdf(process_logits(logits, temperature, top_k, top_p), uniform(seed, STREAM_SAMPLE, 0))

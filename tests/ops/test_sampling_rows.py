@@ -1,0 +1,105 @@
+"""The fused sampling rows of tt_specdec._cpu against their torch definitions (ops.sampling's *_torch):
+process_logits' probabilities to rounding with the same support, top-p's kept set exactly (ties at
+the cut included), and the draw exactly."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tt_specdec import _cpu
+from tt_specdec.ops.sampling import (nucleus, process_logits, process_logits_torch, sample_inverse_cdf,
+                                     sample_inverse_cdf_torch)
+
+TIES = ["none", "rounded", "plateau"]
+
+
+def logits_rows(rows: int, V: int, scale: float, ties: str, seed: int) -> torch.Tensor:
+    """[rows, V] fp32 logits; "rounded" and "plateau" make ties, a plateau one the top-p cut may fall inside."""
+    x = torch.randn(rows, V, generator=torch.Generator().manual_seed(seed)) * scale
+    if ties == "rounded":
+        x = x.round()
+    elif ties == "plateau":
+        x[:, : max(1, V // 3)] = x.max() + 1.0
+    return x
+
+
+@settings(max_examples=200, deadline=None)
+@given(V=st.integers(1, 700), scale=st.floats(0.0, 30.0), ties=st.sampled_from(TIES),
+       temperature=st.floats(0.05, 3.0), top_k=st.integers(0, 50), top_p=st.floats(0.01, 1.0),
+       seed=st.integers(0, 2**31 - 1))
+def test_probs_rows_match_process_logits_torch(V, scale, ties, temperature, top_k, top_p, seed):
+    x = logits_rows(3, V, scale, ties, seed)
+    ours, ref = process_logits(x, temperature, top_k, top_p), process_logits_torch(x, temperature, top_k, top_p)
+    assert ours.dtype == torch.float64 and ours.shape == x.shape
+    assert torch.equal(ours > 0, ref > 0)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(V=st.integers(1, 3000), scale=st.floats(0.0, 12.0), ties=st.sampled_from(TIES),
+       top_p=st.floats(0.01, 0.999999), seed=st.integers(0, 2**31 - 1))
+def test_nucleus_rows_keep_the_full_sorts_set(V, scale, ties, top_p, seed):
+    """The C++ nucleus reads the cut from the tokens above a power-of-two level; a stable sort of the whole
+    row keeps exactly the same tokens, ties at the cut in index order."""
+    p = torch.softmax(logits_rows(3, V, scale, ties, seed).double(), -1)
+    ours = p.clone()
+    _cpu.nucleus_rows(ours.data_ptr(), 3, V, top_p)
+    keep = nucleus(p, top_p)
+    assert torch.equal(ours > 0, keep & (p > 0))
+    torch.testing.assert_close(ours, torch.where(keep, p, 0.0) / torch.where(keep, p, 0.0).sum(-1, keepdim=True),
+                               rtol=1e-12, atol=0)
+
+
+def test_nucleus_rows_fall_back_to_the_full_sort_near_top_p_one():
+    """top_p within 1e-9 of the whole mass: no level is safe, every token is sorted (still exact)."""
+    p = torch.softmax(torch.randn(2, 500, generator=torch.Generator().manual_seed(3)).double() * 4, -1)
+    for top_p in (1 - 1e-12, 1 - 1e-10):
+        ours = p.clone()
+        _cpu.nucleus_rows(ours.data_ptr(), 2, 500, top_p)
+        assert torch.equal(ours > 0, nucleus(p, top_p))
+
+
+@settings(max_examples=200, deadline=None)
+@given(V=st.integers(1, 2000), zeros=st.floats(0.0, 0.99), seed=st.integers(0, 2**31 - 1))
+def test_sample_rows_draw_the_same_ids_as_the_cumsum(V, zeros, seed):
+    """Unnormalised rows with zeros, uniforms on the 2^-24 grid (0 included): the same ids as cumsum + searchsorted."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(4, V, generator=g, dtype=torch.float64) * (torch.rand(4, V, generator=g) >= zeros)
+    p[0, -1] = max(float(p[0, -1]), 1e-3)  # a row with mass at its end
+    u = (torch.randint(0, 1 << 24, (4,), generator=g) * (1.0 / (1 << 24))).double()
+    u[1] = 0.0
+    assert torch.equal(sample_inverse_cdf(p, u), sample_inverse_cdf_torch(p, u))
+
+
+def test_sample_rows_broadcast_a_uniform_and_keep_the_leading_shape():
+    p = torch.softmax(torch.randn(2, 3, 50, dtype=torch.float64), -1)
+    u = torch.tensor(0.37, dtype=torch.float64)
+    ids = sample_inverse_cdf(p, u)
+    assert ids.shape == (2, 3) and torch.equal(ids, sample_inverse_cdf_torch(p, u))
+
+
+@pytest.mark.parametrize("x", [-745.5, -745.0, -744.0, -708.5, -700.0, -300.0, -20.0, -1.0, -1e-3, 0.0])
+def test_probs_rows_exp_underflows_as_libm_does(x):
+    """A two-token row [0, x]: exp(x) down into the denormals, 0 past them, as torch's exp."""
+    row = torch.tensor([[0.0, x]])
+    torch.testing.assert_close(process_logits(row, 1.0), process_logits_torch(row, 1.0), rtol=1e-13, atol=1e-323)
+
+
+@settings(max_examples=100, deadline=None)
+@given(B=st.integers(1, 9), k=st.integers(1, 8), seed=st.integers(0, 2**32 - 1), counter=st.integers(-2**40, 2**40))
+def test_small_hashes_as_python_ints_equal_the_array_path(B, k, seed, counter):
+    """The counter hash of a few values (Python ints) and of arrays (numpy uint64) give the same integers,
+    broadcast, negative and wide counters included."""
+    import numpy as np
+
+    from tt_specdec.ops import sampling
+
+    seeds = np.array([(seed + 7919 * b) % 2**32 for b in range(B)], dtype=np.int64).reshape(B, 1)
+    args = (seeds, 3, np.arange(k).reshape(1, k) + counter)
+    small = sampling._hash(*args)
+    old, sampling.SMALL_HASH = sampling.SMALL_HASH, 0
+    try:
+        arrays = sampling._hash(*args)
+    finally:
+        sampling.SMALL_HASH = old
+    assert small.shape == arrays.shape == (B, k) and np.array_equal(small, arrays)
