@@ -209,7 +209,7 @@ def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: i
              sampling: Sampling = Sampling()) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version, sampling_kind)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, sampling_kind(sampling), 8]  # 8: the loop's own work (o, o0, o_plain) after its cut
+             torch.__version__, sampling_kind(sampling), 9]  # 9: after the fused C++ sampler
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
