@@ -98,29 +98,9 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         n = accepted.cumprod(1).sum(1)  # [B]
         final = target_tokens[np.arange(B), n]
     else:
-        seed = torch.as_tensor(seed, dtype=torch.int64).expand(B)
-        p = process_logits(target_logits, temperature, top_k, top_p, check="target_logits").numpy()  # [B, k+1, V]
-        d, lim, rows = drafts.numpy(), limit.numpy(), np.arange(B)
-        p_d = np.take_along_axis(p[:, :k], d[..., None], -1)[..., 0]  # [B, k] p_t(d_t)
-        if draft_probs is None:  # q_t one-hot on d_t
-            q_d = np.ones((B, k))
-        else:
-            q = draft_probs.double().numpy()
-            q_d = np.take_along_axis(q, d[..., None], -1)[..., 0]
-        u = uniform(seed.view(B, 1), STREAM_ACCEPT, torch.arange(k).view(1, k)).numpy()  # [B, k]
-        accepted = (u * q_d < p_d) & (np.arange(k) < lim.reshape(B, 1))  # u < p/q without dividing by q = 0
-        n = accepted.cumprod(1).sum(1)  # [B]
-        # residual max(0, p_n - q_n) at the first rejection; bonus (n == k_eff) draws from p_n itself
-        p_n = p[rows, n]  # [B, V] (a copy)
-        rejected = n < lim
-        if draft_probs is None:  # p - one-hot: p with the rejected draft removed
-            residual = p_n.copy()
-            residual[rows[rejected], d[rows[rejected], n[rejected]]] = 0.0
-        else:
-            residual = np.where(rejected.reshape(B, 1), np.maximum(p_n - q[rows, np.minimum(n, k - 1)], 0.0), p_n)
-        # p == q on the support gives a zero residual; rejection then has probability 0, keep p
-        residual = np.where((residual.sum(-1) > 0).reshape(B, 1), residual, p_n)
-        final = sample_inverse_cdf(torch.from_numpy(residual), uniform(seed, STREAM_SAMPLE, 0)).numpy()
+        n, final = accept_sampled(target_logits, drafts.numpy(), draft_probs, limit.numpy(), temperature, top_k,
+                                  top_p, torch.as_tensor(seed, dtype=torch.int64).expand(B))
+        d, lim = drafts.numpy(), limit.numpy()
     output = np.where(np.arange(k + 1) < n.reshape(B, 1), np.concatenate([d, d[:, :1]], 1), PLACEHOLDER)
     output[np.arange(B), n] = final
     if num_draft is not None:
@@ -128,3 +108,45 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         n = np.where(skipped, PLACEHOLDER, n)
         output[skipped] = PLACEHOLDER
     return torch.from_numpy(n.astype(np.int64)), torch.from_numpy(output.astype(np.int64))
+
+
+def accept_sampled(target_logits: torch.Tensor, d: np.ndarray, draft_probs: torch.Tensor | None, lim: np.ndarray,
+                   temperature: float, top_k: int, top_p: float, seed: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Speculative sampling's accept test, row by row: (n [B], the recovered/bonus token [B]).
+
+    A row's target distribution p_t is computed only for the positions it reaches (the drafts up to the
+    first rejection, then the residual's or the bonus's row): ~0.2 ms of a 49152-wide row each, and
+    most drafts are rejected early. The finiteness of every row is still checked, in one argmax pass."""
+    B, k = d.shape
+    argmax(target_logits, check="target_logits")  # raises on a non-finite value in any row, used or not
+    q = None if draft_probs is None else draft_probs.double().numpy()  # [B, k, V]; None: one-hot on d_t
+    u = uniform(seed.view(B, 1), STREAM_ACCEPT, torch.arange(k).view(1, k)).numpy()  # [B, k]
+    n, residuals, drawn = np.zeros(B, dtype=np.int64), [], []
+    for b in range(B):
+        if lim[b] < 0:  # a finished row: nothing to accept or draw
+            continue
+        drawn.append(b)
+        t = 0
+        while True:
+            p = process_logits(target_logits[b, t], temperature, top_k, top_p).numpy()  # [V]
+            if t >= lim[b]:  # every offered draft accepted: the bonus token draws from p itself
+                residuals.append(p)
+                break
+            q_d = 1.0 if q is None else q[b, t, d[b, t]]
+            if u[b, t] * q_d < p[d[b, t]]:  # accepted with probability min(1, p/q), without dividing by q = 0
+                t += 1
+                continue
+            # rejected: the recovered token draws from max(0, p - q_t) (p - one-hot: p without the draft)
+            if q is None:
+                residual = p.copy()
+                residual[d[b, t]] = 0.0
+            else:
+                residual = np.maximum(p - q[b, t], 0.0)
+            # p == q on the support gives a zero residual; rejection then has probability 0, keep p
+            residuals.append(residual if residual.sum() > 0 else p)
+            break
+        n[b] = t
+    final = np.full(B, PLACEHOLDER, dtype=np.int64)
+    if drawn:
+        final[drawn] = sample_inverse_cdf(torch.from_numpy(np.stack(residuals)), uniform(seed[drawn], STREAM_SAMPLE, 0))
+    return n, final
