@@ -84,6 +84,25 @@ def test_loop_overhead_sees_the_loops_own_work(tiny_pair, monkeypatch):
     assert "propose" not in vars(drafter) and "forward" not in vars(target)
 
 
+def test_measure_times_the_loops_work_on_the_targets_own_text(tiny_pair, monkeypatch):
+    """The loops whose work gives o, o0, o_plain run on the target's own greedy text (peaked next-token
+    distributions, as in a real run; top-p's work grows with the nucleus), not on random tokens."""
+    target, draft = tiny_pair
+    seen = {}
+    real = cost_mod.loop_overhead
+
+    def capturing(*args, prompts=None, **kwargs):
+        seen["prompts"] = prompts
+        return real(*args, prompts=prompts, **kwargs)
+
+    monkeypatch.setattr(cost_mod, "loop_overhead", capturing)
+    measure(target, ModelDrafter(draft), k_max=2, repeats=1, context=40)
+    prompts = seen["prompts"]
+    assert len(prompts) == 1 and len(prompts[0]) == 40
+    greedy = generate_plain(target, [prompts[0][:16]], max_new_tokens=24).tokens[0]
+    assert prompts[0][16:] == greedy
+
+
 def test_loop_overhead_samples_as_the_run_will(tiny_pair, monkeypatch):
     """With a sampling setting, the loops timed for o, o0 and o_plain sample (their per-row work is part
     of what a step costs); greedy ones do not."""

@@ -92,6 +92,8 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
     cache_len = context + 2 * (k_max + 2)
     keep_hidden_for(target, drafter)  # as the loop runs it
     target.allocate_cache(batch_size, cache_len)
+    # random tokens: the forwards cost the same on any text, and a lookup drafter finds nothing to copy
+    # (a proposal then costs what its drafter's steps cost)
     ctx = torch.randint(0, target.vocab_size, (batch_size, cache_len))
     pos = torch.full((batch_size,), context)
     target.prefill(ctx[:, :context], pos)
@@ -120,20 +122,37 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
             d.stop_reach = value
     c = max(dk - d1, 0.0) / (k_max - 1) / t[0] if k_max > 1 else d1 / t[0]
     d0 = max(d1 / t[0] - c, 0.0)
-    o, o0, o_plain = (x / t[0] for x in loop_overhead(target, drafter, batch_size, context, sampling=sampling))
+    # the loops' own work on the target's own text: sampling costs what it costs on real next-token
+    # distributions
+    o, o0, o_plain = (x / t[0] for x in loop_overhead(target, drafter, batch_size, context, sampling=sampling,
+                                                      prompts=own_text(target, batch_size, context).tolist()))
     return CostModel(c=c, d0=d0, v=tuple(itertools.accumulate((x / t[0] for x in t), max)), o=o, o0=o0,
                      o_plain=o_plain)
 
 
+def own_text(target: Decoder, batch_size: int, length: int, start: int = 16) -> torch.Tensor:
+    """[B, length] token ids: `start` random ones, then the target's own greedy continuation. Its
+    next-token distributions are about as peaked as a real run's; after random tokens they are flat,
+    and top-p's work grows with the nucleus (a flat one holds thousands of tokens)."""
+    from tt_specdec.spec.loop import generate_plain
+
+    first = torch.randint(0, target.vocab_size, (batch_size, start), generator=torch.Generator().manual_seed(0))
+    gen = generate_plain(target, first.tolist(), max_new_tokens=length - start)
+    return torch.cat([first, torch.tensor(gen.tokens)], 1)
+
+
 def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: int, steps: int = 12,
-                  repeats: int = 3, sampling: Sampling = Sampling()) -> tuple[float, float, float]:
+                  repeats: int = 3, sampling: Sampling = Sampling(),
+                  prompts: list[list[int]] | None = None) -> tuple[float, float, float]:
     """(o, o0, o_plain) in seconds per step: a step of speculative_generate that verifies drafts (with
     the adaptive policy), a step of generate_plain, and a step of speculative_generate that verifies
     none, minus the target's forwards and the drafter's proposals in them (timed by wrapping the
-    two). Least-disturbed of `repeats`, after the prefill."""
+    two). Least-disturbed of `repeats`, after the prefill of `prompts` (default: `context` random
+    tokens per row; measure gives own_text)."""
     from tt_specdec.spec.loop import generate_plain, speculative_generate
 
-    prompts = torch.randint(0, target.vocab_size, (batch_size, context)).tolist()
+    if prompts is None:
+        prompts = torch.randint(0, target.vocab_size, (batch_size, context)).tolist()
     always = AdaptiveK(CostModel(c=0.0, d0=0.0, v=(1.0, 1.0, 1.0)), 2)  # drafting always pays: every step verifies
     never = AdaptiveK(CostModel(c=0.0, d0=0.0, v=(1.0, 9.0, 9.0)), 2, probe_every=steps + 1)  # nor ever does
     spent = [0.0]
@@ -209,7 +228,7 @@ def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: i
              sampling: Sampling = Sampling()) -> CostModel:
     """measure(), cached on disk per (models, drafter, batch, threads, torch version, sampling_kind)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, sampling_kind(sampling), 9]  # 9: after the fused C++ sampler
+             torch.__version__, sampling_kind(sampling), 9]  # 9: fused C++ sampler, the target's own text
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
     table = json.loads(path.read_text()) if path.exists() else {}
