@@ -562,36 +562,50 @@ inline __m256d exp4d_nonpositive(__m256d x) {
 #endif
 
 // p[i] = exp(x[i] / temperature - mx) for the x[i] >= floor (the others 0: top-k's cut); returns their
-// sum (4 lanes, then the tail; a fixed order). With `near_top`, also the indices whose p >= near_top.
+// sum (4 lanes added in a fixed order). With `near_top`, also the indices whose p >= near_level. Every
+// element goes through the same 4-lane code (a short tail in a padded block), so equal logits give equal
+// probabilities wherever they sit: top-p's ties are then broken by index, as the stable sort breaks them.
 // (x * (1 / temperature): rounding aside the same scores; the order and ties of the x stay as they were.)
 inline double exp_scores(const float* x, int64_t n, double temperature, double mx, float floor, double* p,
                          std::vector<int32_t>* near_top = nullptr, double near_level = 0.0) {
-    double total = 0.0, inv_t = 1.0 / temperature;
-    int64_t i = 0;
+    double inv_t = 1.0 / temperature;
 #ifdef TT_CPU_AVX2
     __m256d m4 = _mm256_set1_pd(mx), t4 = _mm256_set1_pd(inv_t), acc = _mm256_setzero_pd();
     __m256d near4 = _mm256_set1_pd(near_level);
     __m128 f4 = _mm_set1_ps(floor);
-    for (; i + 4 <= n; i += 4) {
-        __m128 xv = _mm_loadu_ps(x + i);
+    auto block = [&](const float* xs, double* out, int64_t i, int lanes) {  // `lanes` valid of the 4
+        __m128 xv = _mm_loadu_ps(xs);
         __m256d e = exp4d_nonpositive(_mm256_fmsub_pd(_mm256_cvtps_pd(xv), t4, m4));
-        e = _mm256_and_pd(e, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(_mm_cmpge_ps(xv, f4)))));
-        _mm256_storeu_pd(p + i, e);
+        __m128 keep = _mm_and_ps(_mm_cmpge_ps(xv, f4), _mm_castsi128_ps(_mm_cmplt_epi32(
+            _mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(lanes))));
+        e = _mm256_and_pd(e, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(keep))));
+        _mm256_storeu_pd(out, e);
         acc = _mm256_add_pd(acc, e);
         if (near_top != nullptr) {
-            int hits = _mm256_movemask_pd(_mm256_cmp_pd(e, near4, _CMP_GE_OQ));
+            int hits = _mm256_movemask_pd(_mm256_cmp_pd(e, near4, _CMP_GE_OQ)) & ((1 << lanes) - 1);
             for (; hits; hits &= hits - 1) near_top->push_back(static_cast<int32_t>(i + __builtin_ctz(hits)));
         }
+    };
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) block(x + i, p + i, i, 4);
+    if (i < n) {
+        float xs[4] = {floor, floor, floor, floor};
+        alignas(32) double out[4];
+        std::memcpy(xs, x + i, sizeof(float) * static_cast<size_t>(n - i));
+        block(xs, out, i, static_cast<int>(n - i));
+        std::memcpy(p + i, out, sizeof(double) * static_cast<size_t>(n - i));
     }
     alignas(32) double lanes[4];
     _mm256_store_pd(lanes, acc);
-    total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-#endif
-    for (; i < n; ++i) {
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#else
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
         total += (p[i] = x[i] >= floor ? std::exp(std::fma(static_cast<double>(x[i]), inv_t, -mx)) : 0.0);
         if (near_top != nullptr && p[i] >= near_level) near_top->push_back(static_cast<int32_t>(i));
     }
     return total;
+#endif
 }
 
 // the mass of the p[i] >= level (4 lanes, then the tail)
