@@ -317,6 +317,9 @@ def valid_args(B=2, k=3, V=8):
      "target_logits"),
     (lambda: (torch.zeros(2, 4, 8).index_fill_(2, torch.tensor([3]), float("inf")), valid_args()[1], {}),
      "target_logits"),
+    # sampling: a NaN in the last row, which drafts rejected at row 0 never reach, is still refused
+    (lambda: (torch.zeros(2, 4, 8).index_fill_(1, torch.tensor([3]), float("nan")), torch.full((2, 3), 1),
+              dict(temperature=1.0, seed=0)), "target_logits"),
     (lambda: (valid_args()[0], torch.full((2, 3), 8), {}), "draft_tokens"),
     (lambda: (valid_args()[0], torch.full((2, 3), -1), {}), "draft_tokens"),
     (lambda: (valid_args()[0], torch.zeros(2, 2, dtype=torch.int64), {}), "draft_tokens"),

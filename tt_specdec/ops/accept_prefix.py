@@ -81,7 +81,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         from tt_specdec import device  # via ttnn.generic_op; ttnn tensors in -> ttnn tensors out
         return device.accept_prefix(target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    # on "torch", the argmax / process_logits pass checks the logits are finite
+    # on "torch", the argmax pass below checks the logits are finite
     B, k, V = check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
                                 finite_logits=backend != "torch")
     if backend != "torch":  # "emu": the kernels of kernels/accept_prefix/ on the host emulator
@@ -91,8 +91,10 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     # [B, k(+1)] small integers from here on: numpy, whose ops cost microseconds (torch's ~10x more)
     d = draft_tokens.long().numpy()
     lim = np.full(B, k) if num_draft is None else num_draft.long().numpy()
+    # one pass over every row: greedy's target tokens, and the finiteness check of both paths (sampling
+    # reads only the rows it reaches)
+    target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, k+1]
     if temperature == 0.0:
-        target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, k+1]
         accepted = (target_tokens[:, :k] == d) & (np.arange(k) < lim.reshape(B, 1))
         n = accepted.cumprod(1).sum(1)  # [B]
         final = target_tokens[np.arange(B), n]
@@ -114,9 +116,8 @@ def accept_sampled(target_logits: torch.Tensor, d: np.ndarray, draft_probs: torc
 
     A row's target distribution p_t is computed only for the positions it reaches (the drafts up to the
     first rejection, then the residual's or the bonus's row): ~0.2 ms of a 49152-wide row each, and
-    most drafts are rejected early. The finiteness of every row is still checked, in one argmax pass."""
+    most drafts are rejected early. The caller has checked that every row is finite."""
     B, k = d.shape
-    argmax(target_logits, check="target_logits")  # raises on a non-finite value in any row, used or not
     q = None if draft_probs is None else draft_probs.double().numpy()  # [B, k, V]; None: one-hot on d_t
     u = uniform(seed.view(B, 1), STREAM_ACCEPT, torch.arange(k).view(1, k)).numpy()  # [B, k]
     n, residuals, drawn = np.zeros(B, dtype=np.int64), [], []

@@ -162,7 +162,7 @@ def argmax(logits: torch.Tensor, *, check: str | None = None, with_prob: bool = 
 
     check: the argument's name: a non-finite value raises ValueError naming it (checked in the same pass).
     with_prob: also return each maximum's softmax probability [...] (fp32), a greedy drafter's confidence."""
-    if logits.dtype != torch.float32 or logits.device.type != "cpu" or logits.dim() == 0 or not logits.numel():
+    if not _cpu_rows(logits, torch.float32):
         if check is not None:
             check_finite(check, logits)
         index = logits.argmax(-1)
