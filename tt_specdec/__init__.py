@@ -16,7 +16,8 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.spec import Generation, generate_plain, speculative_generate
 from tt_specdec.spec.cost import AdaptiveK, measured

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 import tt_specdec
-from tt_specdec.drafters import EagleDrafter, EagleHead, Sampling
+from tt_specdec.drafters import EagleDrafter, EagleHead
+from tt_specdec.sampling import Sampling
 from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, load_eagle_drafter, load_head, save_head, training_loss
 from tt_specdec.models import load_tiny_pair
 from tt_specdec.models.llama import Llama
-from tt_specdec.ops.sampling import row_seeds
+from tt_specdec.sampling import row_seeds
 from tt_specdec.spec import generate_plain, speculative_generate
 
 PROMPTS = [list(b"def wrap(text, width=70, **kwargs):\n"), list(b"import os\n"),

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import tt_specdec
-from tt_specdec.drafters import LookupFirstDrafter, ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.drafters import LookupFirstDrafter, ModelDrafter, NgramDrafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.spec import generate_plain, speculative_generate
 
 # repetitive code: the tails often occur earlier, so some steps copy, some draft, some do both

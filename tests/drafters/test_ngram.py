@@ -2,7 +2,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tt_specdec.drafters import NgramDrafter, Sampling
+from tt_specdec.drafters import NgramDrafter
+from tt_specdec.sampling import Sampling
 
 
 def ids(text: str) -> torch.Tensor:

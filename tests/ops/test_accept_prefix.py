@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference
-from tt_specdec.ops.sampling import (STREAM_DRAFT, STREAM_SAMPLE, process_logits, row_seeds, sample_inverse_cdf,
+from tt_specdec.sampling import (STREAM_DRAFT, STREAM_SAMPLE, process_logits, row_seeds, sample_inverse_cdf,
                                      uniform)
 
 
@@ -352,7 +352,7 @@ def test_float_draft_tokens_rejected():
 @given(rows=st.integers(1, 5), width=st.integers(1, 70), ties=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_fast_argmax_is_torch_argmax(rows, width, ties, seed):
     """ops.sampling.argmax (a C++ loop for fp32 rows) gives torch.argmax's first maximum, ties included."""
-    from tt_specdec.ops.sampling import argmax
+    from tt_specdec.sampling import argmax
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, rows, width, generator=g) * 10 - 20  # all negative: a 0 start would be wrong
@@ -371,7 +371,7 @@ def test_fast_argmax_is_torch_argmax(rows, width, ties, seed):
 @given(width=st.integers(1, 70), at=st.floats(0, 1, exclude_max=True), bad=st.sampled_from(["nan", "inf", "-inf"]))
 def test_fast_argmax_check_names_a_non_finite_argument(width, at, bad):
     """check= finds a NaN or inf anywhere in the row (in the 8- or 16-lane part or the tail) in its max pass."""
-    from tt_specdec.ops.sampling import argmax
+    from tt_specdec.sampling import argmax
 
     x = torch.randn(3, width)
     assert torch.equal(argmax(x, check="scores"), x.argmax(-1))

@@ -7,7 +7,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tt_specdec import _cpu
-from tt_specdec.ops.sampling import (nucleus, process_logits, process_logits_torch, sample_inverse_cdf,
+from tt_specdec.sampling import (nucleus, process_logits, process_logits_torch, sample_inverse_cdf,
                                      sample_inverse_cdf_torch)
 
 TIES = ["none", "rounded", "plateau"]
@@ -110,7 +110,7 @@ def test_small_hashes_as_python_ints_equal_the_array_path(B, k, seed, counter):
     broadcast, negative and wide counters included."""
     import numpy as np
 
-    from tt_specdec.ops import sampling
+    from tt_specdec import sampling
 
     seeds = np.array([(seed + 7919 * b) % 2**32 for b in range(B)], dtype=np.int64).reshape(B, 1)
     args = (seeds, 3, np.arange(k).reshape(1, k) + counter)

@@ -5,7 +5,8 @@ import time
 import pytest
 import torch
 
-from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.drafters import ModelDrafter, NgramDrafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.spec import cost as cost_mod
 from tt_specdec.spec import generate_plain, speculative_generate
 from tt_specdec.spec.cost import AdaptiveK, CostModel, expected_tokens, measure
@@ -106,7 +107,7 @@ def test_measure_times_the_loops_work_on_the_targets_own_text(tiny_pair, monkeyp
 def test_loop_overhead_samples_as_the_run_will(tiny_pair, monkeypatch):
     """With a sampling setting, the loops timed for o, o0 and o_plain sample (their per-row work is part
     of what a step costs); greedy ones do not."""
-    import tt_specdec.ops.sampling as sampling_mod
+    import tt_specdec.sampling as sampling_mod
 
     target, draft = tiny_pair
     calls = []

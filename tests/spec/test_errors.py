@@ -4,7 +4,8 @@ logits (NaN, inf) mid-generation fail naming the logits, and leave nothing behin
 import pytest
 import torch
 
-from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
+from tt_specdec.drafters import ModelDrafter, NgramDrafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.models import Llama, LlamaConfig, load_tiny_pair
 from tt_specdec.spec.loop import generate_plain, speculative_generate
 

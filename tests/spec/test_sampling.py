@@ -5,8 +5,9 @@ output does not depend on its batch neighbours."""
 import pytest
 import torch
 
-from tt_specdec.drafters import ModelDrafter, NgramDrafter, Sampling
-from tt_specdec.ops.sampling import process_logits
+from tt_specdec.drafters import ModelDrafter, NgramDrafter
+from tt_specdec.sampling import Sampling
+from tt_specdec.sampling import process_logits
 from tt_specdec.spec.loop import speculative_generate
 
 # 0.999 quantiles of the chi-square distribution, df = 1..60 (standard tables; checked below):

@@ -1,26 +1,11 @@
-"""The Drafter protocol and the sampling settings every drafter shares with the target."""
+"""The Drafter protocol."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Protocol
 
 import torch
 
-from tt_specdec.ops.sampling import check_sampling_args
-
-
-@dataclasses.dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.0  # 0 = greedy
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-
-    def __post_init__(self):
-        check_sampling_args(self.temperature, self.top_k, self.top_p)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
+from tt_specdec.sampling import Sampling
 
 
 class Drafter(Protocol):

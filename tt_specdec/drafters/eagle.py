@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tt_specdec import ops
-from tt_specdec.drafters.base import Sampling
+from tt_specdec.sampling import Sampling
 from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine, engine_logits
 from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
-from tt_specdec.ops.sampling import STREAM_DRAFT, argmax, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import STREAM_DRAFT, argmax, process_logits, sample_inverse_cdf, uniform
 
 SMOLLM2_EAGLE = pathlib.Path(__file__).resolve().parents[1] / "models" / "weights" / "smollm2_eagle.safetensors"
 

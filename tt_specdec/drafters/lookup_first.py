@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tt_specdec.drafters.base import Drafter, Sampling
+from tt_specdec.drafters.base import Drafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.drafters.ngram import NgramDrafter
 
 COPIED = 1  # draft_source of a copied row (0: the fallback's)

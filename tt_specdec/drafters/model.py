@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from tt_specdec.drafters.base import Sampling
+from tt_specdec.sampling import Sampling
 from tt_specdec.models.decoder import Decoder
-from tt_specdec.ops.sampling import STREAM_DRAFT, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import STREAM_DRAFT, process_logits, sample_inverse_cdf, uniform
 
 
 class ModelDrafter:

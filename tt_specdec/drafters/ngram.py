@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tt_specdec.drafters.base import Sampling
+from tt_specdec.sampling import Sampling
 
 
 class NgramDrafter:

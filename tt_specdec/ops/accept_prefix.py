@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from tt_specdec.errors import check_finite, check_shape, check_tokens, value_range
-from tt_specdec.ops.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, argmax, check_sampling_args, process_logits,
+from tt_specdec.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, argmax, check_sampling_args, process_logits,
                                      sample_inverse_cdf, uniform)
 
 PLACEHOLDER = -1

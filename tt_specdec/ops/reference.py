@@ -13,7 +13,7 @@ import math
 import torch
 
 from tt_specdec.ops.rollback_kv import Rollback
-from tt_specdec.ops.sampling import STREAM_ACCEPT, STREAM_SAMPLE, uniform
+from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, uniform
 
 PLACEHOLDER = -1
 

@@ -20,7 +20,8 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import Drafter, Sampling
+from tt_specdec.drafters import Drafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.spec.cost import CostModel, measured
 from tt_specdec.spec.prompts_smollm2 import PROMPTS as SMOLLM2_PROMPTS
 from tt_specdec.spec.prompts_smollm2 import select

@@ -27,7 +27,8 @@ import time
 import numpy as np
 import torch
 
-from tt_specdec.drafters.base import Drafter, Sampling
+from tt_specdec.drafters.base import Drafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.models.decoder import Decoder
 
 

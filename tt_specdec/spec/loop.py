@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from tt_specdec import ops
-from tt_specdec.drafters.base import Drafter, Sampling
+from tt_specdec.drafters.base import Drafter
+from tt_specdec.sampling import Sampling
 from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
-from tt_specdec.ops.sampling import greedy_or_sample, row_seeds, step_seeds
+from tt_specdec.sampling import greedy_or_sample, row_seeds, step_seeds
 from tt_specdec.spec.cost import AdaptiveK
 from tt_specdec.spec.stats import Stats, step_kind
 

@@ -1,4 +1,5 @@
-"""Sampling pieces shared by the drafters, the loop and accept_prefix.
+"""Sampling settings, the counter-based RNG and the samplers: a leaf every layer may import
+(the drafters, the loop, accept_prefix).
 
 Randomness is counter-based: a uniform is a hash of (per-row seed, stream,
 index), 24 bits, exactly representable in fp32. The same numbers can be made on
@@ -6,6 +7,8 @@ a device core without a random-state tensor, a row's output does not depend on
 what else is in the batch, and a seeded run reproduces exactly.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -79,6 +82,21 @@ def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
         raise ValueError(f"top_k: got {top_k}, expected an integer >= 0 (0 = no top-k)")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p: got {top_p}, expected a value in (0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How tokens are chosen, shared by the drafter, the target and accept_prefix."""
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+
+    def __post_init__(self):
+        check_sampling_args(self.temperature, self.top_k, self.top_p)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
 
 
 def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0, *,
