@@ -293,19 +293,28 @@ void check_l1_range(Thread* t, Core* c, uint32_t off, uint32_t size, const char*
                 off, size, c->x, c->y));
 }
 
-// Checks a range of this core's L1 used as the local side of a NoC transfer.
-uint8_t* local_l1(Thread* t, uint32_t addr, uint32_t size, const char* call, const char* side) {
+// Checks a range of this core's L1 used as the local side of a NoC transfer; returns its offset.
+uint32_t local_l1(Thread* t, uint32_t addr, uint32_t size, const char* call, const char* side) {
     Core* c = t->core;
     uint32_t l1 = t->dev->l1_size();
     if (addr < c->base() || uint64_t(addr) + size > uint64_t(c->base()) + l1)
         fail(t, fmt("%s: %s L1 address 0x%x (+%u bytes) is outside this core's L1 (%u bytes)", call, side, addr,
                     size, l1));
     uint32_t off = addr - c->base();
-    if (off % L1_ALIGN)
-        fail(t, fmt("misaligned NoC access: %s: %s L1 address offset 0x%x is not %u-byte aligned", call, side, off,
-                    L1_ALIGN));
     check_l1_range(t, c, off, size, call, side);
-    return c->l1 + off;
+    return off;
+}
+
+// What an L1 offset of core `c` belongs to, for messages: "cb 3 ('k') byte 16", "semaphore 0".
+std::string l1_owner(Core* c, uint32_t off) {
+    uint32_t addr = c->base() + off;
+    if (off >= SEM_BASE && off < SEM_BASE + MAX_SEMAPHORES * L1_ALIGN) return fmt("semaphore %u", (off - SEM_BASE) / L1_ALIGN);
+    for (uint32_t i = 0; i < NUM_CBS; ++i) {
+        const CBState& s = c->cbs[i];
+        if (s.configured && addr >= s.base && addr < s.limit())
+            return fmt("%s byte %u", cb_name(s, static_cast<int32_t>(i)).c_str(), addr - s.base);
+    }
+    return "no buffer";
 }
 
 // Resolves the remote side of a transfer: a DRAM bank page or another core's L1.
@@ -319,12 +328,8 @@ uint8_t* remote(Thread* t, uint64_t noc_addr, uint32_t size, bool is_read, const
         uint32_t bank = y - DRAM_NOC_Y0;
         *is_dram = true;
         if (bank >= d->num_dram_banks()) fail(t, fmt("%s: DRAM bank %u does not exist", call, bank));
-        uint32_t align = is_read ? DRAM_READ_ALIGN : DRAM_WRITE_ALIGN;
         const DramAlloc* b = d->find_dram(static_cast<uint32_t>(a));
         std::string bname = b ? fmt("buffer '%s'", b->name.c_str()) : std::string("no buffer");
-        if (a % align)
-            fail(t, fmt("misaligned NoC access: %s: DRAM address 0x%llx in bank %u (%s) is not %u-byte aligned",
-                        call, (unsigned long long)a, bank, bname.c_str(), align));
         if (!b) fail(t, fmt("%s: DRAM address 0x%llx in bank %u is not in any buffer", call, (unsigned long long)a, bank));
         uint32_t in_page = static_cast<uint32_t>(a - b->addr) % b->aligned_page_size;
         if (in_page + size > b->aligned_page_size)
@@ -343,14 +348,42 @@ uint8_t* remote(Thread* t, uint64_t noc_addr, uint32_t size, bool is_read, const
     if (a < region || a >= region + uint64_t(l1) * d->grid_x() * d->grid_y())
         fail(t, fmt("%s: 0x%llx is not an L1 address", call, (unsigned long long)a));
     uint32_t off = static_cast<uint32_t>(a - region) % l1;
-    if (off % L1_ALIGN)
-        fail(t, fmt("misaligned NoC access: %s: remote L1 offset 0x%x on core (%u, %u) is not %u-byte aligned", call,
-                    off, c->x, c->y, L1_ALIGN));
     if (uint64_t(off) + size > l1)
         fail(t, fmt("%s: remote L1 range 0x%x (+%u bytes) on core (%u, %u) is past its L1", call, off, size, c->x, c->y));
     check_l1_range(t, c, off, size, call, "remote");
     *dst_core = c;
     return c->l1 + off;
+}
+
+// The NoC moves data only between addresses that agree modulo the remote side's alignment
+// (hw/inc/internal/debug/sanitize.h, debug_sanitize_noc_and_worker_addr: (worker_addr & mask) !=
+// (noc_addr & mask) hangs with DebugSanitizeNocAlignment; on a card without the watcher a DRAM read
+// that breaks it returns shifted data silently). Masks from Wormhole's noc_parameters.h: DRAM reads 32,
+// DRAM writes 16, L1 16.
+void check_relative_alignment(Thread* t, uint64_t noc_addr, bool is_dram, Core* rc, uint32_t l1_off, bool is_read,
+                              const char* call) {
+    uint64_t a = noc_addr & LOCAL_MASK;
+    uint32_t align = is_dram ? (is_read ? DRAM_READ_ALIGN : DRAM_WRITE_ALIGN) : L1_ALIGN;
+    uint32_t remote_off;
+    std::string remote_what;
+    if (is_dram) {
+        uint32_t bank = uint32_t(noc_addr >> 42) - DRAM_NOC_Y0;
+        const DramAlloc* b = t->dev->find_dram(static_cast<uint32_t>(a));
+        remote_off = static_cast<uint32_t>(a);
+        remote_what = fmt("DRAM address 0x%llx in bank %u (buffer '%s')", (unsigned long long)a, bank,
+                          b ? b->name.c_str() : "?");
+    } else {
+        Device* d = t->dev;
+        remote_off = static_cast<uint32_t>(a - d->core_at(0, 0)->base()) % d->l1_size();
+        remote_what = fmt("L1 offset 0x%x on core (%u, %u) (%s)", remote_off, rc->x, rc->y,
+                          l1_owner(rc, remote_off).c_str());
+    }
+    if ((remote_off & (align - 1)) == (l1_off & (align - 1))) return;
+    fail(t, fmt("misaligned NoC access: %s: %s and local L1 offset 0x%x (%s) differ modulo %u (%u vs %u): the NoC "
+                "needs (l1_addr & %u) == (%s_addr & %u) for %s %s on Wormhole (hw/inc/internal/debug/sanitize.h)",
+                call, remote_what.c_str(), l1_off, l1_owner(t->core, l1_off).c_str(), align, remote_off & (align - 1),
+                l1_off & (align - 1), align - 1, is_dram ? "dram" : "noc", align - 1, is_dram ? "DRAM" : "L1",
+                is_read ? "reads" : "writes"));
 }
 
 void api_noc_read(EmuKernelCtx* ctx, uint64_t src, uint32_t dst, uint32_t size) {
@@ -359,7 +392,9 @@ void api_noc_read(EmuKernelCtx* ctx, uint64_t src, uint32_t dst, uint32_t size) 
     Core* rc;
     bool is_dram;
     const uint8_t* s = remote(t, src, size, true, "noc_async_read", &rc, &is_dram);
-    uint8_t* d = local_l1(t, dst, size, "noc_async_read", "destination");
+    uint32_t off = local_l1(t, dst, size, "noc_async_read", "destination");
+    check_relative_alignment(t, src, is_dram, rc, off, true, "noc_async_read");
+    uint8_t* d = t->core->l1 + off;
     t->pending_reads.push_back({d, s, size, nullptr});
     t->stats.noc_bytes_read += size;
     if (is_dram) {
@@ -371,10 +406,12 @@ void api_noc_read(EmuKernelCtx* ctx, uint64_t src, uint32_t dst, uint32_t size) 
 void api_noc_write(EmuKernelCtx* ctx, uint32_t src, uint64_t dst, uint32_t size) {
     Thread* t = self(ctx);
     check_abort(t);
-    const uint8_t* s = local_l1(t, src, size, "noc_async_write", "source");
+    uint32_t off = local_l1(t, src, size, "noc_async_write", "source");
+    const uint8_t* s = t->core->l1 + off;
     Core* rc;
     bool is_dram;
     uint8_t* d = remote(t, dst, size, false, "noc_async_write", &rc, &is_dram);
+    check_relative_alignment(t, dst, is_dram, rc, off, false, "noc_async_write");
     t->pending_writes.push_back({d, s, size, rc});
     t->stats.noc_bytes_written += size;
     if (is_dram) {
@@ -654,6 +691,7 @@ std::vector<KernelStats> Device::run(const std::vector<KernelSpec>& kernels, con
                                what.c_str(), cb.num_pages, cb.page_size));
         uint32_t offset = L1_UNRESERVED_BASE;
         for (auto [x, y] : cb.cores) offset = std::max(offset, core_or_throw(x, y, what)->l1_top);
+        offset = (offset + CB_BASE_ALIGN - 1) / CB_BASE_ALIGN * CB_BASE_ALIGN;
         uint64_t end = uint64_t(offset) + uint64_t(cb.num_pages) * cb.page_size;
         for (auto [x, y] : cb.cores) {
             Core* c = core_at(x, y);

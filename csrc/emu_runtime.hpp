@@ -32,9 +32,17 @@ constexpr uint32_t L1_UNRESERVED_BASE = 0x18000;  // firmware, mailboxes and arg
 constexpr uint32_t NUM_CBS = 32;
 constexpr uint32_t MAX_RTAS = 341;
 constexpr uint32_t DRAM_NOC_Y0 = 32;  // DRAM bank b answers at NoC (0, 32 + b)
+// NoC alignment of Wormhole B0 (ttnn 0.81.1 hw/inc/internal/tt-1xx/wormhole/noc/noc_parameters.h):
+// NOC_L1_{READ,WRITE}_ALIGNMENT_BYTES 16, NOC_DRAM_READ_ALIGNMENT_BYTES 32, NOC_DRAM_WRITE_ALIGNMENT_BYTES 16.
+// hw/inc/internal/debug/sanitize.h (debug_sanitize_noc_and_worker_addr) requires the local L1 address
+// and the remote address to agree modulo the remote side's alignment: (l1 & (A-1)) == (noc & (A-1)).
 constexpr uint32_t L1_ALIGN = 16;
 constexpr uint32_t DRAM_READ_ALIGN = 32;
 constexpr uint32_t DRAM_WRITE_ALIGN = 16;
+// The allocator places circular buffers at addresses aligned to the DRAM alignment
+// (tt-metal tt_metal/impl/program/program.cpp, ProgramImpl::allocate_circular_buffers:
+// computed_addr = align(computed_addr, allocator->get_alignment(BufferType::DRAM))).
+constexpr uint32_t CB_BASE_ALIGN = 32;
 
 struct CBState {
     bool configured = false;

@@ -70,12 +70,31 @@ def test_l1_overflow():
 
 def test_misaligned_dram_read():
     expect(r"kernel 'reader_misaligned' .*misaligned NoC access: noc_async_read: DRAM address 0x[0-9a-f]+ in bank "
-           r"\d+ \(buffer 'src'\) is not 32-byte aligned", reader="broken/reader_misaligned.cpp")
+           r"\d+ \(buffer 'src'\) and local L1 offset 0x[0-9a-f]+ \(cb 0 \('cb_in'\) byte 0\) differ modulo 32 "
+           r"\(8 vs 0\)", reader="broken/reader_misaligned.cpp")
 
 
 def test_misaligned_l1_destination():
-    expect(r"kernel 'reader_misaligned_l1' .*misaligned NoC access: noc_async_read: destination L1 address offset "
-           r"0x[0-9a-f]+ is not 16-byte aligned", reader="broken/reader_misaligned_l1.cpp")
+    expect(r"kernel 'reader_misaligned_l1' .*misaligned NoC access: noc_async_read: .* and local L1 offset "
+           r"0x[0-9a-f]+ \(cb 0 \('cb_in'\) byte 4\) differ modulo 32 \(0 vs 4\)",
+           reader="broken/reader_misaligned_l1.cpp")
+
+
+def test_dram_read_into_l1_16_mod_32():
+    """The review's finding: an L1 slot 16-byte aligned but at 16 mod 32 cannot take a DRAM read
+    from a page start on Wormhole (hw/inc/internal/debug/sanitize.h; NOC_DRAM_READ_ALIGNMENT_BYTES 32)."""
+    expect(r"kernel 'reader_dram_read_16_mod_32' \(reader\): misaligned NoC access: noc_async_read: DRAM address "
+           r"0x[0-9a-f]+ in bank \d+ \(buffer 'src'\) and local L1 offset 0x[0-9a-f]+ \(cb 0 \('cb_in'\) byte 16\) "
+           r"differ modulo 32 \(0 vs 16\)", reader="broken/reader_dram_read_16_mod_32.cpp")
+
+
+def test_cb_bases_are_aligned_like_the_allocator():
+    """A 16-byte CB placed first must not leave the next CB at 16 mod 32: the allocator aligns every
+    CB base to the DRAM alignment (tt-metal impl/program/program.cpp, allocate_circular_buffers)."""
+    prog = copy_program(X.shape, X.dtype)
+    prog.circular_buffers.insert(0, P.CircularBuffer(5, [P.CoreRange((0, 0), (1, 0))], 1, 16, P.data_format(X.dtype),
+                                                     "small"))
+    assert torch.equal(emu.run(prog, {"src": X}).outputs["dst"], X)
 
 
 def test_missing_runtime_arg():
@@ -108,3 +127,35 @@ def test_kernel_that_does_not_compile_names_the_file(tmp_path):
     bad.write_text('#include "api/dataflow/dataflow_api.h"\nvoid kernel_main() { cb_reserve_back(0); }\n')
     with pytest.raises(emu.EmuError, match=r"reader_bad.cpp \(reader\) does not compile"):
         run_broken(reader=str(bad))
+
+
+# ---- the review's findings (issue 14), as the op kernels meet them ---------------------------------
+
+
+def test_review_rollback_at_batch_1_under_the_alignment_rule():
+    """B = 1: `last` and `num_accepted` were read into 16-byte slots of one CB page, at 16 mod 32."""
+    from tt_specdec.ops import reference
+    from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
+    pos, last, n = torch.tensor([7]), torch.tensor([3]), torch.tensor([2])
+    out = torch.tensor([[5, 6, 9, -1, -1]])
+    got, _ = rollback_kv_emu(pos, last, n, out)
+    want = reference.rollback_kv(pos, last, n, out)
+    assert torch.equal(got.pos, want.pos) and torch.equal(got.last, want.last)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_review_sampling_at_small_k_under_the_alignment_rule(k):
+    """k <= 4: the seeds and num_draft slots of the sampling reader landed at 16 mod 32."""
+    from tt_specdec.ops import reference
+    from tt_specdec.ops.accept_prefix_program import accept_prefix_sampling_emu
+    g = torch.Generator().manual_seed(k)
+    B, V = 2, 100
+    logits = torch.randn(B, k + 1, V, generator=g) * 2
+    q = torch.softmax(torch.randn(B, k, V, generator=g), -1)
+    drafts = torch.multinomial(q.reshape(-1, V), 1, generator=g).view(B, k)
+    num_draft = torch.tensor([k, k - 1])
+    n, out, _ = accept_prefix_sampling_emu(logits, drafts, draft_probs=q, num_draft=num_draft, temperature=1.0,
+                                           seed=torch.tensor([3, 4]))
+    ref_n, ref_out = reference.accept_prefix(logits, drafts, draft_probs=q, num_draft=num_draft, temperature=1.0,
+                                             seed=torch.tensor([3, 4]))
+    assert torch.equal(n, ref_n) and torch.equal(out, ref_out)
