@@ -483,9 +483,10 @@ void api_sem_set(EmuKernelCtx* ctx, volatile uint32_t* sem, uint32_t val) {
     t->core->cv.notify_all();
 }
 
-void api_sem_inc(EmuKernelCtx* ctx, uint64_t dst, uint32_t incr) {
+void api_sem_inc(EmuKernelCtx* ctx, uint64_t dst, uint32_t incr, bool posted) {
     Thread* t = self(ctx);
     check_abort(t);
+    if (!posted) ++t->pending_atomics;
     Core* rc;
     bool is_dram;
     uint8_t* p = remote(t, dst, 4, false, "noc_semaphore_inc", &rc, &is_dram);
@@ -498,6 +499,12 @@ void api_sem_inc(EmuKernelCtx* ctx, uint64_t dst, uint32_t incr) {
     __atomic_add_fetch(reinterpret_cast<uint32_t*>(p), incr, __ATOMIC_ACQ_REL);
     make_progress(t->run);
     rc->cv.notify_all();
+}
+
+void api_noc_atomic_barrier(EmuKernelCtx* ctx) {
+    Thread* t = self(ctx);
+    check_abort(t);
+    t->pending_atomics = 0;  // the increments land when they are made: only the acks are modelled
 }
 
 uint64_t api_interleaved_page_addr(EmuKernelCtx* ctx, bool is_dram, uint32_t base, uint32_t page_id,
@@ -535,6 +542,7 @@ const EmuApi g_api = [] {
     a.sem_wait = api_sem_wait;
     a.sem_set = api_sem_set;
     a.sem_inc = api_sem_inc;
+    a.noc_atomic_barrier = api_noc_atomic_barrier;
     a.get_semaphore = api_get_semaphore;
     a.interleaved_page_addr = api_interleaved_page_addr;
     a.worker_noc_addr = api_worker_noc_addr;
@@ -781,6 +789,12 @@ std::vector<KernelStats> Device::run(const std::vector<KernelSpec>& kernels, con
                     fail(t, fmt("kernel returned with %zu noc_async_read(s) and %zu noc_async_write(s) still in "
                                 "flight: missing noc_async_read_barrier / noc_async_write_barrier",
                                 t->pending_reads.size(), t->pending_writes.size()));
+                // firmware/src/tt-1xx/brisck.cc and ncrisck.cc assert after kernel_main:
+                // ASSERT(ncrisc_noc_nonposted_atomics_flushed(NOC_INDEX), DebugAssertNCriscNOCNonpostedAtomicsFlushedTripped)
+                if (t->pending_atomics)
+                    fail(t, fmt("kernel returned with %u non-posted atomic(s) (noc_semaphore_inc) not flushed: missing "
+                                "noc_async_atomic_barrier (firmware asserts ncrisc_noc_nonposted_atomics_flushed)",
+                                t->pending_atomics));
             } catch (const Aborted&) {
             } catch (const EmuError& e) {
                 set_error(&run, this, e.what());

@@ -139,6 +139,7 @@ struct Thread {
     uint32_t role_index = 0;
     std::string waiting;  // what this thread is blocked on, for the deadlock report
     std::vector<PendingCopy> pending_reads, pending_writes;
+    uint32_t pending_atomics = 0;  // non-posted atomics not yet acked by noc_async_atomic_barrier
     KernelStats stats;
     std::string where() const;
 };

@@ -29,7 +29,16 @@ GRID = (8, 8)
 NUM_DRAM_BANKS = 12
 L1_SIZE = 1464 * 1024
 ROLE_DEFINES = {"reader": "COMPILE_FOR_NCRISC", "writer": "COMPILE_FOR_BRISC", "compute": "COMPILE_FOR_TRISC"}
-CXX_FLAGS = ["-std=c++17", "-O2", "-fPIC", "-shared", "-w", "-DKERNEL_BUILD", "-DTENSIX_FIRMWARE"]
+# The real JIT's flags (tt-metal tt_metal/jit_build/build.cpp, JitBuildEnv::init and JitBuildState; the
+# floating-point set as ttnn 0.81.1's JIT passes it, FACTS.md): warnings are errors, fast math that keeps
+# NaN / inf / signed zeros and the order of additions; -Os for the data-movement RISC-Vs, -O3 for compute.
+JIT_FLAGS = ["-std=c++17", "-ffast-math", "-fno-finite-math-only", "-fsigned-zeros", "-fno-associative-math",
+             "-fno-exceptions", "-fno-use-cxa-atexit", "-Wall", "-Werror", "-Wno-unknown-pragmas",
+             "-Wno-deprecated-declarations", "-Wno-error=multistatement-macros", "-Wno-error=parentheses",
+             "-Wno-error=unused-but-set-variable", "-Wno-unused-variable", "-Wno-unused-function",
+             "-DKERNEL_BUILD", "-DTENSIX_FIRMWARE"]
+JIT_OPT = {"reader": "-Os", "writer": "-Os", "compute": "-O3"}
+CXX_FLAGS = [*JIT_FLAGS, "-fPIC", "-shared"]  # and JIT_OPT[role]
 
 
 class EmuError(RuntimeError):
@@ -102,6 +111,7 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
     header = _descriptors_header(cb_formats)
     key = hashlib.sha256("\n".join([
         _kernel_sources_digest(src), _emu_sources_digest(), kernel.role, cta, *defines, header, *CXX_FLAGS,
+        JIT_OPT[kernel.role],
     ]).encode()).hexdigest()[:24]
     with _lock:
         if key in _loaded:
@@ -115,7 +125,7 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".build-"))
             (tmp / "chlkc_descriptors.h").write_text(header)
-            cmd = [os.environ.get("CXX", "g++"), *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
+            cmd = [os.environ.get("CXX", "g++"), JIT_OPT[kernel.role], *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
                    f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", f"-I{EMU_INCLUDE}", f"-I{src.parent}",
                    "-include", "emu/kernel_entry.h", str(src), "-o", str(tmp / "kernel.so")]
             r = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,5 +1,6 @@
-"""The emulated compute engine: tile ops in fp32 against torch, bf16 packing rounds to nearest
-even, and the dst register protocol enforced by one broken kernel per rule."""
+"""The emulated compute engine: tile ops in fp32 on TF32 sources against torch, bf16 packing rounds
+to nearest with ties away from zero, and the dst register protocol and the unpacker / packer
+formats enforced by one broken kernel per rule."""
 import re
 
 import pytest
@@ -17,15 +18,26 @@ def blocks(x):  # [n*32, 32] -> [n, 32, 32]
     return x.view(-1, 32, 32)
 
 
+def tf32(x):
+    """fp32 as SrcA / SrcB hold it: the low 13 mantissa bits dropped."""
+    return (x.float().contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
+
+
+def bf16_packer(x):
+    """The packer's fp32 -> bf16: round to nearest, ties away from zero (NaN aside)."""
+    bits = x.float().contiguous().view(torch.int32)
+    return ((bits + 0x8000) & ~0xFFFF).view(torch.float32).bfloat16()
+
+
 @pytest.mark.parametrize("in_dtype", [torch.bfloat16, torch.float32])
 def test_tile_ops_match_torch(in_dtype):
     g = torch.Generator().manual_seed(0)
     a = torch.randn(96, 32, generator=g).to(in_dtype)
     b = (torch.rand(96, 32, generator=g) + 0.5).to(in_dtype)
-    af, bf = a.float(), b.float()
-    # add and mul: one fp32 op, then bf16 round-to-nearest-even, exactly as torch rounds
-    assert torch.equal(run(3, a, b, op=0), (af + bf).bfloat16())
-    assert torch.equal(run(3, a, b, op=2), (af * bf).bfloat16())
+    af, bf = tf32(a), tf32(b)  # bf16 is exact in TF32; fp32 loses 13 bits
+    # add and mul: one fp32 op on the TF32 sources, then the packer's bf16 rounding
+    assert torch.equal(run(3, a, b, op=0), bf16_packer(af + bf))
+    assert torch.equal(run(3, a, b, op=2), bf16_packer(af * bf))
     # fp32 out: the fp32 result itself
     assert torch.equal(run(3, a, b, op=0, out_dtype=torch.float32), af + bf)
     # exp(a - b[:, col 0]) broadcast over columns, per tile
@@ -34,15 +46,23 @@ def test_tile_ops_match_torch(in_dtype):
     # a @ b^T per tile (matmul with transposed in1), fp32 accumulation
     want = (blocks(af) @ blocks(bf).transpose(1, 2)).view(96, 32)
     torch.testing.assert_close(run(3, a, b, op=3, out_dtype=torch.float32), want, rtol=1e-5, atol=1e-5)
+    # copy_tile goes through SrcA too
     torch.testing.assert_close(run(3, b, a, op=4, out_dtype=torch.float32), 1 / bf, rtol=1e-7, atol=0)
 
 
-def test_bf16_packing_rounds_to_nearest_even():
-    # 1 + 2^-8 is halfway between two bf16 values: even mantissa wins (1.0); 1 + 3 * 2^-8 rounds up
+def test_fp32_sources_are_tf32():
+    """1 + 2^-20 is fp32 but not TF32: in SrcA it is 1.0, so a + 0 packs 1.0 to an fp32 CB."""
+    a = torch.full((32, 32), 1 + 2**-20)
+    out = run(1, a, torch.zeros(32, 32), op=0, out_dtype=torch.float32)
+    assert out[0, 0].item() == 1.0
+
+
+def test_bf16_packing_rounds_to_nearest_ties_away_from_zero():
+    # 1 + 2^-8 is halfway between two bf16 values: away from zero wins (1 + 2^-7), on both signs
     a = torch.zeros(32, 32)
     a[0, 0], a[0, 1], a[0, 2] = 1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)
     out = run(1, a, torch.zeros(32, 32), op=0)
-    assert out[0, :3].tolist() == [1.0, 1 + 2**-6, -1.0]
+    assert out[0, :3].tolist() == [1 + 2**-7, 1 + 2**-6, -(1 + 2**-7)]
 
 
 def expect(pattern, **kw):
@@ -91,3 +111,29 @@ def test_binary_op_after_another_ops_init():
     # tile 0 passes (add_init is the latest unpack/math init); tile 1 runs after matmul_init
     expect(r"kernel 'compute_add_after_matmul_init' \(compute\): add_tiles without add_init: the latest "
            r"unpack/math init is matmul_init", compute="broken/compute_add_after_matmul_init.cpp")
+
+
+def test_unpack_into_a_source_configured_for_another_format():
+    expect(r"kernel 'compute_unpack_wrong_format' \(compute\): add_tiles: cb 0 \(format 5, Float16_b\) unpacked "
+           r"into SrcA configured for format 0 \(Float32, from cb 16\): call reconfig_data_format_srca",
+           compute="broken/compute_unpack_wrong_format.cpp", out_dtype=torch.float32)
+    a = torch.randn(64, 32).bfloat16()
+    out = run(2, a, a, compute="kernels/compute_reconfigured.cpp", out_dtype=torch.float32)
+    assert torch.equal(out, a.float() + a.float())
+
+
+def test_pack_into_a_cb_of_another_format():
+    expect(r"kernel 'compute_pack_wrong_format' \(compute\): pack_tile: cb 16 \(format 0, Float32\) but the packer "
+           r"is configured for format 5 \(Float16_b, from cb 0\): call pack_reconfig_data_format",
+           compute="broken/compute_pack_wrong_format.cpp", out_dtype=torch.float32)
+
+
+def test_pack_a_dst_tile_nothing_wrote():
+    expect(r"kernel 'compute_pack_unwritten_dst' \(compute\): pack_tile: dst tile 1 was not written since "
+           r"tile_regs_acquire: its contents are undefined", compute="broken/compute_pack_unwritten_dst.cpp")
+
+
+def test_call_without_its_header_does_not_compile():
+    with pytest.raises(emu.EmuError, match=r"(?s)compute_copy_without_include.cpp \(compute\) does not compile.*"
+                                           r".copy_init. was not declared"):
+        run(2, torch.zeros(64, 32), torch.zeros(64, 32), compute="broken/compute_copy_without_include.cpp")

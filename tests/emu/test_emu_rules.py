@@ -117,9 +117,25 @@ def test_return_with_a_write_in_flight():
            r"still in flight", writer="broken/writer_no_final_barrier.cpp")
 
 
+def test_return_with_a_non_posted_atomic_unflushed():
+    sems = [P.Semaphore(0, [P.CoreRange((0, 0), (1, 0))], 0)]
+    expect(r"kernel 'writer_atomic_no_barrier' \(writer\): kernel returned with 1 non-posted atomic\(s\) "
+           r"\(noc_semaphore_inc\) not flushed: missing noc_async_atomic_barrier",
+           writer="broken/writer_atomic_no_barrier.cpp", semaphores=sems)
+    ok = run_broken(writer="kernels/writer_atomic_barrier.cpp", semaphores=sems)  # the same with the barrier
+    assert torch.equal(ok.outputs["dst"], X)
+
+
 def test_semaphore_not_created():
     expect(r"kernel 'writer_semaphore_missing' .*get_semaphore\(3\): semaphore 3 is not created on this core",
            writer="broken/writer_semaphore_missing.cpp")
+
+
+def test_warnings_are_errors_as_in_the_jit():
+    """-Wall -Werror (tt_metal/jit_build/build.cpp): a signed/unsigned comparison fails the build."""
+    with pytest.raises(emu.EmuError, match=r"(?s)reader_sign_compare.cpp \(reader\) does not compile.*"
+                                           r"-Werror=sign-compare"):
+        run_broken(reader="broken/reader_sign_compare.cpp")
 
 
 def test_kernel_that_does_not_compile_names_the_file(tmp_path):
@@ -159,3 +175,32 @@ def test_review_sampling_at_small_k_under_the_alignment_rule(k):
     ref_n, ref_out = reference.accept_prefix(logits, drafts, draft_probs=q, num_draft=num_draft, temperature=1.0,
                                              seed=torch.tensor([3, 4]))
     assert torch.equal(n, ref_n) and torch.equal(out, ref_out)
+
+
+def _verify_case(dtype, B=1, T=3, Hq=4, Hkv=2, S=100, D=64, pos=(60,), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, Hq, D, generator=g).to(dtype)
+    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype)
+    return q, k, v, torch.tensor(pos)
+
+
+def _verify_error(dtype, **kw):
+    from tt_specdec.ops import reference
+    from tt_specdec.ops.verify_attention_program import verify_attention_emu
+    q, k, v, pos = _verify_case(dtype, **kw)
+    out, _ = verify_attention_emu(q, k, v, pos)
+    ref = reference.verify_attention(q, k, v, pos).double()
+    return ((out.double() - ref).abs() / (ref.abs() + 1)).max().item()
+
+
+def test_review_verify_attention_bf16_under_format_tracking():
+    """bf16 q/k/v beside fp32 intermediates: every change of format needs reconfig_data_format* /
+    pack_reconfig_data_format, or a card unpacks and packs garbage. Error within bf16's output rounding."""
+    assert _verify_error(torch.bfloat16) <= 2**-7
+
+
+def test_review_verify_attention_fp32_under_tf32():
+    """fp32 operands of the matrix unit are TF32 on a card: the tolerance is what TF32 sources give
+    (10 mantissa bits: ~5e-4 per operand), not fp32's 1e-5."""
+    assert _verify_error(torch.float32) <= 4e-3

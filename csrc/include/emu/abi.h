@@ -28,7 +28,8 @@ struct EmuApi {
     void (*noc_write_barrier)(EmuKernelCtx* ctx);
     void (*sem_wait)(EmuKernelCtx* ctx, volatile uint32_t* sem, uint32_t val, bool at_least);
     void (*sem_set)(EmuKernelCtx* ctx, volatile uint32_t* sem, uint32_t val);
-    void (*sem_inc)(EmuKernelCtx* ctx, uint64_t dst_noc_addr, uint32_t incr);
+    // posted = false (the default of noc_semaphore_inc) leaves an ack outstanding until noc_async_atomic_barrier
+    void (*sem_inc)(EmuKernelCtx* ctx, uint64_t dst_noc_addr, uint32_t incr, bool posted);
     uint32_t (*get_semaphore)(EmuKernelCtx* ctx, uint32_t semaphore_id);
     // NoC address of page `page_id` (+offset) of an interleaved buffer at bank address `bank_base`.
     uint64_t (*interleaved_page_addr)(EmuKernelCtx* ctx, bool is_dram, uint32_t bank_base, uint32_t page_id,
@@ -38,7 +39,8 @@ struct EmuApi {
     // (unpack) or reserved at the back (pack); fails past them. Dst math runs in the kernel.
     uint32_t (*cb_tile_front)(EmuKernelCtx* ctx, uint32_t cb, uint32_t index, const char* call);
     uint32_t (*cb_tile_back)(EmuKernelCtx* ctx, uint32_t cb, uint32_t index, const char* call);
-    void* reserved[14];
+    void (*noc_atomic_barrier)(EmuKernelCtx* ctx);
+    void* reserved[13];
 };
 
 struct EmuKernelCtx {

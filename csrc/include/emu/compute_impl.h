@@ -1,6 +1,7 @@
 // Emulated Tensix compute engine for one compute kernel thread: the dst register file and
-// its acquire -> commit -> wait -> release protocol, unpack from CB tiles (bf16 / fp32 to
-// fp32), math in fp32, pack to the CB's format (bf16 with round-to-nearest-even).
+// its acquire -> commit -> wait -> release protocol; the unpacker's SrcA / SrcB and the packer's
+// data formats as the kernel configured them; unpack from CB tiles into SrcA / SrcB (fp32 there is
+// TF32), math in fp32, pack to the CB's format (bf16 rounded to nearest, ties away from zero).
 //
 // The three TRISCs (unpack, math, pack) of a card run as one thread here: the protocol
 // states they hand the dst registers through are still enforced, so a kernel that would
@@ -28,9 +29,22 @@ constexpr uint32_t DST_CAPACITY = DST_ACCUM_MODE ? 4 : 8;
 
 enum class DstState { Free, Math, Committed, Pack };
 
+constexpr uint8_t NO_FORMAT = 0xFF;
+enum Src : uint32_t { SrcA = 0, SrcB = 1 };
+
 struct State {
     float dst[DST_CAPACITY][TILE_HW];
+    // Written since tile_regs_acquire: the packer clears the half it released with ZEROACC
+    // (tt_llk_wormhole_b0/llk_lib/llk_pack_common.h, _llk_pack_dest_section_done_), so what an
+    // acquire hands math holds nothing a kernel may read (see dst_read below).
+    bool written[DST_CAPACITY] = {};
     DstState state = DstState::Free;
+    // Data formats the unpacker (SrcA, SrcB) and the packer are configured for, and the CB that set
+    // each; NO_FORMAT until compute_kernel_hw_startup.
+    uint8_t src_fmt[2] = {NO_FORMAT, NO_FORMAT};
+    uint32_t src_cb[2] = {0, 0};
+    uint8_t pack_fmt = NO_FORMAT;
+    uint32_t pack_cb = 0;
     uint32_t pack_next[32] = {};  // next in-order pack position per CB, reset by cb_push_back
     bool mm_transpose = false;     // matmul_init(..., transpose): in1 tiles are transposed
     const char* fpu_init = nullptr;   // the latest unpack/math op init (see configure below)
@@ -82,22 +96,82 @@ inline float bf16_to_f32(uint16_t b) {
     return f;
 }
 
-inline uint16_t f32_to_bf16_rne(float f) {
+// The packer's fp32 -> bf16: round to nearest, ties away from zero (tt-isa-documentation,
+// WormholeB0/TensixTile/TensixCoprocessor/Packers/FormatConversion.md); NaN stays NaN.
+inline uint16_t f32_to_bf16_packer(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return uint16_t((u >> 16) | 0x40);  // quiet NaN
-    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return uint16_t((u + 0x8000u) >> 16);  // sign-magnitude: adding half an ulp rounds the magnitude up at a tie
 }
 
-// Unpacks tile `itile` at the front of `cb` into `out` (fp32, face order).
-inline void unpack(uint32_t cb, uint32_t itile, float* out, const char* call) {
+// fp32 unpacked into SrcA / SrcB is TF32 (1 + 8 + 10 bits): the low 13 mantissa bits are dropped.
+// FACTS.md "Wormhole rules"; the unpacker's out format for Float32 sources is Tf32 unless unpacked
+// to dest (tt_llk_wormhole_b0 llk_unpack_common.h, unpack_to_dest), which this emulator does not model.
+inline float to_tf32(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u &= 0xFFFFE000u;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+inline const char* format_name(uint8_t f) {
+    switch (static_cast<DataFormat>(f)) {
+        case DataFormat::Float32: return "Float32";
+        case DataFormat::Float16_b: return "Float16_b";
+        case DataFormat::Float16: return "Float16";
+        case DataFormat::Int32: return "Int32";
+        case DataFormat::UInt32: return "UInt32";
+        case DataFormat::UInt16: return "UInt16";
+        case DataFormat::Bfp8_b: return "Bfp8_b";
+        default: return f == NO_FORMAT ? "nothing (no compute_kernel_hw_startup)" : "another format";
+    }
+}
+
+inline uint32_t checked_cb(uint32_t cb, const char* call) {
+    if (cb >= 32) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "%s: circular buffer index %u out of range 0..31", call, cb);
+        fail(msg);
+    }
+    return cb;
+}
+
+// compute_kernel_hw_startup / reconfig_data_format*: the unpacker's source register `s` now takes the
+// format of `cb` (unpack_src_format of the JIT's chlkc_descriptors.h).
+inline void configure_src(Src s, uint32_t cb, const char* call) {
+    state.src_fmt[s] = unpack_src_format[checked_cb(cb, call)];
+    state.src_cb[s] = cb;
+}
+inline void configure_pack(uint32_t cb, const char* call) {
+    state.pack_fmt = pack_dst_format[checked_cb(cb, call)];
+    state.pack_cb = cb;
+}
+
+// Unpacks tile `itile` at the front of `cb` into source register `s`, then to `out` (fp32, face order).
+// The unpacker converts with the format it was configured for, not the CB's: a CB of another format
+// is misread on a card (ttnn 0.81.1 api/compute/reconfig_data_format.h; *_init calls do not reconfigure
+// formats), so here it is an error naming both formats.
+inline void unpack(uint32_t cb, uint32_t itile, float* out, Src s, const char* call) {
     const uint32_t addr = emu_ctx->api->cb_tile_front(emu_ctx, cb, itile, call);
-    const auto fmt = static_cast<DataFormat>(unpack_src_format[cb]);
+    const uint8_t f = unpack_src_format[cb];
+    if (f != state.src_fmt[s]) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "%s: cb %u (format %u, %s) unpacked into %s configured for format %u (%s, from cb %u): call "
+                 "reconfig_data_format%s before this op",
+                 call, cb, unsigned(f), format_name(f), s == SrcA ? "SrcA" : "SrcB", unsigned(state.src_fmt[s]),
+                 format_name(state.src_fmt[s]), state.src_cb[s], s == SrcA ? "_srca" : "_srcb");
+        fail(msg);
+    }
+    const auto fmt = static_cast<DataFormat>(f);
     if (fmt == DataFormat::Float16_b) {
         const uint16_t* p = reinterpret_cast<const uint16_t*>(uintptr_t(addr));
         for (uint32_t i = 0; i < TILE_HW; ++i) out[i] = bf16_to_f32(p[i]);
     } else if (fmt == DataFormat::Float32) {
-        std::memcpy(out, reinterpret_cast<const void*>(uintptr_t(addr)), TILE_HW * 4);
+        const float* p = reinterpret_cast<const float*>(uintptr_t(addr));
+        for (uint32_t i = 0; i < TILE_HW; ++i) out[i] = to_tf32(p[i]);
     } else {
         char msg[160];
         snprintf(msg, sizeof msg, "%s: cb %u has data format %u; the emulator unpacks Float16_b and Float32", call, cb,
@@ -106,13 +180,53 @@ inline void unpack(uint32_t cb, uint32_t itile, float* out, const char* call) {
     }
 }
 
+// A dst tile an op reads (SFPU ops, pack) must have been written since tile_regs_acquire.
+inline float* dst_read(uint32_t idst, const char* call) {
+    float* d = dst_tile(idst, call);
+    if (!state.written[idst]) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "%s: dst tile %u was not written since tile_regs_acquire: its contents are undefined (the packer "
+                 "clears dst with ZEROACC when it releases it)",
+                 call, idst);
+        fail(msg);
+    }
+    return d;
+}
+// A dst tile an op overwrites (copy_tile, eltwise binary, SFPU results).
+inline float* dst_write(uint32_t idst, const char* call) {
+    float* d = dst_tile(idst, call);
+    state.written[idst] = true;
+    return d;
+}
+// A dst tile an FPU op accumulates into (matmul, reduce): cleared rows read as `identity`
+// (0 for sums; GMPOOL's max reads them as -inf).
+inline float* dst_accumulate(uint32_t idst, float identity, const char* call) {
+    float* d = dst_tile(idst, call);
+    if (!state.written[idst]) {
+        for (uint32_t i = 0; i < TILE_HW; ++i) d[i] = identity;
+        state.written[idst] = true;
+    }
+    return d;
+}
+
 inline void pack(uint32_t idst, uint32_t cb, uint32_t itile, const char* call) {
-    const float* src = dst_tile(idst, call);
+    const float* src = dst_read(idst, call);
     const uint32_t addr = emu_ctx->api->cb_tile_back(emu_ctx, cb, itile, call);
-    const auto fmt = static_cast<DataFormat>(pack_dst_format[cb]);
+    const uint8_t f = pack_dst_format[cb];
+    if (f != state.pack_fmt) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "%s: cb %u (format %u, %s) but the packer is configured for format %u (%s, from cb %u): call "
+                 "pack_reconfig_data_format before packing (a tile of the other format would %s its pages)",
+                 call, cb, unsigned(f), format_name(f), unsigned(state.pack_fmt), format_name(state.pack_fmt),
+                 state.pack_cb, f == uint8_t(DataFormat::Float16_b) ? "overrun" : "misfill");
+        fail(msg);
+    }
+    const auto fmt = static_cast<DataFormat>(f);
     if (fmt == DataFormat::Float16_b) {
         uint16_t* p = reinterpret_cast<uint16_t*>(uintptr_t(addr));
-        for (uint32_t i = 0; i < TILE_HW; ++i) p[i] = f32_to_bf16_rne(src[i]);
+        for (uint32_t i = 0; i < TILE_HW; ++i) p[i] = f32_to_bf16_packer(src[i]);
     } else if (fmt == DataFormat::Float32) {
         std::memcpy(reinterpret_cast<void*>(uintptr_t(addr)), src, TILE_HW * 4);
     } else {
@@ -135,8 +249,9 @@ inline void pack(uint32_t idst, uint32_t cb, uint32_t itile, const char* call) {
 // overwrite (recip.h: "other SFPU inits may overwrite it, so call recip_tile_init again"), so an
 // SFPU op needs its own init to be the latest SFPU init. FPU inits leave the SFPU slot alone and
 // SFPU inits the FPU slot; compute_kernel_hw_startup configures no op; an init stays valid across
-// any number of tiles and tile_regs_acquire/release. Not modelled: which CBs an init named (data
-// format reconfiguration), acc_to_dest, the packer edge mask reduce_init leaves behind.
+// any number of tiles and tile_regs_acquire/release. Data formats are a separate state (configure_src,
+// configure_pack above) that no *_init touches. Not modelled: acc_to_dest, the packer edge mask
+// reduce_init leaves behind.
 inline void configure_fpu(const char* init) { state.fpu_init = init; }
 inline void configure_sfpu(const char* init) { state.sfpu_init = init; }
 
@@ -159,10 +274,10 @@ inline void binary(uint32_t icb0, uint32_t icb1, uint32_t itile0, uint32_t itile
                    const char* call, const char* init, Op op) {
     expect(DstState::Math, call);
     expect_init(init, false, call);
-    float* d = dst_tile(idst, call);
     static thread_local float a[TILE_HW], b[TILE_HW];
-    unpack(icb0, itile0, a, call);
-    unpack(icb1, itile1, b, call);
+    unpack(icb0, itile0, a, SrcA, call);  // eltwise: in0 -> SrcA, in1 -> SrcB (api/compute/bcast.h, eltwise_binary.h)
+    unpack(icb1, itile1, b, SrcB, call);
+    float* d = dst_write(idst, call);
     for (uint32_t r = 0; r < 32; ++r) {
         for (uint32_t c = 0; c < 32; ++c) {
             const uint32_t i = at(r, c);
@@ -171,6 +286,14 @@ inline void binary(uint32_t icb0, uint32_t icb1, uint32_t itile0, uint32_t itile
             d[i] = op(a[i], b[j]);
         }
     }
+}
+
+template <typename Op>
+inline void unary(uint32_t idst, const char* call, const char* init, Op op) {
+    expect(DstState::Math, call);
+    expect_init(init, true, call);
+    float* d = dst_read(idst, call);
+    for (uint32_t i = 0; i < TILE_HW; ++i) d[i] = op(d[i]);
 }
 
 }  // namespace emu_compute

@@ -1,5 +1,6 @@
 // BROKEN on purpose: exp_tile without exp_tile_init (the SFPU is not configured for exp).
 #include "api/compute/compute_kernel_api.h"
+#include "api/compute/eltwise_unary/eltwise_unary.h"
 #include "api/compute/eltwise_unary/exp.h"
 
 void kernel_main() {

@@ -7,6 +7,7 @@ void kernel_main() {
     constexpr uint32_t cb_a = get_compile_time_arg_val(0);
     constexpr uint32_t cb_b = get_compile_time_arg_val(1);
     constexpr uint32_t cb_out = get_compile_time_arg_val(2);
+    compute_kernel_hw_startup(cb_a, cb_b, cb_out);
     add_init(cb_a, cb_b);
     for (uint32_t i = 0; i < num_tiles; ++i) {
         cb_wait_front(cb_a, 1);

@@ -6,6 +6,7 @@
 #include "api/compute/eltwise_unary/exp.h"
 #include "api/compute/eltwise_unary/recip.h"
 #include "api/compute/matmul.h"
+#include "api/compute/tile_move_copy.h"
 
 void kernel_main() {
     const uint32_t num_tiles = get_arg_val<uint32_t>(0);

@@ -1,7 +1,7 @@
 // Circular buffers from a compute kernel (ttnn 0.81.1 api/compute/cb_api.h).
 #pragma once
 
-#include "api/compute/common.h"
+#include "api/compute/common_globals.h"
 
 ALWI void cb_wait_front(uint32_t cbid, uint32_t ntiles) {
     emu_ctx->api->cb_wait_front(emu_ctx, static_cast<int32_t>(cbid), static_cast<int32_t>(ntiles));

@@ -1,9 +1,7 @@
-// Umbrella header of the compute API subset the emulator provides.
+// ttnn 0.81.1 api/compute/compute_kernel_api.h includes only ckernel / LLK headers and declares the
+// SFPU ops our kernels do not use: no api/compute header comes with it (not common.h, not
+// tile_move_copy.h), so a kernel includes the header of every call it makes, as on a card.
 #pragma once
 
-#include "api/compute/cb_api.h"
-#include "api/compute/common.h"
-#include "api/compute/compute_kernel_hw_startup.h"
-#include "api/compute/pack.h"
-#include "api/compute/reg_api.h"
-#include "api/compute/tile_move_copy.h"
+#include "api/compute/common_globals.h"
+#include "emu/risc_attribs.h"

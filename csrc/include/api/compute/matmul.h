@@ -14,10 +14,11 @@ ALWI void matmul_tiles(std::uint32_t in0_cb_id, std::uint32_t in1_cb_id, std::ui
     using namespace emu_compute;
     expect(DstState::Math, "matmul_tiles");
     expect_init("matmul_init", false, "matmul_tiles");
-    float* d = dst_tile(idst, "matmul_tiles");
     static thread_local float a[TILE_HW], b[TILE_HW];
-    unpack(in0_cb_id, in0_tile_index, a, "matmul_tiles");
-    unpack(in1_cb_id, in1_tile_index, b, "matmul_tiles");
+    // matmul: in0 -> SrcB, in1 -> SrcA (api/compute/matmul.h: state_configure(in1_cb_id, in0_cb_id))
+    unpack(in0_cb_id, in0_tile_index, a, SrcB, "matmul_tiles");
+    unpack(in1_cb_id, in1_tile_index, b, SrcA, "matmul_tiles");
+    float* d = dst_accumulate(idst, 0.0f, "matmul_tiles");
     const bool tr = state.mm_transpose;
     for (uint32_t r = 0; r < 32; ++r) {
         for (uint32_t c = 0; c < 32; ++c) {

@@ -2,9 +2,9 @@
 // r, v = reduce over the 32 columns of a[r][c], times the scaler tile's [0][0]; dst[r][0]
 // becomes dst[r][0] + v (SUM) or max(dst[r][0], v) (MAX), so calls over several tiles
 // into one dst slot accumulate, as sdpa's reduce_c relies on.
-// ASSUMED, not yet checked against llk_math_reduce.h (GMPOOL): MAX combines with what dst
-// holds, and dst is zero after tile_regs_acquire, so on a fresh slot a row max below zero
-// reads as 0 (a valid softmax shift, not the true max).
+// On a dst tile not written since tile_regs_acquire, MAX (GMPOOL) reads the cleared rows as -inf
+// (FACTS.md "Wormhole rules"), SUM as 0. Operands (api/compute/reduce.h, reduce_init): REDUCE_ROW
+// SUM/AVG runs MVMUL with scaler -> SrcA, data -> SrcB; MAX data -> SrcA, scaler -> SrcB.
 #pragma once
 
 #include "api/compute/common.h"
@@ -40,10 +40,11 @@ ALWI void reduce_tile(std::uint32_t icb, std::uint32_t icb_scaler, std::uint32_t
     static_assert(reduce_type == PoolType::SUM || reduce_type == PoolType::MAX, "emulator: only SUM and MAX");
     expect(DstState::Math, "reduce_tile");
     expect_init(reduce_init_name<reduce_type, reduce_dim>(), false, "reduce_tile");
-    float* d = dst_tile(idst, "reduce_tile");
+    constexpr bool swap = reduce_type != PoolType::MAX;  // REDUCE_ROW only (static_assert above)
     static thread_local float a[TILE_HW], s[TILE_HW];
-    unpack(icb, itile, a, "reduce_tile");
-    unpack(icb_scaler, itile_scaler, s, "reduce_tile");
+    unpack(icb, itile, a, swap ? SrcB : SrcA, "reduce_tile");
+    unpack(icb_scaler, itile_scaler, s, swap ? SrcA : SrcB, "reduce_tile");
+    float* d = dst_accumulate(idst, reduce_type == PoolType::MAX ? -__builtin_inff() : 0.0f, "reduce_tile");
     const float scaler = s[0];
     for (uint32_t r = 0; r < 32; ++r) {
         float v = reduce_type == PoolType::MAX ? -__builtin_inff() : 0.0f;

@@ -1,13 +1,16 @@
 // Dst register protocol (ttnn 0.81.1 api/compute/reg_api.h): math acquires and commits,
-// pack waits and releases. Dst is zero after acquire (the packer clears it on release).
+// pack waits and releases. After acquire dst holds nothing a kernel may read: the packer cleared
+// the released half with ZEROACC (compute_impl.h: dst_read / dst_accumulate); poisoned with NaN.
 #pragma once
 
-#include "api/compute/common.h"
+#include "api/compute/common_globals.h"
 
 ALWI void tile_regs_acquire() {
     using namespace emu_compute;
     expect(DstState::Free, "tile_regs_acquire");
-    std::memset(state.dst, 0, sizeof state.dst);
+    for (auto& tile : state.dst)
+        for (float& v : tile) v = __builtin_nanf("");
+    for (bool& w : state.written) w = false;
     state.state = DstState::Math;
 }
 ALWI void tile_regs_commit() {

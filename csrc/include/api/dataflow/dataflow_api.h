@@ -109,7 +109,10 @@ FORCE_INLINE void noc_async_write_barrier(uint8_t noc = noc_index) {
     EMU_API->noc_write_barrier(emu_ctx);
 }
 FORCE_INLINE void noc_async_writes_flushed(uint8_t noc = noc_index) { noc_async_write_barrier(noc); }
-FORCE_INLINE void noc_async_atomic_barrier(uint8_t noc_idx = noc_index) { (void)noc_idx; }
+FORCE_INLINE void noc_async_atomic_barrier(uint8_t noc_idx = noc_index) {
+    (void)noc_idx;
+    EMU_API->noc_atomic_barrier(emu_ctx);
+}
 
 // ---- semaphores ------------------------------------------------------------------
 
@@ -131,7 +134,7 @@ FORCE_INLINE void noc_semaphore_inc(uint64_t addr, uint32_t incr, uint8_t noc_id
                                     uint8_t vc = NOC_UNICAST_WRITE_VC) {
     (void)noc_id;
     (void)vc;
-    EMU_API->sem_inc(emu_ctx, addr, incr);
+    EMU_API->sem_inc(emu_ctx, addr, incr, posted);
 }
 inline void noc_semaphore_set_remote(std::uint32_t src_local_l1_addr, std::uint64_t dst_noc_addr,
                                      uint8_t noc = noc_index) {

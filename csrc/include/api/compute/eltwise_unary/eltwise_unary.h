@@ -2,16 +2,16 @@
 #pragma once
 
 #include "api/compute/common.h"
+#include "api/compute/compute_kernel_hw_startup.h"
+#include "api/compute/tile_move_copy.h"
 
-ALWI void unary_op_init_common(uint32_t icb, uint32_t ocb) {}
-ALWI void init_sfpu(uint32_t icb, uint32_t ocb) {}
-
-namespace emu_compute {
-template <typename Op>
-inline void unary(uint32_t idst, const char* call, const char* init, Op op) {
-    expect(DstState::Math, call);
-    expect_init(init, true, call);
-    float* d = dst_tile(idst, call);
-    for (uint32_t i = 0; i < TILE_HW; ++i) d[i] = op(d[i]);
+// The legacy all-in-one inits forward to compute_kernel_hw_startup(icb, ocb) then copy_init(icb)
+// (ttnn 0.81.1 eltwise_unary.h).
+ALWI void unary_op_init_common(uint32_t icb, uint32_t ocb) {
+    compute_kernel_hw_startup(icb, ocb);
+    copy_init(icb);
 }
-}  // namespace emu_compute
+ALWI void init_sfpu(uint32_t icb, uint32_t ocb) {
+    compute_kernel_hw_startup(icb, ocb);
+    copy_init(icb);
+}

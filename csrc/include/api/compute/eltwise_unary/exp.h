@@ -2,7 +2,7 @@
 // approximate SFPU modes are not modelled: the emulator computes the exact exp).
 #pragma once
 
-#include "api/compute/eltwise_unary/eltwise_unary.h"
+#include "api/compute/common_globals.h"
 
 enum class InputClamping : uint8_t {
     ClampToNegative = 1,

@@ -1,7 +1,7 @@
 // recip_tile (ttnn 0.81.1 api/compute/eltwise_unary/recip.h): dst = 1 / dst, fp32.
 #pragma once
 
-#include "api/compute/eltwise_unary/eltwise_unary.h"
+#include "api/compute/common_globals.h"
 
 enum class ReciprocalDestAcc { BF16, FP32 };
 enum class ReciprocalApproxMode { Default, Precise, Approximate };
