@@ -38,7 +38,10 @@ JIT_FLAGS = ["-std=c++17", "-ffast-math", "-fno-finite-math-only", "-fsigned-zer
              "-Wno-error=unused-but-set-variable", "-Wno-unused-variable", "-Wno-unused-function",
              "-DKERNEL_BUILD", "-DTENSIX_FIRMWARE"]
 JIT_OPT = {"reader": "-Os", "writer": "-Os", "compute": "-O3"}
-CXX_FLAGS = [*JIT_FLAGS, "-fPIC", "-shared"]  # and JIT_OPT[role]
+CXX_FLAGS = [*JIT_FLAGS, "-fPIC"]  # and JIT_OPT[role]
+# Linked apart from the compile, without -ffast-math: g++ would link crtfastmath.o into the .so, whose
+# constructor turns on flush-to-zero for the whole Python process.
+LINK_FLAGS = ["-shared"]
 
 
 class EmuError(RuntimeError):
@@ -110,7 +113,7 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
         defines.append(f"-DDST_ACCUM_MODE={'true' if kernel.fp32_dest_acc_en else 'false'}")
     header = _descriptors_header(cb_formats)
     key = hashlib.sha256("\n".join([
-        _kernel_sources_digest(src), _emu_sources_digest(), kernel.role, cta, *defines, header, *CXX_FLAGS,
+        _kernel_sources_digest(src), _emu_sources_digest(), kernel.role, cta, *defines, header, *CXX_FLAGS, *LINK_FLAGS,
         JIT_OPT[kernel.role],
     ]).encode()).hexdigest()[:24]
     with _lock:
@@ -127,8 +130,11 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
             (tmp / "chlkc_descriptors.h").write_text(header)
             cmd = [os.environ.get("CXX", "g++"), JIT_OPT[kernel.role], *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
                    f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", f"-I{EMU_INCLUDE}", f"-I{src.parent}",
-                   "-include", "emu/kernel_entry.h", str(src), "-o", str(tmp / "kernel.so")]
+                   "-include", "emu/kernel_entry.h", "-c", str(src), "-o", str(tmp / "kernel.o")]
             r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode == 0:
+                r = subprocess.run([os.environ.get("CXX", "g++"), *LINK_FLAGS, str(tmp / "kernel.o"), "-o",
+                                    str(tmp / "kernel.so")], capture_output=True, text=True)
             if r.returncode != 0:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise EmuError(f"kernel {src} ({kernel.role}) does not compile:\n{r.stderr[-4000:]}")

@@ -180,6 +180,13 @@ def align(n: int, a: int) -> int:
     return -(-n // a) * a
 
 
+def dram_align(n: int) -> int:
+    """n bytes rounded up to the DRAM alignment: the size of an L1 slot a DRAM page is read into, so
+    the next slot starts where a DRAM read may land ((l1 & 31) == (dram & 31) on Wormhole; the kernels
+    use DRAM_ALIGNMENT, the same number on the card they are built for)."""
+    return align(n, _dram_alignment.get())
+
+
 def tensor_accessor_args(t: Tensor) -> list[int]:
     """Compile-time args of an interleaved DRAM tensor, as ttnn.TensorAccessorArgs(t) gives them:
     [args_config (IsDram), aligned page size]."""

@@ -112,11 +112,20 @@ constexpr uint32_t SCT_WRITER_OUTPUT_TA = 29;
 constexpr int32_t PLACEHOLDER = -1;  // padding of output_tokens, num_accepted of a skipped row
 constexpr uint32_t MAX_ROWS = 32;    // k + 1 <= 32: one tile row-block of target rows
 
-// One row's running argmax on one core; the gather CB holds num_cores arrays of [B * (k+1)].
+// One row's running argmax on one core (its argmax_key and the index): the gather CB holds
+// num_cores arrays of [B * (k+1)].
 struct Partial {
-    float value;
+    uint32_t key;
     uint32_t index;
 };
+
+// Effective k of a row from num_draft: -1 (or below) a finished row, at most k. A value past k from a
+// bad tensor would otherwise walk the loops past the drafts and the logits rows.
+constexpr uint32_t align_up(uint32_t bytes, uint32_t align) { return (bytes + align - 1) / align * align; }
+
+inline int32_t clamp_num_draft(int32_t num_draft, uint32_t k) {
+    return num_draft > static_cast<int32_t>(k) ? static_cast<int32_t>(k) : num_draft;
+}
 
 // Sampling. Logits are ordered by an unsigned key (a larger logit has a larger key, -0 and +0
 // share one), 16 bits for bf16 and 32 for fp32. The k-th largest logit and the top-p threshold
@@ -136,6 +145,14 @@ inline uint32_t bf16_key(uint32_t bits) {
     return (bits & 0x8000u) ? ~bits & 0xFFFFu : bits | 0x8000u;
 }
 inline uint32_t bf16_key_bits(uint32_t key) { return (key & 0x8000u) ? key & 0x7FFFu : ~key & 0xFFFFu; }
+
+// Greedy argmax order, ttnn's (reduction/argmax/device/kernels/argmax_common.hpp, argmax_*_greater) and
+// torch.argmax's: a NaN outranks every number and the first NaN keeps its place, +0 equals -0,
+// otherwise the larger logit; ties keep the lower index (strictly greater replaces). Integer compares
+// only: the data-movement RISC-Vs are RV32IM without an FPU.
+constexpr uint32_t NAN_KEY = 0xFFFFFFFFu;
+inline uint32_t fp32_argmax_key(uint32_t bits) { return (bits & 0x7FFFFFFFu) > 0x7F800000u ? NAN_KEY : fp32_key(bits); }
+inline uint32_t bf16_argmax_key(uint32_t bits) { return (bits & 0x7FFFu) > 0x7F80u ? NAN_KEY : bf16_key(bits); }
 
 // core 0 -> every core's reader: what to bring into L1 next
 enum ReadOp : uint32_t { READ_ROW = 1, READ_Q = 2, READ_DONE = 3 };
@@ -224,8 +241,6 @@ inline double uniform(uint32_t seed, uint32_t stream, uint32_t index) {
 }
 
 // Ties keep the earlier index, like torch.argmax: strict '>' while scanning in index order.
-inline bool greater(float a, float b) { return a > b; }
-
 inline float bfloat16_to_float(uint16_t bits) {
     union {
         uint32_t u;

@@ -52,12 +52,12 @@ void kernel_main() {
     int32_t k_eff[batch];
     volatile tt_l1_ptr int32_t* nd = reinterpret_cast<volatile tt_l1_ptr int32_t*>(num_draft_l1);
     for (uint32_t b = 0; b < batch; ++b) {
-        k_eff[b] = nd[b];
+        k_eff[b] = clamp_num_draft(nd[b], rows - 1);  // a bad value past k must not walk past the rows
     }
     cb_push_back(cb_num_draft, 1);
 
     for (uint32_t b = 0; b < batch; ++b) {
-        // rows 0..k_eff[b]; none for a finished row (k_eff == -1)
+        // rows 0..k_eff[b]; none for a finished row (k_eff <= -1)
         for (int32_t t = 0; t <= k_eff[b]; ++t) {
             const uint32_t page = b * rows + static_cast<uint32_t>(t);
             for (uint32_t v = v_start; v < v_end; v += chunk) {

@@ -60,10 +60,11 @@ void kernel_main() {
     const uint32_t partial_l1 = get_write_ptr(cb_partial);
     volatile tt_l1_ptr Partial* partial = reinterpret_cast<volatile tt_l1_ptr Partial*>(partial_l1);
     for (uint32_t b = 0; b < batch; ++b) {
+        const int32_t k_b = clamp_num_draft(k_eff[b], k);  // as the reader clamped it
         for (uint32_t t = 0; t < rows; ++t) {
-            float best = -__builtin_inff();
+            uint32_t best = 0;  // below every key: the first entry always takes it
             uint32_t best_index = v_start;
-            if (static_cast<int32_t>(t) <= k_eff[b]) {
+            if (static_cast<int32_t>(t) <= k_b) {
                 for (uint32_t v = v_start; v < v_end; v += chunk) {
                     const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
                     cb_wait_front(cb_logits, 1);  // one chunk of row (b, t)
@@ -71,18 +72,18 @@ void kernel_main() {
                     if constexpr (logits_format == DataFormat::Float16_b) {
                         volatile tt_l1_ptr uint16_t* vals = reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1);
                         for (uint32_t i = 0; i < n; ++i) {
-                            const float x = bfloat16_to_float(vals[i]);
-                            if (greater(x, best)) {
-                                best = x;
+                            const uint32_t key = bf16_argmax_key(vals[i]);
+                            if (key > best) {
+                                best = key;
                                 best_index = v + i;
                             }
                         }
                     } else {
-                        volatile tt_l1_ptr float* vals = reinterpret_cast<volatile tt_l1_ptr float*>(l1);
+                        volatile tt_l1_ptr uint32_t* vals = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1);
                         for (uint32_t i = 0; i < n; ++i) {
-                            const float x = vals[i];
-                            if (greater(x, best)) {
-                                best = x;
+                            const uint32_t key = fp32_argmax_key(vals[i]);
+                            if (key > best) {
+                                best = key;
                                 best_index = v + i;
                             }
                         }
@@ -90,7 +91,7 @@ void kernel_main() {
                     cb_pop_front(cb_logits, 1);  // free the page for the reader
                 }
             }
-            partial[b * rows + t].value = best;
+            partial[b * rows + t].key = best;
             partial[b * rows + t].index = best_index;
         }
     }
@@ -102,6 +103,7 @@ void kernel_main() {
     noc_async_write_barrier();  // data lands before the count
     const uint32_t sem_l1 = get_semaphore(sem_partials);
     noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_l1), 1);
+    noc_async_atomic_barrier();  // acked before this core goes on or exits (the firmware asserts it at exit)
 
     if (core_id != 0) {
         cb_pop_front(cb_num_draft, 1);
@@ -125,13 +127,13 @@ void kernel_main() {
 
     // argmax of row (b, t) over all cores: core order, strictly greater wins
     auto target = [&](uint32_t b, uint32_t t) -> int32_t {
-        float best = -__builtin_inff();
+        uint32_t best = 0;
         uint32_t best_index = 0;
         for (uint32_t c = 0; c < num_cores; ++c) {
             volatile tt_l1_ptr Partial* p =
                 reinterpret_cast<volatile tt_l1_ptr Partial*>(gather_l1 + c * partial_bytes) + b * rows + t;
-            if (c == 0 || greater(p->value, best)) {
-                best = p->value;
+            if (c == 0 || p->key > best) {  // equal keys: the lower core, so the lower index
+                best = p->key;
                 best_index = p->index;
             }
         }
@@ -139,7 +141,7 @@ void kernel_main() {
     };
 
     for (uint32_t b = 0; b < batch; ++b) {
-        const int32_t k_b = k_eff[b];
+        const int32_t k_b = clamp_num_draft(k_eff[b], k);
         int32_t n = PLACEHOLDER;
         for (uint32_t t = 0; t < rows; ++t) {
             out[t] = PLACEHOLDER;

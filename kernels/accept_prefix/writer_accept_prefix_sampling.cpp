@@ -275,6 +275,7 @@ void kernel_main() {
                         bytes);
         noc_async_write_barrier();  // data lands before the count
         noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_partials_l1), 1);
+        noc_async_atomic_barrier();  // acked before the next round or the exit (the firmware asserts it)
         return true;
     };
 
@@ -301,6 +302,7 @@ void kernel_main() {
         for (uint32_t c = 0; c < num_cores; ++c) {
             noc_semaphore_inc(core_noc(c, sem_l1), 1);
         }
+        noc_async_atomic_barrier();
     };
     auto send_read = [&](uint32_t op, uint32_t page) {
         const ReadCommand cmd{op, page, {0, 0}};
@@ -360,9 +362,10 @@ void kernel_main() {
     };
 
     const uint32_t scratch_l1 = get_write_ptr(cb_drafts);  // 32 bytes: one DRAM entry
-    const uint32_t drafts_l1 = scratch_l1 + 32;
-    const uint32_t seeds_l1 = drafts_l1 + (k * sizeof(int32_t) + 15) / 16 * 16;
-    const uint32_t num_draft_l1 = seeds_l1 + (batch * sizeof(uint32_t) + 15) / 16 * 16;
+    // each slot takes a DRAM read at its start: DRAM_ALIGNMENT apart ((l1 & 31) == (dram & 31) on Wormhole)
+    const uint32_t drafts_l1 = scratch_l1 + align_up(32, DRAM_ALIGNMENT);
+    const uint32_t seeds_l1 = drafts_l1 + align_up(k * sizeof(int32_t), DRAM_ALIGNMENT);
+    const uint32_t num_draft_l1 = seeds_l1 + align_up(batch * sizeof(uint32_t), DRAM_ALIGNMENT);
     volatile tt_l1_ptr int32_t* draft = reinterpret_cast<volatile tt_l1_ptr int32_t*>(drafts_l1);
     volatile tt_l1_ptr uint32_t* seeds = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(seeds_l1);
     volatile tt_l1_ptr int32_t* k_eff = reinterpret_cast<volatile tt_l1_ptr int32_t*>(num_draft_l1);
@@ -491,7 +494,7 @@ void kernel_main() {
     volatile tt_l1_ptr int32_t* out = reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1);
     volatile tt_l1_ptr int32_t* accepted = reinterpret_cast<volatile tt_l1_ptr int32_t*>(accepted_l1);
     for (uint32_t b = 0; b < batch; ++b) {
-        const int32_t k_b = k_eff[b];
+        const int32_t k_b = clamp_num_draft(k_eff[b], k);
         for (uint32_t t = 0; t < rows; ++t) {
             out[t] = PLACEHOLDER;
         }

@@ -41,7 +41,7 @@ void kernel_main() {
 
     cb_reserve_back(cb_state, 3);  // pos, last, num_accepted: one page each
     const uint32_t state_l1 = get_write_ptr(cb_state);
-    constexpr uint32_t page = (state_bytes + 15) / 16 * 16;
+    constexpr uint32_t page = align_up(state_bytes, DRAM_ALIGNMENT);  // each slot takes a DRAM read
     noc_async_read(get_noc_addr(0, pos), state_l1, state_bytes);
     noc_async_read(get_noc_addr(0, last), state_l1 + page, state_bytes);
     noc_async_read(get_noc_addr(0, num_accepted), state_l1 + 2 * page, state_bytes);

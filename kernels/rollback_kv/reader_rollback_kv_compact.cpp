@@ -51,8 +51,8 @@ void kernel_main() {
                   "a paged cache has blocks of whole tiles (block_size a multiple of 32) and a page table");
     constexpr bool paged = block_size > 0;
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
-    constexpr uint32_t state_page = align16(state_bytes);
-    constexpr uint32_t slots_page = align16(rows * sizeof(int32_t));
+    constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);  // slots that take DRAM reads
+    constexpr uint32_t slots_page = align_up(rows * sizeof(int32_t), DRAM_ALIGNMENT);
     constexpr uint32_t row_bytes = d_tiles * 2 * face_row_bytes;  // one KV row of D elements
     constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a cache page: one 32 x 32 tile
     constexpr uint32_t units_per_seq = layers * 2 * hkv;
@@ -125,7 +125,7 @@ void kernel_main() {
                 row_tile(cache_matrix(layer, seq_matrices, dst_seq, hkv, head), dst_row, matrix_tiles, d_tiles);
             header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(dst_tile);  // where the writer puts the row
             header[ROWS_HEADER_DEST + 2 * count + 1] = static_cast<int32_t>(dst_row % 32);
-            const uint32_t row_l1 = page + rows_data_offset(rows) + count * row_bytes;
+            const uint32_t row_l1 = page + rows_data_offset(rows, DRAM_ALIGNMENT) + count * row_bytes;
             for (uint32_t c = 0; c < d_tiles; ++c) {
                 for (uint32_t half = 0; half < 2; ++half) {
                     const uint32_t offset = face_row_offset(src_row % 32, half, face_row_bytes);

@@ -97,8 +97,12 @@ constexpr uint32_t ROWS_HEADER_COUNT = 0;
 constexpr uint32_t ROWS_HEADER_IS_V = 1;
 constexpr uint32_t ROWS_HEADER_DEST = 4;
 
-constexpr uint32_t align16(uint32_t bytes) { return (bytes + 15) / 16 * 16; }
-constexpr uint32_t rows_data_offset(uint32_t rows) { return align16((ROWS_HEADER_DEST + 2 * rows) * 4); }
+// Slots that take a DRAM read start at multiples of `align` (the kernels pass DRAM_ALIGNMENT): a read
+// from a DRAM page start lands only where (l1 & (align - 1)) == 0 (hw/inc/internal/debug/sanitize.h).
+constexpr uint32_t align_up(uint32_t bytes, uint32_t align) { return (bytes + align - 1) / align * align; }
+constexpr uint32_t rows_data_offset(uint32_t rows, uint32_t align) {
+    return align_up((ROWS_HEADER_DEST + 2 * rows) * 4, align);
+}
 
 // Tiles store 32 x 32 as four 16 x 16 faces, row-major inside a face: row r of a tile, columns
 // 16 * half .. 16 * half + 15, are contiguous at this byte offset.

@@ -33,9 +33,9 @@ void kernel_main() {
     constexpr auto freed_args = TensorAccessorArgs<CT_WRITER_FREED_TA>();
     static_assert(max_blocks == 0 || block_size >= 1, "a paged cache needs block_size >= 1");
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
-    constexpr uint32_t state_page = (state_bytes + 15) / 16 * 16;
+    constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);
     constexpr uint32_t table_bytes = max_blocks * sizeof(int32_t);
-    constexpr uint32_t out_page = ((state_bytes > table_bytes ? state_bytes : table_bytes) + 15) / 16 * 16;
+    constexpr uint32_t out_page = align_up(state_bytes > table_bytes ? state_bytes : table_bytes, DRAM_ALIGNMENT);
 
     const auto new_pos = TensorAccessor(new_pos_args, new_pos_addr, state_bytes);
     const auto new_last = TensorAccessor(new_last_args, new_last_addr, state_bytes);

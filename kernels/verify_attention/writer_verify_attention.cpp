@@ -40,6 +40,7 @@ void kernel_main() {
         noc_async_write(get_read_ptr(CB_PART), get_noc_addr(combine_noc_x, combine_noc_y, slot_l1), part_bytes);
         noc_async_write_barrier();  // data lands before the count
         noc_semaphore_inc(get_noc_addr(combine_noc_x, combine_noc_y, get_semaphore(sem_partials)), 1);
+        noc_async_atomic_barrier();  // the increment is acked before the kernel exits (firmware asserts it)
         cb_pop_front(CB_PART, d_tiles + 2);
         return;
     }

@@ -51,7 +51,9 @@ def test_verify_attention_emu_matches_reference(T, runs):
     out = ops.verify_attention(q, k, v, pos, backend="emu")
     assert runs == ["verify_attention"] * -(-T // 8)
     ref = reference.verify_attention(q, k, v, pos).double()
-    assert torch.allclose(out.double(), ref, rtol=1e-5, atol=1e-5), (out.double() - ref).abs().max()
+    # TF32 sources of the matrix unit: the tolerance a card meets (tests/emu/test_emu_verify_attention.py)
+    err = (out.double() - ref).abs()
+    assert bool((err <= 2**-8 * (1 + ref.abs())).all()), err.max()
 
 
 def test_verify_attention_emu_validates_and_names_what_is_unsupported():

@@ -204,3 +204,31 @@ def test_review_verify_attention_fp32_under_tf32():
     """fp32 operands of the matrix unit are TF32 on a card: the tolerance is what TF32 sources give
     (10 mantissa bits: ~5e-4 per operand), not fp32's 1e-5."""
     assert _verify_error(torch.float32) <= 4e-3
+
+
+def test_greedy_argmax_nan_rule_is_torchs():
+    """Integer-key argmax (no float compares on a data-movement core) with ttnn argmax_common.hpp's NaN
+    rule, which is torch.argmax's: a NaN outranks every number, the first NaN wins; -0 equals +0."""
+    from tt_specdec.ops.accept_prefix_program import accept_prefix_emu
+    for dtype in (torch.bfloat16, torch.float32):
+        logits = torch.zeros(1, 2, 100, dtype=dtype)
+        logits[0, 0, 5] = 3.0
+        logits[0, 0, 40] = float("nan")
+        logits[0, 0, 70] = float("nan")
+        logits[0, 1, 3] = -0.0  # row 1: all zeros, some negative: the first index wins
+        logits[0, 1, 0] = -0.0
+        n, out, _ = accept_prefix_emu(logits, torch.tensor([[40]]), max_cores=3)
+        assert int(torch.argmax(logits[0, 0].float())) == 40
+        assert int(n) == 1 and out[0].tolist() == [40, 0], (dtype, n, out)
+
+
+def test_num_draft_past_k_is_clamped():
+    """reader_accept_prefix loops to num_draft: a value past k (a bad tensor) must stop at k, not walk
+    past the logits rows; the result is k's."""
+    from tt_specdec.ops.accept_prefix_program import accept_prefix_emu
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 64, generator=g)
+    drafts = logits.argmax(-1)[:, :3].clone()
+    want = accept_prefix_emu(logits, drafts, num_draft=torch.tensor([3, 3]))[:2]
+    got = accept_prefix_emu(logits, drafts, num_draft=torch.tensor([3, 1000]))[:2]
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -3,9 +3,8 @@ the plain-loop reference: T 1..8 query rows, GQA ratios 1..8 packed into one 32-
 128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32, the
 chunks of one (b, h) split over 1..5 cores and merged (idle splits on short contexts included).
 
-Tolerance: fp32 inputs, |out - ref| <= 1e-5 + 1e-5 |ref| (fp32 math vs float64); bf16 inputs, the
-output is rounded to bf16 once more than the reference's float64 -> bf16, so one bf16 ulp:
-|out - ref| <= 2^-7 |ref| + 1e-6."""
+Tolerance, what a card meets: the matrix unit reads fp32 as TF32 (10 mantissa bits), so
+|out - ref| <= 2^-8 (1 + |ref|) for fp32 inputs and 2^-7 (1 + |ref|) for bf16 (its output rounding on top)."""
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -36,9 +35,12 @@ def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=No
         page_table = torch.where(torch.arange(max_blocks).view(1, -1) < used.view(-1, 1), ids, -1)
     out, result = verify_attention_emu(q, k, v, pos, page_table=page_table, kv_splits=kv_splits)
     ref = reference.verify_attention(q, k, v, pos, page_table=page_table).double()
-    rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
+    # What a card meets: the matrix unit's sources are TF32 (fp32 loses 13 mantissa bits, up to 2^-10
+    # relative per operand, on P, V, l and the fp32 intermediates), so errors scale with the values summed
+    # (|V| ~ 1 here), not with the output alone; bf16 output adds its own rounding.
+    tol = 2**-8 if dtype == torch.float32 else 2**-7
     err = (out.double() - ref).abs()
-    assert bool((err <= atol + rtol * ref.abs()).all()), f"max error {err.max().item()}"
+    assert bool((err <= tol * (1 + ref.abs())).all()), f"max error {err.max().item()}"
     return result
 
 

@@ -170,7 +170,7 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
         P.CircularBuffer(cb["partial"], cores, 1, ARGS["ROUND_PARTIAL_BYTES"], u32, "partial"),
         P.CircularBuffer(cb["gather"], cores, 1, num_cores * ARGS["ROUND_PARTIAL_BYTES"], u32, "gather"),
         # 32-byte scratch, [k] drafts, [B] seeds, [B] num_draft
-        P.CircularBuffer(cb["drafts"], cores, 1, 32 + P.align(k * 4, 16) + 2 * P.align(B * 4, 16), i32,
+        P.CircularBuffer(cb["drafts"], cores, 1, P.dram_align(32) + P.dram_align(k * 4) + 2 * P.dram_align(B * 4), i32,
                          "drafts_seeds"),
         P.CircularBuffer(cb["out"], cores, 1, P.align(max(rows, B) * 4, 16) + P.align(B * 4, 16), i32, "out"),
     ]

@@ -65,14 +65,14 @@ def rollback_kv_program(B: int, k: int, max_blocks: int = 0, block_size: int = 0
     tensors = [pos, last, num_accepted, output, new_pos, new_last] + ([page_table, new_table, freed] if paged else [])
 
     core = [P.CoreRange((0, 0), (0, 0))]
-    state_page = P.align(B * 4, 16)
+    state_page = P.dram_align(B * 4)  # every page of these CBs takes a DRAM read or write at its start
     cb = dict(state=0, tokens=1, table=2, out=16)
     i32 = P.DataFormat.Int32
     cbs = [P.CircularBuffer(cb["state"], core, 3, state_page, i32, "state"),
-           P.CircularBuffer(cb["tokens"], core, 2, P.align(rows * 4, 16), i32, "tokens"),
-           P.CircularBuffer(cb["out"], core, 2, P.align(max(B, max_blocks) * 4, 16), i32, "out")]
+           P.CircularBuffer(cb["tokens"], core, 2, P.dram_align(rows * 4), i32, "tokens"),
+           P.CircularBuffer(cb["out"], core, 2, P.dram_align(max(B, max_blocks) * 4), i32, "out")]
     if paged:
-        cbs.append(P.CircularBuffer(cb["table"], core, 2, P.align(max_blocks * 4, 16), i32, "page_table"))
+        cbs.append(P.CircularBuffer(cb["table"], core, 2, P.dram_align(max_blocks * 4), i32, "page_table"))
     ta = P.tensor_accessor_args
     reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_state=cb["state"], cb_tokens=cb["tokens"], cb_table=cb["table"],
                              batch=B, rows=rows, max_blocks=max_blocks, pos_ta=ta(pos), last_ta=ta(last),
@@ -112,8 +112,8 @@ def compaction(B: int, rows: int, max_blocks: int, block_size: int, caches: KVCa
     units = B * caches.layers * 2 * caches.hkv
     grid = compact_cores(units)
     cores = [P.CoreRange(c, c) for c in grid]
-    scratch_page = 2 * P.align(B * 4, 16) + P.align(rows * 4, 16) + P.align(max_blocks * 4, 16)
-    rows_page = P.align((ARGS["ROWS_HEADER_DEST"] + 2 * rows) * 4, 16) + rows * d_tiles * 2 * face_row_bytes
+    scratch_page = 2 * P.dram_align(B * 4) + P.dram_align(rows * 4) + P.dram_align(max_blocks * 4)
+    rows_page = P.dram_align(P.dram_align((ARGS["ROWS_HEADER_DEST"] + 2 * rows) * 4) + rows * d_tiles * 2 * face_row_bytes)
     cb = dict(scratch=0, rows=1)
     cbs = [P.CircularBuffer(cb["scratch"], cores, 1, scratch_page, P.DataFormat.Int32, "compact_scratch"),
            P.CircularBuffer(cb["rows"], cores, 2, rows_page, P.data_format(caches.dtype), "compact_rows")]
