@@ -99,3 +99,13 @@ def test_unallocated_block_is_caught():
     q, k, v = torch.randn(1, 2, 2, 32), torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
     with pytest.raises(emu.EmuError, match=r"reader_verify_attention.*ASSERT failed: block >= 0"):
         verify_attention_emu(q, k, v, torch.tensor([40]), page_table=torch.tensor([[2, -1, 0]]))
+
+
+def test_llama_8b_shape_spreads_over_half_the_grid():
+    """Llama-3.1-8B verify (Hkv 8, S 4096, T 5, GQA 4: 20 query rows in one 32-row tile): the KV
+    chunks of each head split over 4 cores, 32 of the 64, and the merged result is right."""
+    from tt_specdec.ops.verify_attention_program import auto_kv_splits
+    B, T, Hq, Hkv, S, D = 1, 5, 32, 8, 4096, 128
+    assert B * Hkv * auto_kv_splits(B, Hkv, S) >= 32
+    result = check(B, T, Hq, Hkv, S, D, [S - T], torch.bfloat16)
+    assert len({s["core"] for s in result.stats if s["kernel"] == "compute_verify_attention"}) >= 32
