@@ -109,3 +109,13 @@ def test_broken_compute_kernel_fails_the_compute_call_check(tt_python):
     assert len(fails) == 2, fails
     assert fails[0].startswith("FAIL: compute kernel compute_wrong_call.cpp:16: add_tiles called with 4 argument")
     assert fails[1].startswith("FAIL: compute kernel compute_wrong_call.cpp:17: calls exp_tiles, which neither")
+
+
+def test_call_outside_the_kernels_include_chain_fails(tt_python):
+    r = run_check(tt_python, "--only-extra", "--kernel", f"compute:{BROKEN / 'compute_missing_include.cpp'}")
+    assert r.returncode == 1, r.stdout[-3000:]
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL:")]
+    assert len(fails) == 2, fails
+    for f, (name, line) in zip(fails, (("copy_init", 13), ("copy_tile", 18))):
+        assert f.startswith(f"FAIL: compute kernel compute_missing_include.cpp:{line}: {name} is declared in "
+                            "api/compute/tile_move_copy.h, which the kernel's #include chain does not reach"), fails

@@ -590,6 +590,34 @@ def local_names(files: list[Path]) -> set[str]:
     return names
 
 
+INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+
+
+def reachable_headers(src_path: Path, hw_inc: Path) -> set[Path]:
+    """The real headers a kernel's #include chain reaches: its own includes resolved under the wheel's
+    tt_metal/hw/inc (as the JIT's -I has it) or beside the including file, followed transitively; LLK and
+    ckernel headers that resolve nowhere here are left out (they declare no api/ function)."""
+    seen: set[Path] = set()
+    todo = [src_path]
+    while todo:
+        f = todo.pop()
+        for inc in INCLUDE.findall(strip_comments_keep_includes(f.read_text(errors="replace"))):
+            for cand in (hw_inc / inc, f.parent / inc):
+                if cand.is_file():
+                    cand = cand.resolve()
+                    if cand not in seen:
+                        seen.add(cand)
+                        if cand.is_relative_to(hw_inc.resolve()):  # follow the real headers only
+                            todo.append(cand)
+                    break
+    return seen
+
+
+def strip_comments_keep_includes(src: str) -> str:
+    src = re.sub(r"/\*.*?\*/", " ", src, flags=re.S)
+    return re.sub(r"//[^\n]*", "", src)
+
+
 def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[Path], repo_kernels: bool = True) -> None:
     api = ttnn_dir / "tt_metal" / "hw" / "inc" / "api"
     real_compute = declarations(sorted((api / "compute").rglob("*.h")))
@@ -629,6 +657,7 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
         local = local_names(beside)
         src = src_path.read_text(errors="replace")
         n_checked = 0
+        reach = None
         for name, nargs, line in calls(src):
             where = f"{src_path.name}:{line}"
             if name in real_compute:
@@ -638,6 +667,14 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
                     report.fail(f"compute kernel {where}: {name} called with {nargs} argument(s); ttnn "
                                 f"{TTNN_VERSION} declares " + "; ".join(
                                     f"{name}({sig(o)})" for o in real_compute[name]))
+                # the JIT adds no include: a called name must be declared in a header the kernel's own
+                # #include chain reaches in the real headers (compute_kernel_api.h brings no tile_move_copy.h)
+                if reach is None:
+                    reach = reachable_headers(src_path, api.parent)
+                if name not in local and not any(Path(o["file"]).resolve() in reach for o in real_compute[name]):
+                    homes = sorted({str(Path(o["file"]).relative_to(api.parent)) for o in real_compute[name]})
+                    report.fail(f"compute kernel {where}: {name} is declared in {' / '.join(homes)}, which the "
+                                f"kernel's #include chain does not reach in ttnn {TTNN_VERSION}'s headers")
             elif name in real_any or name in real_macros or name in local:
                 continue
             elif name in emu_names:
