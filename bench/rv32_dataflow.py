@@ -53,19 +53,25 @@ def programs() -> list[tuple[str, P.Program]]:
     ]
 
 
-def build(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]], work: Path) -> Path:
-    (work / "chlkc_descriptors.h").write_text(emu._descriptors_header(cb_formats))
+def system_args(work: Path) -> list[str]:
+    """-isystem paths: Debian's riscv64 libstdc++ and picolibc headers, and an empty gnu/stubs-ilp32.h
+    (glibc's ilp32 check; nothing is stubbed for kernels)."""
     stubs = work / "stubs" / "gnu"
     stubs.mkdir(parents=True, exist_ok=True)
     (stubs / "stubs-ilp32.h").write_text("/* glibc's ilp32 check: nothing stubbed */\n")
-    system = [a for d in [*SYSTEM_HEADERS[:2], str(work / "stubs"), *SYSTEM_HEADERS[2:]] for a in ("-isystem", d)]
+    return [a for d in [*SYSTEM_HEADERS[:2], str(work / "stubs"), *SYSTEM_HEADERS[2:]] for a in ("-isystem", d)]
+
+
+def build(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]], work: Path, extra: list[str] = ()) -> Path:
+    (work / "chlkc_descriptors.h").write_text(emu._descriptors_header(cb_formats))
+    system = system_args(work)
     defines = [f"-D{k}={v}" if v != "" else f"-D{k}" for k, v in sorted(kernel.defines.items())]
     obj = work / f"{kernel.path.stem}.o"
     cmd = ["clang-19", "--target=riscv32-unknown-elf", "-march=rv32im", "-mabi=ilp32", "-nostdinc++", *system,
            emu.JIT_OPT[kernel.role], *[f for f in emu.JIT_FLAGS if not f.startswith("-Wno-error=multistatement")],
            "-Wno-unknown-warning-option", f"-DKERNEL_COMPILE_TIME_ARGS={','.join(str(int(a)) for a in kernel.compile_time_args)}",
            f"-D{emu.ROLE_DEFINES[kernel.role]}", *defines, f"-I{work}", f"-I{emu.EMU_INCLUDE}", f"-I{kernel.path.parent}",
-           "-include", "emu/kernel_entry.h", "-c", str(kernel.path), "-o", str(obj)]
+           *extra, "-include", "emu/kernel_entry.h", "-c", str(kernel.path), "-o", str(obj)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{kernel.path.name}: rv32 build failed:\n{r.stderr[-3000:]}")

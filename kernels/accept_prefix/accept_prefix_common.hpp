@@ -150,9 +150,17 @@ inline uint32_t bf16_key_bits(uint32_t key) { return (key & 0x8000u) ? key & 0x7
 // torch.argmax's: a NaN outranks every number and the first NaN keeps its place, +0 equals -0,
 // otherwise the larger logit; ties keep the lower index (strictly greater replaces). Integer compares
 // only: the data-movement RISC-Vs are RV32IM without an FPU.
+// The key is the sign-magnitude value made offset binary without branches: middle + magnitude, or
+// middle - magnitude when negative (both zeros land on the middle); a NaN takes the top key.
 constexpr uint32_t NAN_KEY = 0xFFFFFFFFu;
-inline uint32_t fp32_argmax_key(uint32_t bits) { return (bits & 0x7FFFFFFFu) > 0x7F800000u ? NAN_KEY : fp32_key(bits); }
-inline uint32_t bf16_argmax_key(uint32_t bits) { return (bits & 0x7FFFu) > 0x7F80u ? NAN_KEY : bf16_key(bits); }
+inline uint32_t fp32_argmax_key(uint32_t bits) {
+    const uint32_t mag = bits & 0x7FFFFFFFu, neg = 0u - (bits >> 31);
+    return mag > 0x7F800000u ? NAN_KEY : 0x80000000u + ((mag ^ neg) - neg);
+}
+inline uint32_t bf16_argmax_key(uint32_t bits) {
+    const uint32_t mag = bits & 0x7FFFu, neg = 0u - ((bits >> 15) & 1u);
+    return mag > 0x7F80u ? NAN_KEY : 0x8000u + ((mag ^ neg) - neg);
+}
 
 // core 0 -> every core's reader: what to bring into L1 next
 enum ReadOp : uint32_t { READ_ROW = 1, READ_Q = 2, READ_DONE = 3 };

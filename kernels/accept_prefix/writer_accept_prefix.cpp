@@ -56,6 +56,25 @@ void kernel_main() {
     cb_wait_front(cb_num_draft, 1);
     volatile tt_l1_ptr int32_t* k_eff = reinterpret_cast<volatile tt_l1_ptr int32_t*>(get_read_ptr(cb_num_draft));
 
+    // One chunk into the running argmax (best key, best index): first the chunk's top key in a
+    // branch-light pass, then, only when it beats the best so far (rare after the first chunks), the
+    // first index holding it. Ties keep the earlier index: an equal key never replaces.
+    auto scan = [](auto vals, uint32_t n, uint32_t v, auto key_of, uint32_t& best, uint32_t& best_index) {
+        uint32_t top = 0;
+        for (uint32_t i = 0; i < n; ++i) {
+            const uint32_t key = key_of(vals[i]);
+            top = key > top ? key : top;
+        }
+        if (top > best) {
+            uint32_t i = 0;
+            while (key_of(vals[i]) != top) {
+                ++i;
+            }
+            best = top;
+            best_index = v + i;
+        }
+    };
+
     // 1. running argmax of this core's slice, per row that arrives
     const uint32_t partial_l1 = get_write_ptr(cb_partial);
     volatile tt_l1_ptr Partial* partial = reinterpret_cast<volatile tt_l1_ptr Partial*>(partial_l1);
@@ -70,23 +89,11 @@ void kernel_main() {
                     cb_wait_front(cb_logits, 1);  // one chunk of row (b, t)
                     const uint32_t l1 = get_read_ptr(cb_logits);
                     if constexpr (logits_format == DataFormat::Float16_b) {
-                        volatile tt_l1_ptr uint16_t* vals = reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1);
-                        for (uint32_t i = 0; i < n; ++i) {
-                            const uint32_t key = bf16_argmax_key(vals[i]);
-                            if (key > best) {
-                                best = key;
-                                best_index = v + i;
-                            }
-                        }
+                        scan(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1), n, v, bf16_argmax_key, best,
+                             best_index);
                     } else {
-                        volatile tt_l1_ptr uint32_t* vals = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1);
-                        for (uint32_t i = 0; i < n; ++i) {
-                            const uint32_t key = fp32_argmax_key(vals[i]);
-                            if (key > best) {
-                                best = key;
-                                best_index = v + i;
-                            }
-                        }
+                        scan(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1), n, v, fp32_argmax_key, best,
+                             best_index);
                     }
                     cb_pop_front(cb_logits, 1);  // free the page for the reader
                 }

@@ -117,5 +117,6 @@ def test_call_outside_the_kernels_include_chain_fails(tt_python):
     fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL:")]
     assert len(fails) == 2, fails
     for f, (name, line) in zip(fails, (("copy_init", 13), ("copy_tile", 18))):
-        assert f.startswith(f"FAIL: compute kernel compute_missing_include.cpp:{line}: {name} is declared in "
-                            "api/compute/tile_move_copy.h, which the kernel's #include chain does not reach"), fails
+        assert re.match(f"FAIL: compute kernel compute_missing_include.cpp:{line}: {name} is declared in "
+                        r"(\S+ / )*api/compute/tile_move_copy.h, which the kernel's #include chain does not reach",
+                        f), fails
