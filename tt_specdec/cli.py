@@ -14,7 +14,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    from tt_specdec import DEFAULT_PAIR, PAIRS
+    from tt_specdec.api import DEFAULT_PAIR, PAIRS
 
     p.add_argument("--pair", choices=PAIRS, default=DEFAULT_PAIR,
                    help=f"shipped model pair (default: {DEFAULT_PAIR}; tiny = the byte-level test pair)")
@@ -38,7 +38,7 @@ def load(args):
     """Check the options, set the threads, then load the pair on the chosen engine."""
     import torch
 
-    from tt_specdec import load_pair
+    from tt_specdec.api import load_pair
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: got {args.threads}, expected an int >= 1")
@@ -75,7 +75,8 @@ def parse_list(text: str) -> list[str]:
 
 
 def cmd_generate(args) -> int:
-    from tt_specdec import DEFAULT_DRAFTER, Sampling, SpeculativeDecoder
+    from tt_specdec.api import DEFAULT_DRAFTER, SpeculativeDecoder
+    from tt_specdec.sampling import Sampling
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
     dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling, ops=args.ops)
@@ -95,7 +96,7 @@ def cmd_bench(args) -> int:
     import torch
 
     from tt_specdec import Sampling, __version__
-    from tt_specdec.spec import bench
+    from tt_specdec.bench import harness as bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
         from tt_specdec import device
@@ -144,7 +145,7 @@ def cmd_info(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tt_specdec import DRAFTERS
+    from tt_specdec.api import DRAFTERS
 
     ap = argparse.ArgumentParser(prog="tt-specdec", description="Lossless speculative decoding")
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -17,7 +17,7 @@ from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, load_eagle_drafter, load_he
 from tt_specdec.models import load_tiny_pair
 from tt_specdec.models.llama import Llama
 from tt_specdec.sampling import row_seeds
-from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.speculative import generate_plain, speculative_generate
 
 PROMPTS = [list(b"def wrap(text, width=70, **kwargs):\n"), list(b"import os\n"),
            list(b"class Shell:\n    def __init__(self, infile=None):\n        self.")]
@@ -267,7 +267,8 @@ def test_drafting_stops_where_no_row_is_likely_to_reach(target, trained_head):
 
 @pytest.mark.parametrize("stop_reach", [0.1, 0.6])
 def test_greedy_lossless_with_k_auto_and_early_stops(cpu_target, trained_head, stop_reach):
-    from tt_specdec.spec.cost import AdaptiveK, CostModel
+    from tt_specdec.speculative.policy import AdaptiveK
+    from tt_specdec.speculative.cost import CostModel
 
     drafter = EagleDrafter(cpu_target, trained_head.with_vocabulary(torch.arange(0, 128)))
     drafter.stop_reach = stop_reach
@@ -297,7 +298,7 @@ ACCEPTANCE_FLOOR = 0.03
 def test_smollm2_eagle_head_loads_is_accepted_and_lossless():
     from safetensors import safe_open
 
-    from tt_specdec.spec.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
+    from tt_specdec.bench.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
 
     assert SMOLLM2_EAGLE.stat().st_size <= 25 * 1024 * 1024
     pair = tt_specdec.load_pair("smollm2", torch.float32)

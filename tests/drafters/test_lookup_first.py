@@ -7,7 +7,7 @@ import torch
 import tt_specdec
 from tt_specdec.drafters import LookupFirstDrafter, ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
-from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.speculative import generate_plain, speculative_generate
 
 # repetitive code: the tails often occur earlier, so some steps copy, some draft, some do both
 PROMPTS = [list(b"def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\ndef mul(a, b):\n"),
@@ -138,7 +138,8 @@ def test_copies_carry_their_match_length_as_confidence_and_outlast_a_short_fallb
 
 
 def test_k_auto_with_copies_and_a_short_fallback_stays_lossless(pairs):
-    from tt_specdec.spec.cost import AdaptiveK, CostModel
+    from tt_specdec.speculative.policy import AdaptiveK
+    from tt_specdec.speculative.cost import CostModel
 
     target = pairs[0].target
     hybrid = LookupFirstDrafter(ShortDrafter(pairs[0].draft))

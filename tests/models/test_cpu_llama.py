@@ -9,7 +9,7 @@ import torch
 from tt_specdec.drafters import ModelDrafter
 from tt_specdec.models import load_tiny_pair
 from tt_specdec.models.cpu_llama import CpuLlama, PackedLinear, set_threads
-from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.speculative import generate_plain, speculative_generate
 
 # same weights, different summation order (one fma chain vs MKL's blocking): fp32 rounding only
 LOGIT_ATOL = 1e-4

@@ -19,8 +19,8 @@ from tt_specdec.sampling import Sampling
 from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.sampling import greedy_or_sample, row_seeds, step_seeds
-from tt_specdec.spec.cost import AdaptiveK
-from tt_specdec.spec.stats import Stats, step_kind
+from tt_specdec.speculative.policy import AdaptiveK
+from tt_specdec.speculative.stats import Stats, step_kind
 
 OnTokens = Callable[[int, list[int]], None]  # (row, new token ids), called as tokens are emitted
 

@@ -7,9 +7,11 @@ import torch
 
 from tt_specdec.drafters import ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
-from tt_specdec.spec import cost as cost_mod
-from tt_specdec.spec import generate_plain, speculative_generate
-from tt_specdec.spec.cost import AdaptiveK, CostModel, expected_tokens, measure
+from tt_specdec.speculative import measure as cost_mod
+from tt_specdec.speculative import generate_plain, speculative_generate
+from tt_specdec.speculative.policy import AdaptiveK
+from tt_specdec.speculative.cost import CostModel, expected_tokens
+from tt_specdec.speculative.measure import measure
 
 FREE_DRAFTS = CostModel(c=0.0, d0=0.0, v=(1.0,) * 9)  # drafting and verifying cost nothing extra
 DEAR_DRAFTS = CostModel(c=2.0, d0=0.0, v=(1.0,) * 9)  # a draft step costs two target steps
@@ -67,7 +69,7 @@ def test_measure_reports_ratios(tiny_pair):
 def test_loop_overhead_sees_the_loops_own_work(tiny_pair, monkeypatch):
     """5 ms more per step of the speculative loop (not in the forward or the proposal) shows up in o and
     o_plain, not in plain decoding's o0."""
-    import tt_specdec.spec.loop as loop
+    import tt_specdec.speculative.loop as loop
 
     target, draft = tiny_pair
     drafter = ModelDrafter(draft)

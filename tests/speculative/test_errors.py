@@ -7,7 +7,7 @@ import torch
 from tt_specdec.drafters import ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
 from tt_specdec.models import Llama, LlamaConfig, load_tiny_pair
-from tt_specdec.spec.loop import generate_plain, speculative_generate
+from tt_specdec.speculative.loop import generate_plain, speculative_generate
 
 PROMPTS = [list(b"def add(a, b):\n    "), list(b"import re\n")]
 MAX_NEW = 12
