@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import tt_specdec
+import tt_specdec.api
 from tt_specdec.drafters import NgramDrafter
 from tt_specdec import Pair
 from tt_specdec.cli import main
@@ -90,8 +91,8 @@ def default_pair_calls(monkeypatch, cost_cache):
         return calls["decoder"]
 
     real = tt_specdec.SpeculativeDecoder
-    monkeypatch.setattr(tt_specdec, "load_pair", load_pair)
-    monkeypatch.setattr(tt_specdec, "SpeculativeDecoder", decoder)
+    monkeypatch.setattr(tt_specdec.api, "load_pair", load_pair)
+    monkeypatch.setattr(tt_specdec.api, "SpeculativeDecoder", decoder)
     return calls
 
 
