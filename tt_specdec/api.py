@@ -142,7 +142,7 @@ class SpeculativeDecoder:
         self.pair, self.k, self.sampling, self.ops = pair, k, sampling, ops
         for model in (pair.target, pair.draft):  # "emu": their attention is ops.verify_attention's kernel
             if model is not None:  # "torch": each decoder's own fast path (CpuLlama: its C++ engine)
-                model.ops_backend = "emu" if ops == "emu" else model.native_ops_backend
+                model.attention = "emu" if ops == "emu" else model.native_attention
         self.eos_token_id = pair.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
@@ -157,7 +157,7 @@ class SpeculativeDecoder:
                             sampling=self.sampling)
             policy = AdaptiveK(cost, self.k)
         return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
-                                    ops_backend=self.ops, **common)
+                                    ops=self.ops, **common)
 
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
                  on_text: Callable[[str], None] | None = None, chat: bool = False) -> tuple[str, Generation]:

@@ -89,14 +89,12 @@ def test_greedy_speculative_equals_target_alone_exactly(cpu_pair, k):
 
 def test_hidden_cache_holds_final_hidden_per_position(cpu_pair):
     target, _ = cpu_pair
-    target.keep_hidden = True
-    try:
-        tokens = torch.randint(0, 256, (2, 12))
-        target.allocate_cache(2, 16)
-        logits = target.forward(tokens, torch.zeros(2, dtype=torch.long))
-        torch.testing.assert_close(target.logits(target.hidden_cache[:, :12]), logits, atol=LOGIT_ATOL, rtol=0)
-    finally:
-        target.keep_hidden = False
+    tokens = torch.randint(0, 256, (2, 12))
+    target.allocate_cache(2, 16, keep_hidden=True)
+    logits = target.forward(tokens, torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(target.logits(target.hidden_cache[:, :12]), logits, atol=LOGIT_ATOL, rtol=0)
+    target.allocate_cache(2, 16)
+    assert target.hidden_cache is None, "kept only when asked"
 
 
 def test_torch_ops_path_matches_engine(cpu_pair):
@@ -104,11 +102,11 @@ def test_torch_ops_path_matches_engine(cpu_pair):
     tokens = torch.randint(0, 256, (2, 10))
     target.allocate_cache(2, 12)
     engine = target.forward(tokens, torch.zeros(2, dtype=torch.long))
-    target.ops_backend = "torch"
+    target.attention = "torch"
     try:
         glue = target.forward(tokens, torch.zeros(2, dtype=torch.long))
     finally:
-        target.ops_backend = "cpu"
+        target.attention = "cpu"
     torch.testing.assert_close(glue, engine, atol=LOGIT_ATOL, rtol=0)
 
 
@@ -172,10 +170,7 @@ def test_eagle_drafter_on_the_cpu_target_is_lossless(cpu_pair):
     target, _ = cpu_pair
     torch.manual_seed(0)
     drafter = EagleDrafter(target, EagleHead.for_target(target))
-    try:
-        prompts = prompts_of([9, 4])
-        plain = generate_plain(target, prompts, max_new_tokens=24)
-        spec = speculative_generate(target, drafter, prompts, k=3, max_new_tokens=24)
-        assert spec.tokens == plain.tokens
-    finally:
-        target.keep_hidden = False
+    prompts = prompts_of([9, 4])
+    plain = generate_plain(target, prompts, max_new_tokens=24)
+    spec = speculative_generate(target, drafter, prompts, k=3, max_new_tokens=24)
+    assert spec.tokens == plain.tokens

@@ -43,11 +43,8 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
     probabilities costs a fair part of a decode step: per verify row, and per draft). v is made
     non-decreasing (a T-row forward does the work of a T-1-row one and more: a dip is noise).
     Leaves both caches reallocated (generate allocates its own anyway)."""
-    from tt_specdec.speculative.loop import keep_hidden_for
-
     cache_len = context + 2 * (k_max + 2)
-    keep_hidden_for(target, drafter)  # as the loop runs it
-    target.allocate_cache(batch_size, cache_len)
+    target.allocate_cache(batch_size, cache_len, keep_hidden=drafter.needs_target_hidden)  # as the loop runs it
     # random tokens: the forwards cost the same on any text, and a lookup drafter finds nothing to copy
     # (a proposal then costs what its drafter's steps cost)
     ctx = torch.randint(0, target.vocab_size, (batch_size, cache_len))
@@ -67,7 +64,7 @@ def measure(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: in
     verify(1)()
     # a drafter that stops where its confidence runs out would stop early on this random context:
     # time k_max steps of it (also a lookup-first drafter's fallback)
-    stoppers = [d for d in (drafter, getattr(drafter, "fallback", None)) if getattr(d, "stop_reach", None) is not None]
+    stoppers = [d for d in (drafter, getattr(drafter, "fallback", None)) if d is not None and d.stop_reach is not None]
     saved = [d.stop_reach for d in stoppers]
     for d in stoppers:
         d.stop_reach = 0.0
@@ -160,8 +157,8 @@ def describe(model) -> str | None:
     params = getattr(model, "parameters", None)
     dtype = getattr(model, "weight_dtype", None) or (next(iter(params()), torch.empty(0)).dtype if params else None)
     threads = getattr(model, "threads", "")  # CpuLlama: its own kernel pool
-    backend = getattr(model, "ops_backend", "")  # CpuLlama: "cpu" (its engine) or the per-layer Python path
-    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}:{backend}"
+    attention = getattr(model, "attention", "")  # CpuLlama: "cpu" (its engine) or the per-layer Python path
+    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}:{attention}"
 
 
 def describe_drafter(drafter) -> list:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from tt_specdec.speculative.cost import CostModel
 
@@ -34,7 +33,8 @@ class AdaptiveK:
         self.reset(0)
 
     # the state is a few numbers per row and two small tables: numpy, whose per-call cost is a few
-    # microseconds (torch's small ops cost a step ~1 ms); tensors in and out
+    # microseconds (torch's small ops cost a step ~1 ms); per-row arrays in and out are numpy too (the
+    # loop's form), and anything np.asarray takes is accepted
     def reset(self, batch_size: int) -> None:
         self.success = np.zeros(batch_size)
         self.trials = np.zeros(batch_size)
@@ -60,69 +60,64 @@ class AdaptiveK:
         table = self.bin_hits / self.bin_trials
         return np.where(confidence > 0, table[self.table_index(confidence, source)], 0.0)
 
-    def calibrated(self, confidence: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+    def calibrated(self, confidence, source=None) -> np.ndarray:
         """confidence [B, k] in 0..1 (0: not a draft), source [B] or None (0) -> estimated acceptance (float64)."""
-        return torch.from_numpy(self.estimate(confidence.numpy(), None if source is None else source.numpy()))
+        return self.estimate(np.asarray(confidence), None if source is None else np.asarray(source))
 
-    def trim(self, num_draft: torch.Tensor, confidence: torch.Tensor | None,
-             source: torch.Tensor | None = None) -> torch.Tensor:
+    def trim(self, num_draft: np.ndarray, confidence: np.ndarray | None, source: np.ndarray | None = None) -> np.ndarray:
         """num_draft [B] drafts made per row (-1 skipped), confidence [B, k] or None, source [B] -> the drafts
         each row verifies: the prefix maximising (1 + sum of estimated acceptances of its drafts) / (its
         verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""
         if confidence is None:
             return num_draft
-        conf, made = confidence.numpy(), num_draft.numpy()
+        conf, made = np.asarray(confidence), np.asarray(num_draft)
         B, k = conf.shape
         unsure = np.where(np.isnan(conf), 1.0, conf)  # NaN: no confidence given, taken as sure
-        reach = np.cumprod(self.estimate(unsure, None if source is None else source.numpy()), 1)  # P(d_1..d_t accepted)
+        reach = np.cumprod(self.estimate(unsure, None if source is None else np.asarray(source)), 1)  # P(d_1..d_t ok)
         tokens = 1.0 + np.concatenate([np.zeros((B, 1)), reach.cumsum(1)], 1)  # [B, k+1]
         rate = tokens / (self.cost.d0 + k * self.cost.c + self.after_drafting[:k + 1])  # per prefix j, drafts spent
         j = np.arange(k + 1)
         rate[j > made.reshape(B, 1)] = -np.inf  # only the drafts a row made
         best = k - rate[:, ::-1].argmax(1)  # the best rate; on a tie the longer prefix
         unknown = (np.isnan(conf) & (j[1:] <= made.reshape(B, 1))).any(1)  # NaN among its drafts: keep all
-        return torch.from_numpy(np.where((made <= 0) | unknown, made, best).astype(np.int64))
+        return np.where((made <= 0) | unknown, made, best).astype(np.int64)
 
-    def observe(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None,
-                source: torch.Tensor | None = None) -> None:
+    def observe(self, num_draft: np.ndarray, num_accepted: np.ndarray, confidence: np.ndarray | None,
+                source: np.ndarray | None = None) -> None:
         """Learn confidence -> acceptance from one step: d_t was judged when d_1..d_{t-1} were accepted."""
         if confidence is None:
             return
-        conf = confidence.numpy()
+        conf = np.asarray(confidence)
         self.bin_hits *= self.decay ** (1 / self.bins)  # slow: every bin sees only some drafts
         self.bin_trials *= self.decay ** (1 / self.bins)
-        n = np.maximum(num_accepted.numpy(), 0).reshape(-1, 1)
+        n = np.maximum(np.asarray(num_accepted), 0).reshape(-1, 1)
         t = np.arange(conf.shape[1])
         # d_t judged: offered and reached (d_1..d_{t-1} accepted); NaN (no confidence) and 0 (no draft) > 0 is False
-        judged = (t < np.maximum(num_draft.numpy(), 0).reshape(-1, 1)) & (t <= n) & (conf > 0)  # [B, k]
-        rows, index = self.table_index(conf, None if source is None else source.numpy())
+        judged = (t < np.maximum(np.asarray(num_draft), 0).reshape(-1, 1)) & (t <= n) & (conf > 0)  # [B, k]
+        rows, index = self.table_index(conf, None if source is None else np.asarray(source))
         at = (np.repeat(rows, index.shape[1], 1)[judged], index[judged])  # (source, bin) of each judged draft
         np.add.at(self.bin_trials, at, 1.0)
         np.add.at(self.bin_hits, at, ((t < n) & judged)[judged].astype(np.float64))
 
-    def acceptance(self) -> torch.Tensor:
-        """[B] estimated per-token acceptance."""
-        return torch.from_numpy(self.estimated_acceptance())
-
-    def estimated_acceptance(self) -> np.ndarray:
-        """acceptance() as numpy: the running successes and trials with the prior."""
+    def acceptance(self) -> np.ndarray:
+        """[B] estimated per-token acceptance: the running successes and trials with the prior."""
         return (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)
 
-    def choose(self) -> torch.Tensor:
+    def choose(self) -> np.ndarray:
         """[B] k per row for the next step, 0 .. k_max."""
-        a = self.estimated_acceptance()
+        a = self.acceptance()
         ks = np.array([self.cost.best_k(a_b, self.k_max) for a_b in a.tolist()], dtype=np.int64)
         probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
-        return torch.from_numpy(np.where(probe, 1, ks))
+        return np.where(probe, 1, ks)
 
-    def update(self, num_draft: torch.Tensor, num_accepted: torch.Tensor, confidence: torch.Tensor | None = None,
-               source: torch.Tensor | None = None) -> None:
+    def update(self, num_draft: np.ndarray, num_accepted: np.ndarray, confidence: np.ndarray | None = None,
+               source: np.ndarray | None = None) -> None:
         """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] and
         source [B] the drafter's or None (see trim)."""
         self.observe(num_draft, num_accepted, confidence, source)
-        made = num_draft.numpy()
+        made = np.asarray(num_draft)
         offered = np.maximum(made, 0).astype(np.float64)
-        n = np.maximum(num_accepted.numpy(), 0).astype(np.float64)
+        n = np.maximum(np.asarray(num_accepted), 0).astype(np.float64)
         failed = (n < offered).astype(np.float64)
         live = offered > 0
         self.success = np.where(live, self.success * self.decay + n, self.success)
