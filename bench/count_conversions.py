@@ -42,6 +42,7 @@ class Counter:
 
     def __init__(self):
         self.counts: collections.Counter = collections.Counter()
+        self.sites: collections.Counter = collections.Counter()  # (file:line, kind) of each conversion
         self.active = False
 
     def profile(self, frame, event, arg):
@@ -49,6 +50,8 @@ class Counter:
             kind = kind_of(arg)
             if kind is not None:
                 self.counts[kind] += 1
+                code = frame.f_code
+                self.sites[(f"{code.co_filename.rsplit('tt_specdec/', 1)[-1]}:{frame.f_lineno}", kind)] += 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--prompt", default="Write a Python function that returns the n-th Fibonacci number.")
     parser.add_argument("--json", help="write the counts here")
+    parser.add_argument("--where", type=int, default=0, help="also print the N commonest call sites")
     args = parser.parse_args(argv)
 
     import tt_specdec
@@ -81,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(counter.counts.values())
     report = {"cpu": platform.processor() or platform.machine(), "pair": args.pair, "drafter": args.drafter,
               "k": args.k, "batch": 1, "steps": steps, "conversions": total,
-              "per_step": round(total / max(steps, 1), 2), "by_kind": dict(counter.counts.most_common())}
+              "per_step": round(total / max(steps, 1), 2), "by_kind": dict(counter.counts.most_common()),
+              "by_site": {f"{site} {kind}": n for (site, kind), n in counter.sites.most_common()}}
     print(f"{args.drafter} k={args.k}, B=1, greedy, {steps} steps: {report['per_step']} conversions per step")
     for kind, n in counter.counts.most_common():
         print(f"  {kind:24s} {n / max(steps, 1):6.2f} per step")
+    for (site, kind), n in counter.sites.most_common(args.where):
+        print(f"  {n / max(steps, 1):6.2f}  {kind:18s} {site}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -44,6 +44,8 @@ class Rows:
         for b, p in enumerate(prompts):
             self.context[b, :len(p)] = torch.tensor(p)
         self.length = self.prompt_len.clone()  # [B] valid tokens in context
+        # numpy views of both (the drafters read the tensors): a numpy write costs microseconds
+        self.context_np, self.length_np = self.context.numpy(), self.length.numpy()
         self.done = np.zeros(B, dtype=bool)  # [B]
         self.remaining = np.full(B, max_new_tokens)  # [B] tokens each row may still emit
         self.new_tokens: list[list[int]] = [[] for _ in range(B)]
@@ -51,7 +53,7 @@ class Rows:
 
     def emit(self, b: int, tokens: list[int]) -> None:
         """Append row b's emitted tokens; tokens past EOS or max_new_tokens are dropped."""
-        context, length = self.context.numpy(), self.length.numpy()  # views: numpy writes cost microseconds
+        context, length = self.context_np, self.length_np
         n0 = int(length[b])
         context[b, n0:n0 + len(tokens)] = tokens
         length[b] = n0 + len(tokens)
