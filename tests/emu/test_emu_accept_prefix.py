@@ -6,9 +6,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference
-from tt_specdec.ops.accept_prefix_program import accept_prefix_emu, split_vocab
+from tt_specdec.ops import PLACEHOLDER, accept_prefix
+from tt_specdec.ops.accept_prefix import reference
+from tt_specdec.ops.accept_prefix.program import accept_prefix_emu, split_vocab
+from tt_specdec.runtime import emu
 
 # edge sizes: 1, around 32, around the 2048-entry chunk / slice, not multiples of 32
 VOCABS = [1, 2, 31, 32, 33, 100, 2047, 2048, 2049, 4103, 6001]

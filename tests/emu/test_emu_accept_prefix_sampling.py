@@ -7,9 +7,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import accept_prefix, reference
-from tt_specdec.ops.accept_prefix_program import accept_prefix_sampling_emu, split_vocab
+from tt_specdec.ops import accept_prefix
+from tt_specdec.ops.accept_prefix import reference
+from tt_specdec.ops.accept_prefix.program import accept_prefix_sampling_emu, split_vocab
+from tt_specdec.runtime import emu
 from tt_specdec.sampling import process_logits
 
 VOCABS = [2, 31, 33, 100, 2047, 2049, 4103, 6001]

@@ -11,9 +11,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import reference
-from tt_specdec.ops.verify_attention_program import verify_attention_emu
+from tt_specdec.ops.verify_attention import reference
+from tt_specdec.ops.verify_attention.program import verify_attention_emu
+from tt_specdec.runtime import emu
 
 
 def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=None):
