@@ -1,4 +1,4 @@
-"""accept_prefix greedy kernels (kernels/accept_prefix/) on the emulator against the
+"""accept_prefix greedy kernels (tt_specdec/ops/accept_prefix/kernels/) on the emulator against the
 plain-loop reference: shapes drawn over B 1..8, k 1..15, V with edge sizes (not multiples
 of 32, slice and chunk boundaries) up to 128,256, bf16 and fp32 logits."""
 import pytest

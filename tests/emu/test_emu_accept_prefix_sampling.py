@@ -1,4 +1,4 @@
-"""accept_prefix sampling kernels (kernels/accept_prefix/*_sampling.cpp) on the emulator: seeded
+"""accept_prefix sampling kernels (tt_specdec/ops/accept_prefix/kernels/*_sampling.cpp) on the emulator: seeded
 results equal the plain-loop reference token for token (same counter-based uniforms, float64
 math), with temperature, top-k and top-p, with and without draft probabilities, over B 1..8,
 k 1..15, edge vocabularies, tie-heavy logits, bf16 and fp32; each row is read from DRAM once."""

@@ -1,4 +1,4 @@
-"""rollback_kv kernels (kernels/rollback_kv/) on the emulator against the plain-loop reference,
+"""rollback_kv kernels (tt_specdec/ops/rollback_kv/kernels/) on the emulator against the plain-loop reference,
 contiguous and paged, positions across block boundaries, finished rows skipped; the compaction
 kernels copy accepted KV rows, moving exactly the rows that move."""
 import pytest

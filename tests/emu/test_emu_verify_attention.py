@@ -1,4 +1,4 @@
-"""verify_attention kernels (kernels/verify_attention/) on the emulator against
+"""verify_attention kernels (tt_specdec/ops/verify_attention/kernels/) on the emulator against
 the plain-loop reference: T 1..8 query rows, GQA ratios 1..8 packed into one 32-row tile, D 32 to
 128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32, the
 chunks of one (b, h) split over 1..5 cores and merged (idle splits on short contexts included).
