@@ -624,8 +624,8 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
     if repo_kernels:
         sources |= op_compute
     if repo_kernels and not op_compute:
-        report.note("no compute kernels under tt_specdec/ops/*/kernels/ yet: the compute check ran on the emulator's compute API "
-                    "declarations and on any other compute kernel given")
+        report.note("no compute kernels under tt_specdec/ops/*/kernels/ yet: the compute check ran on the emulator's "
+                    "compute API declarations and on any other compute kernel given")
     emu_test_kernels = sorted((REPO / "tests" / "emu" / "kernels").glob("compute*.cpp"))
     if repo_kernels:
         sources |= set(emu_test_kernels)  # the emulator's own compute test kernels use the same API

@@ -14,7 +14,7 @@ buffer addresses and the device's NoC coordinates of logical cores. Outputs are
 preallocated in DRAM and passed last, as generic_op requires.
 
 ttnn is optional (`pip install 'tt_specdec[tt]'`, ttnn==0.81.1 on Python 3.10 / 3.12):
-importing this module never imports ttnn or torch; calling into the device path without
+importing this module never imports ttnn; calling into the device path without
 ttnn raises ImportError saying what needs it. What is verified without a card (the
 conformance check, tools/conformance/): real ttnn accepts every description the ops build,
 on a mock device, and the JIT reaches the kernel build. What only a card verifies:

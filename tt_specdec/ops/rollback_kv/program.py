@@ -204,7 +204,8 @@ def run(ex, pos, last, num_accepted, output_tokens, *, page_table=None, block_si
     if is_ttnn_tensor(pos):
         return Rollback(device.reshape(o["new_pos"], [B]), device.reshape(o["new_last"], [B]),
                         o.get("new_page_table"), o.get("freed")), r
-    new_pos, new_last = ex.to_torch(o["new_pos"]).reshape(B).to(pos.dtype), ex.to_torch(o["new_last"]).reshape(B).to(last.dtype)
+    new_pos = ex.to_torch(o["new_pos"]).reshape(B).to(pos.dtype)  # the callers' dtypes
+    new_last = ex.to_torch(o["new_last"]).reshape(B).to(last.dtype)
     if page_table is None:
         return Rollback(new_pos, new_last, None, None), r
     return Rollback(new_pos, new_last, ex.to_torch(o["new_page_table"]).to(page_table.dtype),
