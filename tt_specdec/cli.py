@@ -99,8 +99,8 @@ def cmd_bench(args) -> int:
     from tt_specdec.bench import harness as bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
-        from tt_specdec import device
-        return device.bench_cli(args)
+        from tt_specdec import card_cli
+        return card_cli.bench_cli(args)
 
     if args.prompts < 0:
         raise ValueError(f"--prompts: got {args.prompts}, expected N >= 1 (or 0: all)")
@@ -139,8 +139,8 @@ def cmd_info(args) -> int:
         print("  emu       available (host emulator of the TT-Metal kernel API)")
     except ImportError:
         print("  emu       not built (arrives with the kernels: csrc/)")
-    from tt_specdec import device
-    device.print_info()
+    from tt_specdec import card_cli
+    card_cli.print_info()
     return 0
 
 

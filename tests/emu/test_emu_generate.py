@@ -4,8 +4,9 @@ for token the torch ops' output on the tiny pair, and the steps reuse the compil
 import pytest
 import torch
 
-from tt_specdec import Sampling, SpeculativeDecoder, emu, load_pair
+from tt_specdec import Sampling, SpeculativeDecoder, load_pair
 from tt_specdec.cli import main
+from tt_specdec.runtime import emu
 
 PROMPTS = ["def fib(n):", "The cat sat on"]  # two lengths: per-row positions and padded prefill
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from programs import copy_program
-from tt_specdec import emu
-from tt_specdec import program as P
+from tt_specdec.runtime import emu
+from tt_specdec.runtime import program as P
 
 X = torch.randn(6, 64).bfloat16()  # 6 pages of 128 bytes over 2 cores
 

@@ -142,7 +142,8 @@ def test_packed_linear_shapes(N, K, M):
 def test_attention_matches_torch_and_a_row_does_not_depend_on_the_others(D, threads):
     """Rows see keys 0..pos+t; key counts around the 8-key blocks; GQA (3 query heads per KV head)."""
     from tt_specdec.models.cpu_llama import attention
-    from tt_specdec.ops import reference, verify_attention
+    from tt_specdec.ops import verify_attention
+    from tt_specdec.ops.verify_attention import reference
 
     g = torch.Generator().manual_seed(D)
     B, T, Hq, Hkv, S = 2, 11, 6, 2, 48

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from tt_specdec.errors import check_shape, value_range
+from tt_specdec.ops import dispatch
 
 
 class Rollback(NamedTuple):
@@ -33,8 +34,9 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         k_cache        [B, Hkv, S, D] or stacked [L, B, Hkv, S, D]; paged: [blocks, Hkv, block_size, D]
                                       or [L, blocks, Hkv, block_size, D]. Updated in place.
         v_cache        same shape and dtype as k_cache, updated in place
-        backend        "torch", "emu": the TT-Metal kernels of kernels/rollback_kv/ on the host emulator,
-                       or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors)
+        backend        "torch", "emu": the TT-Metal kernels of kernels/ on the host emulator,
+                       or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors;
+                       then the result stays on the card, int32)
         returns        Rollback(pos + n + 1, output_tokens[n], page_table, freed)
 
     KV slots pos+n+1 .. pos+k hold rejected drafts: with a contiguous cache they are
@@ -52,9 +54,23 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         ...             torch.tensor([[4, 6, 8, -1], [-1, -1, -1, -1]])).pos
         tensor([13,  7])
     """
-    if type(pos).__module__.split(".")[0] == "ttnn":  # device tensors: the kernels on the card, nothing read here
-        return card_rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots,
-                                k_cache, v_cache)
+    backend = dispatch.backend_for(backend, pos)
+    if not dispatch.is_ttnn_tensor(pos):  # ttnn tensors stay on the card: nothing is read back
+        check_rollback_args(pos, last, num_accepted, output_tokens, page_table, block_size)
+        check_compaction(pos, num_accepted, output_tokens.shape[1] - 1, accepted_slots, k_cache, v_cache, page_table,
+                         block_size)
+    if backend == "torch":
+        from tt_specdec.ops.rollback_kv import torch_impl
+        return torch_impl.rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots,
+                                      k_cache, v_cache)
+    from tt_specdec.ops.rollback_kv import program
+    return program.run(dispatch.executor(backend), pos, last, num_accepted, output_tokens, page_table=page_table,
+                       block_size=block_size, accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)[0]
+
+
+def check_rollback_args(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor,
+                        output_tokens: torch.Tensor, page_table: torch.Tensor | None, block_size: int | None) -> None:
+    """Validates rollback_kv's state arguments (check_compaction the copy's)."""
     check_shape("pos", pos, (None,))
     B = pos.shape[0]
     check_shape("last", last, (B,))
@@ -68,41 +84,10 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         check_shape("page_table", page_table, (B, None), "= [B, max_blocks]")
         if block_size is None or block_size < 1:
             raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
-    # [B] small integers: numpy, whose ops cost microseconds (the loop calls this every step)
-    n_np = np.maximum(num_accepted.numpy(), 0)
-    live_np = num_accepted.numpy() >= 0
-    emitted_np = output_tokens.numpy()[np.arange(B), n_np]
-    if (live_np & (emitted_np < 0)).any():
+    n = np.maximum(num_accepted.numpy(), 0)
+    emitted = output_tokens.numpy()[np.arange(B), n]
+    if ((num_accepted.numpy() >= 0) & (emitted < 0)).any():
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
-    if backend not in ("torch", "emu", "device"):
-        raise ValueError(f"backend: got {backend!r}, expected 'torch', 'emu' or 'device'")
-    caches = check_compaction(pos, num_accepted, k, accepted_slots, k_cache, v_cache, page_table, block_size)
-    if backend == "device":  # torch tensors, validated: the kernels on the card
-        return card_rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots,
-                                k_cache, v_cache)
-    if backend == "emu":
-        from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
-        return rollback_kv_emu(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
-                               accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)[0]
-    if caches is not None:
-        compact_kv(*caches, pos, num_accepted, accepted_slots, page_table)
-    # the caller's dtypes kept (int32 on device)
-    new_pos = torch.from_numpy(np.where(live_np, pos.numpy() + n_np + 1, pos.numpy()).astype(pos.numpy().dtype))
-    new_last = torch.from_numpy(np.where(live_np, emitted_np, last.numpy()).astype(last.numpy().dtype))
-    if page_table is None:
-        return Rollback(new_pos, new_last, None, None)
-    block_start = torch.arange(page_table.shape[1]).view(1, -1) * block_size  # [1, max_blocks]
-    release = torch.from_numpy(live_np).view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
-    freed = torch.where(release, page_table, -1)
-    return Rollback(new_pos, new_last, torch.where(release, -1, page_table), freed)
-
-
-def card_rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots, k_cache,
-                     v_cache) -> Rollback:
-    """rollback_kv through ttnn.generic_op (tt_specdec.device)."""
-    from tt_specdec import device
-    return device.rollback_kv(pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
-                              accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)
 
 
 def stacked(cache: torch.Tensor) -> torch.Tensor:
@@ -187,24 +172,3 @@ def check_paged_slots(pos: torch.Tensor, moved: torch.Tensor, accepted_slots: to
         if others:
             raise ValueError(f"page_table: got block {block} shared by rows {sorted(touched[block])}, expected the "
                              f"blocks a row compacts into (row {b}) to be its own")
-
-
-def compact_kv(k5: torch.Tensor, v5: torch.Tensor, pos: torch.Tensor, num_accepted: torch.Tensor,
-               accepted_slots: torch.Tensor, page_table: torch.Tensor | None) -> None:
-    """Copies slot pos + accepted_slots[j] to pos + j for j <= n of live rows, in every layer, head,
-    K and V; caches [L, M, Hkv, S or block_size, D]. The right-hand side is gathered before the
-    scatter, so overlapping slots copy the values from before the call."""
-    B, rows = accepted_slots.shape
-    j = torch.arange(rows).view(1, -1)
-    moved = (num_accepted.view(B, 1) >= 0) & (j <= num_accepted.view(B, 1)) & (accepted_slots != j)  # [B, k+1]
-    b_idx, j_idx = moved.nonzero(as_tuple=True)  # [M] each
-    src = pos.long()[b_idx] + accepted_slots.long()[b_idx, j_idx]
-    dst = pos.long()[b_idx] + j_idx
-    if page_table is None:
-        src_at, dst_at = (b_idx, src), (b_idx, dst)
-    else:
-        blk = k5.shape[3]
-        table = page_table.long()
-        src_at, dst_at = (table[b_idx, src // blk], src % blk), (table[b_idx, dst // blk], dst % blk)
-    for cache in (k5, v5):
-        cache[:, dst_at[0], :, dst_at[1]] = cache[:, src_at[0], :, src_at[1]]  # [M, L, Hkv, D], gathered first

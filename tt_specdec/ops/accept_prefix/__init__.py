@@ -1,0 +1,91 @@
+"""Accept the longest agreeing draft prefix and emit accepted + recovered/bonus tokens.
+
+Vocabulary (as in vLLM's rejection sampler):
+    accepted   draft tokens kept, d_1 .. d_n
+    recovered  the target's token at the first rejection (row n), when n < k
+    bonus      the target's token after a fully accepted draft (row k), when n == k
+    output     accepted + (recovered | bonus): n + 1 tokens, then PLACEHOLDER (-1)
+"""
+from __future__ import annotations
+
+import torch
+
+from tt_specdec.errors import check_finite, check_shape, check_tokens, value_range
+from tt_specdec.ops import dispatch
+from tt_specdec.sampling import check_sampling_args
+
+PLACEHOLDER = -1
+MAX_DRAFT = 31  # k + 1 target rows fit one 32-row tile
+
+
+def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
+                      finite_logits: bool = True):
+    """Validate accept_prefix's arguments; returns (B, k, V). finite_logits=False leaves the finiteness of
+    target_logits to the caller (the greedy path checks it in its argmax pass)."""
+    check_shape("target_logits", target_logits, (None, None, None), "= [B, k+1, V]")
+    B, k1, V = target_logits.shape
+    k = k1 - 1
+    if not 1 <= k <= MAX_DRAFT:
+        raise ValueError(f"target_logits: got {k1} rows per sequence (k={k}), expected k+1 rows with 1 <= k <= {MAX_DRAFT}")
+    check_shape("draft_tokens", draft_tokens, (B, k), "= [B, k] (k+1 = target_logits rows)")
+    check_tokens("draft_tokens", draft_tokens, V)
+    if finite_logits:
+        check_finite("target_logits", target_logits)
+    if num_draft is not None:
+        check_shape("num_draft", num_draft, (B,))
+        lo, hi = value_range(num_draft)
+        if lo < -1 or hi > k:
+            raise ValueError(f"num_draft: got {num_draft.tolist()}, expected values in -1..{k} (-1 = skip row)")
+    check_sampling_args(temperature, top_k, top_p)
+    if temperature > 0:
+        if draft_probs is not None:
+            check_shape("draft_probs", draft_probs, (B, k, V), "= [B, k, V] (the draft's sampling distribution)")
+            check_finite("draft_probs", draft_probs)
+        if seed is None:
+            raise ValueError("seed: got None, expected an int or per-row seeds [B] when temperature > 0")
+    return B, k, V
+
+
+def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
+                  draft_probs: torch.Tensor | None = None, num_draft: torch.Tensor | None = None,
+                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                  seed: int | torch.Tensor | None = None,
+                  backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor]:
+    """Compare drafts with the target and emit the tokens of one speculative step.
+
+    Shapes:
+        target_logits  [B, k+1, V]  target rows for [last, d_1 .. d_k]
+        draft_tokens   [B, k]       d_1 .. d_k
+        draft_probs    [B, k, V]    q_t, the distribution d_t was sampled from (sampling only;
+                                    None = a deterministic drafter, q_t one-hot on d_t)
+        num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
+        seed           int or [B]   per-row seeds of this step (sampling only)
+        backend        "torch", or "emu": the TT-Metal kernels of kernels/ on the host emulator,
+                       or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors;
+                       then the results stay on the card: int32 num_accepted [B], output_tokens [B, k+1])
+        returns        num_accepted [B] (int64, -1 for skipped rows),
+                       output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)
+
+    Greedy (temperature == 0): n is the longest prefix with argmax(row t) == d_{t+1}; then
+    the argmax of row n. Sampling: d_t is accepted with probability min(1, p_t(d_t)/q_t(d_t)),
+    stopping at the first rejection, whose token is drawn from norm(max(0, p_n - q_n));
+    the bonus token is drawn from p_k. p is the target after temperature, top-k, top-p.
+    Either way, output has exactly the target's distribution (Leviathan et al. 2023).
+
+    Example (greedy, k = 3, V = 4):
+        >>> logits = torch.eye(4)[[1, 2, 0, 3]].unsqueeze(0)  # target argmax per row: 1, 2, 0, 3
+        >>> accept_prefix(logits, torch.tensor([[1, 2, 3]]))   # d_3 = 3 != 0: reject it, emit 0
+        (tensor([2]), tensor([[ 1,  2,  0, -1]]))
+    """
+    backend = dispatch.backend_for(backend, target_logits)
+    if not dispatch.is_ttnn_tensor(target_logits):  # ttnn tensors stay on the card: nothing is read back
+        # on "torch", the argmax pass checks the logits are finite
+        check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
+                          finite_logits=backend != "torch")
+    if backend == "torch":
+        from tt_specdec.ops.accept_prefix import torch_impl
+        return torch_impl.accept_prefix(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k,
+                                        top_p, seed)
+    from tt_specdec.ops.accept_prefix import program
+    return program.run(dispatch.executor(backend), target_logits, draft_tokens, draft_probs=draft_probs,
+                       num_draft=num_draft, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]
