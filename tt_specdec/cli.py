@@ -99,8 +99,8 @@ def cmd_bench(args) -> int:
     from tt_specdec.bench import harness as bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
-        from tt_specdec import card_cli
-        return card_cli.bench_cli(args)
+        from tt_specdec.bench.card import bench_card
+        return bench_card(args)
 
     if args.prompts < 0:
         raise ValueError(f"--prompts: got {args.prompts}, expected N >= 1 (or 0: all)")
@@ -139,9 +139,31 @@ def cmd_info(args) -> int:
         print("  emu       available (host emulator of the TT-Metal kernel API)")
     except ImportError:
         print("  emu       not built (arrives with the kernels: csrc/)")
-    from tt_specdec import card_cli
-    card_cli.print_info()
+    print_card_info()
     return 0
+
+
+def print_card_info() -> None:
+    """The `tt-specdec info` lines of the card path: ttnn's version, the card, and which checks apply."""
+    from tt_specdec.runtime import device
+
+    version = device.ttnn_version()
+    card = device.card_present()
+    print(f"  ttnn      {version or 'not installed'}"
+          + ("" if version == "0.81.1" or version is None else " (tt_specdec is written against 0.81.1)"))
+    print(f"  card      {'found (/dev/tenstorrent)' if card else 'none found (/dev/tenstorrent is missing or empty)'}")
+    print("checks:")
+    print("  emulator     the kernels run on the host emulator in the test suite (pytest tests/emu)")
+    print("  conformance  real ttnn 0.81.1 accepts every program description on a mock device and reaches the "
+          "kernel build;\n               dataflow kernels pass clang-19 against its headers; compute API calls match "
+          "its declarations\n               (pytest tests/conformance, or tools/conformance/run.sh: needs apt-get, "
+          "Python 3.12 or 3.10)")
+    if card and version:
+        print("  card         applies: pytest --device (op property tests through ttnn.generic_op), "
+              "tt-specdec bench --device")
+    else:
+        print(f"  card         does not apply here: {device.unavailable_reason()}; pytest --device and "
+              "tt-specdec bench --device skip")
 
 
 def main(argv: list[str] | None = None) -> int:

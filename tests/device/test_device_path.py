@@ -7,13 +7,13 @@ import sys
 import pytest
 import torch
 
-from tt_specdec import card_cli, ops
+from tt_specdec import ops
 from tt_specdec.cli import main
 from tt_specdec.runtime import device
 
 
 def test_importing_tt_specdec_does_not_import_ttnn():
-    code = ("import sys, tt_specdec, tt_specdec.ops, tt_specdec.runtime.device, tt_specdec.card_cli; "
+    code = ("import sys, tt_specdec, tt_specdec.ops, tt_specdec.runtime.device, tt_specdec.cli, tt_specdec.bench.card; "
             "print('ttnn' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
@@ -32,13 +32,13 @@ def test_info_reports_ttnn_card_and_checks(capsys):
     assert f"ttnn      {version or 'not installed'}" in out
     assert ("card      found" in out) == device.card_present()
     assert "conformance  real ttnn 0.81.1 accepts every program description" in out
-    if card_cli.unavailable_reason():
-        assert f"card         does not apply here: {card_cli.unavailable_reason()}" in out
+    if device.unavailable_reason():
+        assert f"card         does not apply here: {device.unavailable_reason()}" in out
     else:
         assert "card         applies: pytest --device" in out
 
 
-@pytest.mark.skipif(card_cli.unavailable_reason() is None, reason="a card is present: tests/device runs the bench")
+@pytest.mark.skipif(device.unavailable_reason() is None, reason="a card is present: tests/device runs the bench")
 def test_bench_device_skips_with_the_reason(capsys):
     assert main(["bench", "--device", "--k", "2"]) == 0
-    assert capsys.readouterr().out.strip() == f"tt-specdec bench --device: skipped: {card_cli.unavailable_reason()}"
+    assert capsys.readouterr().out.strip() == f"tt-specdec bench --device: skipped: {device.unavailable_reason()}"

@@ -68,6 +68,16 @@ def card_present() -> bool:
         return False
 
 
+def unavailable_reason() -> str | None:
+    """Why the card path cannot run here, or None when it can."""
+    if ttnn_version() is None:
+        return f"ttnn is not installed ({INSTALL_HINT})"
+    if not card_present():
+        return "no Tenstorrent card found (/dev/tenstorrent is missing or empty)"
+    return None
+
+
+
 def is_ttnn_tensor(x) -> bool:
     """True for a ttnn.Tensor, decided without importing ttnn."""
     return type(x).__module__.split(".")[0] == "ttnn"

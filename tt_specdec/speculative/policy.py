@@ -64,7 +64,8 @@ class AdaptiveK:
         """confidence [B, k] in 0..1 (0: not a draft), source [B] or None (0) -> estimated acceptance (float64)."""
         return self.estimate(np.asarray(confidence), None if source is None else np.asarray(source))
 
-    def trim(self, num_draft: np.ndarray, confidence: np.ndarray | None, source: np.ndarray | None = None) -> np.ndarray:
+    def trim(self, num_draft: np.ndarray, confidence: np.ndarray | None,
+             source: np.ndarray | None = None) -> np.ndarray:
         """num_draft [B] drafts made per row (-1 skipped), confidence [B, k] or None, source [B] -> the drafts
         each row verifies: the prefix maximising (1 + sum of estimated acceptances of its drafts) / (its
         verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""

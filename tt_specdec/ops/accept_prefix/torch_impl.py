@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tt_specdec.ops.accept_prefix import PLACEHOLDER
+from tt_specdec.ops.accept_prefix.checks import PLACEHOLDER
 from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, argmax, process_logits, sample_inverse_cdf, uniform
 
 

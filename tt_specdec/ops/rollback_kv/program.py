@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
-from tt_specdec.ops.rollback_kv import Rollback
+from tt_specdec.ops.rollback_kv.checks import Rollback
 from tt_specdec.runtime import device, emu
 from tt_specdec.runtime import program as P
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from tt_specdec.ops.rollback_kv import Rollback
+from tt_specdec.ops.rollback_kv.checks import Rollback
 
 PLACEHOLDER = -1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tt_specdec.ops.rollback_kv import Rollback, stacked
+from tt_specdec.ops.rollback_kv.checks import Rollback, stacked
 
 
 def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor,

@@ -1,44 +1,14 @@
-"""The card path's commands: the `tt-specdec info` lines about ttnn and the card, and
-`tt-specdec bench --device` (the fused ops' kernels on a card against the torch ops)."""
+"""`tt-specdec bench --device`: the fused ops' kernels on a card (ttnn.generic_op) against the torch ops."""
 from __future__ import annotations
 
 from tt_specdec.runtime import device
 
-def unavailable_reason() -> str | None:
-    """Why the card path cannot run here, or None when it can."""
-    if device.ttnn_version() is None:
-        return f"ttnn is not installed ({device.INSTALL_HINT})"
-    if not device.card_present():
-        return "no Tenstorrent card found (/dev/tenstorrent is missing or empty)"
-    return None
 
-
-def print_info() -> None:
-    """The `tt-specdec info` lines of the card path: ttnn's version, the card, and which checks apply."""
-    version = device.ttnn_version()
-    card = device.card_present()
-    print(f"  ttnn      {version or 'not installed'}"
-          + ("" if version == "0.81.1" or version is None else " (tt_specdec is written against 0.81.1)"))
-    print(f"  card      {'found (/dev/tenstorrent)' if card else 'none found (/dev/tenstorrent is missing or empty)'}")
-    print("checks:")
-    print("  emulator     the kernels run on the host emulator in the test suite (pytest tests/emu)")
-    print("  conformance  real ttnn 0.81.1 accepts every program description on a mock device and reaches the "
-          "kernel build;\n               dataflow kernels pass clang-19 against its headers; compute API calls match "
-          "its declarations\n               (pytest tests/conformance, or tools/conformance/run.sh: needs apt-get, "
-          "Python 3.12 or 3.10)")
-    if card and version:
-        print("  card         applies: pytest --device (op property tests through ttnn.generic_op), "
-              "tt-specdec bench --device")
-    else:
-        print(f"  card         does not apply here: {unavailable_reason()}; pytest --device and "
-              "tt-specdec bench --device skip")
-
-
-def bench_cli(args) -> int:
+def bench_card(args) -> int:
     """`tt-specdec bench --device`: per k, the greedy accept_prefix and rollback_kv kernels on the card
     (device-resident ttnn tensors, ttnn.generic_op) against the torch ops on the same inputs; every
     result is compared with the torch one, and a mismatch fails the run."""
-    reason = unavailable_reason()
+    reason = device.unavailable_reason()
     if reason:
         print(f"tt-specdec bench --device: skipped: {reason}")
         return 0
