@@ -8,6 +8,7 @@ from tt_specdec.sampling import check_sampling_args
 PLACEHOLDER = -1
 MAX_DRAFT = 31  # k + 1 target rows fit one 32-row tile
 
+
 def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
                       finite_logits: bool = True):
     """Validate accept_prefix's arguments; returns (B, k, V). finite_logits=False leaves the finiteness of

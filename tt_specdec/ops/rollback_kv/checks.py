@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from tt_specdec.errors import check_shape, value_range
+from tt_specdec.errors import check_shape
 
 
 class Rollback(NamedTuple):
@@ -14,6 +14,7 @@ class Rollback(NamedTuple):
     last: torch.Tensor  # [B] newest emitted token, not yet in the cache
     page_table: torch.Tensor | None  # [B, max_blocks], -1 = no block
     freed: torch.Tensor | None  # [B, max_blocks] block ids released this step, -1 elsewhere
+
 
 def check_rollback_args(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor,
                         output_tokens: torch.Tensor, page_table: torch.Tensor | None, block_size: int | None) -> None:
@@ -24,21 +25,23 @@ def check_rollback_args(pos: torch.Tensor, last: torch.Tensor, num_accepted: tor
     check_shape("num_accepted", num_accepted, (B,))
     check_shape("output_tokens", output_tokens, (B, None), "= [B, k+1]")
     k = output_tokens.shape[1] - 1
-    lo, hi = value_range(num_accepted)
+    n_acc = num_accepted.numpy()  # [B] small integers: numpy, converted once (the loop calls this every step)
+    lo, hi = (int(n_acc.min()), int(n_acc.max())) if B else (0, 0)
     if lo < -1 or hi > k:
-        raise ValueError(f"num_accepted: got {num_accepted.tolist()}, expected values in -1..{k} (-1 = skip row)")
+        raise ValueError(f"num_accepted: got {n_acc.tolist()}, expected values in -1..{k} (-1 = skip row)")
     if page_table is not None:
         check_shape("page_table", page_table, (B, None), "= [B, max_blocks]")
         if block_size is None or block_size < 1:
             raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
-    n = np.maximum(num_accepted.numpy(), 0)
-    emitted = output_tokens.numpy()[np.arange(B), n]
-    if ((num_accepted.numpy() >= 0) & (emitted < 0)).any():
+    emitted = output_tokens.numpy()[np.arange(B), np.maximum(n_acc, 0)]
+    if ((n_acc >= 0) & (emitted < 0)).any():
         raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
+
 
 def stacked(cache: torch.Tensor) -> torch.Tensor:
     """A cache of one layer [M, Hkv, S, D] as a view [1, M, Hkv, S, D]; stacked caches as they are."""
     return cache.unsqueeze(0) if cache.dim() == 4 else cache
+
 
 def check_compaction(pos: torch.Tensor, num_accepted: torch.Tensor, k: int, accepted_slots: torch.Tensor | None,
                      k_cache: torch.Tensor | None, v_cache: torch.Tensor | None, page_table: torch.Tensor | None,
@@ -95,6 +98,7 @@ def check_compaction(pos: torch.Tensor, num_accepted: torch.Tensor, k: int, acce
     if page_table is not None:
         check_paged_slots(pos, moved, accepted_slots, page_table, slot_rows, k5.shape[1])
     return k5, v5
+
 
 def check_paged_slots(pos: torch.Tensor, moved: torch.Tensor, accepted_slots: torch.Tensor, page_table: torch.Tensor,
                       block_size: int, num_blocks: int) -> None:

@@ -13,19 +13,20 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     """Rollback(pos + n + 1, output_tokens[n], page_table, freed), as tt_specdec.ops.rollback_kv
     documents; with accepted_slots, the caches compacted in place."""
     B = pos.shape[0]
-    # [B] small integers: numpy, whose ops cost microseconds (the loop calls this every step)
-    n_np = np.maximum(num_accepted.numpy(), 0)
-    live_np = num_accepted.numpy() >= 0
-    emitted_np = output_tokens.numpy()[np.arange(B), n_np]
+    # [B] small integers: numpy, each converted once (the loop calls this every step)
+    pos_np, last_np, n_acc = pos.numpy(), last.numpy(), num_accepted.numpy()
+    live = n_acc >= 0
+    n = np.maximum(n_acc, 0)
+    emitted = output_tokens.numpy()[np.arange(B), n]
     if accepted_slots is not None:
         compact_kv(stacked(k_cache), stacked(v_cache), pos, num_accepted, accepted_slots, page_table)
     # the caller's dtypes kept (int32 on device)
-    new_pos = torch.from_numpy(np.where(live_np, pos.numpy() + n_np + 1, pos.numpy()).astype(pos.numpy().dtype))
-    new_last = torch.from_numpy(np.where(live_np, emitted_np, last.numpy()).astype(last.numpy().dtype))
+    new_pos = torch.from_numpy(np.where(live, pos_np + n + 1, pos_np).astype(pos_np.dtype))
+    new_last = torch.from_numpy(np.where(live, emitted, last_np).astype(last_np.dtype))
     if page_table is None:
         return Rollback(new_pos, new_last, None, None)
     block_start = torch.arange(page_table.shape[1]).view(1, -1) * block_size  # [1, max_blocks]
-    release = torch.from_numpy(live_np).view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
+    release = torch.from_numpy(live).view(B, 1) & (block_start >= new_pos.view(B, 1)) & (page_table >= 0)
     freed = torch.where(release, page_table, -1)
     return Rollback(new_pos, new_last, torch.where(release, -1, page_table), freed)
 
