@@ -34,19 +34,19 @@ class CMakeBuild(build_ext):
                        cwd=build_dir, check=True)
 
 
-class BuildPyWithKernels(build_py):
-    """Ships kernels/ and the emulator's kernel API headers inside the package, so an installed
-    wheel (not only a source checkout) can JIT its kernels: tt_specdec/_kernels, _emu_include."""
+class BuildPyWithEmuHeaders(build_py):
+    """Ships the emulator's kernel API headers (csrc/include, outside the package) inside it, so an
+    installed wheel can JIT kernels on the emulator: tt_specdec/_emu_include. The ops' kernels are
+    package data (tt_specdec/ops/<op>/kernels/)."""
 
     def run(self) -> None:
         super().run()
         import shutil
 
         root = Path(__file__).resolve().parent
-        for src, dst in (("kernels", "_kernels"), ("csrc/include", "_emu_include")):
-            target = Path(self.build_lib) / "tt_specdec" / dst
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(root / src, target)
+        target = Path(self.build_lib) / "tt_specdec" / "_emu_include"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(root / "csrc" / "include", target)
 
 
 def _cmake_exe() -> str:
@@ -64,7 +64,9 @@ setup(
     description="Speculative decoding for Tenstorrent hardware (ttnn / TT-Metal), lossless, with a CPU path",
     python_requires=">=3.10",
     packages=find_packages(include=["tt_specdec", "tt_specdec.*"]),
-    package_data={"tt_specdec.models": ["weights/*.safetensors"]},
+    package_data={"tt_specdec.models": ["weights/*.safetensors"],
+                  **{f"tt_specdec.ops.{op}": ["kernels/*.cpp", "kernels/*.hpp"]
+                     for op in ("accept_prefix", "rollback_kv", "verify_attention")}},
     # torch is pinned to the CPU wheel that lies on this machine's disk; an open range pulls a CUDA build
     install_requires=["torch>=2.1,<=2.13.0", "numpy", "safetensors"],
     extras_require={
@@ -75,11 +77,11 @@ setup(
         "smollm2": ["gguf", "tokenizers"],
         # reference for tests/models/test_smollm2.py (transformers' own GGUF load); never fetches from a hub
         "compare": ["transformers", "accelerate", "gguf", "tokenizers"],
-        # the card path (tt_specdec/device.py, ttnn.generic_op): ttnn 0.81.1 has wheels for cp310 / cp312 only
+        # the card path (tt_specdec/runtime/device.py, ttnn.generic_op): ttnn 0.81.1 has wheels for cp310 / cp312 only
         "tt": ["ttnn==0.81.1; python_version == '3.10' or python_version == '3.12'"],
     },
     entry_points={"console_scripts": ["tt-specdec=tt_specdec.cli:main"]},
     # CMakeLists.txt's two targets: the kernel emulator and the CPU decoder's kernels
     ext_modules=[CMakeExtension("tt_specdec._emu"), CMakeExtension("tt_specdec._cpu")],
-    cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithKernels},
+    cmdclass={"build_ext": CMakeBuild, "build_py": BuildPyWithEmuHeaders},
 )

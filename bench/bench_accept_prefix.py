@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from tt_specdec.ops.accept_prefix_program import accept_prefix_emu, accept_prefix_sampling_emu
+from tt_specdec.ops.accept_prefix.program import accept_prefix_emu, accept_prefix_sampling_emu
 from tt_specdec.sampling import process_logits
 
 from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts

@@ -1,7 +1,7 @@
 """SmolLM2's EAGLE head next to the distilled draft model, same run: greedy acceptance and mean
 accepted length at k = 1..6 per prompt category on the held-out bench prompts, every output checked
 against the target alone (lossless), and each drafter's cost ratio c = one draft step / one target
-decode step (spec/cost.py `measure`, both drafters timed against the same target in this process),
+decode step (speculative/cost.py `measure`, both drafters timed against the same target in this process),
 with S = E (1 + o0) / (d0 + k·c + v(k+1) + o) predicted from them.
 
     nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --threads 1 --tokens 64 --json eagle.json
@@ -21,10 +21,10 @@ import torch
 import tt_specdec
 from tt_specdec.drafters import ModelDrafter
 from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, EagleDrafter, load_head
-from tt_specdec.spec import generate_plain, speculative_generate
-from tt_specdec.spec.bench import merge, prompt_set
-from tt_specdec.spec.cost import measure
-from tt_specdec.spec.stats import Stats
+from tt_specdec.speculative import generate_plain, speculative_generate
+from tt_specdec.bench.harness import merge, prompt_set
+from tt_specdec.speculative.measure import measure
+from tt_specdec.speculative.stats import Stats
 
 
 def stats_row(s: Stats) -> dict:

@@ -17,8 +17,8 @@ import argparse
 
 import torch
 
-from tt_specdec.ops import reference
-from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
+from tt_specdec.ops.rollback_kv import reference
+from tt_specdec.ops.rollback_kv.program import rollback_kv_emu
 
 from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts
 

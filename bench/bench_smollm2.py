@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from tt_specdec.models.gguf import load_smollm2, smollm2_gguf_path  # noqa: E402
 from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer  # noqa: E402
-from tt_specdec.spec import generate_plain  # noqa: E402
+from tt_specdec.speculative import generate_plain  # noqa: E402
 
 PROMPTS = [
     [{"role": "user", "content": "Write a haiku about the sea."}],

@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from tt_specdec.ops.verify_attention_program import auto_kv_splits, verify_attention_emu
+from tt_specdec.ops.verify_attention.program import auto_kv_splits, verify_attention_emu
 
 from emu_bench import emu_run_ms, write_rows  # sibling module: bench/ runs as scripts
 

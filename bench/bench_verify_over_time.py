@@ -1,7 +1,7 @@
 """How the verify cost v(T) moves over a minute on this machine: the target's T-row forward against its
 1-row decode, measured again and again in short rounds.
 
-The cost model (spec/cost.py) times each T once, least-disturbed of its repeats, when it is first
+The cost model (speculative/cost.py) times each T once, least-disturbed of its repeats, when it is first
 measured. A multi-row verify is compute-bound (bench_linear.py) and a decode is memory-bound, so
 anything that takes the core's arithmetic away (on a shared host, a busy neighbour) slows the first
 and barely the second: v(T) then drifts in spells, and a run that meets such a spell is slower than

@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rv32_dataflow as R  # noqa: E402
-from tt_specdec import emu  # noqa: E402
-from tt_specdec import program as P  # noqa: E402
-from tt_specdec.ops import accept_prefix_program as AP  # noqa: E402
+from tt_specdec.runtime import emu  # noqa: E402
+from tt_specdec.runtime import program as P  # noqa: E402
+from tt_specdec.ops.accept_prefix import program as AP  # noqa: E402
 
 RETURN_ADDR = 0x1000
 STACK_TOP = 0x4000000

@@ -26,11 +26,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tt_specdec import emu  # noqa: E402
-from tt_specdec import program as P  # noqa: E402
-from tt_specdec.ops.accept_prefix_program import accept_prefix_program, accept_prefix_sampling_program  # noqa: E402
-from tt_specdec.ops.rollback_kv_program import KVCaches, rollback_kv_program  # noqa: E402
-from tt_specdec.ops.verify_attention_program import verify_attention_program  # noqa: E402
+from tt_specdec.runtime import emu  # noqa: E402
+from tt_specdec.runtime import program as P  # noqa: E402
+from tt_specdec.ops.accept_prefix.program import accept_prefix_program, accept_prefix_sampling_program  # noqa: E402
+from tt_specdec.ops.rollback_kv.program import KVCaches, rollback_kv_program  # noqa: E402
+from tt_specdec.ops.verify_attention.program import verify_attention_program  # noqa: E402
 
 SYSTEM_HEADERS = ["/usr/riscv64-linux-gnu/include/c++/12", "/usr/riscv64-linux-gnu/include/c++/12/riscv64-linux-gnu",
                   "/usr/lib/picolibc/riscv64-unknown-elf/include", "/usr/riscv64-linux-gnu/include"]

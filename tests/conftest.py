@@ -49,7 +49,7 @@ def pytest_configure(config):
 
 
 def device_skip_reason(config) -> str | None:
-    from tt_specdec import device
+    from tt_specdec.runtime import device
 
     if not config.getoption("--device"):
         return "the card path runs with `pytest --device` (a Tenstorrent card and ttnn 0.81.1)"

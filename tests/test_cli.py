@@ -4,6 +4,8 @@ import pytest
 import torch
 
 import tt_specdec
+import tt_specdec.api
+from tt_specdec.drafters import NgramDrafter
 from tt_specdec import Pair
 from tt_specdec.cli import main
 from tt_specdec.models import ByteTokenizer
@@ -89,8 +91,8 @@ def default_pair_calls(monkeypatch, cost_cache):
         return calls["decoder"]
 
     real = tt_specdec.SpeculativeDecoder
-    monkeypatch.setattr(tt_specdec, "load_pair", load_pair)
-    monkeypatch.setattr(tt_specdec, "SpeculativeDecoder", decoder)
+    monkeypatch.setattr(tt_specdec.api, "load_pair", load_pair)
+    monkeypatch.setattr(tt_specdec.api, "SpeculativeDecoder", decoder)
     return calls
 
 
@@ -124,8 +126,8 @@ def test_bench_defaults(monkeypatch):
         seen.update(kwargs, name=pair_name)
         return {"meta": {}, "results": []}
 
-    monkeypatch.setattr("tt_specdec.spec.bench.bench", fake_bench)
-    monkeypatch.setattr("tt_specdec.spec.bench.format_table", lambda report: "")
+    monkeypatch.setattr("tt_specdec.bench.harness.bench", fake_bench)
+    monkeypatch.setattr("tt_specdec.bench.harness.format_table", lambda report: "")
     monkeypatch.setattr("tt_specdec.cli.load", lambda args: tt_specdec.load_pair("tiny"))
     assert main(["bench"]) == 0
     assert seen["name"] == "smollm2" and seen["ks"] == [1, 2, 4, "auto"] and seen["max_new_tokens"] == 128
@@ -135,7 +137,7 @@ def test_bench_defaults(monkeypatch):
 
 
 def test_registered_drafter_is_a_cli_choice(monkeypatch, capsys):
-    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: tt_specdec.NgramDrafter(max_ngram=2))
+    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: NgramDrafter(max_ngram=2))
     assert main(["generate", "x = 1", *TINY, "--drafter", "echo", "--k", "2", "--max-new-tokens", "6"]) == 0
     with pytest.raises(ValueError, match=r"^factory: got 3, expected a callable"):
         tt_specdec.register_drafter("three", 3)

@@ -11,7 +11,7 @@ Sequence-level distillation, all offline, seeded, resumable:
        (apt-get install fortunes; /usr/share/games/fortunes);
      - templated plain chat questions over a handwritten topic list.
    Dropped: anything sharing a word 5-gram with, or asking about a topic of, the
-   held-out bench prompts (tt_specdec/spec/prompts_smollm2.py). 2 % of the prompts, by a
+   held-out bench prompts (tt_specdec/bench/prompts_smollm2.py). 2 % of the prompts, by a
    hash of their text, are a held-out split never trained on (the agreement metric).
 2. Data: the target's OWN greedy continuations (what the draft must predict), generated
    by our lean Llama batched (B = 32, per-row positions, stop at <|im_end|> or 128 new
@@ -78,7 +78,7 @@ from safetensors.torch import save_file
 from tt_specdec.models.gguf import cache_dir, load_smollm2
 from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer
 from tt_specdec.models.llama import Llama, LlamaConfig
-from tt_specdec.spec.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
+from tt_specdec.bench.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
 
 WEIGHTS = pathlib.Path(__file__).resolve().parents[1] / "tt_specdec" / "models" / "weights"
 OUT = WEIGHTS / "smollm2_draft.safetensors"
@@ -494,7 +494,7 @@ def evaluate(n_prompts: int, k: int, new_tokens: int, dtype: torch.dtype) -> Non
     every output checked against the target alone. Prompts taken round-robin over the categories."""
     import tt_specdec
     from tt_specdec.drafters import ModelDrafter
-    from tt_specdec.spec import generate_plain, speculative_generate
+    from tt_specdec.speculative import generate_plain, speculative_generate
 
     pair = tt_specdec.load_pair("smollm2", dtype, engine="torch")
     tok = pair.tokenizer

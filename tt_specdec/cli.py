@@ -14,7 +14,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    from tt_specdec import DEFAULT_PAIR, PAIRS
+    from tt_specdec.api import DEFAULT_PAIR, PAIRS
 
     p.add_argument("--pair", choices=PAIRS, default=DEFAULT_PAIR,
                    help=f"shipped model pair (default: {DEFAULT_PAIR}; tiny = the byte-level test pair)")
@@ -38,7 +38,7 @@ def load(args):
     """Check the options, set the threads, then load the pair on the chosen engine."""
     import torch
 
-    from tt_specdec import load_pair
+    from tt_specdec.api import load_pair
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: got {args.threads}, expected an int >= 1")
@@ -75,7 +75,8 @@ def parse_list(text: str) -> list[str]:
 
 
 def cmd_generate(args) -> int:
-    from tt_specdec import DEFAULT_DRAFTER, Sampling, SpeculativeDecoder
+    from tt_specdec.api import DEFAULT_DRAFTER, SpeculativeDecoder
+    from tt_specdec.sampling import Sampling
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
     dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling, ops=args.ops)
@@ -95,11 +96,11 @@ def cmd_bench(args) -> int:
     import torch
 
     from tt_specdec import Sampling, __version__
-    from tt_specdec.spec import bench
+    from tt_specdec.bench import harness as bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
-        from tt_specdec import device
-        return device.bench_cli(args)
+        from tt_specdec.bench.card import bench_card
+        return bench_card(args)
 
     if args.prompts < 0:
         raise ValueError(f"--prompts: got {args.prompts}, expected N >= 1 (or 0: all)")
@@ -138,13 +139,35 @@ def cmd_info(args) -> int:
         print("  emu       available (host emulator of the TT-Metal kernel API)")
     except ImportError:
         print("  emu       not built (arrives with the kernels: csrc/)")
-    from tt_specdec import device
-    device.print_info()
+    print_card_info()
     return 0
 
 
+def print_card_info() -> None:
+    """The `tt-specdec info` lines of the card path: ttnn's version, the card, and which checks apply."""
+    from tt_specdec.runtime import device
+
+    version = device.ttnn_version()
+    card = device.card_present()
+    print(f"  ttnn      {version or 'not installed'}"
+          + ("" if version == "0.81.1" or version is None else " (tt_specdec is written against 0.81.1)"))
+    print(f"  card      {'found (/dev/tenstorrent)' if card else 'none found (/dev/tenstorrent is missing or empty)'}")
+    print("checks:")
+    print("  emulator     the kernels run on the host emulator in the test suite (pytest tests/emu)")
+    print("  conformance  real ttnn 0.81.1 accepts every program description on a mock device and reaches the "
+          "kernel build;\n               dataflow kernels pass clang-19 against its headers; compute API calls match "
+          "its declarations\n               (pytest tests/conformance, or tools/conformance/run.sh: needs apt-get, "
+          "Python 3.12 or 3.10)")
+    if card and version:
+        print("  card         applies: pytest --device (op property tests through ttnn.generic_op), "
+              "tt-specdec bench --device")
+    else:
+        print(f"  card         does not apply here: {device.unavailable_reason()}; pytest --device and "
+              "tt-specdec bench --device skip")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from tt_specdec import DRAFTERS
+    from tt_specdec.api import DRAFTERS
 
     ap = argparse.ArgumentParser(prog="tt-specdec", description="Lossless speculative decoding")
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -52,7 +52,7 @@ def counts(out: str) -> dict[str, tuple[int, ...]]:
 
 
 def ops_with_builders() -> list[str]:
-    return [p.stem[: -len("_program")] for p in (REPO / "tt_specdec" / "ops").glob("*_program.py")]
+    return [p.parent.name for p in (REPO / "tt_specdec" / "ops").glob("*/program.py")]
 
 
 def test_every_description_and_kernel_conforms(tt_python):
@@ -63,7 +63,7 @@ def test_every_description_and_kernel_conforms(tt_python):
     accepted, total = c["descriptions"]
     assert accepted == total and total >= 3 * len(ops_with_builders()), c  # several shapes per op
     # every reader / writer kernel of an op with a description builder was compiled by clang-19
-    dataflow = [p for op in ops_with_builders() for p in (REPO / "kernels" / op).glob("*.cpp")
+    dataflow = [p for op in ops_with_builders() for p in (REPO / "tt_specdec" / "ops" / op / "kernels").glob("*.cpp")
                 if p.name.startswith(("reader", "writer"))]
     assert c["dataflow"][0] >= len(dataflow) > 0, (c, dataflow)
     assert c["dataflow"][1] >= total, c  # at least one kernel build per description

@@ -1,5 +1,5 @@
 """The op property tests on a Tenstorrent card: the same kernels as the emulator tests, run by
-tt_specdec.device through ttnn.generic_op, against the plain-loop reference. Selected with
+tt_specdec.runtime.device through ttnn.generic_op, against the plain-loop reference. Selected with
 `pytest --device` (tests/conftest.py); skipped with the reason when no card or no ttnn.
 
 Not run on the machines this project is developed on (no card): what is checked there is the
@@ -11,8 +11,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import device
-from tt_specdec.ops import accept_prefix, reference, rollback_kv, verify_attention
+from tt_specdec.ops import accept_prefix, rollback_kv, verify_attention
+from tt_specdec.ops.accept_prefix.reference import accept_prefix as accept_prefix_reference
+from tt_specdec.ops.rollback_kv.reference import random_rollback_step
+from tt_specdec.ops.rollback_kv.reference import rollback_kv as rollback_kv_reference
+from tt_specdec.ops.verify_attention.reference import verify_attention as verify_attention_reference
+from tt_specdec.runtime import device
 
 pytestmark = pytest.mark.device
 
@@ -37,7 +41,7 @@ def test_greedy_accept_prefix_on_the_card(B, k, V, dtype, seed, flip_rate, dynam
     logits, drafts, num_draft = logits_case(B, k, V, dtype, seed, flip_rate)
     num_draft = num_draft if dynamic_k else None
     n, out = accept_prefix(logits, drafts, num_draft=num_draft, backend="device")
-    ref_n, ref_out = reference.accept_prefix(logits, drafts, num_draft=num_draft)
+    ref_n, ref_out = accept_prefix_reference(logits, drafts, num_draft=num_draft)
     assert torch.equal(n, ref_n), (n, ref_n)
     assert torch.equal(out, ref_out), (out, ref_out)
 
@@ -55,7 +59,7 @@ def test_sampling_accept_prefix_on_the_card(B, k, V, dtype, seed, with_q, temper
         drafts = torch.multinomial(q.reshape(-1, V).double(), 1, generator=g).view(B, k)
     n, out = accept_prefix(logits, drafts, draft_probs=q, num_draft=num_draft, temperature=temperature, seed=seed,
                            backend="device")
-    ref_n, ref_out = reference.accept_prefix(logits, drafts, draft_probs=q, num_draft=num_draft,
+    ref_n, ref_out = accept_prefix_reference(logits, drafts, draft_probs=q, num_draft=num_draft,
                                              temperature=temperature, seed=seed)
     assert torch.equal(n, ref_n), (n, ref_n)
     assert torch.equal(out, ref_out), (out, ref_out)
@@ -84,7 +88,7 @@ def test_rollback_kv_on_the_card(B, k, seed, paged, block_size, max_blocks):
     else:
         pos = torch.randint(0, 4000, (B,), generator=g)
     got = rollback_kv(pos, last, n, out, page_table=table, block_size=bs, backend="device")
-    want = reference.rollback_kv(pos, last, n, out, page_table=table, block_size=bs)
+    want = rollback_kv_reference(pos, last, n, out, page_table=table, block_size=bs)
     assert torch.equal(got.pos, want.pos) and torch.equal(got.last, want.last)
     if paged:
         assert torch.equal(got.page_table, want.page_table) and torch.equal(got.freed, want.freed)
@@ -96,11 +100,11 @@ def test_rollback_kv_on_the_card(B, k, seed, paged, block_size, max_blocks):
        seed=st.integers(0, 2**31 - 1))
 def test_rollback_kv_compaction_on_the_card(B, k, block_size, layers, dtype, seed):
     """Accepted KV rows copied to pos + j on the card, bit-exact against the reference (a copy)."""
-    step = reference.random_rollback_step(seed, B, k, block_size=block_size, layers=layers, dtype=dtype)
+    step = random_rollback_step(seed, B, k, block_size=block_size, layers=layers, dtype=dtype)
     got = {name: x.clone() if isinstance(x, torch.Tensor) else x for name, x in step.items()}
     want = {name: x.clone() if isinstance(x, torch.Tensor) else x for name, x in step.items()}
     result = rollback_kv(**got, backend="device")
-    expected = reference.rollback_kv(**want)
+    expected = rollback_kv_reference(**want)
     assert torch.equal(result.pos, expected.pos) and torch.equal(result.last, expected.last)
     assert torch.equal(got["k_cache"], want["k_cache"]) and torch.equal(got["v_cache"], want["v_cache"])
 
@@ -125,7 +129,7 @@ def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S,
         k, v = (torch.randn(B * max_blocks, Hkv, block_size, D, generator=g).to(dtype) for _ in range(2))
         page_table = torch.randperm(B * max_blocks, generator=g).view(B, max_blocks)
     out = verify_attention(q, k, v, pos, page_table=page_table, backend="device")
-    ref = reference.verify_attention(q, k, v, pos, page_table=page_table).double()
+    ref = verify_attention_reference(q, k, v, pos, page_table=page_table).double()
     rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
     err = (out.double() - ref).abs()
     assert bool((err <= atol + rtol * ref.abs()).all()), f"max error {err.max().item()}"
@@ -141,14 +145,14 @@ def test_ttnn_tensors_stay_on_the_card():
     t_drafts = ttnn.from_torch(drafts.to(torch.int32), dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT, device=dev)
     n, out = accept_prefix(t_logits, t_drafts)
     assert device.is_ttnn_tensor(n) and device.is_ttnn_tensor(out)
-    ref_n, ref_out = reference.accept_prefix(logits, drafts)
+    ref_n, ref_out = accept_prefix_reference(logits, drafts)
     assert torch.equal(ttnn.to_torch(n).long().view(-1), ref_n)
     assert torch.equal(ttnn.to_torch(out).long(), ref_out)
     pos, last = torch.tensor([10, 3]), torch.tensor([1, 2])
     new = rollback_kv(*(ttnn.from_torch(x.to(torch.int32).view(1, -1) if x.dim() == 1 else x.to(torch.int32),
                                         dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT, device=dev)
                         for x in (pos, last, ref_n, ref_out)))
-    want = reference.rollback_kv(pos, last, ref_n, ref_out)
+    want = rollback_kv_reference(pos, last, ref_n, ref_out)
     assert torch.equal(ttnn.to_torch(new.pos).long().view(-1), want.pos)
     # verify_attention: the caches stay on the card as tiles, the output comes back as a ttnn tensor
     q, kc = torch.randn(2, 3, 4, 64).to(torch.bfloat16), torch.randn(2, 2, 128, 64).to(torch.bfloat16)
@@ -157,5 +161,5 @@ def test_ttnn_tensors_stay_on_the_card():
     t_pos = ttnn.from_torch(pos.to(torch.int32), dtype=ttnn.int32, layout=ttnn.ROW_MAJOR_LAYOUT, device=dev)
     out = verify_attention(tiles(q), tiles(kc), tiles(vc), t_pos)
     assert device.is_ttnn_tensor(out)
-    ref = reference.verify_attention(q, kc, vc, pos).double()
+    ref = verify_attention_reference(q, kc, vc, pos).double()
     assert bool(((ttnn.to_torch(out).double() - ref).abs() <= 1e-6 + 2**-7 * ref.abs()).all())

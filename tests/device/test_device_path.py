@@ -7,12 +7,14 @@ import sys
 import pytest
 import torch
 
-from tt_specdec import device, ops
+from tt_specdec import ops
 from tt_specdec.cli import main
+from tt_specdec.runtime import device
 
 
 def test_importing_tt_specdec_does_not_import_ttnn():
-    code = "import sys, tt_specdec, tt_specdec.ops, tt_specdec.device; print('ttnn' in sys.modules)"
+    code = ("import sys, tt_specdec, tt_specdec.ops, tt_specdec.runtime.device, tt_specdec.cli, tt_specdec.bench.card; "
+            "print('ttnn' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
 

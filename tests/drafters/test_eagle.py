@@ -17,7 +17,7 @@ from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, load_eagle_drafter, load_he
 from tt_specdec.models import load_tiny_pair
 from tt_specdec.models.llama import Llama
 from tt_specdec.sampling import row_seeds
-from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.speculative import generate_plain, speculative_generate
 
 PROMPTS = [list(b"def wrap(text, width=70, **kwargs):\n"), list(b"import os\n"),
            list(b"class Shell:\n    def __init__(self, infile=None):\n        self.")]
@@ -25,15 +25,14 @@ PROMPTS = [list(b"def wrap(text, width=70, **kwargs):\n"), list(b"import os\n"),
 
 def target_features(target: Llama, tokens: torch.Tensor) -> torch.Tensor:
     """tokens [B, L] -> the target's features [B, L, d], through the inference path (keep_hidden)."""
-    target.keep_hidden = True
-    target.allocate_cache(tokens.shape[0], tokens.shape[1])
+    target.allocate_cache(tokens.shape[0], tokens.shape[1], keep_hidden=True)
     target.forward(tokens, torch.zeros(tokens.shape[0], dtype=torch.long))
     return target.hidden_cache.clone()
 
 
 @pytest.fixture(scope="module")
 def target():
-    return load_tiny_pair()[0]  # its own copy: the drafter sets keep_hidden on it
+    return load_tiny_pair()[0]  # its own copy: the tests allocate its cache with keep_hidden
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +68,11 @@ def test_drafts_are_the_teacher_forced_heads_argmax(target, trained_head):
     length = torch.tensor([len(p) for p in PROMPTS])
     for b, p in enumerate(PROMPTS):
         context[b, :len(p)] = torch.tensor(p)
-    target.allocate_cache(B, 72)
+    target.allocate_cache(B, 72, keep_hidden=True)
     drafter.reset(B, 72)
     target.forward(context, torch.zeros(B, dtype=torch.long))  # features of every slot; the drafter reads 0..n-2
-    drafts, probs = drafter.propose(context, length, k, Sampling(), row_seeds(0, B))
+    proposal = drafter.propose(context, length, k, Sampling(), row_seeds(0, B))
+    drafts, probs = proposal.tokens, proposal.probs
     assert probs is None and drafts.shape == (B, k)
     for b in range(B):
         n = int(length[b])
@@ -105,9 +105,9 @@ def cpu_target():
 
 def test_head_on_the_cpu_engine_matches_the_torch_head(cpu_target, trained_head):
     fast = EagleDrafter(cpu_target, trained_head.with_vocabulary(torch.arange(0, 256, 3)))
-    cpu_target.ops_backend = "torch"  # the same drafter on torch ops
+    cpu_target.attention = "torch"  # the same drafter on torch ops
     slow = EagleDrafter(cpu_target, fast.head)
-    cpu_target.ops_backend = "cpu"
+    cpu_target.attention = "cpu"
     assert fast.engine is not None and slow.engine is None
     embeds, feats = cpu_target.embed(torch.tensor([[104, 101, 108]])), torch.randn(1, 3, 256) * 4
     results = []
@@ -171,11 +171,12 @@ def test_sampling_draft_probs_are_full_distributions_zero_outside_the_subset(tar
     for b, p in enumerate(PROMPTS):
         context[b, :len(p)] = torch.tensor(p)
     length = torch.tensor([len(p) for p in PROMPTS])
-    target.allocate_cache(B, 72)
+    target.allocate_cache(B, 72, keep_hidden=True)
     drafter.reset(B, 72)
     target.forward(context, torch.zeros(B, dtype=torch.long))
     sampling = Sampling(temperature=0.9, top_p=0.95)
-    drafts, probs = drafter.propose(context, length, k, sampling, row_seeds(3, B))
+    proposal = drafter.propose(context, length, k, sampling, row_seeds(3, B))
+    drafts, probs = proposal.tokens, proposal.probs
     assert probs.shape == (B, k, 256)
     torch.testing.assert_close(probs.sum(-1), torch.ones(B, k, dtype=probs.dtype))
     outside = torch.ones(256, dtype=torch.bool)
@@ -183,7 +184,7 @@ def test_sampling_draft_probs_are_full_distributions_zero_outside_the_subset(tar
     assert bool((probs[..., outside] == 0).all()) and bool((probs >= 0).all())
     assert bool((probs.gather(2, drafts.unsqueeze(-1)) > 0).all())  # each draft was possible under its q
     drafter.reset(B, 72)  # the same seeds draft the same tokens
-    again, _ = drafter.propose(context, length, k, sampling, row_seeds(3, B))
+    again = drafter.propose(context, length, k, sampling, row_seeds(3, B)).tokens
     assert torch.equal(again, drafts)
 
 
@@ -217,29 +218,29 @@ def test_head_of_another_target_is_rejected_and_target_untouched():
     other = EagleHead(load_tiny_pair()[1].cfg)  # the draft's dim 96, not 256
     with pytest.raises(ValueError, match="head: got dim 96.*expected the target's dim 256"):
         EagleDrafter(target, other)
-    assert target.keep_hidden is False
+    assert target.keep_hidden is False and target.hidden_cache is None
 
 
 def test_reset_without_the_targets_hidden_cache_says_so(trained_head):
     target = load_tiny_pair()[0]
-    target.allocate_cache(2, 32)  # before the drafter set keep_hidden: no hidden_cache
+    target.allocate_cache(2, 32)  # without keep_hidden: no hidden_cache
     drafter = EagleDrafter(target, trained_head)
-    with pytest.raises(RuntimeError, match=r"target.hidden_cache: got None, expected \[2, 32\]"):
+    with pytest.raises(RuntimeError, match=r"target.hidden_cache: got None, expected \[2, 32\].*keep_hidden=True"):
         drafter.reset(2, 32)
-    target.allocate_cache(2, 32)
+    target.allocate_cache(2, 32, keep_hidden=True)
     drafter.reset(2, 32)  # now it is there
 
 
 def test_draft_past_the_cache_is_rejected(target, trained_head):
     drafter = EagleDrafter(target, trained_head)
-    target.allocate_cache(1, 16)
+    target.allocate_cache(1, 16, keep_hidden=True)
     drafter.reset(1, 16)
     context = torch.zeros(1, 16, dtype=torch.long)
     with pytest.raises(ValueError, match=r"k: got 7 with a row of length 12, expected length \+ k - 2 <= 16"):
         drafter.propose(context, torch.tensor([12]), 7, Sampling(), row_seeds(0, 1))
     assert drafter.head.k_cache.abs().sum() == 0  # rejected before any slot was written
     drafter.stop_reach = 0.0
-    assert drafter.propose(context, torch.tensor([12]), 6, Sampling(), row_seeds(0, 1))[0].shape == (1, 6)
+    assert drafter.propose(context, torch.tensor([12]), 6, Sampling(), row_seeds(0, 1)).tokens.shape == (1, 6)
 
 
 def test_drafting_stops_where_no_row_is_likely_to_reach(target, trained_head):
@@ -249,14 +250,14 @@ def test_drafting_stops_where_no_row_is_likely_to_reach(target, trained_head):
     for b, p in enumerate(PROMPTS):
         context[b, :len(p)] = torch.tensor(p)
     length = torch.tensor([len(p) for p in PROMPTS])
-    target.allocate_cache(B, 72)
+    target.allocate_cache(B, 72, keep_hidden=True)
     target.forward(context, torch.zeros(B, dtype=torch.long))
     widths = {}
     for stop in (0.0, 0.5, 1.0):
         drafter.stop_reach = stop
         drafter.reset(B, 72)
-        drafts, _ = drafter.propose(context, length, 6, Sampling(), row_seeds(0, B))
-        conf = drafter.draft_confidence
+        proposal = drafter.propose(context, length, 6, Sampling(), row_seeds(0, B))
+        drafts, conf = proposal.tokens, proposal.confidence
         assert conf.shape == drafts.shape and bool(((conf > 0) & (conf <= 1)).all())
         reach = conf.cumprod(1).max(0).values  # [k'] the likeliest row's reach
         assert bool((reach[:-1] >= stop).all()), "it went on only while some row could reach"
@@ -267,7 +268,8 @@ def test_drafting_stops_where_no_row_is_likely_to_reach(target, trained_head):
 
 @pytest.mark.parametrize("stop_reach", [0.1, 0.6])
 def test_greedy_lossless_with_k_auto_and_early_stops(cpu_target, trained_head, stop_reach):
-    from tt_specdec.spec.cost import AdaptiveK, CostModel
+    from tt_specdec.speculative.policy import AdaptiveK
+    from tt_specdec.speculative.cost import CostModel
 
     drafter = EagleDrafter(cpu_target, trained_head.with_vocabulary(torch.arange(0, 128)))
     drafter.stop_reach = stop_reach
@@ -297,7 +299,7 @@ ACCEPTANCE_FLOOR = 0.03
 def test_smollm2_eagle_head_loads_is_accepted_and_lossless():
     from safetensors import safe_open
 
-    from tt_specdec.spec.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
+    from tt_specdec.bench.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
 
     assert SMOLLM2_EAGLE.stat().st_size <= 25 * 1024 * 1024
     pair = tt_specdec.load_pair("smollm2", torch.float32)

@@ -7,7 +7,7 @@ import torch
 import tt_specdec
 from tt_specdec.drafters import LookupFirstDrafter, ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
-from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.speculative import generate_plain, speculative_generate
 
 # repetitive code: the tails often occur earlier, so some steps copy, some draft, some do both
 PROMPTS = [list(b"def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\ndef mul(a, b):\n"),
@@ -29,13 +29,13 @@ class CheckedModelDrafter(ModelDrafter):
         self.fresh, self.calls = ModelDrafter(fresh_model), 0
 
     def propose(self, context, length, k, sampling, seeds):
-        drafts, probs = super().propose(context, length, k, sampling, seeds)
+        got = super().propose(context, length, k, sampling, seeds)
         self.fresh.reset(context.shape[0], context.shape[1])
-        want_drafts, want_probs = self.fresh.propose(context, length, k, sampling, seeds)
-        assert torch.equal(drafts, want_drafts)
-        assert (probs is None) == (want_probs is None) and (probs is None or torch.equal(probs, want_probs))
+        want = self.fresh.propose(context, length, k, sampling, seeds)
+        assert torch.equal(got.tokens, want.tokens)
+        assert (got.probs is None) == (want.probs is None) and (got.probs is None or torch.equal(got.probs, want.probs))
         self.calls += 1
-        return drafts, probs
+        return got
 
 
 @pytest.mark.parametrize("k", [2, 4])
@@ -70,7 +70,8 @@ def test_sampled_proposals_match_a_fresh_fallback_and_copied_rows_are_one_hot(pa
     ctx[0, :10], ctx[1, :5] = torch.tensor(list(b"abcdeXabcd")), torch.tensor(list(b"vwxyz"))
     length = torch.tensor([10, 5])
     hybrid.reset(2, 64)
-    drafts, probs = hybrid.propose(ctx, length, 3, sampling, torch.tensor([1, 2]))
+    proposal = hybrid.propose(ctx, length, 3, sampling, torch.tensor([1, 2]))
+    drafts, probs = proposal.tokens, proposal.probs
     assert bytes(drafts[0].tolist()) == b"eXa"
     assert torch.equal(probs[0], torch.nn.functional.one_hot(drafts[0], probs.shape[-1]).to(probs.dtype))
     assert torch.allclose(probs[1].sum(-1), torch.ones(3, dtype=probs.dtype))
@@ -83,8 +84,9 @@ def test_all_rows_copied_skips_the_fallback(pairs):
     ctx = torch.tensor([list(b"abcabcab"), list(b"xyzxyzxy")])
     hybrid.reset(2, 16)
     fallback.cached = torch.tensor([7, 3])
-    drafts, probs = hybrid.propose(ctx, torch.tensor([8, 8]), 2, Sampling(), torch.zeros(2))
-    assert fallback.calls == 0 and probs is None and hybrid.draft_steps == 0, "a copy costs no draft step"
+    proposal = hybrid.propose(ctx, torch.tensor([8, 8]), 2, Sampling(), torch.zeros(2))
+    drafts = proposal.tokens
+    assert fallback.calls == 0 and proposal.probs is None and proposal.steps == 0, "a copy costs no draft step"
     assert [bytes(d.tolist()) for d in drafts] == [b"ca", b"zx"]
     assert fallback.cached.tolist() == [7, 3], "never raised; capped at length - 1"
     fallback.cached = torch.tensor([12, 3])
@@ -115,8 +117,7 @@ class ShortDrafter(ModelDrafter):
     stop_reach = 0.5
 
     def propose(self, context, length, k, sampling, seeds):
-        drafts, probs = super().propose(context, length, min(k, 2), sampling, seeds)
-        return drafts, probs
+        return super().propose(context, length, min(k, 2), sampling, seeds)
 
 
 def test_copies_carry_their_match_length_as_confidence_and_outlast_a_short_fallback(pairs):
@@ -125,20 +126,23 @@ def test_copies_carry_their_match_length_as_confidence_and_outlast_a_short_fallb
     ctx = torch.zeros(2, 64, dtype=torch.long)
     ctx[0, :10], ctx[1, :5] = torch.tensor(list(b"abcdeXabcd")), torch.tensor(list(b"vwxyz"))
     hybrid.reset(2, 64)
-    drafts, probs = hybrid.propose(ctx, torch.tensor([10, 5]), 5, Sampling(), torch.zeros(2))
-    assert probs is None and drafts.shape == (2, 5) and hybrid.draft_steps == 2  # the fallback's steps
+    proposal = hybrid.propose(ctx, torch.tensor([10, 5]), 5, Sampling(), torch.zeros(2))
+    drafts = proposal.tokens
+    assert proposal.probs is None and drafts.shape == (2, 5) and proposal.steps == 2  # the fallback's steps
     assert bytes(drafts[0].tolist()) == b"eXabc"  # the 4-gram "abcd" matched: 5 tokens of continuation
-    conf = hybrid.draft_confidence
-    assert conf[0].tolist() == pytest.approx([4 / 5] * 5) and hybrid.draft_source.tolist() == [1, 0]
+    conf = proposal.confidence
+    assert conf[0].tolist() == pytest.approx([4 / 5] * 5) and proposal.source.tolist() == [1, 0]
     assert bool((conf[1, :2] > 0).all()) and conf[1, 2:].tolist() == [0.0] * 3, "past the fallback's drafts: none"
     # a continuation running out: "xyzxy" matches "xy" at the start, followed by only "zxy"
     hybrid.reset(1, 64)
-    hybrid.propose(torch.tensor([list(b"xyzxy") + [0] * 10]), torch.tensor([5]), 5, Sampling(), torch.zeros(1))
-    assert hybrid.draft_confidence[0].tolist() == pytest.approx([2 / 5] * 3 + [0.0] * 2)
+    proposal = hybrid.propose(torch.tensor([list(b"xyzxy") + [0] * 10]), torch.tensor([5]), 5, Sampling(),
+                              torch.zeros(1))
+    assert proposal.confidence[0].tolist() == pytest.approx([2 / 5] * 3 + [0.0] * 2)
 
 
 def test_k_auto_with_copies_and_a_short_fallback_stays_lossless(pairs):
-    from tt_specdec.spec.cost import AdaptiveK, CostModel
+    from tt_specdec.speculative.policy import AdaptiveK
+    from tt_specdec.speculative.cost import CostModel
 
     target = pairs[0].target
     hybrid = LookupFirstDrafter(ShortDrafter(pairs[0].draft))

@@ -29,9 +29,9 @@ def test_short_continuation_is_padded_and_no_match_repeats_last():
 def test_propose_batches_rows_of_different_lengths():
     ctx = torch.zeros(2, 16, dtype=torch.long)
     ctx[0, :6], ctx[1, :3] = ids("abcabc"[:6]), ids("xyx")
-    drafts, probs = NgramDrafter().propose(ctx, torch.tensor([6, 3]), 2, Sampling(), torch.zeros(2))
-    assert probs is None
-    assert drafts.tolist() == [list(b"ab"), list(b"yx")]
+    proposal = NgramDrafter().propose(ctx, torch.tensor([6, 3]), 2, Sampling(), torch.zeros(2))
+    assert proposal.probs is None
+    assert proposal.tokens.tolist() == [list(b"ab"), list(b"yx")]
 
 
 def match_by_loop(ctx: list[int], k: int, max_ngram: int, min_ngram: int):

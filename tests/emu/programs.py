@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from tt_specdec import program as P
+from tt_specdec.runtime import program as P
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,4 +1,4 @@
-"""accept_prefix greedy kernels (kernels/accept_prefix/) on the emulator against the
+"""accept_prefix greedy kernels (tt_specdec/ops/accept_prefix/kernels/) on the emulator against the
 plain-loop reference: shapes drawn over B 1..8, k 1..15, V with edge sizes (not multiples
 of 32, slice and chunk boundaries) up to 128,256, bf16 and fp32 logits."""
 import pytest
@@ -6,9 +6,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference
-from tt_specdec.ops.accept_prefix_program import accept_prefix_emu, split_vocab
+from tt_specdec.ops import PLACEHOLDER, accept_prefix
+from tt_specdec.ops.accept_prefix import reference
+from tt_specdec.ops.accept_prefix.program import accept_prefix_emu, split_vocab
+from tt_specdec.runtime import emu
 
 # edge sizes: 1, around 32, around the 2048-entry chunk / slice, not multiples of 32
 VOCABS = [1, 2, 31, 32, 33, 100, 2047, 2048, 2049, 4103, 6001]

@@ -1,4 +1,4 @@
-"""accept_prefix sampling kernels (kernels/accept_prefix/*_sampling.cpp) on the emulator: seeded
+"""accept_prefix sampling kernels (tt_specdec/ops/accept_prefix/kernels/*_sampling.cpp) on the emulator: seeded
 results equal the plain-loop reference token for token (same counter-based uniforms, float64
 math), with temperature, top-k and top-p, with and without draft probabilities, over B 1..8,
 k 1..15, edge vocabularies, tie-heavy logits, bf16 and fp32; each row is read from DRAM once."""
@@ -7,9 +7,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import accept_prefix, reference
-from tt_specdec.ops.accept_prefix_program import accept_prefix_sampling_emu, split_vocab
+from tt_specdec.ops import accept_prefix
+from tt_specdec.ops.accept_prefix import reference
+from tt_specdec.ops.accept_prefix.program import accept_prefix_sampling_emu, split_vocab
+from tt_specdec.runtime import emu
 from tt_specdec.sampling import process_logits
 
 VOCABS = [2, 31, 33, 100, 2047, 2049, 4103, 6001]

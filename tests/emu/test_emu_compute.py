@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from programs import tiles_program
-from tt_specdec import emu
+from tt_specdec.runtime import emu
 
 
 def run(n, a, b, **kw):

@@ -4,8 +4,9 @@ for token the torch ops' output on the tiny pair, and the steps reuse the compil
 import pytest
 import torch
 
-from tt_specdec import Sampling, SpeculativeDecoder, emu, load_pair
+from tt_specdec import Sampling, SpeculativeDecoder, load_pair
 from tt_specdec.cli import main
+from tt_specdec.runtime import emu
 
 PROMPTS = ["def fib(n):", "The cat sat on"]  # two lengths: per-row positions and padded prefill
 
@@ -76,12 +77,12 @@ def test_missing_kernel_features_are_named():
     with pytest.raises(ValueError, match="ops: got 'cuda'"):
         SpeculativeDecoder(pair, "model", 2, ops="cuda")
     SpeculativeDecoder(pair, "model", 2, ops="emu")
-    assert pair.target.ops_backend == pair.draft.ops_backend == "emu"
+    assert pair.target.attention == pair.draft.attention == "emu"
     SpeculativeDecoder(pair, "model", 2)  # ops="torch" puts the models back on their own fast path
-    assert pair.target.ops_backend == pair.draft.ops_backend == "cpu"  # the C++ engine (models/cpu_llama.py)
+    assert pair.target.attention == pair.draft.attention == "cpu"  # the C++ engine (models/cpu_llama.py)
     torch_pair = load_pair("tiny", engine="torch")
     SpeculativeDecoder(torch_pair, "model", 2)
-    assert torch_pair.target.ops_backend == torch_pair.draft.ops_backend == "torch"
+    assert torch_pair.target.attention == torch_pair.draft.attention == "torch"
 
 
 def test_cli_generate_ops_emu(capsys):

@@ -1,4 +1,4 @@
-"""rollback_kv kernels (kernels/rollback_kv/) on the emulator against the plain-loop reference,
+"""rollback_kv kernels (tt_specdec/ops/rollback_kv/kernels/) on the emulator against the plain-loop reference,
 contiguous and paged, positions across block boundaries, finished rows skipped; the compaction
 kernels copy accepted KV rows, moving exactly the rows that move."""
 import pytest
@@ -6,9 +6,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import reference, rollback_kv
-from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
+from tt_specdec.ops import rollback_kv
+from tt_specdec.ops.rollback_kv import reference
+from tt_specdec.ops.rollback_kv.program import rollback_kv_emu
+from tt_specdec.runtime import emu
 
 
 def make_step(B, k, seed, block_size=None, max_blocks=None):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from programs import copy_program
-from tt_specdec import emu
-from tt_specdec import program as P
+from tt_specdec.runtime import emu
+from tt_specdec.runtime import program as P
 
 X = torch.randn(6, 64).bfloat16()  # 6 pages of 128 bytes over 2 cores
 
@@ -150,8 +150,8 @@ def test_kernel_that_does_not_compile_names_the_file(tmp_path):
 
 def test_review_rollback_at_batch_1_under_the_alignment_rule():
     """B = 1: `last` and `num_accepted` were read into 16-byte slots of one CB page, at 16 mod 32."""
-    from tt_specdec.ops import reference
-    from tt_specdec.ops.rollback_kv_program import rollback_kv_emu
+    from tt_specdec.ops.rollback_kv import reference
+    from tt_specdec.ops.rollback_kv.program import rollback_kv_emu
     pos, last, n = torch.tensor([7]), torch.tensor([3]), torch.tensor([2])
     out = torch.tensor([[5, 6, 9, -1, -1]])
     got, _ = rollback_kv_emu(pos, last, n, out)
@@ -162,8 +162,8 @@ def test_review_rollback_at_batch_1_under_the_alignment_rule():
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_review_sampling_at_small_k_under_the_alignment_rule(k):
     """k <= 4: the seeds and num_draft slots of the sampling reader landed at 16 mod 32."""
-    from tt_specdec.ops import reference
-    from tt_specdec.ops.accept_prefix_program import accept_prefix_sampling_emu
+    from tt_specdec.ops.accept_prefix import reference
+    from tt_specdec.ops.accept_prefix.program import accept_prefix_sampling_emu
     g = torch.Generator().manual_seed(k)
     B, V = 2, 100
     logits = torch.randn(B, k + 1, V, generator=g) * 2
@@ -186,8 +186,8 @@ def _verify_case(dtype, B=1, T=3, Hq=4, Hkv=2, S=100, D=64, pos=(60,), seed=0):
 
 
 def _verify_error(dtype, **kw):
-    from tt_specdec.ops import reference
-    from tt_specdec.ops.verify_attention_program import verify_attention_emu
+    from tt_specdec.ops.verify_attention import reference
+    from tt_specdec.ops.verify_attention.program import verify_attention_emu
     q, k, v, pos = _verify_case(dtype, **kw)
     out, _ = verify_attention_emu(q, k, v, pos)
     ref = reference.verify_attention(q, k, v, pos).double()
@@ -209,7 +209,7 @@ def test_review_verify_attention_fp32_under_tf32():
 def test_greedy_argmax_nan_rule_is_torchs():
     """Integer-key argmax (no float compares on a data-movement core) with ttnn argmax_common.hpp's NaN
     rule, which is torch.argmax's: a NaN outranks every number, the first NaN wins; -0 equals +0."""
-    from tt_specdec.ops.accept_prefix_program import accept_prefix_emu
+    from tt_specdec.ops.accept_prefix.program import accept_prefix_emu
     for dtype in (torch.bfloat16, torch.float32):
         logits = torch.zeros(1, 2, 100, dtype=dtype)
         logits[0, 0, 5] = 3.0
@@ -225,7 +225,7 @@ def test_greedy_argmax_nan_rule_is_torchs():
 def test_num_draft_past_k_is_clamped():
     """reader_accept_prefix loops to num_draft: a value past k (a bad tensor) must stop at k, not walk
     past the logits rows; the result is k's."""
-    from tt_specdec.ops.accept_prefix_program import accept_prefix_emu
+    from tt_specdec.ops.accept_prefix.program import accept_prefix_emu
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 4, 64, generator=g)
     drafts = logits.argmax(-1)[:, :3].clone()

@@ -1,4 +1,4 @@
-"""verify_attention kernels (kernels/verify_attention/) on the emulator against
+"""verify_attention kernels (tt_specdec/ops/verify_attention/kernels/) on the emulator against
 the plain-loop reference: T 1..8 query rows, GQA ratios 1..8 packed into one 32-row tile, D 32 to
 128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32, the
 chunks of one (b, h) split over 1..5 cores and merged (idle splits on short contexts included).
@@ -10,9 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec import emu
-from tt_specdec.ops import reference
-from tt_specdec.ops.verify_attention_program import verify_attention_emu
+from tt_specdec.ops.verify_attention import reference
+from tt_specdec.ops.verify_attention.program import verify_attention_emu
+from tt_specdec.runtime import emu
 
 
 def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=None):
@@ -104,7 +104,7 @@ def test_unallocated_block_is_caught():
 def test_llama_8b_shape_spreads_over_half_the_grid():
     """Llama-3.1-8B verify (Hkv 8, S 4096, T 5, GQA 4: 20 query rows in one 32-row tile): the KV
     chunks of each head split over 4 cores, 32 of the 64, and the merged result is right."""
-    from tt_specdec.ops.verify_attention_program import auto_kv_splits
+    from tt_specdec.ops.verify_attention.program import auto_kv_splits
     B, T, Hq, Hkv, S, D = 1, 5, 32, 8, 4096, 128
     assert B * Hkv * auto_kv_splits(B, Hkv, S) >= 32
     result = check(B, T, Hq, Hkv, S, D, [S - T], torch.bfloat16)

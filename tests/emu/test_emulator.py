@@ -2,8 +2,8 @@
 import torch
 
 from programs import copy_program
-from tt_specdec import emu
-from tt_specdec import program as P
+from tt_specdec.runtime import emu
+from tt_specdec.runtime import program as P
 
 
 def test_copy_roundtrip_bf16_and_fp32():

@@ -9,7 +9,7 @@ import torch
 from tt_specdec.drafters import ModelDrafter
 from tt_specdec.models import load_tiny_pair
 from tt_specdec.models.cpu_llama import CpuLlama, PackedLinear, set_threads
-from tt_specdec.spec import generate_plain, speculative_generate
+from tt_specdec.speculative import generate_plain, speculative_generate
 
 # same weights, different summation order (one fma chain vs MKL's blocking): fp32 rounding only
 LOGIT_ATOL = 1e-4
@@ -89,14 +89,12 @@ def test_greedy_speculative_equals_target_alone_exactly(cpu_pair, k):
 
 def test_hidden_cache_holds_final_hidden_per_position(cpu_pair):
     target, _ = cpu_pair
-    target.keep_hidden = True
-    try:
-        tokens = torch.randint(0, 256, (2, 12))
-        target.allocate_cache(2, 16)
-        logits = target.forward(tokens, torch.zeros(2, dtype=torch.long))
-        torch.testing.assert_close(target.logits(target.hidden_cache[:, :12]), logits, atol=LOGIT_ATOL, rtol=0)
-    finally:
-        target.keep_hidden = False
+    tokens = torch.randint(0, 256, (2, 12))
+    target.allocate_cache(2, 16, keep_hidden=True)
+    logits = target.forward(tokens, torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(target.logits(target.hidden_cache[:, :12]), logits, atol=LOGIT_ATOL, rtol=0)
+    target.allocate_cache(2, 16)
+    assert target.hidden_cache is None, "kept only when asked"
 
 
 def test_torch_ops_path_matches_engine(cpu_pair):
@@ -104,11 +102,11 @@ def test_torch_ops_path_matches_engine(cpu_pair):
     tokens = torch.randint(0, 256, (2, 10))
     target.allocate_cache(2, 12)
     engine = target.forward(tokens, torch.zeros(2, dtype=torch.long))
-    target.ops_backend = "torch"
+    target.attention = "torch"
     try:
         glue = target.forward(tokens, torch.zeros(2, dtype=torch.long))
     finally:
-        target.ops_backend = "cpu"
+        target.attention = "cpu"
     torch.testing.assert_close(glue, engine, atol=LOGIT_ATOL, rtol=0)
 
 
@@ -144,7 +142,8 @@ def test_packed_linear_shapes(N, K, M):
 def test_attention_matches_torch_and_a_row_does_not_depend_on_the_others(D, threads):
     """Rows see keys 0..pos+t; key counts around the 8-key blocks; GQA (3 query heads per KV head)."""
     from tt_specdec.models.cpu_llama import attention
-    from tt_specdec.ops import reference, verify_attention
+    from tt_specdec.ops import verify_attention
+    from tt_specdec.ops.verify_attention import reference
 
     g = torch.Generator().manual_seed(D)
     B, T, Hq, Hkv, S = 2, 11, 6, 2, 48
@@ -172,10 +171,7 @@ def test_eagle_drafter_on_the_cpu_target_is_lossless(cpu_pair):
     target, _ = cpu_pair
     torch.manual_seed(0)
     drafter = EagleDrafter(target, EagleHead.for_target(target))
-    try:
-        prompts = prompts_of([9, 4])
-        plain = generate_plain(target, prompts, max_new_tokens=24)
-        spec = speculative_generate(target, drafter, prompts, k=3, max_new_tokens=24)
-        assert spec.tokens == plain.tokens
-    finally:
-        target.keep_hidden = False
+    prompts = prompts_of([9, 4])
+    plain = generate_plain(target, prompts, max_new_tokens=24)
+    spec = speculative_generate(target, drafter, prompts, k=3, max_new_tokens=24)
+    assert spec.tokens == plain.tokens

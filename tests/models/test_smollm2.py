@@ -18,7 +18,7 @@ import torch
 import tt_specdec
 from tt_specdec.models.gguf import load_smollm2, smollm2_gguf_path
 from tt_specdec.models.hf_tokenizer import load_smollm2_tokenizer
-from tt_specdec.spec import generate_plain
+from tt_specdec.speculative import generate_plain
 
 # fp32 logits of two implementations of the same weights: sums in a different order. Observed
 # max |diff| ~7e-5 on logits of magnitude ~40; 1e-3 leaves a margin for other BLAS thread counts.
@@ -217,8 +217,8 @@ def test_cpu_engine_greedy_speculative_is_exactly_the_target_alone():
     """Exact mode on the real pair: the batch-invariant CPU decoder's verify has the bits of its decode,
     so greedy speculative output equals the target alone whatever the drafts (no near-tie excuse)."""
     from tt_specdec.drafters import ModelDrafter, NgramDrafter
-    from tt_specdec.spec import speculative_generate
-    from tt_specdec.spec.prompts_smollm2 import PROMPTS, select
+    from tt_specdec.speculative import speculative_generate
+    from tt_specdec.bench.prompts_smollm2 import PROMPTS, select
 
     pair = tt_specdec.load_pair("smollm2")
     prompts = [pair.tokenizer.encode(tt_specdec.chat_prompt(pair.tokenizer, p)) for _, p in select(PROMPTS, 3)]

@@ -14,8 +14,8 @@ import tt_specdec  # noqa: E402
 from tt_specdec.drafters import ModelDrafter  # noqa: E402
 from tt_specdec.models.llama import LlamaConfig  # noqa: E402
 from tt_specdec.models.loaders import WEIGHTS  # noqa: E402
-from tt_specdec.spec import generate_plain, speculative_generate  # noqa: E402
-from tt_specdec.spec.prompts_smollm2 import PROMPTS  # noqa: E402
+from tt_specdec.speculative import generate_plain, speculative_generate  # noqa: E402
+from tt_specdec.bench.prompts_smollm2 import PROMPTS  # noqa: E402
 
 DRAFT = WEIGHTS / "smollm2_draft.safetensors"
 # the config documented in tools/distill_smollm2.py (DRAFT_CFG)

@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference
+from tt_specdec.ops import PLACEHOLDER, accept_prefix
+from tt_specdec.ops.accept_prefix import reference
 from tt_specdec.sampling import (STREAM_DRAFT, STREAM_SAMPLE, process_logits, row_seeds, sample_inverse_cdf,
                                      uniform)
 

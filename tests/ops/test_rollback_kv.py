@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tt_specdec.ops import PLACEHOLDER, accept_prefix, reference, rollback_kv
+from tt_specdec.ops import PLACEHOLDER, accept_prefix, rollback_kv
+from tt_specdec.ops.rollback_kv import reference
 
 
 @st.composite

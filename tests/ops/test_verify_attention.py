@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tt_specdec.ops import reference, verify_attention
+from tt_specdec.ops import verify_attention
+from tt_specdec.ops.verify_attention import reference
 
 # fp32: same math up to summation order; bf16: scores, probabilities and output are rounded
 # to 8 mantissa bits by the op (2^-8 relative each), against a float64 reference

@@ -3,8 +3,8 @@
 No Tenstorrent card and no RISC-V kernel compiler exist here, so this checks what the real
 ttnn wheel allows, and no more:
 
-1. descriptions: every op's program description (tt_specdec/ops/*_program.py), at several
-   shapes, converted by tt_specdec/device.py and given to the real `ttnn.generic_op` on a
+1. descriptions: every op's program description (tt_specdec/ops/<op>/program.py), at several
+   shapes, converted by tt_specdec/runtime/device.py and given to the real `ttnn.generic_op` on a
    mock device (a one-chip Wormhole n150 cluster descriptor of our own). It must be
    accepted, and tt-metal's JIT must reach the kernel build: a stand-in compiler
    (standin_gxx.py) records every command line, and each kernel of the description must
@@ -43,6 +43,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+OPS = REPO / "tt_specdec" / "ops"  # each op's kernels in OPS/<op>/kernels/
 TTNN_VERSION = "0.81.1"
 STANDIN_MARKER = "tt_specdec conformance stand-in"
 
@@ -103,7 +104,7 @@ CLUSTERS = {"wormhole_n150": CLUSTER_DESCRIPTOR, "blackhole_p150": CLUSTER_DESCR
 
 ROLE_DEFINE = {"reader": "-DCOMPILE_FOR_NCRISC", "writer": "-DCOMPILE_FOR_BRISC", "compute": "-DCOMPILE_FOR_TRISC"}
 
-# Shapes per description builder (tt_specdec/ops/<op>_program.py: every function named *_program).
+# Shapes per description builder (tt_specdec/ops/<op>/program.py: every function named *_program).
 # A builder without an entry fails the check: add its shapes here when an op gets kernels.
 BF16, FP32 = "bfloat16", "float32"
 CASES: dict[str, list[dict]] = {
@@ -196,7 +197,7 @@ def read_log(log: Path, start: int = 0) -> list[dict]:
 
 def case_args(kw: dict, mod, torch) -> dict:
     """A CASES entry as builder arguments: values of keys ending in dtype name a torch dtype; a dict
-    with a "type" builds that class of the builder's module (e.g. rollback_kv_program.KVCaches)."""
+    with a "type" builds that class of the builder's module (e.g. rollback_kv.program.KVCaches)."""
     def value(key, v):
         if isinstance(v, dict):
             return getattr(mod, v["type"])(**{k: value(k, x) for k, x in v.items() if k != "type"})
@@ -218,7 +219,7 @@ def builders(report: Report) -> list[tuple[str, object]]:
                 continue
             found.add(name)
             if name not in CASES:
-                report.fail(f"description builder tt_specdec.ops.{op}_program.{name} has no shapes in "
+                report.fail(f"description builder tt_specdec.ops.{op}.program.{name} has no shapes in "
                             f"tools/conformance/check.py CASES: add some, so its kernels are checked")
                 continue
             for kw in CASES[name]:
@@ -229,14 +230,14 @@ def builders(report: Report) -> list[tuple[str, object]]:
                 except Exception as e:  # noqa: BLE001
                     report.fail(f"description {label}: the builder raised {type(e).__name__}: {e}")
     for name in sorted(set(CASES) - found):  # a note: an op's builder may land after its shapes here
-        report.note(f"CASES names builder {name}, which no tt_specdec/ops/*_program.py defines (yet): not checked")
+        report.note(f"CASES names builder {name}, which no tt_specdec/ops/<op>/program.py defines (yet): not checked")
     return out
 
 
 def extra_programs(kernels: list[str], description_files: list[str], report: Report) -> list[tuple[str, object]]:
     """One-kernel descriptions for --kernel ROLE:PATH, and programs() of --description files."""
     import torch
-    from tt_specdec import program as P
+    from tt_specdec.runtime import program as P
 
     out = []
     for spec in kernels:
@@ -277,7 +278,7 @@ def find_builds(k, entries: list[dict]) -> list[dict]:
 
 
 def check_descriptions(progs, dev, log: Path, report: Report) -> list[tuple[str, object]]:
-    from tt_specdec import device as D
+    from tt_specdec.runtime import device as D
 
     accepted = []
     for label, prog in progs:
@@ -311,28 +312,31 @@ def check_descriptions(progs, dev, log: Path, report: Report) -> list[tuple[str,
 
 
 def check_op_wrappers(dev, report: Report) -> None:
-    """tt_specdec.device's op entry points with ttnn tensors (what `ops.accept_prefix(ttnn tensors)`
-    runs): inputs made with ttnn.Tensor / ttnn.empty, results must come back as device tensors of the
-    documented shapes. The mock executes nothing, so values are not checked (that takes a card)."""
+    """The public ops with ttnn tensors (dispatched to their kernels on the card executor, the
+    process-wide device `dev`): inputs made with ttnn.Tensor / ttnn.empty, results must come back as
+    device tensors of the documented shapes. The mock executes nothing, so values are not checked
+    (that takes a card)."""
     import ttnn
-    from tt_specdec import device as D
+    from tt_specdec.ops.accept_prefix import accept_prefix
+    from tt_specdec.ops.rollback_kv import rollback_kv
+    from tt_specdec.runtime import device as D
 
     B, k, V = 2, 3, 2049
     rm = ttnn.ROW_MAJOR_LAYOUT
     logits = ttnn.empty([B, k + 1, V], ttnn.bfloat16, rm, dev, ttnn.DRAM_MEMORY_CONFIG)
     drafts = ttnn.Tensor([1] * (B * k), [B, k], ttnn.int32, rm, dev)
     cases = {
-        "accept_prefix greedy": lambda: D.accept_prefix(logits, drafts, dev=dev),
-        "accept_prefix sampling": lambda: D.accept_prefix(logits, drafts, temperature=0.8, seed=5, dev=dev),
+        "accept_prefix greedy": lambda: accept_prefix(logits, drafts),
+        "accept_prefix sampling": lambda: accept_prefix(logits, drafts, temperature=0.8, seed=5),
     }
     for name, run in cases.items():
         try:
             n, out = run()
             assert D.is_ttnn_tensor(n) and list(n.shape) == [B], f"num_accepted {list(n.shape)}"
             assert D.is_ttnn_tensor(out) and list(out.shape) == [B, k + 1], f"output_tokens {list(out.shape)}"
-            print(f"ok: device.{name} with ttnn tensors", flush=True)
+            print(f"ok: ops.{name} with ttnn tensors", flush=True)
         except Exception as e:  # noqa: BLE001
-            report.fail(f"device.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
+            report.fail(f"ops.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
     row = ttnn.Tensor([1] * B, [1, B], ttnn.int32, rm, dev)
     out = ttnn.Tensor([1] * (B * (k + 1)), [B, k + 1], ttnn.int32, rm, dev)
     table = ttnn.Tensor([0] * (B * 8), [B, 8], ttnn.int32, rm, dev)
@@ -342,14 +346,14 @@ def check_op_wrappers(dev, report: Report) -> None:
         return ttnn.empty(shape, dtype, ttnn.TILE_LAYOUT, dev, ttnn.DRAM_MEMORY_CONFIG)
 
     def rollback():
-        r = D.rollback_kv(row, row, row, out, page_table=table, block_size=16, dev=dev)
+        r = rollback_kv(row, row, row, out, page_table=table, block_size=16)
         assert list(r.pos.shape) == [B] and list(r.page_table.shape) == [B, 8], (r.pos.shape, r.page_table.shape)
 
     def rollback_compaction(paged: bool):
         shape = [2, 16, 2, 64, 64] if paged else [2, B, 2, 128, 64]  # [L, blocks or B, Hkv, block or S, D]
         kc, vc = tiles(shape), tiles(shape)
-        r = D.rollback_kv(row, row, row, out, page_table=table if paged else None, block_size=64 if paged else None,
-                          accepted_slots=slots, k_cache=kc, v_cache=vc, dev=dev)
+        r = rollback_kv(row, row, row, out, page_table=table if paged else None, block_size=64 if paged else None,
+                        accepted_slots=slots, k_cache=kc, v_cache=vc)
         assert list(r.pos.shape) == [B], r.pos.shape
 
     wrappers = {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
@@ -357,11 +361,12 @@ def check_op_wrappers(dev, report: Report) -> None:
     for name, run in wrappers.items():
         try:
             run()
-            print(f"ok: device.{name} with ttnn tensors", flush=True)
+            print(f"ok: ops.{name} with ttnn tensors", flush=True)
         except Exception as e:  # noqa: BLE001
-            report.fail(f"device.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
-    report.note("device.verify_attention packs q [B, T, Hq, D] on the host with torch, which this environment lacks: "
-                "its descriptions are checked above (verify_attention_program), its host packing by the emulator tests")
+            report.fail(f"ops.{name} with ttnn tensors: {type(e).__name__}: {short_error(e)}")
+    report.note("ops.verify_attention with ttnn tensors packs q [B, T, Hq, D] on the host with torch, which this "
+                "environment lacks: its descriptions are checked above (verify_attention_program), its host packing "
+                "by the emulator tests")
 
 
 # ---- dataflow: clang-19 syntax check with the recorded flags -----------------------------------
@@ -430,7 +435,7 @@ def check_dataflow(accepted, log: Path, work: Path, report: Report, jobs: int) -
         return item, r
 
     described = {k.path.resolve() for _, prog in accepted for k in prog.kernels}
-    for src in sorted((REPO / "kernels").rglob("*.cpp")):
+    for src in sorted(OPS.glob("*/kernels/*.cpp")):
         if not src.name.startswith("compute") and src.resolve() not in described:
             report.note(f"dataflow kernel {src.relative_to(REPO)} is in no description of CASES yet: not syntax-checked")
 
@@ -640,14 +645,15 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
             if not any(call_compatible(o, r) for r in real):
                 report.fail(f"emulator compute API: {name}({sig(o)}) in {Path(o['file']).name} differs from ttnn "
                             f"{TTNN_VERSION}: " + "; ".join(f"{name}({sig(r)})" for r in real))
-    # 2. our compute kernels: those of the accepted descriptions, kernels/**/compute_*.cpp, and extras
+    # 2. our compute kernels: those of the accepted descriptions, tt_specdec/ops/*/kernels/compute_*.cpp, and extras
     sources = {k.path for _, prog in accepted for k in prog.kernels if k.role == "compute"}
     sources |= set(extra_compute)
+    op_compute = set(OPS.glob("*/kernels/compute*.cpp"))
     if repo_kernels:
-        sources |= set((REPO / "kernels").rglob("compute*.cpp"))
-    if repo_kernels and not any(p.is_relative_to(REPO / "kernels") for p in sources):
-        report.note("no compute kernels under kernels/ yet: the compute check ran on the emulator's compute API "
-                    "declarations and on any other compute kernel given")
+        sources |= op_compute
+    if repo_kernels and not op_compute:
+        report.note("no compute kernels under tt_specdec/ops/*/kernels/ yet: the compute check ran on the emulator's "
+                    "compute API declarations and on any other compute kernel given")
     emu_test_kernels = sorted((REPO / "tests" / "emu" / "kernels").glob("compute*.cpp"))
     if repo_kernels:
         sources |= set(emu_test_kernels)  # the emulator's own compute test kernels use the same API
@@ -726,17 +732,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(HERE))
         import torchless
         torchless.install(REPO)
-        from tt_specdec import program as P
+        from tt_specdec.runtime import device as D
+        from tt_specdec.runtime import program as P
         with P.dram_alignment(ttnn.get_dram_alignment()):  # the mock card's: Wormhole 32, Blackhole 64
             progs = [] if args.only_extra else builders(report)
             progs += extra_programs(args.kernel, args.description, report)
-        dev = ttnn.open_device(device_id=0)
+        dev = D.device()  # the process-wide device the ops run on
         try:
             accepted = check_descriptions(progs, dev, log, report)
             if not args.only_extra:
                 check_op_wrappers(dev, report)
         finally:
-            ttnn.close_device(dev)
+            D.close_device()
         check_dataflow(accepted, log, work, report, args.jobs)
         extra_compute = [Path(s.partition(":")[2]).resolve() for s in args.kernel if s.startswith("compute:")]
         if not args.only_extra or extra_compute:

@@ -1,6 +1,6 @@
 """Loads tt_specdec's program description builders without torch.
 
-The builders (tt_specdec/program.py, tt_specdec/ops/*_program.py) only use torch for dtype
+The builders (tt_specdec/runtime/program.py, tt_specdec/ops/<op>/program.py) only use torch for dtype
 names and element sizes while building a description; the conformance environment has
 ttnn and numpy but no torch (no CPU torch wheel exists for Python 3.12 here). This module
 puts a minimal stand-in named `torch` in sys.modules that provides exactly that (dtype
@@ -8,7 +8,8 @@ objects, `empty((), dtype=...).element_size()`, `Tensor`/`dtype`/`Generator` nam
 annotations) and raises a clear error for anything else, so a builder that starts
 computing with torch while building a description fails the check loudly instead of
 silently doing something different. The `tt_specdec` and `tt_specdec.ops` packages are
-registered without running their __init__ (which load models and the torch ops).
+registered without running their __init__ (which load models and all the ops); each op's own
+package (validation and dispatch, tt_specdec/ops/<op>/__init__.py) runs as it is.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ class _TorchStandIn(types.ModuleType):
 
 
 def install(repo: Path) -> None:
-    """Make `import tt_specdec.program` and `import tt_specdec.ops.<op>_program` work without torch."""
+    """Make `import tt_specdec.runtime.program` and `import tt_specdec.ops.<op>.program` work without torch."""
     try:
         import torch  # noqa: F401
         if not getattr(sys.modules["torch"], "__torchless__", False):
@@ -98,8 +99,8 @@ def install(repo: Path) -> None:
 
 
 def builder_modules(repo: Path) -> dict[str, types.ModuleType]:
-    """tt_specdec.ops.<op>_program for every tt_specdec/ops/*_program.py, by op stem."""
+    """tt_specdec.ops.<op>.program for every tt_specdec/ops/<op>/program.py, by op stem."""
     out = {}
-    for p in sorted((repo / "tt_specdec" / "ops").glob("*_program.py")):
-        out[p.stem[: -len("_program")]] = importlib.import_module(f"tt_specdec.ops.{p.stem}")
+    for p in sorted((repo / "tt_specdec" / "ops").glob("*/program.py")):
+        out[p.parent.name] = importlib.import_module(f"tt_specdec.ops.{p.parent.name}.program")
     return out

@@ -1,33 +1,58 @@
-"""The Drafter protocol."""
+"""The Drafter protocol and what every drafter returns: a Proposal."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import torch
 
 from tt_specdec.sampling import Sampling
 
+OWN, COPIED = 0, 1  # Proposal.source: drafted by the drafter's own model / copied from the context
+
+
+@dataclasses.dataclass
+class Proposal:
+    """One step's drafts, and everything the loop and the k policy learn from the drafter.
+
+    tokens      [B, k']     d_1 .. d_k' (k' <= the k asked: a drafter with `stop_reach` may stop early)
+    probs       [B, k', V]  q_t, the distribution each draft was sampled from; None = deterministic
+                            drafts (q_t one-hot on d_t)
+    confidence  [B, k']     the drafter's probability of each draft (NaN: it cannot say; 0: not a draft,
+                            never verified), or None; the policy verifies only the drafts worth their rows
+    source      [B]         OWN or COPIED per row, whose confidences the policy calibrates apart; None = OWN
+    model_steps             draft-model steps this proposal ran (what the cost model charges c for);
+                            None = k' (one per draft), 0 for copies
+    """
+    tokens: torch.Tensor
+    probs: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+    model_steps: int | None = None
+
+    @property
+    def steps(self) -> int:
+        """Draft-model steps run: model_steps, or one per draft column."""
+        return self.tokens.shape[1] if self.model_steps is None else self.model_steps
+
 
 class Drafter(Protocol):
     vocab_size: int | None  # None: proposes ids from the context, works with any vocabulary
+    # True: it reads the target's final hidden states (Decoder.hidden_cache, EAGLE); the loop then asks the
+    # target to keep them (allocate_cache(..., keep_hidden=True))
+    needs_target_hidden: bool
+    # None: it drafts exactly the k asked. A float: it drafts while some row's product of draft
+    # probabilities is at least stop_reach, up to k (the policy then asks it for its k_max and trims)
+    stop_reach: float | None
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         """Start a new batch of sequences."""
 
     def propose(self, context: torch.Tensor, length: torch.Tensor, k: int, sampling: Sampling,
-                seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Draft k tokens after each row's context.
+                seeds: torch.Tensor) -> Proposal:
+        """Draft up to k tokens after each row's context.
 
         context [B, S] token buffer, row b valid in 0 .. length[b]-1 (its last entry is the
         newest emitted token); seeds [B] this step's per-row seeds (greedy steps, which draw nothing, get
         the run's row seeds).
-        Returns draft_tokens [B, k] and draft_probs [B, k, V] (the distribution each draft
-        was sampled from), or None for a deterministic proposal.
-        Optionally sets `self.draft_confidence` [B, k]: its probability of each draft (NaN: none;
-        0: not a draft, never verified), which lets the adaptive-k policy verify only the drafts
-        worth their verify rows, and `self.draft_source` [B] (which of its kinds of draft each row's
-        is, e.g. 1 = copied; default 0), whose confidences the policy calibrates apart. A drafter
-        with `stop_reach` may return fewer than k columns (it stopped where no row was likely to
-        reach); the policy then asks it for its k_max. `self.draft_steps`: the draft-model steps
-        this proposal ran (default: its columns; 0 for a copy), what the cost model charges c for.
         """

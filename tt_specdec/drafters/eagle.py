@@ -1,7 +1,7 @@
 """EAGLE drafter: a one-layer head that drafts from the target's own final hidden state (Li et al. 2024).
 
 Feature f_p: the target's hidden state at position p before its final norm (the target
-writes it to `hidden_cache` [B, S, dim] when `keep_hidden` is set). A head step at slot p
+writes it to `hidden_cache` [B, S, dim] when its cache was allocated with keep_hidden). A head step at slot p
 maps concat(embed(x_{p+1}), f_p) -> fc (2d -> d) -> one Llama decoder layer -> f'_{p+1}, the
 predicted feature of the next position; the target's frozen final norm and tied embedding turn
 it into logits. Drafting runs the head on its own predicted features for k tokens.
@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tt_specdec import ops
-from tt_specdec.sampling import Sampling
+from tt_specdec.drafters.base import Proposal
 from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine, engine_logits
 from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
-from tt_specdec.sampling import STREAM_DRAFT, argmax, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import STREAM_DRAFT, Sampling, argmax, process_logits, sample_inverse_cdf, uniform
 
 SMOLLM2_EAGLE = pathlib.Path(__file__).resolve().parents[1] / "models" / "weights" / "smollm2_eagle.safetensors"
 
@@ -142,8 +142,8 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
 class EagleDrafter:
     """Drafts k tokens with an EagleHead on the target's features (the Drafter protocol).
 
-    `needs_target_hidden`: the loop sets `target.keep_hidden` for it (and only for it), so every target
-    forward writes its features (constructing one sets it too, for direct use); at propose time the
+    `needs_target_hidden`: the loop allocates the target's cache with keep_hidden for it (and only for
+    it), so every target forward writes its features; at propose time the
     target has processed context positions 0..length-2. Head slot p needs the TRUE f_p, so only
     slots computed from target features stay valid: `cached[b]` counts them, and each proposal
     first feeds slots cached .. length-2 in one batched call (the accepted tokens plus the newest),
@@ -156,8 +156,8 @@ class EagleDrafter:
     stop_reach = 0.5
 
     def __init__(self, target: Llama, head: EagleHead):
-        if not hasattr(target, "keep_hidden"):
-            raise TypeError(f"target: got {type(target).__name__}, expected a Llama with keep_hidden / hidden_cache")
+        if not hasattr(target, "hidden_cache"):
+            raise TypeError(f"target: got {type(target).__name__}, expected a Llama with hidden_cache")
         if head.cfg.dim != target.cfg.dim or head.cfg.vocab_size != target.vocab_size:
             raise ValueError(f"head: got dim {head.cfg.dim}, vocabulary {head.cfg.vocab_size}; expected the target's "
                              f"dim {target.cfg.dim}, vocabulary {target.vocab_size}")
@@ -166,16 +166,15 @@ class EagleDrafter:
         self.head_weight = target.output_weight[head.vocab_ids].contiguous()  # [N, d]
         self.cached = torch.zeros(0, dtype=torch.long)  # [B]
         self.engine = None
-        if getattr(target, "ops_backend", None) == "cpu" and self.head.fc.weight.dtype == torch.float32:
+        if target.attention == "cpu" and self.head.fc.weight.dtype == torch.float32:
             self.engine = cpu_engine(self.head, target.norm, self.head_weight)  # the target's fast CPU kernels
-        target.keep_hidden = True  # before the loop's allocate_cache: the target then keeps hidden_cache
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         hidden = self.target.hidden_cache
         if hidden is None or tuple(hidden.shape[:2]) != (batch_size, cache_len):
             got = None if hidden is None else list(hidden.shape[:2])
             raise RuntimeError(f"target.hidden_cache: got {got}, expected [{batch_size}, {cache_len}]: call "
-                               f"target.allocate_cache({batch_size}, {cache_len}) after creating the EagleDrafter")
+                               f"target.allocate_cache({batch_size}, {cache_len}, keep_hidden=True) first")
         self.head.allocate_cache(batch_size, cache_len)
         self.cached = torch.zeros(batch_size, dtype=torch.long)
 
@@ -200,7 +199,7 @@ class EagleDrafter:
         return engine_logits(self.engine[1], feats, len(self.head.vocab_ids))
 
     @torch.inference_mode()
-    def propose(self, context, length, k, sampling: Sampling, seeds):
+    def propose(self, context, length, k, sampling: Sampling, seeds) -> Proposal:
         B = context.shape[0]
         cache_len = self.head.k_cache.shape[2]
         if int(length.max()) + k - 3 >= cache_len:  # the last draft step writes slot (length-1) + (k-2)
@@ -244,9 +243,8 @@ class EagleDrafter:
                 feat, logits = feat[:, 0], logits[:, 0]
                 pos += 1
         self.cached = ready
-        self.draft_confidence = torch.stack(conf, 1).float()  # [B, k'] its probability of each draft
-        self.draft_steps = len(drafts)  # head steps run: what this proposal cost
-        return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)  # k' <= k columns
+        return Proposal(torch.stack(drafts, 1), torch.stack(probs, 1) if probs else None,  # k' <= k columns
+                        confidence=torch.stack(conf, 1).float(), model_steps=len(drafts))
 
 
 def cpu_engine(head: EagleHead, norm: nn.Module, head_weight: torch.Tensor):

@@ -10,19 +10,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tt_specdec.drafters.base import Drafter
+from tt_specdec.drafters.base import COPIED, OWN, Drafter, Proposal
 from tt_specdec.sampling import Sampling
 from tt_specdec.drafters.ngram import NgramDrafter
 
-COPIED = 1  # draft_source of a copied row (0: the fallback's)
 
 
 class LookupFirstDrafter:
     """NgramDrafter.match per row, else `fallback` (a Drafter whose state is `cached` [B]: the
     positions it holds valid, as ModelDrafter and EagleDrafter keep it).
 
-    A copy's draft_confidence is its match length / (max_ngram + 1), the same for each copied
-    token (the policy learns what each length is worth: draft_source COPIED); copied tokens past
+    A copy's confidence is its match length / (max_ngram + 1), the same for each copied
+    token (the policy learns what each length is worth: source COPIED); copied tokens past
     the end of the continuation have confidence 0 (never verified)."""
 
     def __init__(self, fallback: Drafter, max_ngram: int = 4, min_ngram: int = 2):
@@ -31,9 +30,8 @@ class LookupFirstDrafter:
                             "(ModelDrafter, EagleDrafter)")
         self.fallback, self.lookup = fallback, NgramDrafter(max_ngram, min_ngram)
         self.vocab_size = fallback.vocab_size
-        self.needs_target_hidden = getattr(fallback, "needs_target_hidden", False)
-        if hasattr(fallback, "stop_reach"):  # it drafts to its confidence, and copies cost nothing
-            self.stop_reach = fallback.stop_reach
+        self.needs_target_hidden = fallback.needs_target_hidden
+        self.stop_reach = fallback.stop_reach  # it drafts to its confidence, and copies cost nothing
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         self.fallback.reset(batch_size, cache_len)
@@ -47,22 +45,20 @@ class LookupFirstDrafter:
         return tokens, torch.tensor([n / (self.lookup.max_ngram + 1)] * real + [0.0] * (k - real))
 
     @torch.inference_mode()
-    def propose(self, context, length, k, sampling: Sampling, seeds):
+    def propose(self, context, length, k, sampling: Sampling, seeds) -> Proposal:
         found = [self.copy(context[b, :n], k) for b, n in enumerate(length.tolist())]
         is_copy = [f is not None for f in found]
         copied = torch.tensor(is_copy)  # [B]
-        self.draft_source = torch.tensor([COPIED if c else 0 for c in is_copy])
+        source = torch.tensor([COPIED if c else OWN for c in is_copy])
         if all(is_copy):
             # the fallback skips this step: as its own propose would, it trusts only what it fed
             # before the newest token (its drafts past that may have been rejected)
             self.fallback.cached = torch.minimum(self.fallback.cached, length - 1)
-            self.draft_confidence = torch.stack([f[1] for f in found])
-            self.draft_steps = 0  # copies cost no draft-model step
-            return torch.stack([f[0] for f in found]), None
-        drafts, probs = self.fallback.propose(context, length, k, sampling, seeds)
-        self.draft_steps = getattr(self.fallback, "draft_steps", drafts.shape[1])
-        conf = getattr(self.fallback, "draft_confidence", None)
-        conf = torch.full(drafts.shape, float("nan")) if conf is None else conf.clone()
+            return Proposal(torch.stack([f[0] for f in found]), None, confidence=torch.stack([f[1] for f in found]),
+                            source=source, model_steps=0)  # copies cost no draft-model step
+        own = self.fallback.propose(context, length, k, sampling, seeds)
+        drafts, probs = own.tokens, own.probs
+        conf = torch.full(drafts.shape, float("nan")) if own.confidence is None else own.confidence.clone()
         if any(is_copy) and drafts.shape[1] < k:  # the fallback stopped early: copies may go on
             pad = k - drafts.shape[1]
             drafts = torch.cat([drafts, drafts[:, -1:].expand(-1, pad)], 1)
@@ -73,7 +69,6 @@ class LookupFirstDrafter:
             drafts[b], conf[b] = found[b][0][:width], found[b][1][:width]
             if probs is not None:  # a copied draft is deterministic: one-hot q
                 probs[b] = F.one_hot(found[b][0][:width], probs.shape[-1]).to(probs.dtype)
-        self.draft_confidence = conf
         if any(is_copy):  # rows whose drafts were replaced: the fallback's KV past the newest token holds its own
             self.fallback.cached = torch.where(copied, torch.minimum(self.fallback.cached, length), self.fallback.cached)
-        return drafts, probs
+        return Proposal(drafts, probs, confidence=conf, source=source, model_steps=own.steps)

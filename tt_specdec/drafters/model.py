@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from tt_specdec.sampling import Sampling
+from tt_specdec.drafters.base import Proposal
 from tt_specdec.models.decoder import Decoder
-from tt_specdec.sampling import STREAM_DRAFT, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import STREAM_DRAFT, Sampling, process_logits, sample_inverse_cdf, uniform
 
 
 class ModelDrafter:
@@ -17,6 +17,9 @@ class ModelDrafter:
     token, plus d_k after a fully accepted step), then k-1 single-token steps.
     """
 
+    needs_target_hidden = False
+    stop_reach = None  # drafts exactly the k asked
+
     def __init__(self, model: Decoder):
         self.model = model
         self.vocab_size = model.vocab_size
@@ -27,7 +30,7 @@ class ModelDrafter:
         self.cached = torch.zeros(batch_size, dtype=torch.long)
 
     @torch.inference_mode()
-    def propose(self, context, length, k, sampling: Sampling, seeds):
+    def propose(self, context, length, k, sampling: Sampling, seeds) -> Proposal:
         B = context.shape[0]
         self.cached = torch.minimum(self.cached, length - 1)
         # one batched call feeds every row's missing tokens; rows missing fewer re-feed cached
@@ -52,5 +55,5 @@ class ModelDrafter:
                 logits = self.model.forward(token.view(B, 1), pos)[:, 0]
                 pos += 1
         self.cached = pos
-        self.draft_confidence = torch.stack(conf, 1).float()  # [B, k] its probability of each draft
-        return torch.stack(drafts, 1), (torch.stack(probs, 1) if probs else None)
+        return Proposal(torch.stack(drafts, 1), torch.stack(probs, 1) if probs else None,
+                        confidence=torch.stack(conf, 1).float())  # its probability of each draft

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tt_specdec.drafters.base import Proposal
 from tt_specdec.sampling import Sampling
 
 
@@ -15,6 +16,8 @@ class NgramDrafter:
     """
 
     vocab_size = None
+    needs_target_hidden = False
+    stop_reach = None
 
     def __init__(self, max_ngram: int = 4, min_ngram: int = 1):
         if not 1 <= min_ngram <= max_ngram:
@@ -24,11 +27,11 @@ class NgramDrafter:
     def reset(self, batch_size: int, cache_len: int) -> None:
         pass
 
-    def propose(self, context, length, k, sampling: Sampling, seeds):
+    def propose(self, context, length, k, sampling: Sampling, seeds) -> Proposal:
         drafts = torch.empty(context.shape[0], k, dtype=torch.long)
         for b, n_ctx in enumerate(length.tolist()):
             drafts[b] = self.lookup(context[b, :n_ctx], k)
-        return drafts, None
+        return Proposal(drafts)  # deterministic: one-hot q
 
     def lookup(self, ctx: torch.Tensor, k: int) -> torch.Tensor:
         """ctx [L] -> k proposed tokens."""

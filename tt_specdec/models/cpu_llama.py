@@ -111,11 +111,11 @@ class CpuLlama:
         self.engine = build_engine(model.cfg, model.rope_cos, model.rope_sin, self.layers, model.norm, self.head)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D] fp32
         self.v_cache: torch.Tensor | None = None
-        self.keep_hidden = False  # as Llama: forward writes hidden_cache [B, S, dim] for an EAGLE drafter
+        self.keep_hidden = False  # as Llama: set by allocate_cache; forward then writes hidden_cache [B, S, dim]
         self.hidden_cache: torch.Tensor | None = None
-        self.ops_backend = self.native_ops_backend  # "torch" / "emu": forward_with_ops, ops.verify_attention
+        self.attention = self.native_attention  # "torch" / "emu": forward_with_ops, ops.verify_attention
 
-    native_ops_backend = "cpu"  # the C++ engine: one call per step, batch-invariant attention
+    native_attention = "cpu"  # the C++ engine: one call per step, batch-invariant attention
 
     weight_dtype = torch.bfloat16  # as stored and read each step; activations are fp32
     threads = property(lambda self: _cpu().threads())
@@ -135,8 +135,8 @@ class CpuLlama:
         logits(hidden_cache[b, p]) has the bits forward gave for position p."""
         return engine_logits(self.engine, h, self.vocab_size)
 
-    def allocate_cache(self, batch_size: int, cache_len: int) -> None:
-        Llama.allocate_cache(self, batch_size, cache_len)
+    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool = False) -> None:
+        Llama.allocate_cache(self, batch_size, cache_len, keep_hidden)
 
     @torch.inference_mode()
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -153,7 +153,7 @@ class CpuLlama:
         check_forward_args(self, tokens, pos)
         B, T = tokens.shape
         starts = pos.tolist()
-        if self.ops_backend != "cpu":
+        if self.attention != "cpu":
             logits, x = self.forward_with_ops(tokens, pos)
         else:
             x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
@@ -184,7 +184,7 @@ class CpuLlama:
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
             k_cache[rows, :, positions] = k
             v_cache[rows, :, positions] = qkv[..., (Hq + Hkv) * D:].view(B, T, Hkv, D)
-            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.ops_backend)
+            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.attention)
             x = x + layer.wo(o.reshape(B * T, Hq * D))
             gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)

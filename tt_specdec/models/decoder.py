@@ -1,4 +1,4 @@
-"""The Decoder protocol: what the speculative loop needs from a target or draft model."""
+"""The Decoder protocol: what the speculative loop and the drafters need from a target or draft model."""
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -10,13 +10,21 @@ import torch
 class Decoder(Protocol):
     vocab_size: int
     max_seq_len: int  # longest cache allocate_cache accepts
+    # who runs its attention: its own engine (`native_attention`: "cpu" for CpuLlama's C++ engine,
+    # "torch" for Llama), or ops.verify_attention on "emu" (the TT-Metal kernels on the host emulator)
+    attention: str
+    # [B, S, dim]: the final hidden state (before the final norm) at every position a forward wrote, when
+    # allocate_cache was asked to keep them (an EAGLE drafter reads them); else None
+    hidden_cache: torch.Tensor | None
 
-    def allocate_cache(self, batch_size: int, cache_len: int) -> None:
-        """Preallocate a KV cache for `batch_size` rows of `cache_len` positions."""
+    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool = False) -> None:
+        """Preallocate a KV cache for `batch_size` rows of `cache_len` positions (and hidden_cache with
+        keep_hidden: every forward from then on writes it)."""
 
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] right-padded, lengths [B] -> logits [B, V] after each row's last token.
         Writes KV at 0 .. L-1; slots at or after lengths[b] are stale and get overwritten."""
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V]; writes their KV."""
+        """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V]; writes their KV (and
+        their hidden states to hidden_cache when kept)."""

@@ -115,7 +115,7 @@ class Block(nn.Module):
 class Llama(nn.Module):
     """Decoder: `prefill` / `forward(tokens [B, T], pos [B]) -> logits [B, T, V]`."""
 
-    native_ops_backend = "torch"  # its attention when not on the emulator
+    native_attention = "torch"  # its attention when not on the emulator
 
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
@@ -130,9 +130,9 @@ class Llama(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D]
         self.v_cache: torch.Tensor | None = None
-        self.ops_backend = self.native_ops_backend  # who runs ops.verify_attention: "torch", or "emu" (its kernels)
+        self.attention = self.native_attention  # who runs ops.verify_attention: "torch", or "emu" (its kernels)
         # an EAGLE-style drafter reads the target's final hidden state (before the final norm) per
-        # position: with keep_hidden, forward writes it to hidden_cache [B, S, dim] next to the KV
+        # position: allocate_cache(..., keep_hidden=True) makes forward write it to hidden_cache [B, S, dim]
         self.keep_hidden = False
         self.hidden_cache: torch.Tensor | None = None
 
@@ -183,8 +183,9 @@ class Llama(nn.Module):
         return x
 
     # -- inference: preallocated KV cache, per-row positions --------------------------------
-    def allocate_cache(self, batch_size: int, cache_len: int) -> None:
-        """Preallocate the KV cache for `batch_size` rows of `cache_len` positions."""
+    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool = False) -> None:
+        """Preallocate the KV cache for `batch_size` rows of `cache_len` positions (and hidden_cache
+        [B, S, dim] with keep_hidden, which every forward then writes)."""
         cfg = self.cfg
         if cache_len > cfg.max_seq_len:
             raise ValueError(f"cache_len: got {cache_len}, expected at most max_seq_len={cfg.max_seq_len}")
@@ -193,7 +194,10 @@ class Llama(nn.Module):
             dtype = self.embed.weight.dtype
             self.k_cache = torch.zeros(shape, dtype=dtype)
             self.v_cache = torch.zeros(shape, dtype=dtype)
-        if self.keep_hidden and (self.hidden_cache is None or self.hidden_cache.shape[:2] != (batch_size, cache_len)):
+        self.keep_hidden = keep_hidden
+        if not keep_hidden:
+            self.hidden_cache = None
+        elif self.hidden_cache is None or self.hidden_cache.shape[:2] != (batch_size, cache_len):
             self.hidden_cache = torch.zeros(batch_size, cache_len, cfg.dim)
 
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -221,7 +225,7 @@ class Llama(nn.Module):
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
             k_cache[rows, :, positions] = k  # [B, T, Hkv, D] into slots pos..pos+T-1
             v_cache[rows, :, positions] = v
-            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.ops_backend)  # [B, T, Hq, D]
+            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.attention)  # [B, T, Hq, D]
             x = x + layer.wo(o.reshape(B, T, -1))
             x = layer.mlp(x)
         if self.keep_hidden:

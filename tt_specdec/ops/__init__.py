@@ -1,8 +1,10 @@
-"""The three fused ops of speculative decoding.
+"""The three fused ops of speculative decoding, one folder each (tt_specdec/ops/<op>/).
 
-Each public function dispatches on what it is given: torch tensors run the
-vectorized torch implementation here; `tt_specdec.ops.reference` holds the
-plain-loop ground truth the tests compare against.
+Each public function validates its arguments once and dispatches on what it is given
+(tt_specdec.ops.dispatch): torch tensors run the op's vectorized torch version
+(`torch_impl.py`), backend="emu" its TT-Metal kernels (`kernels/`, described by
+`program.py`) on the host emulator, ttnn tensors or backend="device" the same kernels on
+a card. `reference.py` beside each holds the plain-loop ground truth the tests compare with.
 """
 from tt_specdec.ops.accept_prefix import PLACEHOLDER, accept_prefix
 from tt_specdec.ops.rollback_kv import Rollback, rollback_kv

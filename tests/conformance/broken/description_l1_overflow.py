@@ -1,7 +1,7 @@
 """Broken fixture: a description ttnn must reject. rollback_kv's program with its state
 circular buffer grown to 3 MiB per core, more than a Wormhole core's 1464 KiB of L1.
 tools/conformance/check.py --description <this file> must fail naming the kernels."""
-from tt_specdec.ops.rollback_kv_program import rollback_kv_program
+from tt_specdec.ops.rollback_kv.program import rollback_kv_program
 
 
 def programs():

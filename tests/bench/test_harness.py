@@ -1,4 +1,4 @@
-"""The side-by-side bench (tt_specdec/spec/bench.py): its prompt set, its report, its predicted speedup.
+"""The side-by-side bench (tt_specdec/bench/harness.py): its prompt set, its report, its predicted speedup.
 
 The run tests use the tiny pair (and transformers' LlamaForCausalLM built from the same weights);
 the chat-template comparison needs the SmolLM2 tokenizer (tools/setup.sh) and transformers.
@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import tt_specdec
+from tt_specdec.drafters import NgramDrafter
 from tt_specdec.cli import main
-from tt_specdec.spec import bench
-from tt_specdec.spec.cost import CostModel, expected_tokens
-from tt_specdec.spec.prompts_smollm2 import CATEGORIES, PROMPTS, select
-from tt_specdec.spec.stats import Stats
+from tt_specdec.bench import harness as bench
+from tt_specdec.speculative.cost import CostModel, expected_tokens
+from tt_specdec.bench.prompts_smollm2 import CATEGORIES, PROMPTS, select
+from tt_specdec.speculative.stats import Stats
 
 ROW_FIELDS = {"config", "stack", "drafter", "k", "prompts", "new_tokens", "seconds", "tokens_per_s", "ttft_ms",
               "acceptance_rate", "mean_accepted_length", "acceptance_per_position", "acceptance_per_category",
@@ -203,7 +204,7 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
 
 
 def test_bench_runs_without_transformers_and_with_a_registered_drafter(cost_cache, monkeypatch, capsys):
-    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: tt_specdec.NgramDrafter(max_ngram=2))
+    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: NgramDrafter(max_ngram=2))
     assert main(["bench", "--pair", "tiny", "--k", "2", "--prompts", "1", "--max-new-tokens", "6",
                  "--no-transformers"]) == 0
     table = capsys.readouterr().out
@@ -215,12 +216,12 @@ def test_default_drafters_are_those_the_pair_can_build(monkeypatch, capsys):
         raise ValueError("drafter: got 'missing', but no weights")
 
     monkeypatch.setitem(tt_specdec.DRAFTERS, "missing", no_weights)
-    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: tt_specdec.NgramDrafter(max_ngram=2))
+    monkeypatch.setitem(tt_specdec.DRAFTERS, "echo", lambda pair: NgramDrafter(max_ngram=2))
     assert "eagle" in tt_specdec.DRAFTERS
     # tiny: the EAGLE head (if shipped) is SmolLM2's width, and "missing" refuses
     built = bench.available_drafters(tt_specdec.load_pair("tiny"))
     assert list(built) == ["model", "ngram", "lookup+model", "echo"]
-    assert isinstance(built["echo"], tt_specdec.NgramDrafter) and built["echo"].max_ngram == 2
+    assert isinstance(built["echo"], NgramDrafter) and built["echo"].max_ngram == 2
     err = capsys.readouterr().err
     assert "drafter=missing left out: drafter: got 'missing', but no weights" in err and "drafter=eagle left out" in err
     assert "drafter=lookup+eagle left out" in err

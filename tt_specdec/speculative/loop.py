@@ -13,14 +13,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from tt_specdec import ops
 from tt_specdec.drafters.base import Drafter
-from tt_specdec.sampling import Sampling
 from tt_specdec.models.decoder import Decoder
+from tt_specdec.ops import accept_prefix, rollback_kv
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
-from tt_specdec.sampling import greedy_or_sample, row_seeds, step_seeds
-from tt_specdec.spec.cost import AdaptiveK
-from tt_specdec.spec.stats import Stats, step_kind
+from tt_specdec.sampling import Sampling, greedy_or_sample, row_seeds, step_seeds
+from tt_specdec.speculative.policy import AdaptiveK
+from tt_specdec.speculative.stats import Stats, step_kind
 
 OnTokens = Callable[[int, list[int]], None]  # (row, new token ids), called as tokens are emitted
 
@@ -45,6 +44,8 @@ class Rows:
         for b, p in enumerate(prompts):
             self.context[b, :len(p)] = torch.tensor(p)
         self.length = self.prompt_len.clone()  # [B] valid tokens in context
+        # numpy views of both (the drafters read the tensors): a numpy write costs microseconds
+        self.context_np, self.length_np = self.context.numpy(), self.length.numpy()
         self.done = np.zeros(B, dtype=bool)  # [B]
         self.remaining = np.full(B, max_new_tokens)  # [B] tokens each row may still emit
         self.new_tokens: list[list[int]] = [[] for _ in range(B)]
@@ -52,7 +53,7 @@ class Rows:
 
     def emit(self, b: int, tokens: list[int]) -> None:
         """Append row b's emitted tokens; tokens past EOS or max_new_tokens are dropped."""
-        context, length = self.context.numpy(), self.length.numpy()  # views: numpy writes cost microseconds
+        context, length = self.context_np, self.length_np
         n0 = int(length[b])
         context[b, n0:n0 + len(tokens)] = tokens
         length[b] = n0 + len(tokens)
@@ -111,11 +112,16 @@ def this_step(seeds: torch.Tensor, pos: torch.Tensor, sampling: Sampling) -> tor
     return seeds if sampling.greedy else step_seeds(seeds, pos)
 
 
-def keep_hidden_for(target: Decoder, drafter: Drafter | None) -> None:
-    """The target writes its final hidden states (`hidden_cache`) only for a drafter that reads them
-    (`needs_target_hidden`: EAGLE): plain decoding and other drafters skip the copy. Before allocate_cache."""
-    if hasattr(target, "keep_hidden"):
-        target.keep_hidden = bool(getattr(drafter, "needs_target_hidden", False))
+def start(target: Decoder, rows: Rows, sampling: Sampling, seed: int,
+          drafter: Drafter | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Allocate the caches (the target keeps its hidden states only for a drafter that reads them) and
+    prefill. Returns the run's row seeds [B], pos [B], last [B]."""
+    B, cache_len = rows.context.shape
+    target.allocate_cache(B, cache_len, keep_hidden=drafter is not None and drafter.needs_target_hidden)
+    if drafter is not None:
+        drafter.reset(B, cache_len)
+    seeds = row_seeds(seed, B)
+    return (seeds, *prefill(target, rows, sampling, seeds))
 
 
 def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -123,13 +129,10 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
                    on_tokens: OnTokens | None = None) -> Generation:
     """The target alone, one token per forward: the baseline speculative decoding must equal."""
     check_request(target, prompts, max_new_tokens, k=0)
-    stats, start = Stats(k=0), time.perf_counter()
+    stats, t0 = Stats(k=0), time.perf_counter()
     rows = Rows(prompts, max_new_tokens, 1, eos_token_id, on_tokens)
-    keep_hidden_for(target, None)
-    target.allocate_cache(len(prompts), rows.context.shape[1])
-    seeds = row_seeds(seed, len(prompts))
-    pos, last = prefill(target, rows, sampling, seeds)
-    stats.ttft_s = time.perf_counter() - start
+    seeds, pos, last = start(target, rows, sampling, seed)
+    stats.ttft_s = time.perf_counter() - t0
     while not rows.done.all():
         logits = target.forward(last.view(-1, 1), pos)[:, 0]  # [B, V]
         live = np.flatnonzero(~rows.done).tolist()
@@ -142,94 +145,113 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
         stats.steps += 1
         stats.row_steps += len(live)
         stats.emitted += len(live)
-    stats.total_s = time.perf_counter() - start
+    stats.total_s = time.perf_counter() - t0
     stats.new_tokens = sum(map(len, rows.new_tokens))
     return Generation(rows.new_tokens, stats)
+
+
+def drafts_per_row(rows: Rows, k: int, policy: AdaptiveK | None, drafter: Drafter) -> np.ndarray:
+    """num_draft [B] to ask for: k, or the policy's choice (a drafter with stop_reach is asked for all k,
+    and trimmed later), capped by what each row may still emit besides its recovered/bonus token (so no
+    row runs past max_new_tokens, nor its KV past the cache); -1 skips a finished row."""
+    if policy is None:
+        k_rows = np.full(len(rows.done), k)
+    else:
+        k_rows = np.minimum(policy.choose(), k)
+        if drafter.stop_reach is not None:
+            k_rows = np.where(k_rows > 0, k, 0)  # it drafts as far as its confidence goes
+    return np.where(rows.done, -1, np.minimum(k_rows, rows.remaining - 1))
 
 
 def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Sequence[int]], *, k: int,
                          max_new_tokens: int, sampling: Sampling = Sampling(), seed: int = 0,
                          eos_token_id: int | None = None, on_tokens: OnTokens | None = None,
-                         policy: AdaptiveK | None = None, ops_backend: str = "torch") -> Generation:
+                         policy: AdaptiveK | None = None, ops: str = "torch") -> Generation:
     """Draft k, verify in one target forward, accept the agreeing prefix, roll back the rest.
 
     Greedy output is token for token the target's own greedy output (generate_plain);
     sampled output has exactly the target's distribution. With a `policy`, each row drafts
     the k (at most `k`) the cost model predicts fastest, 0 meaning a plain target step.
-    `ops_backend` runs accept_prefix and rollback_kv ("emu": their kernels on the host emulator);
-    the decoders run verify_attention with their own `ops_backend` (SpeculativeDecoder sets all three).
+    `ops` runs accept_prefix and rollback_kv ("emu": their kernels on the host emulator); the decoders
+    run their attention as their own `attention` says (SpeculativeDecoder sets all three).
+
+    Per-row state: pos, last [B] as torch (what the decoders and the ops take); the loop's own per-row
+    integers (num_draft, num_accepted, the policy's) as numpy, each converted once per step.
     """
     check_request(target, prompts, max_new_tokens, k, drafter)
-    stats, start = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
+    stats, t0 = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)
-    keep_hidden_for(target, drafter)
-    target.allocate_cache(B, rows.context.shape[1])
-    drafter.reset(B, rows.context.shape[1])
-    seeds = row_seeds(seed, B)
-    pos, last = prefill(target, rows, sampling, seeds)  # pos [B], last [B]
-    stats.ttft_s = time.perf_counter() - start
+    seeds, pos, last = start(target, rows, sampling, seed, drafter)  # pos [B], last [B]
+    stats.ttft_s = time.perf_counter() - t0
     if policy is not None:
         policy.reset(B)
     while not rows.done.all():
         step_seed = this_step(seeds, pos, sampling)  # [B] randomness of this step, per row
-        # per-row effective k: at most the tokens a row may still emit, minus the recovered/bonus one,
-        # so no row runs past max_new_tokens (nor its KV past the cache); finished rows are skipped (-1)
-        k_rows = np.full(B, k) if policy is None else np.minimum(policy.choose().numpy(), k)
-        if policy is not None and getattr(drafter, "stop_reach", None) is not None:
-            k_rows = np.where(k_rows > 0, k, 0)  # it drafts as far as its confidence goes; trimmed below
-        num_draft = torch.from_numpy(np.where(rows.done, -1, np.minimum(k_rows, rows.remaining - 1)))  # [B]
-        k_step = int(num_draft.max())  # drafts this step: as many as the most hopeful row takes
-        confidence = source = None
-        if k_step > 0:
+        num_draft = drafts_per_row(rows, k, policy, drafter)  # [B]
+        proposal = confidence = source = None
+        if num_draft.max() > 0:
             # 1. draft: d_1..d_k after last (and q_1..q_k when sampling); a drafter may stop before k
-            draft_tokens, draft_probs = drafter.propose(rows.context, rows.length, k_step, sampling, step_seed)
-            num_draft = num_draft.clamp(max=draft_tokens.shape[1])
+            proposal = drafter.propose(rows.context, rows.length, int(num_draft.max()), sampling, step_seed)
+            num_draft = np.minimum(num_draft, proposal.tokens.shape[1])
             stats.proposals += 1
-            stats.proposed += getattr(drafter, "draft_steps", draft_tokens.shape[1])
-            source = getattr(drafter, "draft_source", None)
-            if policy is not None:  # a row verifies only the drafts its drafter is confident enough in
-                confidence = getattr(drafter, "draft_confidence", None)
+            stats.proposed += proposal.steps
+            confidence = None if proposal.confidence is None else proposal.confidence.numpy()  # [B, k']
+            source = None if proposal.source is None else proposal.source.numpy()  # [B]
+            if policy is not None:  # a row verifies only the drafts worth their rows
                 num_draft = policy.trim(num_draft, confidence, source)
-            k_step = int(num_draft.max())
-            draft_tokens = draft_tokens[:, :k_step]
-            draft_probs = None if draft_probs is None else draft_probs[:, :k_step]
+        k_step = int(num_draft.max())
         if k_step <= 0:  # no row verifies a draft: a plain target step
-            logits = target.forward(last.view(B, 1), pos)[:, 0]  # [B, V]
-            token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seed)
-            done = torch.from_numpy(rows.done)
-            num_accepted = torch.where(done, -1, 0)
-            output = torch.where(done, -1, token).view(B, 1)
+            num_accepted, output = plain_step(target, last, pos, rows.done, sampling, step_seed)
         else:
+            draft_tokens = proposal.tokens[:, :k_step]
+            draft_probs = None if proposal.probs is None else proposal.probs[:, :k_step]
             # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
             logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
             # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
-            num_accepted, output = ops.accept_prefix(
-                logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft, temperature=sampling.temperature,
-                top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed, backend=ops_backend)
-        if policy is not None:
-            policy.update(num_draft, num_accepted, confidence, source)
+            num_accepted, output = accept_prefix(
+                logits, draft_tokens, draft_probs=draft_probs, num_draft=torch.from_numpy(num_draft),
+                temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed,
+                backend=ops)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
-        pos, last, _, _ = ops.rollback_kv(pos, last, num_accepted, output, backend=ops_backend)
-        # per-row bookkeeping on Python ints: a few tensor reads instead of several per row
-        sources = [0] * B if source is None else source.tolist()
-        out_rows = output.tolist()
-        stats.steps += 1
-        for b, (n, offered) in enumerate(zip(num_accepted.tolist(), num_draft.tolist())):
-            if n < 0:  # a finished row
-                continue
-            rows.emit(b, out_rows[b][:n + 1])
-            for t in range(offered):
-                stats.offered_per_position[t] += 1
-                stats.accepted_per_position[t] += int(t < n)
-            kind = step_kind(offered, sources[b])
-            stats.kind_steps[kind] += 1
-            stats.kind_drafted[kind] += max(offered, 0)
-            stats.kind_accepted[kind] += n
-            stats.row_steps += 1
-            stats.drafted += offered
-            stats.accepted += n
-            stats.emitted += n + 1
-    stats.total_s = time.perf_counter() - start
+        pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops)
+        n = num_accepted.numpy()  # [B], -1 for finished rows
+        if policy is not None:
+            policy.update(num_draft, n, confidence, source)
+        record(stats, rows, n, num_draft, output, source)
+    stats.total_s = time.perf_counter() - t0
     stats.new_tokens = sum(map(len, rows.new_tokens))
     return Generation(rows.new_tokens, stats)
+
+
+def plain_step(target: Decoder, last: torch.Tensor, pos: torch.Tensor, done: np.ndarray, sampling: Sampling,
+               seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One target decode step inside the loop, in accept_prefix's output form: (num_accepted [B] = 0,
+    output [B, 1]), -1 for finished rows."""
+    logits = target.forward(last.view(-1, 1), pos)[:, 0]  # [B, V]
+    token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, seeds)
+    finished = torch.from_numpy(done)
+    return torch.where(finished, -1, 0), torch.where(finished, -1, token).view(-1, 1)
+
+
+def record(stats: Stats, rows: Rows, n: np.ndarray, num_draft: np.ndarray, output: torch.Tensor,
+           source: np.ndarray | None) -> None:
+    """Emit each live row's n + 1 tokens and count the step (per position, per kind of step)."""
+    sources = [0] * len(n) if source is None else source.tolist()
+    out_rows = output.tolist()
+    stats.steps += 1
+    for b, (n_b, offered) in enumerate(zip(n.tolist(), num_draft.tolist())):
+        if n_b < 0:  # a finished row
+            continue
+        rows.emit(b, out_rows[b][:n_b + 1])
+        for t in range(offered):
+            stats.offered_per_position[t] += 1
+            stats.accepted_per_position[t] += int(t < n_b)
+        kind = step_kind(offered, sources[b])
+        stats.kind_steps[kind] += 1
+        stats.kind_drafted[kind] += max(offered, 0)
+        stats.kind_accepted[kind] += n_b
+        stats.row_steps += 1
+        stats.drafted += offered
+        stats.accepted += n_b
+        stats.emitted += n_b + 1

@@ -1,5 +1,5 @@
-"""Program descriptions of the accept_prefix kernels (kernels/accept_prefix/), greedy and
-sampling, and their runs on the emulator.
+"""Program descriptions of the accept_prefix kernels (kernels/), greedy and sampling, and their
+runs on either executor (`run`): inputs converted to the kernels' tensors, outputs back.
 
 Work split: the vocabulary V is cut into `num_cores` slices of whole 32-entry groups
 (core c: [c * slice, min(V, (c+1) * slice))). Greedy: each core's reader streams its slice
@@ -16,13 +16,16 @@ arrive in tensors, so a new step never recompiles.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import torch
 
-from tt_specdec import program as P
+from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
+from tt_specdec.runtime import device, emu
+from tt_specdec.runtime import program as P
 
-KERNEL_DIR = P.KERNELS_DIR / "accept_prefix"
-ARGS = P.read_arg_indices(KERNEL_DIR / "accept_prefix_common.hpp")
+KERNELS = Path(__file__).resolve().parent / "kernels"
+ARGS = P.read_arg_indices(KERNELS / "accept_prefix_common.hpp")
 MAX_CORES = 8
 MIN_SLICE = 2048  # vocabulary entries per core below which another core costs more than it saves
 MAX_CHUNK = 2048  # entries per cb_logits page: 4 KiB bf16, 8 KiB fp32
@@ -87,41 +90,11 @@ def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
                                        num_accepted_addr=P.BufferAddress("num_accepted"),
                                        output_addr=P.BufferAddress("output_tokens"))
     kernels = [
-        P.Kernel("accept_prefix/reader_accept_prefix.cpp", "reader", cores, reader_ct, reader_rt),
-        P.Kernel("accept_prefix/writer_accept_prefix.cpp", "writer", cores, writer_ct, writer_rt),
+        P.Kernel(str(KERNELS / "reader_accept_prefix.cpp"), "reader", cores, reader_ct, reader_rt),
+        P.Kernel(str(KERNELS / "writer_accept_prefix.cpp"), "writer", cores, writer_ct, writer_rt),
     ]
     return P.Program("accept_prefix", kernels, cbs, [logits, drafts, num_draft, num_accepted, output],
                      [P.Semaphore(sem_partials, cores, 0)])  # same L1 address on every core; only core 0 counts
-
-
-def accept_prefix_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor,
-                      num_draft: torch.Tensor | None = None, *, max_cores: int = MAX_CORES):
-    """Runs the greedy kernels on the emulator; returns (num_accepted [B], output_tokens [B, k+1], RunResult)."""
-    from tt_specdec import emu
-
-    B, rows, V = target_logits.shape
-    k = rows - 1
-    nd = torch.full((B,), k) if num_draft is None else num_draft
-    prog = accept_prefix_program(B, k, V, target_logits.dtype, max_cores=max_cores)
-    result = emu.run(prog, {"logits": target_logits.contiguous(), "drafts": draft_tokens.to(torch.int32),
-                            "num_draft": nd.to(torch.int32).view(1, B)})
-    n = result.outputs["num_accepted"].view(B).long()
-    return n, result.outputs["output_tokens"].long(), result
-
-
-def run_backend(backend: str, target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
-                draft_probs: torch.Tensor | None, num_draft: torch.Tensor | None, temperature: float, top_k: int,
-                top_p: float, seed) -> tuple[torch.Tensor, torch.Tensor]:
-    """accept_prefix(..., backend=...) for a backend other than torch; arguments already validated."""
-    if backend != "emu":
-        raise ValueError(f"backend: got {backend!r}, expected 'torch' or 'emu'")
-    if temperature == 0.0:
-        n, out, _ = accept_prefix_emu(target_logits, draft_tokens, num_draft)
-    else:
-        n, out, _ = accept_prefix_sampling_emu(target_logits, draft_tokens, draft_probs=draft_probs,
-                                               num_draft=num_draft, temperature=temperature, top_k=top_k,
-                                               top_p=top_p, seed=seed)
-    return n, out
 
 
 def double_words(x: float) -> tuple[int, int]:
@@ -210,8 +183,8 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
                                        num_accepted_addr=P.BufferAddress("num_accepted"),
                                        output_addr=P.BufferAddress("output_tokens"), noc_x0=noc_coords)
     kernels = [
-        P.Kernel("accept_prefix/reader_accept_prefix_sampling.cpp", "reader", cores, reader_ct, reader_rt),
-        P.Kernel("accept_prefix/writer_accept_prefix_sampling.cpp", "writer", cores, writer_ct, writer_rt),
+        P.Kernel(str(KERNELS / "reader_accept_prefix_sampling.cpp"), "reader", cores, reader_ct, reader_rt),
+        P.Kernel(str(KERNELS / "writer_accept_prefix_sampling.cpp"), "writer", cores, writer_ct, writer_rt),
     ]
     # same L1 address on every core; core 0 counts partials, every core counts its rounds and reads
     return P.Program("accept_prefix_sampling", kernels, cbs, tensors,
@@ -219,25 +192,57 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
                       P.Semaphore(sem_read, cores, 0)])
 
 
+def seed_words(seed, B: int) -> list[int]:
+    """Per-row seeds (an int seeds every row alike) as the int32 bits of their low 32 bits."""
+    values = seed.reshape(-1).tolist() if hasattr(seed, "reshape") else [seed]
+    words = [int(s) & 0xFFFFFFFF for s in (values * B if len(values) == 1 else values)]
+    return [w - (1 << 32) if w >= 1 << 31 else w for w in words]
+
+
+def run(ex, target_logits, draft_tokens, *, draft_probs=None, num_draft=None, temperature: float = 0.0,
+        top_k: int = 0, top_p: float = 1.0, seed=None, max_cores: int = MAX_CORES):
+    """accept_prefix's kernels on executor `ex` (tt_specdec.runtime.emu or .device), arguments
+    validated: ((num_accepted [B], output_tokens [B, k+1]), RunResult). torch inputs give int64 torch
+    results; ttnn inputs (on a card) give int32 ttnn results that stay there."""
+    on_card = is_ttnn_tensor(target_logits)
+    B, rows, V = (int(s) for s in target_logits.shape)
+    k = rows - 1
+    dtype = device.torch_dtype(target_logits) if on_card else target_logits.dtype
+    if dtype is None:
+        raise TypeError(f"target_logits: got ttnn dtype {target_logits.dtype}, expected bfloat16 or float32")
+    with ex.aligned():
+        if temperature == 0.0:
+            prog = accept_prefix_program(B, k, V, dtype, max_cores=max_cores)
+        else:
+            prog = accept_prefix_sampling_program(B, k, V, dtype, temperature, has_draft_probs=draft_probs is not None,
+                                                  top_k=top_k, top_p=top_p, max_cores=max_cores)
+    row = lambda x: x.to(torch.int32).view(1, B)  # noqa: E731  [B] -> the kernels' [1, B] int32
+    tensors = {"logits": host_converted(target_logits, lambda x: x.contiguous()),
+               "drafts": host_converted(draft_tokens, lambda x: x.to(torch.int32)),
+               "num_draft": [k] * B if num_draft is None else host_converted(num_draft, row)}
+    if temperature > 0:
+        tensors["seeds"] = seed if is_ttnn_tensor(seed) else seed_words(seed, B)
+        if draft_probs is not None:
+            tensors["draft_probs"] = host_converted(draft_probs, lambda x: x.to(torch.float32).contiguous())
+    r = ex.run(prog, tensors)
+    n, out = r.outputs["num_accepted"], r.outputs["output_tokens"]
+    if on_card:
+        return (device.reshape(n, [B]), out), r
+    return (ex.to_torch(n).reshape(B).long(), ex.to_torch(out).reshape(B, rows).long()), r
+
+
+def accept_prefix_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor,
+                      num_draft: torch.Tensor | None = None, *, max_cores: int = MAX_CORES):
+    """The greedy kernels on the emulator: (num_accepted [B], output_tokens [B, k+1], RunResult)."""
+    (n, out), r = run(emu, target_logits, draft_tokens, num_draft=num_draft, max_cores=max_cores)
+    return n, out, r
+
+
 def accept_prefix_sampling_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                                draft_probs: torch.Tensor | None, num_draft: torch.Tensor | None, temperature: float,
                                seed: int | torch.Tensor, top_k: int = 0, top_p: float = 1.0,
                                max_cores: int = MAX_CORES):
-    """Runs the sampling kernels; returns (num_accepted [B], output_tokens [B, k+1], RunResult)."""
-    from tt_specdec import emu
-
-    B, rows, V = target_logits.shape
-    k = rows - 1
-    nd = torch.full((B,), k) if num_draft is None else num_draft
-    seeds = (torch.as_tensor(seed, dtype=torch.int64).expand(B) & 0xFFFFFFFF).to(torch.int64)
-    seeds = torch.where(seeds >= 1 << 31, seeds - (1 << 32), seeds).to(torch.int32)  # the uint32 bits
-    prog = accept_prefix_sampling_program(B, k, V, target_logits.dtype, temperature,
-                                          has_draft_probs=draft_probs is not None, top_k=top_k, top_p=top_p,
-                                          max_cores=max_cores)
-    inputs = {"logits": target_logits.contiguous(), "drafts": draft_tokens.to(torch.int32),
-              "num_draft": nd.to(torch.int32).view(1, B), "seeds": seeds.view(1, B)}
-    if draft_probs is not None:
-        inputs["draft_probs"] = draft_probs.to(torch.float32).contiguous()
-    result = emu.run(prog, inputs)
-    n = result.outputs["num_accepted"].view(B).long()
-    return n, result.outputs["output_tokens"].long(), result
+    """The sampling kernels on the emulator: (num_accepted [B], output_tokens [B, k+1], RunResult)."""
+    (n, out), r = run(emu, target_logits, draft_tokens, draft_probs=draft_probs, num_draft=num_draft,
+                      temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_cores=max_cores)
+    return n, out, r

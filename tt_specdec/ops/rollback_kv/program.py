@@ -1,24 +1,27 @@
-"""Program description of the rollback_kv kernels (kernels/rollback_kv/): the state update on
+"""Program description of the rollback_kv kernels (kernels/): the state update on
 one core, because the work is O(B * max_blocks); with caches, the compaction copy on up to
 MAX_COMPACT_CORES more, each walking a range of units (b, layer, K|V, head). The step's
 num_accepted and accepted_slots arrive as tensors, so every step reuses the compiled kernels;
 B, k+1, max_blocks, block_size and the cache shapes are compile-time.
 
-Host glue: the caches are tiled as the verify_attention kernels keep them, matrices stacked
-[layers, B or num_blocks, Hkv] x [S padded to 32 or block_size, D]; on a card they stay there.
+Host glue (`run`, for either executor): the caches are tiled as the verify_attention kernels keep
+them, matrices stacked [layers, B or num_blocks, Hkv] x [S padded to 32 or block_size, D]; on a card
+they stay there.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from tt_specdec import program as P
-from tt_specdec.errors import check_shape
-from tt_specdec.ops.rollback_kv import Rollback
+from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
+from tt_specdec.ops.rollback_kv.checks import Rollback
+from tt_specdec.runtime import device, emu
+from tt_specdec.runtime import program as P
 
-KERNEL_DIR = P.KERNELS_DIR / "rollback_kv"
-ARGS = P.read_arg_indices(KERNEL_DIR / "rollback_kv_common.hpp")
+KERNELS = Path(__file__).resolve().parent / "kernels"
+ARGS = P.read_arg_indices(KERNELS / "rollback_kv_common.hpp")
 MAX_COMPACT_CORES = 32  # a step moves at most k rows per unit: more cores would only add launch work
 
 
@@ -88,8 +91,8 @@ def rollback_kv_program(B: int, k: int, max_blocks: int = 0, block_size: int = 0
                              page_table_addr=addr("page_table"))
     writer_rt = P.arg_vector(ARGS, "RT_WRITER_", new_pos_addr=addr("new_pos"), new_last_addr=addr("new_last"),
                              new_table_addr=addr("new_page_table"), freed_addr=addr("freed"))
-    kernels = [P.Kernel("rollback_kv/reader_rollback_kv.cpp", "reader", core, reader_ct, {(0, 0): reader_rt}),
-               P.Kernel("rollback_kv/writer_rollback_kv.cpp", "writer", core, writer_ct, {(0, 0): writer_rt})]
+    kernels = [P.Kernel(str(KERNELS / "reader_rollback_kv.cpp"), "reader", core, reader_ct, {(0, 0): reader_rt}),
+               P.Kernel(str(KERNELS / "writer_rollback_kv.cpp"), "writer", core, writer_ct, {(0, 0): writer_rt})]
     if caches is not None:
         compact_kernels, compact_cbs, compact_tensors = compaction(B, rows, max_blocks, block_size, caches,
                                                                    pos, num_accepted, page_table)
@@ -137,8 +140,8 @@ def compaction(B: int, rows: int, max_blocks: int, block_size: int, caches: KVCa
                                     unit_begin=begin, unit_end=end)
         writer_rt[c] = P.arg_vector(ARGS, "RT_COMPACT_WRITER_", k_addr=P.BufferAddress("k_cache"),
                                     v_addr=P.BufferAddress("v_cache"), unit_begin=begin, unit_end=end)
-    kernels = [P.Kernel("rollback_kv/reader_rollback_kv_compact.cpp", "reader", cores, reader_ct, reader_rt),
-               P.Kernel("rollback_kv/writer_rollback_kv_compact.cpp", "writer", cores, writer_ct, writer_rt)]
+    kernels = [P.Kernel(str(KERNELS / "reader_rollback_kv_compact.cpp"), "reader", cores, reader_ct, reader_rt),
+               P.Kernel(str(KERNELS / "writer_rollback_kv_compact.cpp"), "writer", cores, writer_ct, writer_rt)]
     return kernels, cbs, [slots, k_cache, v_cache]
 
 
@@ -160,37 +163,59 @@ def from_kernel_layout(x: torch.Tensor, cache: torch.Tensor) -> None:
     cache.copy_(x[..., :cache.shape[-2], :])
 
 
+def run(ex, pos, last, num_accepted, output_tokens, *, page_table=None, block_size: int | None = None,
+        accepted_slots=None, k_cache=None, v_cache=None):
+    """rollback_kv's kernels on executor `ex` (tt_specdec.runtime.emu or .device), arguments validated:
+    (Rollback, RunResult). torch inputs give torch results in the callers' dtypes, with torch caches
+    compacted in place (through the kernels' copy, written back); ttnn inputs (on a card) give int32
+    ttnn results that stay there, ttnn caches ([L, M, Hkv, S, D] or [M, Hkv, S, D], tiles, S a
+    multiple of 32) compacted where they are."""
+    B = int(list(pos.shape)[-1])
+    rows = int(list(output_tokens.shape)[-1])
+    max_blocks = 0 if page_table is None else int(list(page_table.shape)[-1])
+    if max_blocks and (block_size is None or block_size < 1):
+        raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
+    caches = None
+    if accepted_slots is not None:
+        if is_ttnn_tensor(k_cache):
+            dtype = device.torch_dtype(k_cache)
+            if dtype is None:
+                raise TypeError(f"k_cache: got ttnn dtype {k_cache.dtype}, expected bfloat16 or float32")
+            caches = kernel_caches((tuple(int(d) for d in k_cache.shape), dtype))
+        else:
+            caches = kernel_caches(k_cache)
+    with ex.aligned():
+        prog = rollback_kv_program(B, rows - 1, max_blocks, block_size or 0, caches)
+    row = lambda x: x.to(torch.int32).reshape(1, B)  # noqa: E731  [B] -> the kernels' [1, B] int32
+    int32 = lambda x: x.to(torch.int32)  # noqa: E731
+    tensors = {"pos": host_converted(pos, row), "last": host_converted(last, row),
+               "num_accepted": host_converted(num_accepted, row), "output_tokens": host_converted(output_tokens, int32)}
+    if max_blocks:
+        tensors["page_table"] = host_converted(page_table, int32)
+    if caches is not None:
+        tensors["accepted_slots"] = host_converted(accepted_slots, int32)
+        for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
+            tensors[name] = host_converted(cache, lambda c: to_kernel_layout(c, caches))
+    r = ex.run(prog, tensors)
+    o = r.outputs
+    if caches is not None and not is_ttnn_tensor(k_cache):  # torch caches: the kernels' copy written back
+        from_kernel_layout(ex.to_torch(o["k_cache"]), k_cache)
+        from_kernel_layout(ex.to_torch(o["v_cache"]), v_cache)
+    if is_ttnn_tensor(pos):
+        return Rollback(device.reshape(o["new_pos"], [B]), device.reshape(o["new_last"], [B]),
+                        o.get("new_page_table"), o.get("freed")), r
+    new_pos = ex.to_torch(o["new_pos"]).reshape(B).to(pos.dtype)  # the callers' dtypes
+    new_last = ex.to_torch(o["new_last"]).reshape(B).to(last.dtype)
+    if page_table is None:
+        return Rollback(new_pos, new_last, None, None), r
+    return Rollback(new_pos, new_last, ex.to_torch(o["new_page_table"]).to(page_table.dtype),
+                    ex.to_torch(o["freed"]).to(page_table.dtype)), r
+
+
 def rollback_kv_emu(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor, *,
                     page_table: torch.Tensor | None = None, block_size: int | None = None,
                     accepted_slots: torch.Tensor | None = None, k_cache: torch.Tensor | None = None,
                     v_cache: torch.Tensor | None = None):
-    """The kernels on the emulator; returns (Rollback in the callers' dtypes, RunResult). With
-    accepted_slots and caches ([B or blocks, Hkv, S or block, D], or stacked over layers in
-    front) the caches are compacted in place, as by rollback_kv."""
-    from tt_specdec import emu
-
-    check_shape("pos", pos, (None,))
-    B = pos.shape[0]
-    check_shape("output_tokens", output_tokens, (B, None), "= [B, k+1]")
-    k = output_tokens.shape[1] - 1
-    max_blocks = 0 if page_table is None else page_table.shape[1]
-    compact = accepted_slots is not None
-    caches = kernel_caches(k_cache) if compact else None
-    prog = rollback_kv_program(B, k, max_blocks, block_size or 0, caches)
-    i32 = lambda t: t.to(torch.int32).reshape(1, B)  # noqa: E731
-    inputs = {"pos": i32(pos), "last": i32(last), "num_accepted": i32(num_accepted),
-              "output_tokens": output_tokens.to(torch.int32)}
-    if page_table is not None:
-        inputs["page_table"] = page_table.to(torch.int32)
-    if compact:
-        inputs.update(accepted_slots=accepted_slots.to(torch.int32), k_cache=to_kernel_layout(k_cache, caches),
-                      v_cache=to_kernel_layout(v_cache, caches))
-    r = emu.run(prog, inputs)
-    o = r.outputs
-    if compact:
-        from_kernel_layout(o["k_cache"], k_cache)
-        from_kernel_layout(o["v_cache"], v_cache)
-    if page_table is None:
-        return Rollback(o["new_pos"].view(B).to(pos.dtype), o["new_last"].view(B).to(last.dtype), None, None), r
-    return Rollback(o["new_pos"].view(B).to(pos.dtype), o["new_last"].view(B).to(last.dtype),
-                    o["new_page_table"].to(page_table.dtype), o["freed"].to(page_table.dtype)), r
+    """The kernels on the emulator: (Rollback in the callers' dtypes, RunResult), caches compacted in place."""
+    return run(emu, pos, last, num_accepted, output_tokens, page_table=page_table, block_size=block_size,
+               accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)

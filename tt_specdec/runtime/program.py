@@ -1,10 +1,11 @@
 """Program descriptions: what a fused op runs, independent of where it runs.
 
-A `Program` names its kernels (source under kernels/, cores, compile-time args,
-runtime args per core, defines), circular buffers and semaphores, and the DRAM
-tensors it reads and writes. `tt_specdec.emu` runs one on the host emulator;
-`tt_specdec.device` (later) converts the same description to a
-`ttnn.ProgramDescriptor` for `ttnn.generic_op`.
+A `Program` names its kernels (source files in the op's kernels/ folder, cores,
+compile-time args, runtime args per core, defines), circular buffers and semaphores,
+and the DRAM tensors it reads and writes. Two executors run one, each with
+`run(program, tensors) -> RunResult`: `tt_specdec.runtime.emu` on the host emulator,
+`tt_specdec.runtime.device` on a card, converting it to a `ttnn.ProgramDescriptor`
+for `ttnn.generic_op`. Descriptions know no op, and neither do the executors.
 
 Runtime args may hold placeholders the executor resolves: `BufferAddress(name)`
 (a tensor's bank address) and `NocX(core)` / `NocY(core)` (a core's NoC
@@ -23,12 +24,6 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# a source checkout (editable install) has kernels/ beside the package; a wheel ships a copy inside it
-KERNELS_DIR = REPO_ROOT / "kernels"
-if not KERNELS_DIR.is_dir():
-    KERNELS_DIR = Path(__file__).resolve().parent / "_kernels"
-
 # Wormhole B0 (the emulator's default device)
 DRAM_ALIGNMENT = 32
 L1_ALIGNMENT = 16
@@ -38,7 +33,7 @@ _dram_alignment = contextvars.ContextVar("dram_alignment", default=DRAM_ALIGNMEN
 
 @contextlib.contextmanager
 def dram_alignment(nbytes: int):
-    """Descriptions built inside align DRAM pages to `nbytes` (tt_specdec.device passes the card's,
+    """Descriptions built inside align DRAM pages to `nbytes` (the card's executor passes the card's,
     ttnn.get_dram_alignment())."""
     token = _dram_alignment.set(nbytes)
     try:
@@ -106,7 +101,7 @@ RuntimeArg = int | BufferAddress | NocX | NocY
 
 @dataclass
 class Kernel:
-    source: str  # path relative to kernels/ (or absolute)
+    source: str  # path of the kernel's source file (an op's program.py names the files of its kernels/)
     role: str  # "reader" (NCRISC), "writer" (BRISC) or "compute" (TRISCs)
     core_ranges: list[CoreRange]
     compile_time_args: list[int] = field(default_factory=list)
@@ -117,8 +112,7 @@ class Kernel:
 
     @property
     def path(self) -> Path:
-        p = Path(self.source)
-        return p if p.is_absolute() else KERNELS_DIR / p
+        return Path(self.source)
 
 
 @dataclass
@@ -174,6 +168,26 @@ class Program:
     circular_buffers: list[CircularBuffer]
     tensors: list[Tensor]
     semaphores: list[Semaphore] = field(default_factory=list)
+
+    def tensor(self, name: str) -> Tensor:
+        return next(t for t in self.tensors if t.name == name)
+
+
+@dataclass
+class RunResult:
+    """What an executor's run(program, tensors) returns: the output tensors by name (torch on the
+    emulator, ttnn on a card) and, on the emulator, per (kernel, core) NoC and DRAM byte counts."""
+    outputs: dict
+    stats: list[dict] = field(default_factory=list)
+
+    def bytes_by_kernel(self, key: str = "dram_bytes_read") -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.stats:
+            out[s["kernel"]] = out.get(s["kernel"], 0) + s[key]
+        return out
+
+    def total(self, key: str) -> int:
+        return sum(s[key] for s in self.stats)
 
 
 def align(n: int, a: int) -> int:

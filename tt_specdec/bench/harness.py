@@ -5,7 +5,7 @@ Every configuration decodes prompt i before any decodes prompt i+1 (the order ro
 prompt), so machine drift hits them all alike. The figures are ratios within one stack:
 `speedup` = tokens/s of a configuration / tokens/s of the same stack's target alone (ours over
 ours, transformers over transformers); `vs_transformers` = ours / theirs for the same drafter
-and k. `predicted_speedup` is S = E (1 + o0) / (d0 + k·c + v(k+1) + o) of spec/cost.py evaluated on the steps
+and k. `predicted_speedup` is S = E (1 + o0) / (d0 + k·c + v(k+1) + o) of speculative/cost.py evaluated on the steps
 the run actually took, from the measured acceptance and the cached cost model.
 """
 from __future__ import annotations
@@ -22,10 +22,11 @@ import torch
 
 from tt_specdec.drafters import Drafter
 from tt_specdec.sampling import Sampling
-from tt_specdec.spec.cost import CostModel, measured
-from tt_specdec.spec.prompts_smollm2 import PROMPTS as SMOLLM2_PROMPTS
-from tt_specdec.spec.prompts_smollm2 import select
-from tt_specdec.spec.stats import Stats
+from tt_specdec.speculative.cost import CostModel
+from tt_specdec.speculative.measure import measured
+from tt_specdec.bench.prompts_smollm2 import PROMPTS as SMOLLM2_PROMPTS
+from tt_specdec.bench.prompts_smollm2 import select
+from tt_specdec.speculative.stats import Stats
 
 # byte-level prompts in the style of the tiny pair's text (Python sources), none taken from it
 TINY_PROMPTS = [("code", p) for p in (
@@ -126,7 +127,7 @@ def steps_per_k(stats: Stats) -> list[int]:
 
 def predicted_speedup(stats: Stats, cost: CostModel) -> float:
     """S = emitted tokens x (1 + o0) / predicted time of the steps taken (target decode steps), as in
-    spec/cost.py: each proposal costs d0 + c per draft-model step it ran (a copy: none), each step
+    speculative/cost.py: each proposal costs d0 + c per draft-model step it ran (a copy: none), each step
     v(k+1) for the k drafts it verified + o (a plain step: 1 + o_plain); plain decoding 1 + o0 a token. With
     every step at one k and mean accepted length E: E (1 + o0) / (d0 + k·c + v(k+1) + o). Batch 1
     (the bench's): steps and row-steps are the same."""
@@ -140,7 +141,7 @@ def predicted_speedup(stats: Stats, cost: CostModel) -> float:
 
 def available_drafters(pair) -> dict[str, "Drafter"]:
     """The registered drafters this pair can build, built (the bench's default); the others are named on stderr."""
-    from tt_specdec import DRAFTERS
+    from tt_specdec.api import DRAFTERS
 
     built = {}
     for name, factory in DRAFTERS.items():
@@ -153,7 +154,7 @@ def available_drafters(pair) -> dict[str, "Drafter"]:
 
 def build_drafters(pair, drafters: "list[str] | dict[str, Drafter]") -> "dict[str, Drafter]":
     """name -> Drafter, each built once (every k of a drafter shares it: a generate call resets it)."""
-    from tt_specdec import DRAFTERS
+    from tt_specdec.api import DRAFTERS
 
     return dict(drafters) if isinstance(drafters, dict) else {name: DRAFTERS[name](pair) for name in drafters}
 
@@ -172,7 +173,7 @@ def ours(dec, drafter: str, k: int | str, cost: CostModel | None = None) -> Conf
 def our_configs(pair, drafters: "dict[str, Drafter]", ks: list[int | str], sampling: Sampling,
                 eos_token_id: int) -> list[Config]:
     """The target alone, then every drafter at every k; each speculative one with its cost model."""
-    from tt_specdec import SpeculativeDecoder
+    from tt_specdec.api import SpeculativeDecoder
 
     configs = [ours(SpeculativeDecoder(pair, k=0, sampling=sampling, eos_token_id=eos_token_id), TARGET, 0)]
     k_max = max([K_MAX_AUTO] + [k for k in ks if k != "auto"])
@@ -337,7 +338,7 @@ def bench(pair_name: str, pair, *, drafters: "list[str] | dict[str, Drafter]", k
           max_new_tokens: int = 128, sampling: Sampling = Sampling(), seed: int = 0, chat: bool = True,
           compare: bool = True) -> dict:
     """Run every configuration on every prompt, interleaved; returns {"meta", "results"} (see rows())."""
-    from tt_specdec import chat_prompt
+    from tt_specdec.api import chat_prompt
 
     if not ks or any(not (k == "auto" or (isinstance(k, int) and k >= 1)) for k in ks):
         raise ValueError(f"ks: got {ks!r}, expected a non-empty list of ints >= 1 or 'auto'")

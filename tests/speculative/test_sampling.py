@@ -8,7 +8,7 @@ import torch
 from tt_specdec.drafters import ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
 from tt_specdec.sampling import process_logits
-from tt_specdec.spec.loop import speculative_generate
+from tt_specdec.speculative.loop import speculative_generate
 
 # 0.999 quantiles of the chi-square distribution, df = 1..60 (standard tables; checked below):
 # a fit of the target's own distribution fails with probability 0.001 per check (the seeds are

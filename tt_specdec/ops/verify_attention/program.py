@@ -1,4 +1,4 @@
-"""Program description of the verify_attention kernels (kernels/verify_attention/), contiguous
+"""Program description of the verify_attention kernels (kernels/), contiguous
 or paged cache (blocks of whole 32-key chunks): `kv_splits` cores per (sequence, KV head); its
 T query rows times the Hq/Hkv heads of the group are packed into one 32-row tile row, so each
 32-key chunk of K and V is read once for all of them. With kv_splits > 1 the chunks are dealt
@@ -7,21 +7,24 @@ partials, gathered into its L1 over the NoC. Shapes (B, T, heads, S, D), kv_spli
 are compile-time; positions arrive in the pos tensor (each split's chunks follow from it on
 the device).
 
-Host glue: q [B, T, Hq, D] is packed to [B*Hkv, 32, D] (row t*group + g) and tilized, the
-caches are tilized per (b, h), and the packed output is unpacked. On a card the projection
-that makes q would emit this layout.
+Host glue (`run`, for either executor): q [B, T, Hq, D] is packed to [B*Hkv, 32, D] (row
+t*group + g) and tilized, the caches are tilized per (b, h), and the packed output is unpacked.
+On a card the projection that makes q would emit this layout.
 """
 from __future__ import annotations
 
 import math
 import struct
+from pathlib import Path
 
 import torch
 
-from tt_specdec import program as P
+from tt_specdec.ops.dispatch import is_ttnn_tensor
+from tt_specdec.runtime import device, emu
+from tt_specdec.runtime import program as P
 
-KERNEL_DIR = P.KERNELS_DIR / "verify_attention"
-ARGS = P.read_arg_indices(KERNEL_DIR / "verify_attention_common.hpp")
+KERNELS = Path(__file__).resolve().parent / "kernels"
+ARGS = P.read_arg_indices(KERNELS / "verify_attention_common.hpp")
 MAX_CORES = 64  # the 8 x 8 grid
 MIN_SPLIT_CHUNKS = 32  # auto kv_splits: at least this many 32-key chunks of capacity per split
 
@@ -98,10 +101,10 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
                                  split=i % splits, combine_noc_x=P.NocX(grid[i - i % splits]),
                                  combine_noc_y=P.NocY(grid[i - i % splits]))
                  for i, c in enumerate(grid)}
-    kernels = [P.Kernel("verify_attention/reader_verify_attention.cpp", "reader", cores, reader_ct, reader_rt),
-               P.Kernel("verify_attention/compute_verify_attention.cpp", "compute", cores, compute_ct,
+    kernels = [P.Kernel(str(KERNELS / "reader_verify_attention.cpp"), "reader", cores, reader_ct, reader_rt),
+               P.Kernel(str(KERNELS / "compute_verify_attention.cpp"), "compute", cores, compute_ct,
                         {c: [] for c in grid}, fp32_dest_acc_en=True),
-               P.Kernel("verify_attention/writer_verify_attention.cpp", "writer", cores, writer_ct, writer_rt)]
+               P.Kernel(str(KERNELS / "writer_verify_attention.cpp"), "writer", cores, writer_ct, writer_rt)]
     return P.Program("verify_attention", kernels, cbs, [q, k, v, pos] + ([page_table] if paged else []) + [out],
                      [P.Semaphore(sem_partials, cores, 0)])  # counts on each combine core
 
@@ -158,29 +161,34 @@ def unpack_output(out: torch.Tensor, B: int, T: int, Hq: int, Hkv: int, D: int) 
     return o.reshape(B, Hkv, T, group, D).permute(0, 2, 1, 3, 4).reshape(B, T, Hq, D)
 
 
+def run(ex, q, k_cache, v_cache, pos, *, page_table=None, scale: float | None = None,
+        kv_splits: int | None = None):
+    """verify_attention's kernels on executor `ex` (tt_specdec.runtime.emu or .device), arguments
+    validated: ([B, T, Hq, D], RunResult with every row block's stats). A tile row holds 32 // group
+    query rows; more rows (a prefill) run as row blocks, block j at pos + j * rows. torch inputs give
+    a torch result; ttnn inputs (on a card) leave the caches where they are, pack q [B, T, Hq, D] and
+    pos [B] (a few KB) on the host and give a ttnn result on the card. kv_splits: cores per (b, h)
+    sharing its chunks; None = auto_kv_splits."""
+    on_card = is_ttnn_tensor(q)
+    q_host, pos_host = (ex.to_torch(q), ex.to_torch(pos).reshape(-1)) if on_card else (q, pos)
+    B, T, Hq, D = q_host.shape
+    Hkv = int(k_cache.shape[1])
+    rows = max(32 // (Hq // Hkv), 1)  # group > 32 is refused by host_inputs
+    outs, stats = [], []
+    for t in range(0, T, rows):
+        q_rows = q_host[:, t:t + rows]
+        with ex.aligned():
+            prog, tensors = host_inputs(q_rows, k_cache, v_cache, pos_host + t, page_table=page_table, scale=scale,
+                                        kv_splits=kv_splits)
+        r = ex.run(prog, tensors)
+        outs.append(unpack_output(ex.to_torch(r.outputs["out"]).to(q_host.dtype), B, q_rows.shape[1], Hq, Hkv, D))
+        stats += r.stats
+    out = torch.cat(outs, 1)
+    return (device.from_torch_like(out, q) if on_card else out), P.RunResult(r.outputs, stats)
+
+
 def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
                          page_table: torch.Tensor | None = None, scale: float | None = None,
                          kv_splits: int | None = None):
-    """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table
-    [B, max_blocks], pos [B] -> ([B, T, Hq, D] in q's dtype, RunResult). kv_splits: cores per
-    (b, h) sharing its chunks; None = auto_kv_splits (1 below MIN_SPLIT_CHUNKS chunks)."""
-    from tt_specdec import emu
-
-    prog, inputs = host_inputs(q, k_cache, v_cache, pos, page_table=page_table, scale=scale, kv_splits=kv_splits)
-    r = emu.run(prog, inputs)
-    B, T, Hq, D = q.shape
-    return unpack_output(r.outputs["out"], B, T, Hq, k_cache.shape[1], D), r
-
-
-def run_backend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                page_table: torch.Tensor | None, scale: float | None, run_rows=None) -> torch.Tensor:
-    """verify_attention(..., backend="emu"), arguments already validated. A tile row holds
-    32 // group query rows; more rows (a prefill) run as row blocks, block j at pos + j * rows.
-    run_rows(q_rows, k_cache, v_cache, pos, page_table=, scale=) -> [B, rows, Hq, D] runs one
-    block (default: the emulator; tt_specdec.device passes the card's)."""
-    run_rows = run_rows or (lambda *a, **kw: verify_attention_emu(*a, **kw)[0])
-    T, group = q.shape[1], q.shape[2] // k_cache.shape[1]
-    rows = max(32 // group, 1)  # group > 32 is refused by host_inputs
-    out = [run_rows(q[:, t:t + rows], k_cache, v_cache, pos + t, page_table=page_table, scale=scale)
-           for t in range(0, T, rows)]
-    return torch.cat(out, 1)
+    """The kernels on the emulator: ([B, T, Hq, D] in q's dtype, RunResult)."""
+    return run(emu, q, k_cache, v_cache, pos, page_table=page_table, scale=scale, kv_splits=kv_splits)

@@ -2,14 +2,17 @@
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from tt_specdec.drafters import ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
-from tt_specdec.spec import cost as cost_mod
-from tt_specdec.spec import generate_plain, speculative_generate
-from tt_specdec.spec.cost import AdaptiveK, CostModel, expected_tokens, measure
+from tt_specdec.speculative import measure as cost_mod
+from tt_specdec.speculative import generate_plain, speculative_generate
+from tt_specdec.speculative.policy import AdaptiveK
+from tt_specdec.speculative.cost import CostModel, expected_tokens
+from tt_specdec.speculative.measure import measure
 
 FREE_DRAFTS = CostModel(c=0.0, d0=0.0, v=(1.0,) * 9)  # drafting and verifying cost nothing extra
 DEAR_DRAFTS = CostModel(c=2.0, d0=0.0, v=(1.0,) * 9)  # a draft step costs two target steps
@@ -42,7 +45,7 @@ def test_adaptive_k_follows_acceptance_and_probes():
     pol.reset(2)
     for _ in range(20):  # row 0 accepts everything offered, row 1 nothing
         k = pol.choose()
-        pol.update(k, torch.stack([k[0], torch.tensor(0)]))
+        pol.update(k, np.array([k[0], 0]))
     a = pol.acceptance()
     assert a[0] > 0.9 and a[1] < 0.2
     assert pol.choose()[0] == 4
@@ -50,7 +53,7 @@ def test_adaptive_k_follows_acceptance_and_probes():
     for _ in range(6):  # row 1 sits at plain decoding, with a one-draft probe every 3rd step
         k = pol.choose()
         seen.append(int(k[1]))
-        pol.update(k, torch.zeros(2, dtype=torch.long))
+        pol.update(k, np.zeros(2, dtype=np.int64))
     assert 0 in seen and 1 in seen and seen.count(1) <= 2
 
 
@@ -67,18 +70,18 @@ def test_measure_reports_ratios(tiny_pair):
 def test_loop_overhead_sees_the_loops_own_work(tiny_pair, monkeypatch):
     """5 ms more per step of the speculative loop (not in the forward or the proposal) shows up in o and
     o_plain, not in plain decoding's o0."""
-    import tt_specdec.spec.loop as loop
+    import tt_specdec.speculative.loop as loop
 
     target, draft = tiny_pair
     drafter = ModelDrafter(draft)
     o, o0, o_plain = cost_mod.loop_overhead(target, drafter, 1, 16, steps=6, repeats=2)
-    real = loop.ops.rollback_kv
+    real = loop.rollback_kv
 
     def slow(*args, **kwargs):
         time.sleep(0.005)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop.ops, "rollback_kv", slow)
+    monkeypatch.setattr(loop, "rollback_kv", slow)
     slow_o, slow_o0, slow_plain = cost_mod.loop_overhead(target, drafter, 1, 16, steps=6, repeats=2)
     assert slow_o - o >= 0.004 and slow_plain - o_plain >= 0.004, "every step of the loop rolls back"
     assert slow_o0 < o0 + 0.004, "plain decoding does not"
@@ -156,15 +159,15 @@ class ScriptedK:
         self.step = 0
 
     def choose(self):
-        ks = torch.tensor(self.script[self.step % len(self.script)])
+        ks = np.array(self.script[self.step % len(self.script)])
         self.step += 1
         return ks
 
     def trim(self, num_draft, confidence, source=None):
         if self.trims is None:
             return num_draft
-        cap = torch.tensor(self.trims[(self.step - 1) % len(self.trims)])
-        return torch.where(num_draft > 0, torch.minimum(num_draft, cap), num_draft)
+        cap = np.array(self.trims[(self.step - 1) % len(self.trims)])
+        return np.where(num_draft > 0, np.minimum(num_draft, cap), num_draft)
 
     def update(self, num_draft, num_accepted, confidence=None, source=None):
         self.updates += 1
@@ -229,7 +232,7 @@ def test_trim_charges_verifying_nothing_as_a_plain_step():
 def trim_by_loop(pol: AdaptiveK, num_draft, confidence, source):
     """trim's rule row by row: the prefix j <= n with the best (1 + sum of reach) / (spent + the step after drafting:
     v(j+1) + o, or a plain step's 1 + o_plain for j = 0), ties to the longer."""
-    reach = torch.cumprod(pol.calibrated(confidence.nan_to_num(1.0), source), 1)
+    reach = torch.cumprod(torch.from_numpy(pol.calibrated(confidence.nan_to_num(1.0), source)), 1)
     spent = pol.cost.d0 + confidence.shape[1] * pol.cost.c
     out = []
     for b, n in enumerate(num_draft.tolist()):
@@ -266,16 +269,16 @@ def test_confidence_table_learns_overconfidence():
     assert pol.trim(torch.tensor([4]), conf).tolist() == [4]
     for _ in range(40):  # drafts claiming 0.95 are always rejected at once
         pol.update(torch.tensor([4]), torch.tensor([0]), conf)
-    assert float(pol.calibrated(torch.tensor([[0.95]]))) < 0.2
+    assert float(pol.calibrated(torch.tensor([[0.95]]))[0, 0]) < 0.2
     assert pol.trim(torch.tensor([4]), conf).tolist() == [0]
-    assert float(pol.calibrated(torch.tensor([[0.55]]))) == pytest.approx(0.55), "other bins untouched"
+    assert float(pol.calibrated(torch.tensor([[0.55]]))[0, 0]) == pytest.approx(0.55), "other bins untouched"
     copied = torch.tensor([1])  # another source (copies) keeps its own table
-    assert float(pol.calibrated(torch.tensor([[0.95]]), copied)) == pytest.approx(0.95)
+    assert float(pol.calibrated(torch.tensor([[0.95]]), copied)[0, 0]) == pytest.approx(0.95)
     assert pol.trim(torch.tensor([4]), conf, copied).tolist() == [4]
     for _ in range(40):  # copies at 0.95 are right: their table says so, the other one is untouched
         pol.update(torch.tensor([4]), torch.tensor([4]), conf, copied)
-    assert float(pol.calibrated(torch.tensor([[0.95]]), copied)) > 0.95
-    assert float(pol.calibrated(torch.tensor([[0.95]]))) < 0.2
+    assert float(pol.calibrated(torch.tensor([[0.95]]), copied)[0, 0]) > 0.95
+    assert float(pol.calibrated(torch.tensor([[0.95]]))[0, 0]) < 0.2
     assert pol.calibrated(torch.tensor([[0.95, 0.0]]), copied)[0, 1] == 0, "confidence 0: not a draft"
 
 
@@ -294,7 +297,7 @@ def test_cached_cost_models_tell_drafters_apart(tiny_pair):
     from tt_specdec.models import load_tiny_pair
 
     target, draft = tiny_pair
-    own_target = load_tiny_pair()[0]  # an EagleDrafter sets keep_hidden on its target
+    own_target = load_tiny_pair()[0]
     eagle = EagleDrafter(own_target, EagleHead.for_target(own_target))
     idents = [cost_mod.describe_drafter(d) for d in (ModelDrafter(draft), LookupFirstDrafter(ModelDrafter(draft)),
                                                      LookupFirstDrafter(eagle), eagle,
@@ -309,7 +312,7 @@ def test_cached_cost_models_tell_the_decoders_paths_apart():
 
     target = CpuLlama(load_tiny_pair()[0])
     engine = cost_mod.describe(target)
-    target.ops_backend = "torch"
+    target.attention = "torch"
     assert cost_mod.describe(target) != engine
 
 
@@ -326,7 +329,7 @@ def test_measure_times_k_max_drafts_of_a_drafter_that_stops_early(tiny_pair):
 
     def counting(*args):
         out = real(*args)
-        steps.append(out[0].shape[1])
+        steps.append(out.tokens.shape[1])
         return out
 
     eagle.propose = counting

@@ -1,10 +1,12 @@
-"""Runs a program description (tt_specdec.program) on the host emulator.
+"""The emulator executor: runs a program description (tt_specdec.runtime.program) on the host
+emulator (tt_specdec._emu, csrc/), with `run(program, tensors)`.
 
 JIT like TT-Metal: each (kernel source, role, compile-time args, defines, CB data
 formats) is compiled by the host C++ compiler into a shared object, cached by hash
 in $TT_SPECDEC_CACHE (default ~/.cache/tt_specdec/kernels), loaded once per process.
 Torch tensors become interleaved DRAM buffers (row-major pages, or tiles of four
-16 x 16 faces); outputs are read back into torch tensors.
+16 x 16 faces); outputs are read back into torch tensors. A flat list of ints stands for an
+integer tensor of the description.
 """
 from __future__ import annotations
 
@@ -14,16 +16,18 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from tt_specdec import program as P
+from tt_specdec.runtime import program as P
+from tt_specdec.runtime.program import RunResult
 
-EMU_INCLUDE = P.REPO_ROOT / "csrc" / "include"
-if not EMU_INCLUDE.is_dir():  # installed from a wheel: the headers ship inside the package
-    EMU_INCLUDE = Path(__file__).resolve().parent / "_emu_include"
+# the emulator's kernel API headers: csrc/include in a source checkout; a wheel ships a copy (setup.py)
+EMU_INCLUDE = Path(__file__).resolve().parents[2] / "csrc" / "include"
+if not EMU_INCLUDE.is_dir():
+    EMU_INCLUDE = Path(__file__).resolve().parents[1] / "_emu_include"
 # Wormhole B0 n150: 8 x 8 worker grid, 12 DRAM banks, 1464 KiB of L1 per core
 GRID = (8, 8)
 NUM_DRAM_BANKS = 12
@@ -158,22 +162,19 @@ def device():
     return _device
 
 
-@dataclass
-class RunResult:
-    outputs: dict[str, torch.Tensor]
-    stats: list[dict] = field(default_factory=list)  # per (kernel, core): NoC and DRAM bytes
-
-    def bytes_by_kernel(self, key: str = "dram_bytes_read") -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.stats:
-            out[s["kernel"]] = out.get(s["kernel"], 0) + s[key]
-        return out
-
-    def total(self, key: str) -> int:
-        return sum(s[key] for s in self.stats)
+def aligned():
+    """Descriptions built inside fit the emulated Wormhole (32-byte DRAM pages)."""
+    return P.dram_alignment(P.DRAM_ALIGNMENT)
 
 
-def _to_pages(t: P.Tensor, x: torch.Tensor) -> bytes:
+def to_torch(x: torch.Tensor) -> torch.Tensor:
+    """An output of run() as a torch tensor: it is one already."""
+    return x
+
+
+def _to_pages(t: P.Tensor, x: torch.Tensor | list[int]) -> bytes:
+    if isinstance(x, list):
+        x = torch.tensor(x, dtype=t.dtype).view(t.shape)
     if tuple(x.shape) != tuple(t.shape) or x.dtype != t.dtype:
         raise ValueError(f"tensor {t.name!r}: got {list(x.shape)} {x.dtype}, expected {list(t.shape)} {t.dtype}")
     x = x.contiguous()
@@ -206,7 +207,7 @@ def _resolve(arg: P.RuntimeArg, addresses: dict[str, int], dev) -> int:
     return value & 0xFFFFFFFF
 
 
-def run(prog: P.Program, inputs: dict[str, torch.Tensor], *, deadlock_ms: float = 200.0) -> RunResult:
+def run(prog: P.Program, inputs: dict[str, torch.Tensor | list[int]], *, deadlock_ms: float = 200.0) -> RunResult:
     """Runs `prog` with `inputs` (one torch tensor per non-output Tensor) and returns its outputs."""
     dev = device()
     _emu = _emu_module()

@@ -7,7 +7,7 @@ import torch
 from tt_specdec.drafters import ModelDrafter, NgramDrafter
 from tt_specdec.sampling import Sampling
 from tt_specdec.models import Llama, LlamaConfig, load_tiny_pair
-from tt_specdec.spec.loop import generate_plain, speculative_generate
+from tt_specdec.speculative.loop import generate_plain, speculative_generate
 
 PROMPTS = [list(b"def add(a, b):\n    "), list(b"import re\n")]
 MAX_NEW = 12
@@ -108,8 +108,8 @@ class BadLogitsOnce:
         self.inner, self.bad, self.fail_at, self.calls = inner, bad, fail_at, 0
         self.vocab_size, self.max_seq_len = inner.vocab_size, inner.max_seq_len
 
-    def allocate_cache(self, batch_size, cache_len):
-        self.inner.allocate_cache(batch_size, cache_len)
+    def allocate_cache(self, batch_size, cache_len, keep_hidden=False):
+        self.inner.allocate_cache(batch_size, cache_len, keep_hidden)
 
     def spoil(self, logits):
         self.calls += 1

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tt_specdec.drafters import ModelDrafter, NgramDrafter
-from tt_specdec.spec.loop import generate_plain, speculative_generate
+from tt_specdec.speculative.loop import generate_plain, speculative_generate
 
 PROMPTS = [
     "def fibonacci(n):\n    ",

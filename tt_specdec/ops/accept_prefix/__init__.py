@@ -1,0 +1,61 @@
+"""Accept the longest agreeing draft prefix and emit accepted + recovered/bonus tokens.
+
+Vocabulary (as in vLLM's rejection sampler):
+    accepted   draft tokens kept, d_1 .. d_n
+    recovered  the target's token at the first rejection (row n), when n < k
+    bonus      the target's token after a fully accepted draft (row k), when n == k
+    output     accepted + (recovered | bonus): n + 1 tokens, then PLACEHOLDER (-1)
+"""
+from __future__ import annotations
+
+import torch
+
+from tt_specdec.ops import dispatch
+from tt_specdec.ops.accept_prefix.checks import MAX_DRAFT, PLACEHOLDER, check_accept_args
+
+__all__ = ["MAX_DRAFT", "PLACEHOLDER", "accept_prefix", "check_accept_args"]
+
+
+def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
+                  draft_probs: torch.Tensor | None = None, num_draft: torch.Tensor | None = None,
+                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                  seed: int | torch.Tensor | None = None,
+                  backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor]:
+    """Compare drafts with the target and emit the tokens of one speculative step.
+
+    Shapes:
+        target_logits  [B, k+1, V]  target rows for [last, d_1 .. d_k]
+        draft_tokens   [B, k]       d_1 .. d_k
+        draft_probs    [B, k, V]    q_t, the distribution d_t was sampled from (sampling only;
+                                    None = a deterministic drafter, q_t one-hot on d_t)
+        num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
+        seed           int or [B]   per-row seeds of this step (sampling only)
+        backend        "torch", or "emu": the TT-Metal kernels of kernels/ on the host emulator,
+                       or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors;
+                       then the results stay on the card: int32 num_accepted [B], output_tokens [B, k+1])
+        returns        num_accepted [B] (int64, -1 for skipped rows),
+                       output_tokens [B, k+1] (int64, PLACEHOLDER = -1 padded)
+
+    Greedy (temperature == 0): n is the longest prefix with argmax(row t) == d_{t+1}; then
+    the argmax of row n. Sampling: d_t is accepted with probability min(1, p_t(d_t)/q_t(d_t)),
+    stopping at the first rejection, whose token is drawn from norm(max(0, p_n - q_n));
+    the bonus token is drawn from p_k. p is the target after temperature, top-k, top-p.
+    Either way, output has exactly the target's distribution (Leviathan et al. 2023).
+
+    Example (greedy, k = 3, V = 4):
+        >>> logits = torch.eye(4)[[1, 2, 0, 3]].unsqueeze(0)  # target argmax per row: 1, 2, 0, 3
+        >>> accept_prefix(logits, torch.tensor([[1, 2, 3]]))   # d_3 = 3 != 0: reject it, emit 0
+        (tensor([2]), tensor([[ 1,  2,  0, -1]]))
+    """
+    backend = dispatch.backend_for(backend, target_logits)
+    if not dispatch.is_ttnn_tensor(target_logits):  # ttnn tensors stay on the card: nothing is read back
+        # on "torch", the argmax pass checks the logits are finite
+        check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
+                          finite_logits=backend != "torch")
+    if backend == "torch":
+        from tt_specdec.ops.accept_prefix import torch_impl
+        return torch_impl.accept_prefix(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k,
+                                        top_p, seed)
+    from tt_specdec.ops.accept_prefix import program
+    return program.run(dispatch.executor(backend), target_logits, draft_tokens, draft_probs=draft_probs,
+                       num_draft=num_draft, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]

@@ -1,0 +1,122 @@
+"""Plain-loop ground truth of accept_prefix, for tests only.
+
+Python loops over batch, rows, heads and keys, float64 math on Python floats,
+no masking or batching tricks: a second derivation the vectorized op and its
+kernels are compared with. The signature and return type are those of the public op.
+
+Randomness uses the same counter-based uniforms (`sampling.uniform`) with the
+same streams and indices as the vectorized op, so seeded results match exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, uniform
+
+PLACEHOLDER = -1
+
+
+def argmax_row(row: list[float]) -> int:
+    """Index of the first maximum, as torch.argmax."""
+    best = 0
+    for i, x in enumerate(row):
+        if x > row[best]:
+            best = i
+    return best
+
+
+def process_row(logits: list[float], temperature: float, top_k: int = 0, top_p: float = 1.0) -> list[float]:
+    """One row of logits [V] -> probabilities [V] after temperature, top-k, then top-p."""
+    V = len(logits)
+    scores = [x / temperature for x in logits]
+    if 0 < top_k < V:
+        kth = sorted(scores, reverse=True)[top_k - 1]
+        # ties with the k-th largest are kept
+        scores = [s if s >= kth else -math.inf for s in scores]
+    top = max(scores)
+    weights = [math.exp(s - top) for s in scores]
+    total = sum(weights)
+    probs = [w / total for w in weights]
+    if top_p < 1.0:
+        order = sorted(range(V), key=lambda i: probs[i], reverse=True)
+        keep = [False] * V
+        mass = 0.0
+        for i in order:
+            # keep the most likely tokens until their mass reaches top_p
+            if mass >= top_p:
+                break
+            keep[i] = True
+            mass += probs[i]
+        probs = [p if kept else 0.0 for p, kept in zip(probs, keep)]
+        total = sum(probs)
+        probs = [p / total for p in probs]
+    return probs
+
+
+def sample_row(weights: list[float], u: float) -> int:
+    """Inverse-CDF sample from unnormalised weights [V] with one uniform u in [0, 1)."""
+    threshold = u * sum(weights)
+    cdf = 0.0
+    for i, w in enumerate(weights):
+        cdf += w
+        if cdf > threshold:
+            return i
+    return len(weights) - 1
+
+
+def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
+                  draft_probs: torch.Tensor | None = None, num_draft: torch.Tensor | None = None,
+                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                  seed: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """target_logits [B, k+1, V], draft_tokens [B, k] -> num_accepted [B], output_tokens [B, k+1]
+    (int64, -1 padded). Arguments are not validated: tests call the public op for that."""
+    B, k1, V = target_logits.shape
+    k = k1 - 1
+    logits = target_logits.double().tolist()
+    drafts = draft_tokens.tolist()
+    limits = [k] * B if num_draft is None else [int(x) for x in num_draft.tolist()]
+    if temperature > 0:
+        seeds = torch.as_tensor(seed, dtype=torch.int64).expand(B).tolist()  # an int seeds every row alike
+        q_rows = None if draft_probs is None else draft_probs.double().tolist()
+    num_accepted = [PLACEHOLDER] * B
+    output = [[PLACEHOLDER] * k1 for _ in range(B)]
+    for b in range(B):
+        k_eff = limits[b]
+        if k_eff < 0:
+            continue  # finished row: nothing emitted
+        d = drafts[b]
+        n = 0
+        if temperature == 0.0:
+            for t in range(k_eff):
+                if argmax_row(logits[b][t]) == d[t]:
+                    n += 1
+                else:
+                    break
+            final = argmax_row(logits[b][n])
+        else:
+            row_seed = torch.tensor(seeds[b], dtype=torch.int64)
+            p = [process_row(logits[b][t], temperature, top_k, top_p) for t in range(k1)]
+            # a drafter without probabilities is deterministic: q_t one-hot on d_t
+            q = [[1.0 if v == d[t] else 0.0 for v in range(V)] if q_rows is None else q_rows[b][t] for t in range(k)]
+            for t in range(k_eff):
+                u = float(uniform(row_seed, STREAM_ACCEPT, t))
+                # u < p/q, written without dividing by q
+                if u * q[t][d[t]] < p[t][d[t]]:
+                    n += 1
+                else:
+                    break
+            if n < k_eff:
+                residual = [max(0.0, p[n][v] - q[n][v]) for v in range(V)]
+                if sum(residual) <= 0.0:
+                    residual = p[n]  # p == q on the support: rejection has probability 0
+            else:
+                residual = p[n]  # bonus token
+            final = sample_row(residual, float(uniform(row_seed, STREAM_SAMPLE, 0)))
+        num_accepted[b] = n
+        for t in range(n):
+            output[b][t] = d[t]
+        output[b][n] = final
+    return (torch.tensor(num_accepted, dtype=torch.int64),
+            torch.tensor(output, dtype=torch.int64).reshape(B, k1))

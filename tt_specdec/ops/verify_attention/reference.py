@@ -1,0 +1,57 @@
+"""Plain-loop ground truth of verify_attention, for tests only.
+
+Python loops over batch, rows, heads and keys, float64 math on Python floats,
+no masking or batching tricks: a second derivation the vectorized op and its
+kernels are compared with. The signature and return type are those of the public op.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
+                     page_table: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
+    """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, blk, D] with page_table
+    [B, max_blocks], pos [B] -> [B, T, Hq, D] in q's dtype; row t of sequence b attends keys
+    0 .. pos[b]+t, query head h reads KV head h // (Hq/Hkv)."""
+    B, T, Hq, D = q.shape
+    Hkv = k_cache.shape[1]
+    group = Hq // Hkv
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    qs, ks, vs = q.double().tolist(), k_cache.double().tolist(), v_cache.double().tolist()
+    positions = [int(p) for p in pos.tolist()]
+    table = None if page_table is None else page_table.tolist()
+    blk = k_cache.shape[2]
+
+    def slot(cache, b, head, j):
+        """The [D] vector of key/value j of sequence b."""
+        if table is None:
+            return cache[b][head][j]
+        return cache[table[b][j // blk]][head][j % blk]
+
+    out = torch.zeros(B, T, Hq, D, dtype=torch.float64)
+    for b in range(B):
+        for t in range(T):
+            last_key = positions[b] + t
+            for h in range(Hq):
+                head = h // group
+                scores = []
+                for j in range(last_key + 1):
+                    key = slot(ks, b, head, j)
+                    dot = 0.0
+                    for x, y in zip(qs[b][t][h], key):
+                        dot += x * y
+                    scores.append(dot * scale)
+                top = max(scores)
+                weights = [math.exp(s - top) for s in scores]
+                total = sum(weights)
+                row = [0.0] * D
+                for j in range(last_key + 1):
+                    value = slot(vs, b, head, j)
+                    w = weights[j] / total
+                    for d in range(D):
+                        row[d] += w * value[d]
+                out[b, t, h] = torch.tensor(row, dtype=torch.float64)
+    return out.to(q.dtype)

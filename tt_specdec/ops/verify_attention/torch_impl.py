@@ -1,0 +1,40 @@
+"""verify_attention in torch (the CPU path); arguments validated by tt_specdec.ops.verify_attention."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def gather_pages(cache: torch.Tensor, page_table: torch.Tensor, length: int) -> torch.Tensor:
+    """Paged cache [blocks, Hkv, blk, D] + page_table [B, max_blocks] -> contiguous [B, Hkv, length, D]."""
+    blocks, hkv, blk, d = cache.shape
+    n_blocks = -(-length // blk)
+    table = page_table[:, :n_blocks].long().clamp(min=0)  # unallocated (-1) blocks are masked anyway
+    pages = cache[table]  # [B, n_blocks, Hkv, blk, D]
+    return pages.permute(0, 2, 1, 3, 4).reshape(page_table.shape[0], hkv, n_blocks * blk, d)[:, :, :length]
+
+
+def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
+                     page_table: torch.Tensor | None, scale: float | None) -> torch.Tensor:
+    """[B, T, Hq, D], as tt_specdec.ops.verify_attention documents."""
+    B, T, Hq, D = q.shape
+    Hkv = k_cache.shape[1]
+    paged = page_table is not None
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    G = Hq // Hkv
+    L = int(pos.max()) + T  # keys beyond the longest row are never attended
+    if paged:
+        k = gather_pages(k_cache, page_table, L)
+        v = gather_pages(v_cache, page_table, L)
+    else:
+        k, v = k_cache[:, :, :L], v_cache[:, :, :L]
+    # GQA rows of one KV head packed together: [B, Hkv, G*T, D], row r = g*T + t
+    qg = q.view(B, T, Hkv, G, D).permute(0, 2, 3, 1, 4).reshape(B, Hkv, G * T, D)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale  # [B, Hkv, G*T, L]
+    limit = (pos.view(B, 1) + torch.arange(T)).repeat(1, G)  # [B, G*T] last key of each row
+    masked = torch.arange(L).view(1, 1, L) > limit.unsqueeze(-1)  # [B, G*T, L]
+    scores.masked_fill_(masked.unsqueeze(1), float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)
+    out = torch.matmul(probs, v)  # [B, Hkv, G*T, D]
+    return out.view(B, Hkv, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, Hq, D)

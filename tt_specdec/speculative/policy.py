@@ -1,0 +1,126 @@
+"""The k policy: per-row k chosen from the cost model and a running estimate of acceptance."""
+from __future__ import annotations
+
+import numpy as np
+
+from tt_specdec.speculative.cost import CostModel
+
+
+class AdaptiveK:
+    """Per-row k from a running estimate of per-token acceptance, then cut per draft by the
+    drafter's own confidence.
+
+    A step with n accepted of k_eff offered is n successes and, when n < k_eff, one
+    failure. Counts decay geometrically so the estimate follows the text; a prior of
+    `prior` with weight `prior_weight` steps starts it. A row at k = 0 (plain) is given
+    k = 1 every `probe_every` steps so that its estimate can recover.
+
+    `trim`: a drafter that reports `draft_confidence` [B, k] (its probability of each draft)
+    lets a row verify only the prefix worth its rows (EAGLE-2's observation: a draft's
+    confidence predicts its acceptance). Confidence is mapped to acceptance by a table over
+    `bins` confidence bins, learnt as the run goes (drafts are over- or under-confident by
+    drafter and text); d_t is accepted with about the product of d_1..d_t's estimates.
+    """
+
+    def __init__(self, cost: CostModel, k_max: int, *, prior: float = 0.6, prior_weight: float = 4.0,
+                 decay: float = 0.9, probe_every: int = 8, bins: int = 10):
+        self.cost, self.k_max = cost, min(k_max, cost.k_max)
+        self.prior, self.prior_weight, self.decay, self.probe_every = prior, prior_weight, decay, probe_every
+        self.bins = bins
+        # for trim: what the step costs after drafting, per verified prefix j: a plain step (1 + o_plain) for
+        # j = 0, a (j+1)-row verify and the loop's work (v(j+1) + o) otherwise
+        self.after_drafting = np.concatenate([[1.0 + cost.o_plain], np.asarray(cost.v[1:], dtype=np.float64) + cost.o])
+        self.reset(0)
+
+    # the state is a few numbers per row and two small tables: numpy, whose per-call cost is a few
+    # microseconds (torch's small ops cost a step ~1 ms); per-row arrays in and out are numpy too (the
+    # loop's form), and anything np.asarray takes is accepted
+    def reset(self, batch_size: int) -> None:
+        self.success = np.zeros(batch_size)
+        self.trials = np.zeros(batch_size)
+        self.plain_steps = np.zeros(batch_size, dtype=np.int64)
+        # confidence -> acceptance per draft source (SOURCES kinds), shared by the rows: prior = the bin's
+        # centre, worth prior_weight drafts
+        centre = (np.arange(self.bins) + 0.5) / self.bins
+        self.bin_hits = np.tile(centre * self.prior_weight, (self.SOURCES, 1))  # [SOURCES, bins]
+        self.bin_trials = np.full((self.SOURCES, self.bins), self.prior_weight)
+
+    SOURCES = 2  # the drafter's own probabilities, and copies (drafters/lookup_first.py)
+
+    def table_index(self, confidence: np.ndarray, source: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """confidence [B, k], source [B] or None (0) -> (source [B, 1], bin [B, k]) into the tables."""
+        conf = confidence.astype(np.float64)
+        index = np.minimum((np.where(np.isnan(conf), 0.0, conf) * self.bins).astype(np.int64), self.bins - 1)
+        index = np.maximum(index, 0)  # ufuncs: np.clip costs ~10 us a call
+        rows = np.zeros(confidence.shape[0], dtype=np.int64) if source is None else source.astype(np.int64)
+        return rows.reshape(-1, 1), index
+
+    def estimate(self, confidence: np.ndarray, source: np.ndarray | None) -> np.ndarray:
+        """calibrated() on numpy arrays."""
+        table = self.bin_hits / self.bin_trials
+        return np.where(confidence > 0, table[self.table_index(confidence, source)], 0.0)
+
+    def calibrated(self, confidence, source=None) -> np.ndarray:
+        """confidence [B, k] in 0..1 (0: not a draft), source [B] or None (0) -> estimated acceptance (float64)."""
+        return self.estimate(np.asarray(confidence), None if source is None else np.asarray(source))
+
+    def trim(self, num_draft: np.ndarray, confidence: np.ndarray | None,
+             source: np.ndarray | None = None) -> np.ndarray:
+        """num_draft [B] drafts made per row (-1 skipped), confidence [B, k] or None, source [B] -> the drafts
+        each row verifies: the prefix maximising (1 + sum of estimated acceptances of its drafts) / (its
+        verify cost + the drafting already spent). A row with NaN confidence (unknown) keeps all."""
+        if confidence is None:
+            return num_draft
+        conf, made = np.asarray(confidence), np.asarray(num_draft)
+        B, k = conf.shape
+        unsure = np.where(np.isnan(conf), 1.0, conf)  # NaN: no confidence given, taken as sure
+        reach = np.cumprod(self.estimate(unsure, None if source is None else np.asarray(source)), 1)  # P(d_1..d_t ok)
+        tokens = 1.0 + np.concatenate([np.zeros((B, 1)), reach.cumsum(1)], 1)  # [B, k+1]
+        rate = tokens / (self.cost.d0 + k * self.cost.c + self.after_drafting[:k + 1])  # per prefix j, drafts spent
+        j = np.arange(k + 1)
+        rate[j > made.reshape(B, 1)] = -np.inf  # only the drafts a row made
+        best = k - rate[:, ::-1].argmax(1)  # the best rate; on a tie the longer prefix
+        unknown = (np.isnan(conf) & (j[1:] <= made.reshape(B, 1))).any(1)  # NaN among its drafts: keep all
+        return np.where((made <= 0) | unknown, made, best).astype(np.int64)
+
+    def observe(self, num_draft: np.ndarray, num_accepted: np.ndarray, confidence: np.ndarray | None,
+                source: np.ndarray | None = None) -> None:
+        """Learn confidence -> acceptance from one step: d_t was judged when d_1..d_{t-1} were accepted."""
+        if confidence is None:
+            return
+        conf = np.asarray(confidence)
+        self.bin_hits *= self.decay ** (1 / self.bins)  # slow: every bin sees only some drafts
+        self.bin_trials *= self.decay ** (1 / self.bins)
+        n = np.maximum(np.asarray(num_accepted), 0).reshape(-1, 1)
+        t = np.arange(conf.shape[1])
+        # d_t judged: offered and reached (d_1..d_{t-1} accepted); NaN (no confidence) and 0 (no draft) > 0 is False
+        judged = (t < np.maximum(np.asarray(num_draft), 0).reshape(-1, 1)) & (t <= n) & (conf > 0)  # [B, k]
+        rows, index = self.table_index(conf, None if source is None else np.asarray(source))
+        at = (np.repeat(rows, index.shape[1], 1)[judged], index[judged])  # (source, bin) of each judged draft
+        np.add.at(self.bin_trials, at, 1.0)
+        np.add.at(self.bin_hits, at, ((t < n) & judged)[judged].astype(np.float64))
+
+    def acceptance(self) -> np.ndarray:
+        """[B] estimated per-token acceptance: the running successes and trials with the prior."""
+        return (self.success + self.prior * self.prior_weight) / (self.trials + self.prior_weight)
+
+    def choose(self) -> np.ndarray:
+        """[B] k per row for the next step, 0 .. k_max."""
+        a = self.acceptance()
+        ks = np.array([self.cost.best_k(a_b, self.k_max) for a_b in a.tolist()], dtype=np.int64)
+        probe = (ks == 0) & (self.plain_steps + 1 >= self.probe_every)
+        return np.where(probe, 1, ks)
+
+    def update(self, num_draft: np.ndarray, num_accepted: np.ndarray, confidence: np.ndarray | None = None,
+               source: np.ndarray | None = None) -> None:
+        """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] and
+        source [B] the drafter's or None (see trim)."""
+        self.observe(num_draft, num_accepted, confidence, source)
+        made = np.asarray(num_draft)
+        offered = np.maximum(made, 0).astype(np.float64)
+        n = np.maximum(np.asarray(num_accepted), 0).astype(np.float64)
+        failed = (n < offered).astype(np.float64)
+        live = offered > 0
+        self.success = np.where(live, self.success * self.decay + n, self.success)
+        self.trials = np.where(live, self.trials * self.decay + n + failed, self.trials)
+        self.plain_steps = np.where(made == 0, self.plain_steps + 1, 0)
