@@ -120,3 +120,12 @@ def test_call_outside_the_kernels_include_chain_fails(tt_python):
         assert re.match(f"FAIL: compute kernel compute_missing_include.cpp:{line}: {name} is declared in "
                         r"(\S+ / )*api/compute/tile_move_copy.h, which the kernel's #include chain does not reach",
                         f), fails
+
+
+def test_dataflow_warning_is_an_error_as_in_the_jit(tt_python):
+    r = run_check(tt_python, "--only-extra", "--kernel", f"reader:{BROKEN / 'reader_dropped_comparison.cpp'}")
+    assert r.returncode == 1, r.stdout[-3000:]
+    fails = [ln for ln in r.stdout.split("\nFAIL: ")[1:]]
+    assert len(fails) == 1, r.stdout[-3000:]
+    assert fails[0].startswith("dataflow kernel reader_dropped_comparison.cpp"), fails
+    assert "reader_dropped_comparison.cpp:12:14: error: equality comparison result unused" in fails[0], fails

@@ -33,12 +33,14 @@ GRID = (8, 8)
 NUM_DRAM_BANKS = 12
 L1_SIZE = 1464 * 1024
 ROLE_DEFINES = {"reader": "COMPILE_FOR_NCRISC", "writer": "COMPILE_FOR_BRISC", "compute": "COMPILE_FOR_TRISC"}
-# The real JIT's flags (tt-metal tt_metal/jit_build/build.cpp, JitBuildEnv::init and JitBuildState; the
-# floating-point set as ttnn 0.81.1's JIT passes it, FACTS.md): warnings are errors, fast math that keeps
-# NaN / inf / signed zeros and the order of additions; -Os for the data-movement RISC-Vs, -O3 for compute.
+# The real JIT's flags, as ttnn 0.81.1's JIT passes them for a dataflow kernel through generic_op (its
+# command line recorded on a mock device by tools/conformance/, FACTS.md; tt-metal
+# tt_metal/jit_build/build.cpp): warnings are errors, fast math that keeps NaN / inf / signed zeros and
+# the order of additions, no exceptions or RTTI; -Os for the data-movement RISC-Vs, -O3 for compute.
+# Left out: the SFPI compiler's own -ftt-* / -mcpu=tt-wh / LTO flags.
 JIT_FLAGS = ["-std=c++17", "-ffast-math", "-fno-finite-math-only", "-fsigned-zeros", "-fno-associative-math",
-             "-fno-exceptions", "-fno-use-cxa-atexit", "-Wall", "-Werror", "-Wno-unknown-pragmas",
-             "-Wno-deprecated-declarations", "-Wno-error=multistatement-macros", "-Wno-error=parentheses",
+             "-fno-exceptions", "-fno-rtti", "-fno-use-cxa-atexit", "-Wall", "-Werror",
+             "-Wno-error=deprecated-declarations", "-Wno-error=multistatement-macros", "-Wno-error=parentheses",
              "-Wno-error=unused-but-set-variable", "-Wno-unused-variable", "-Wno-unused-function",
              "-DKERNEL_BUILD", "-DTENSIX_FIRMWARE"]
 JIT_OPT = {"reader": "-Os", "writer": "-Os", "compute": "-O3"}
