@@ -38,11 +38,14 @@ def copy_program(shape=(4, 64), dtype=torch.bfloat16, *, cores: int = 2, reader:
 
 
 def tiles_program(n_tiles: int, in_dtype=torch.bfloat16, out_dtype=torch.bfloat16, *, op: int = 0, idst: int = 0,
-                  compute: str = "kernels/compute_binary.cpp", fp32_dest_acc_en: bool = False) -> P.Program:
+                  compute: str = "kernels/compute_binary.cpp", fp32_dest_acc_en: bool = False,
+                  b_dtype=None) -> P.Program:
     """a, b [n_tiles * 32, 32] (tile layout) -> out [n_tiles * 32, 32] through a compute kernel
-    on one core (kernels/compute_binary.cpp: `op` picks the tile op, `idst` its dst slot)."""
+    on one core (kernels/compute_binary.cpp: `op` picks the tile op, `idst` its dst slot); b in
+    b_dtype when given (mixed formats), else in in_dtype."""
     shape = (n_tiles * 32, 32)
-    a, b = P.Tensor("a", shape, in_dtype, "tile"), P.Tensor("b", shape, in_dtype, "tile")
+    b_dtype = b_dtype or in_dtype
+    a, b = P.Tensor("a", shape, in_dtype, "tile"), P.Tensor("b", shape, b_dtype, "tile")
     out = P.Tensor("out", shape, out_dtype, "tile", is_output=True)
     core = [P.CoreRange((0, 0), (0, 0))]
     cb_a, cb_b, cb_out = 0, 1, 16
@@ -56,6 +59,6 @@ def tiles_program(n_tiles: int, in_dtype=torch.bfloat16, out_dtype=torch.bfloat1
          P.Kernel(str(HERE / "kernels/writer_tiles.cpp"), "writer", core, [cb_out, *P.tensor_accessor_args(out)],
                   {(0, 0): [P.BufferAddress("out"), n_tiles]})],
         [P.CircularBuffer(cb_a, core, 2, a.page_size, P.data_format(in_dtype), "cb_a"),
-         P.CircularBuffer(cb_b, core, 2, b.page_size, P.data_format(in_dtype), "cb_b"),
+         P.CircularBuffer(cb_b, core, 2, b.page_size, P.data_format(b_dtype), "cb_b"),
          P.CircularBuffer(cb_out, core, 2, out.page_size, P.data_format(out_dtype), "cb_out")],
         [a, b, out])

@@ -137,3 +137,17 @@ def test_call_without_its_header_does_not_compile():
     with pytest.raises(emu.EmuError, match=r"(?s)compute_copy_without_include.cpp \(compute\) does not compile.*"
                                            r".copy_init. was not declared"):
         run(2, torch.zeros(64, 32), torch.zeros(64, 32), compute="broken/compute_copy_without_include.cpp")
+
+
+def test_matmul_unpacks_in1_into_srca():
+    """The operand -> register mapping of matmul (in1 -> SrcA, in0 -> SrcB), seen with a bf16 and an
+    fp32 operand: Regular order configures the registers the other way round."""
+    a, b = torch.randn(64, 32).bfloat16(), torch.randn(64, 32)
+    kw = dict(out_dtype=torch.float32, b_dtype=torch.float32)
+    with pytest.raises(emu.EmuError, match=r"kernel 'compute_matmul_regular_order' \(compute\): matmul_tiles: cb 0 "
+                                           r"\(format 5, Float16_b\) unpacked into SrcB configured for format 0 "
+                                           r"\(Float32, from cb 1\)"):
+        run(2, a, b, compute="broken/compute_matmul_regular_order.cpp", **kw)
+    out = run(2, a, b, compute="kernels/compute_matmul_reverse.cpp", **kw)
+    want = (blocks(a.float()) @ blocks(tf32(b)).transpose(1, 2)).view(64, 32)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
