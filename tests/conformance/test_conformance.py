@@ -129,3 +129,15 @@ def test_dataflow_warning_is_an_error_as_in_the_jit(tt_python):
     assert len(fails) == 1, r.stdout[-3000:]
     assert fails[0].startswith("dataflow kernel reader_dropped_comparison.cpp"), fails
     assert "reader_dropped_comparison.cpp:12:14: error: equality comparison result unused" in fails[0], fails
+
+
+def test_emulator_header_including_more_than_the_real_one_fails(tt_python):
+    r = run_check(tt_python, "--only-extra", "--emu-include", str(BROKEN / "emu_include"))
+    assert r.returncode == 1, r.stdout[-3000:]
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL:")]
+    assert fails == ["FAIL: emulator header api/compute/compute_kernel_api.h includes api/compute/common.h, which "
+                     "ttnn 0.81.1's api/compute/compute_kernel_api.h does not reach: kernels would compile here and "
+                     "not on a card",
+                     "FAIL: emulator header api/compute/compute_kernel_api.h includes api/compute/tile_move_copy.h, "
+                     "which ttnn 0.81.1's api/compute/compute_kernel_api.h does not reach: kernels would compile here "
+                     "and not on a card"], fails

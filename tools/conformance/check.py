@@ -632,7 +632,8 @@ def strip_comments_keep_includes(src: str) -> str:
     return re.sub(r"//[^\n]*", "", src)
 
 
-def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[Path], repo_kernels: bool = True) -> None:
+def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[Path], repo_kernels: bool = True,
+                  emu_root: Path = REPO / "csrc" / "include") -> None:
     api = ttnn_dir / "tt_metal" / "hw" / "inc" / "api"
     real_compute = declarations(sorted((api / "compute").rglob("*.h")))
     real_any = declarations(sorted(api.rglob("*.h")))
@@ -641,7 +642,7 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
         report.fail(f"compute check: no declarations parsed from {api / 'compute'}")
         return
     # 1. the emulator's compute API: every name it declares exists in the real headers with the same parameters
-    emu_api = REPO / "csrc" / "include" / "api" / "compute"
+    emu_api = emu_root / "api" / "compute"
     emu = declarations(sorted(emu_api.rglob("*.h")), skip_namespace="emu") if emu_api.is_dir() else {}
     for name, overloads in sorted(emu.items()):
         report.counts["emu_compute_declarations"] += 1
@@ -654,6 +655,25 @@ def check_compute(accepted, ttnn_dir: Path, report: Report, extra_compute: list[
             if not any(call_compatible(o, r) for r in real):
                 report.fail(f"emulator compute API: {name}({sig(o)}) in {Path(o['file']).name} differs from ttnn "
                             f"{TTNN_VERSION}: " + "; ".join(f"{name}({sig(r)})" for r in real))
+    # 1b. the emulator's headers include no api/ header that the real one of the same path does not
+    #     reach: a kernel compiling on the emulator must not rely on an include the card lacks
+    for h in sorted((emu_root / "api").rglob("*.h")):
+        rel = h.relative_to(emu_root)
+        real_h = api.parent / rel
+        if not real_h.is_file():
+            continue
+        real_reach = {p.relative_to(api.parent.resolve()) for p in reachable_headers(real_h, api.parent)
+                      if p.is_relative_to(api.parent.resolve())}
+        for inc in INCLUDE.findall(strip_comments_keep_includes(h.read_text(errors="replace"))):
+            if inc.startswith("api/"):
+                target = Path(inc)
+            elif (h.parent / inc).is_file() and (h.parent / inc).resolve().is_relative_to(emu_root.resolve()):
+                target = (h.parent / inc).resolve().relative_to(emu_root.resolve())
+            else:
+                continue  # the emulator's own emu/ headers, or a standard header
+            if (api.parent / target).is_file() and target not in real_reach:
+                report.fail(f"emulator header {rel} includes {target}, which ttnn {TTNN_VERSION}'s {rel} does not "
+                            "reach: kernels would compile here and not on a card")
     # 2. our compute kernels: those of the accepted descriptions, tt_specdec/ops/*/kernels/compute_*.cpp, and extras
     sources = {k.path for _, prog in accepted for k in prog.kernels if k.role == "compute"}
     sources |= set(extra_compute)
@@ -716,12 +736,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="the mock card (default wormhole_n150, the emulator's; descriptions take its DRAM "
                          "alignment from ttnn: 32 bytes on Wormhole, 64 on Blackhole)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (JIT log, tt-metal cache)")
+    ap.add_argument("--emu-include", type=Path, default=REPO / "csrc" / "include", metavar="DIR",
+                    help="the emulator's kernel API headers to compare with the real ones (default csrc/include)")
     args = ap.parse_args(argv)
     t0 = time.time()
     report = Report()
 
     args.kernel = [f"{s.partition(':')[0]}:{Path(s.partition(':')[2]).resolve()}" for s in args.kernel]
     args.description = [str(Path(f).resolve()) for f in args.description]
+    args.emu_include = args.emu_include.resolve()  # before the chdir below
     ttnn_dir = ttnn_package_dir()
     install_standin(ttnn_dir)
     work = Path(tempfile.mkdtemp(prefix="tt_specdec_conformance_"))
@@ -755,8 +778,9 @@ def main(argv: list[str] | None = None) -> int:
             D.close_device()
         check_dataflow(accepted, log, work, report, args.jobs, ttnn_dir)
         extra_compute = [Path(s.partition(":")[2]).resolve() for s in args.kernel if s.startswith("compute:")]
-        if not args.only_extra or extra_compute:
-            check_compute(accepted, ttnn_dir, report, extra_compute, repo_kernels=not args.only_extra)
+        if not args.only_extra or extra_compute or args.emu_include != (REPO / "csrc" / "include").resolve():
+            check_compute(accepted, ttnn_dir, report, extra_compute, repo_kernels=not args.only_extra,
+                          emu_root=args.emu_include)
     except SystemExit:
         raise
     except BaseException:  # noqa: BLE001
