@@ -88,6 +88,12 @@ def test_dram_read_into_l1_16_mod_32():
            r"differ modulo 32 \(0 vs 16\)", reader="broken/reader_dram_read_16_mod_32.cpp")
 
 
+def test_misaligned_l1_to_l1_write():
+    expect(r"kernel 'writer_l1_to_l1_misaligned' \(writer\): misaligned NoC access: noc_async_write: L1 offset "
+           r"0x[0-9a-f]+ on core \(\d, 0\) \(cb 0 \('cb_in'\) byte \d+\) and local L1 offset 0x[0-9a-f]+ "
+           r"\(cb 0 \('cb_in'\) byte \d+\) differ modulo 16 \(8 vs 0\)", writer="broken/writer_l1_to_l1_misaligned.cpp")
+
+
 def test_cb_bases_are_aligned_like_the_allocator():
     """A 16-byte CB placed first must not leave the next CB at 16 mod 32: the allocator aligns every
     CB base to the DRAM alignment (tt-metal impl/program/program.cpp, allocate_circular_buffers)."""
