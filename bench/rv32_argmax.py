@@ -104,9 +104,15 @@ def greedy_writer(V: int, dtype: torch.dtype, k: int = 4) -> dict:
         mu.mem_write(sym["bench_cb_stream"], struct.pack("<I", ct[AP.ARGS["CT_WRITER_CB_LOGITS"]]))
         mu.mem_write(sym["bench_cb_small"], struct.pack("<I", ct[AP.ARGS["CT_WRITER_CB_NUM_DRAFT"]]))
         mu.mem_write(sym["bench_small"], struct.pack("<i", k))
+        # one row's slice of random logits, page by page: the running best improves as on real rows
+        pages = -(-(v_end - v_start) // chunk)
         g = torch.Generator().manual_seed(0)
-        chunk_vals = torch.randn(chunk, generator=g).to(dtype)
-        mu.mem_write(sym["bench_stream"], chunk_vals.view(torch.uint8).numpy().tobytes())
+        slice_vals = torch.randn(pages * chunk, generator=g).to(dtype)
+        page_bytes = chunk * slice_vals.element_size()
+        assert pages * page_bytes <= 1 << 17, "bench_stream too small for this slice"
+        mu.mem_write(sym["bench_stream"], slice_vals.view(torch.uint8).numpy().tobytes())
+        mu.mem_write(sym["bench_stream_page_bytes"], struct.pack("<I", page_bytes))
+        mu.mem_write(sym["bench_stream_pages"], struct.pack("<I", pages))
         mu.reg_write(UC_RISCV_REG_SP, STACK_TOP - 16)
         mu.reg_write(UC_RISCV_REG_RA, RETURN_ADDR)
         count = [0]

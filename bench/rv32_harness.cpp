@@ -8,9 +8,12 @@
 extern "C" {
 uint32_t bench_rta[64];
 uint32_t bench_rta_count;
-uint32_t bench_cb_stream;                    // the CB whose front is bench_stream (the logits chunks)
+uint32_t bench_cb_stream;                    // the CB whose front walks bench_stream (the logits chunks)
+uint32_t bench_stream_page_bytes;            // one page of it
+uint32_t bench_stream_pages;                 // pages before the walk wraps (one row's slice)
+uint32_t bench_stream_page;
 uint32_t bench_cb_small;                     // a CB whose front is bench_small (num_draft)
-alignas(32) uint8_t bench_stream[16384];     // one page of the streamed CB
+alignas(32) uint8_t bench_stream[1 << 17];   // the streamed CB's pages: a whole row slice of logits
 alignas(32) uint8_t bench_small[256];
 alignas(32) uint8_t bench_scratch[8192];     // every CB's back, and the gather area
 uint32_t bench_semaphore;
@@ -38,9 +41,12 @@ void fail(EmuKernelCtx*, const char*) {
     }
 }
 void cb_op(EmuKernelCtx*, int32_t, int32_t) {}
+void cb_pop(EmuKernelCtx*, int32_t cb, int32_t n) {  // the next page of the stream, as a reader would push
+    if (static_cast<uint32_t>(cb) == bench_cb_stream) bench_stream_page = (bench_stream_page + n) % bench_stream_pages;
+}
 bool cb_query(EmuKernelCtx*, int32_t, int32_t) { return true; }
 uint32_t read_ptr(EmuKernelCtx*, uint32_t cb) {
-    if (cb == bench_cb_stream) return reinterpret_cast<uintptr_t>(bench_stream);
+    if (cb == bench_cb_stream) return reinterpret_cast<uintptr_t>(bench_stream + bench_stream_page * bench_stream_page_bytes);
     if (cb == bench_cb_small) return reinterpret_cast<uintptr_t>(bench_small);
     return reinterpret_cast<uintptr_t>(bench_scratch);
 }
@@ -56,7 +62,7 @@ uint64_t page_addr(EmuKernelCtx*, bool, uint32_t, uint32_t, uint32_t, uint32_t) 
 uint64_t worker_addr(EmuKernelCtx*, uint32_t, uint32_t, uint32_t) { return 0; }
 uint32_t tile(EmuKernelCtx*, uint32_t, uint32_t, const char*) { return 0; }
 
-EmuApi api = {fail, cb_op, cb_op, cb_op, cb_op, cb_query, cb_query, write_ptr, read_ptr, noc_read, noc_write,
+EmuApi api = {fail, cb_op, cb_op, cb_op, cb_pop, cb_query, cb_query, write_ptr, read_ptr, noc_read, noc_write,
               barrier, barrier, sem_wait, sem_set, sem_inc, get_semaphore, page_addr, worker_addr, tile, tile,
               barrier, {}};
 EmuKernelCtx ctx;
