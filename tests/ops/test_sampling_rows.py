@@ -61,7 +61,7 @@ def test_nucleus_rows_keep_the_full_sorts_set(V, scale, ties, top_p, seed):
     row keeps exactly the same tokens, ties at the cut in index order."""
     p = torch.softmax(logits_rows(3, V, scale, ties, seed).double(), -1)
     ours = p.clone()
-    _cpu.nucleus_rows(ours.data_ptr(), 3, V, top_p)
+    _cpu.nucleus_rows(ours, top_p)
     keep = nucleus(p, top_p)
     assert torch.equal(ours > 0, keep & (p > 0))
     torch.testing.assert_close(ours, torch.where(keep, p, 0.0) / torch.where(keep, p, 0.0).sum(-1, keepdim=True),
@@ -73,7 +73,7 @@ def test_nucleus_rows_fall_back_to_the_full_sort_near_top_p_one():
     p = torch.softmax(torch.randn(2, 500, generator=torch.Generator().manual_seed(3)).double() * 4, -1)
     for top_p in (1 - 1e-12, 1 - 1e-10):
         ours = p.clone()
-        _cpu.nucleus_rows(ours.data_ptr(), 2, 500, top_p)
+        _cpu.nucleus_rows(ours, top_p)
         assert torch.equal(ours > 0, nucleus(p, top_p))
 
 
@@ -121,3 +121,51 @@ def test_small_hashes_as_python_ints_equal_the_array_path(B, k, seed, counter):
     finally:
         sampling.SMALL_HASH = old
     assert small.shape == arrays.shape == (B, k) and np.array_equal(small, arrays)
+
+
+def _row_calls():
+    """(name, call, message) for each argument the sampling rows refuse at the C++ boundary (csrc/cpu/calls.cpp)."""
+    import numpy as np
+
+    x, p = torch.zeros(3, 5), torch.full((3, 5), 0.2, dtype=torch.float64)
+    ids, u = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.float64)
+    return [
+        ("probs x dtype", lambda: _cpu.probs_rows(x.double(), 1.0, 0, 1.0, p),
+         r"x: got dtype torch.float64, expected torch.float32"),
+        ("probs x strides", lambda: _cpu.probs_rows(torch.zeros(5, 3).t(), 1.0, 0, 1.0, p),
+         r"x: got strides \[1, 3\], expected contiguous strides \[5, 1\]"),
+        ("probs x rank", lambda: _cpu.probs_rows(torch.zeros(5), 1.0, 0, 1.0, p),
+         r"x: got shape \[5\], expected \[R, V\] = \[\*, \*\]"),
+        ("probs x numpy", lambda: _cpu.probs_rows(np.zeros((3, 5), np.float32), 1.0, 0, 1.0, p),
+         r"x: got ndarray, expected a torch.Tensor"),
+        ("probs x empty rows", lambda: _cpu.probs_rows(torch.zeros(3, 0), 1.0, 0, 1.0, torch.zeros(3, 0).double()),
+         r"x: got shape \[3, 0\], expected \[R, V\] with V >= 1"),
+        ("probs out shape", lambda: _cpu.probs_rows(x, 1.0, 0, 1.0, p[:2]),
+         r"out: got shape \[2, 5\], expected \[R, V\] = \[3, 5\]"),
+        ("probs out dtype", lambda: _cpu.probs_rows(x, 1.0, 0, 1.0, p.float()),
+         r"out: got dtype torch.float32, expected torch.float64"),
+        ("probs temperature 0", lambda: _cpu.probs_rows(x, 0.0, 0, 1.0, p), r"temperature: got 0.0+, expected"),
+        ("probs temperature NaN", lambda: _cpu.probs_rows(x, float("nan"), 0, 1.0, p), r"temperature: got nan"),
+        ("probs top_k", lambda: _cpu.probs_rows(x, 1.0, -1, 1.0, p), r"top_k: got -1, expected an integer >= 0"),
+        ("probs top_p", lambda: _cpu.probs_rows(x, 1.0, 0, 0.0, p), r"top_p: got 0.0+, expected a value in \(0, 1\]"),
+        ("argmax out dtype", lambda: _cpu.argmax_rows(x, ids.int()),
+         r"out: got dtype torch.int32, expected torch.int64"),
+        ("argmax prob shape", lambda: _cpu.argmax_rows(x, ids, torch.zeros(2)),
+         r"prob: got shape \[2\], expected \[M\] = \[3\]"),
+        ("nucleus p dtype", lambda: _cpu.nucleus_rows(p.float(), 0.5), r"p: got dtype torch.float32, expected"),
+        ("nucleus top_p", lambda: _cpu.nucleus_rows(p, 1.5), r"top_p: got 1.50+, expected a value in \(0, 1\]"),
+        ("sample u length", lambda: _cpu.sample_rows(p, u[:1], ids), r"u: got shape \[1\], expected \[R\] = \[3\]"),
+        ("sample u strides", lambda: _cpu.sample_rows(p, torch.zeros(6, dtype=torch.float64)[::2], ids),
+         r"u: got strides \[2\], expected contiguous strides \[1\]"),
+        ("sample out dtype", lambda: _cpu.sample_rows(p, u, ids.double()),
+         r"out: got dtype torch.float64, expected torch.int64"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_row_calls())), ids=[c[0] for c in _row_calls()])
+def test_rows_refuse_a_wrong_tensor_naming_it(case):
+    """The rows read and write through raw pointers: each tensor is checked first (dtype, shape, contiguous CPU
+    memory) and the scalars that would make them compute nonsense, with a ValueError naming the argument."""
+    _, call, message = _row_calls()[case]
+    with pytest.raises(ValueError, match=message):
+        call()
