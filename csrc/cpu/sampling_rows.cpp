@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -85,21 +86,23 @@ inline __m256d exp4d_nonpositive(__m256d x) {
 }
 #endif
 
-// p[i] = exp(x[i] / temperature - mx) for the x[i] >= floor (the others 0: top-k's cut); returns their
+// p[i] = exp((x[i] - max_x) / temperature) for the x[i] >= floor (the others 0: top-k's cut); returns their
 // sum (4 lanes added in a fixed order). With `near_top`, also the indices whose p >= near_level. Every
 // element goes through the same 4-lane code (a short tail in a padded block), so equal logits give equal
 // probabilities wherever they sit: top-p's ties are then broken by index, as the stable sort breaks them.
-// (x * (1 / temperature): rounding aside the same scores; the order and ties of the x stay as they were.)
-inline double exp_scores(const float* x, int64_t n, double temperature, double mx, float floor, double* p,
+// The max is subtracted before the scaling: the largest x gets exp(0) = 1 at any temperature (x / T - max_x / T
+// left it the rounding error of x / T, NaN past |x / T| ~ 1e18); 1 / T is capped so that 0 * (1 / T) stays 0.
+// Rounding is monotone: the order and ties of the x stay as they were.
+inline double exp_scores(const float* x, int64_t n, double temperature, float max_x, float floor, double* p,
                          std::vector<int32_t>* near_top = nullptr, double near_level = 0.0) {
-    double inv_t = 1.0 / temperature;
+    double inv_t = std::min(1.0 / temperature, DBL_MAX), mx = max_x;
 #ifdef TT_CPU_AVX2
     __m256d m4 = _mm256_set1_pd(mx), t4 = _mm256_set1_pd(inv_t), acc = _mm256_setzero_pd();
     __m256d near4 = _mm256_set1_pd(near_level);
     __m128 f4 = _mm_set1_ps(floor);
     auto block = [&](const float* xs, double* out, int64_t i, int lanes) {  // `lanes` valid of the 4
         __m128 xv = _mm_loadu_ps(xs);
-        __m256d e = exp4d_nonpositive(_mm256_fmsub_pd(_mm256_cvtps_pd(xv), t4, m4));
+        __m256d e = exp4d_nonpositive(_mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(xv), m4), t4));
         __m128 keep = _mm_and_ps(_mm_cmpge_ps(xv, f4), _mm_castsi128_ps(_mm_cmplt_epi32(
             _mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(lanes))));
         e = _mm256_and_pd(e, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(keep))));
@@ -125,7 +128,7 @@ inline double exp_scores(const float* x, int64_t n, double temperature, double m
 #else
     double total = 0.0;
     for (int64_t i = 0; i < n; ++i) {
-        total += (p[i] = x[i] >= floor ? std::exp(std::fma(static_cast<double>(x[i]), inv_t, -mx)) : 0.0);
+        total += (p[i] = x[i] >= floor ? std::exp((static_cast<double>(x[i]) - mx) * inv_t) : 0.0);
         if (near_top != nullptr && p[i] >= near_level) near_top->push_back(static_cast<int32_t>(i));
     }
     return total;
@@ -235,7 +238,7 @@ bool probs_rows(const float* x, int64_t R, int64_t V, double temperature, int64_
         thread_local std::vector<int32_t> near_top;
         near_top.clear();
         bool top_p_on = top_p < 1.0;
-        double inv = 1.0 / exp_scores(xr, V, temperature, static_cast<double>(max_x) / temperature, floor, p,
+        double inv = 1.0 / exp_scores(xr, V, temperature, max_x, floor, p,
                                       top_p_on ? &near_top : nullptr, std::ldexp(1.0 - std::ldexp(1.0, -40), -14));
         if (top_p_on) nucleus_inplace(p, inv, p, V, top_p, inv, &near_top);  // the largest e is exp(0) = 1
         else
