@@ -27,15 +27,19 @@ const char* dtype_name(DType d) {
     }
 }
 
-// torch's Tensor type and dtypes, looked up once (references kept for the life of the process)
+// torch's Tensor type, dtypes and the attribute names read from a tensor, looked up once (references kept for
+// the life of the process): the checks then cost a few attribute reads per tensor, no string building
 struct Torch {
     py::handle tensor, f32, f64, i64, bf16;
+    py::handle dtype, is_cpu, shape, is_contiguous, data_ptr;
 };
 const Torch& torch_handles() {
     static const Torch t = [] {
         py::module_ torch = py::module_::import("torch");
         auto keep = [&](const char* name) { return py::object(torch.attr(name)).release(); };
-        return Torch{keep("Tensor"), keep("float32"), keep("float64"), keep("int64"), keep("bfloat16")};
+        auto name = [](const char* n) { return py::str(n).release(); };
+        return Torch{keep("Tensor"), keep("float32"), keep("float64"), keep("int64"), keep("bfloat16"),
+                     name("dtype"), name("is_cpu"), name("shape"), name("is_contiguous"), name("data_ptr")};
     }();
     return t;
 }
@@ -72,31 +76,30 @@ Tensor tensor(py::handle obj, const char* name, std::initializer_list<DType> dty
     if (!py::isinstance(obj, torch_handles().tensor))
         fail(name, py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>(),
              "a torch.Tensor " + std::string(dims));
-    py::object dtype = obj.attr("dtype");
+    const Torch& t = torch_handles();
+    py::object dtype = obj.attr(t.dtype);
     auto match = std::find_if(dtypes.begin(), dtypes.end(), [&](DType d) { return dtype.is(dtype_handle(d)); });
     if (match == dtypes.end()) {
         std::string want;
         for (DType d : dtypes) want += (want.empty() ? "" : " or ") + std::string(dtype_name(d));
         fail(name, "dtype " + py::str(dtype).cast<std::string>(), want);
     }
-    if (!obj.attr("is_cpu").cast<bool>())
+    if (py::object(obj.attr(t.is_cpu)).ptr() != Py_True)
         fail(name, "device " + py::str(obj.attr("device")).cast<std::string>(), "cpu");
-    auto got = obj.attr("shape").cast<std::vector<int64_t>>();
+    py::tuple size = obj.attr(t.shape);  // torch.Size, a tuple of ints
+    std::vector<int64_t> got(size.size());
+    for (size_t i = 0; i < got.size(); ++i) got[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(size.ptr(), i));
     bool same = got.size() == shape.size();
     for (size_t i = 0; same && i < got.size(); ++i) same = shape[i] < 0 || shape[i] == got[i];
     if (!same) fail(name, "shape " + shape_str(got), std::string(dims) + " = " + shape_str(shape));
-    // contiguous as torch.Tensor.is_contiguous: a dimension of size 1 may have any stride
-    auto strides = obj.attr("stride")().cast<std::vector<int64_t>>();
-    std::vector<int64_t> want(got.size());
-    int64_t step = 1;
-    bool contiguous = true;
-    for (size_t i = got.size(); i-- > 0;) {
-        want[i] = step;
-        contiguous = contiguous && (got[i] == 1 || strides[i] == step);
-        step *= got[i];
+    if (obj.attr(t.is_contiguous)().ptr() != Py_True) {  // its rule: a dimension of size 1 may have any stride
+        std::vector<int64_t> want(got.size());
+        int64_t step = 1;
+        for (size_t i = got.size(); i-- > 0; step *= got[i]) want[i] = step;
+        fail(name, "strides " + shape_str(obj.attr("stride")().cast<std::vector<int64_t>>()),
+             "contiguous strides " + shape_str(want));
     }
-    if (!contiguous && step > 0) fail(name, "strides " + shape_str(strides), "contiguous strides " + shape_str(want));
-    return {reinterpret_cast<void*>(obj.attr("data_ptr")().cast<uintptr_t>()), got, *match};
+    return {PyLong_AsVoidPtr(obj.attr(t.data_ptr)().ptr()), got, *match};
 }
 
 template <typename T>
