@@ -20,6 +20,7 @@ DEFAULT_PAIR = "smollm2"
 DEFAULT_DRAFTER = {"smollm2": "lookup+eagle", "tiny": "model"}
 OPS_BACKENDS = ("torch", "emu")
 ENGINES = ("cpu", "torch")
+DECODER_ENGINES = ("host", "ttnn")  # where SpeculativeDecoder runs the whole step
 
 
 @dataclasses.dataclass
@@ -123,10 +124,20 @@ class SpeculativeDecoder:
     on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
     ops = "emu" runs the three fused ops (both models' verify_attention, accept_prefix,
     rollback_kv) as their TT-Metal kernels on the host emulator: the same tokens, slowly.
+    engine = "ttnn" runs the whole step on a Tenstorrent card (speculative/device_step.py): the pair's target
+    and draft as ttnn decoders (models/ttnn_llama.py, weights copied from the host models), our three kernels
+    between them, the host reading back only the accepted counts and tokens; greedy, drafter "model", int k.
     """
 
     def __init__(self, pair: Pair, drafter: str | Drafter = "model", k: int | str = "auto",
-                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch"):
+                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch",
+                 engine: str = "host"):
+        if engine not in DECODER_ENGINES:
+            raise ValueError(f"engine: got {engine!r}, expected one of {DECODER_ENGINES}")
+        if engine == "ttnn":
+            check_ttnn_engine(pair, drafter, k, sampling)
+        self.engine = engine
+        self._device_models: dict[int, tuple] = {}  # batch size -> (target, draft) on the card
         self.auto = k == "auto"
         k = k_max if self.auto else k
         if isinstance(drafter, str) and drafter not in DRAFTERS:
@@ -147,6 +158,8 @@ class SpeculativeDecoder:
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
                      on_tokens: Callable[[int, list[int]], None] | None = None) -> Generation:
+        if self.engine == "ttnn":
+            return self._generate_on_card(prompts, max_new_tokens)
         common = dict(max_new_tokens=max_new_tokens, sampling=self.sampling, seed=seed,
                       eos_token_id=self.eos_token_id, on_tokens=on_tokens)
         if self.k == 0:
@@ -158,6 +171,32 @@ class SpeculativeDecoder:
             policy = AdaptiveK(cost, self.k)
         return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
                                     ops=self.ops, **common)
+
+    def device_models(self, batch_size: int, max_seq_len: int = 2048):
+        """(target, draft) as ttnn decoders on the card for `batch_size` rows, made once per batch size."""
+        if batch_size not in self._device_models:
+            from tt_specdec.models.ttnn_llama import TtLlama, TtLlamaConfig
+            from tt_specdec.runtime import device
+
+            dev = device.device()
+            made = []
+            for name, model in (("target", self.pair.target), ("draft", self.pair.draft)):
+                torch_model = getattr(model, "model", model)  # CpuLlama wraps the torch Llama
+                cfg = TtLlamaConfig.from_llama_config(name, torch_model.cfg)
+                made.append(TtLlama.from_state_dict(cfg, torch_model.state_dict(), dev, batch_size=batch_size,
+                                                    max_seq_len=min(max_seq_len, torch_model.cfg.max_seq_len)))
+            made[1].ops = made[0].ops
+            self._device_models[batch_size] = tuple(made)
+        return self._device_models[batch_size]
+
+    def _generate_on_card(self, prompts: list[list[int]], max_new_tokens: int) -> Generation:
+        from tt_specdec.speculative.device_step import DeviceStep, device_generate, device_generate_plain
+
+        target, draft = self.device_models(len(prompts))
+        if self.k == 0:
+            from tt_specdec.speculative.stats import Stats
+            return Generation(device_generate_plain(target, prompts, max_new_tokens, self.eos_token_id), Stats())
+        return device_generate(DeviceStep(target, draft, self.k), prompts, max_new_tokens, self.eos_token_id)
 
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
                  on_text: Callable[[str], None] | None = None, chat: bool = False) -> tuple[str, Generation]:
@@ -173,6 +212,23 @@ class SpeculativeDecoder:
             on_tokens = lambda _row, ids: on_text(decoder.decode(to_bytes(ids)))  # noqa: E731
         gen = self.generate_ids([tok.encode(prompt)], max_new_tokens, seed, on_tokens)
         return tok.decode(gen.tokens[0]), gen
+
+
+def check_ttnn_engine(pair: Pair, drafter, k, sampling: Sampling) -> None:
+    """engine="ttnn" runs greedy draft-model speculation with a fixed k on a card; anything else is refused here,
+    before any weight is copied, with the reason."""
+    from tt_specdec.runtime import device
+
+    reason = device.unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"engine: 'ttnn' needs a Tenstorrent card and ttnn 0.81.1: {reason}")
+    if drafter != "model" or pair.draft is None:
+        raise ValueError(f"drafter: got {drafter!r}, expected 'model' with engine='ttnn' (a draft decoder on the card)")
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"k: got {k!r}, expected an int >= 0 with engine='ttnn' (k is fixed per program set)")
+    if sampling.temperature != 0.0:
+        raise ValueError("sampling: engine='ttnn' is greedy for now (accept_prefix's sampling kernels run on the "
+                         "card, the device step does not draw draft samples yet)")
 
 
 def generate(prompt: str, *, pair: str = DEFAULT_PAIR, drafter: str | None = None, k: int | str = "auto",

@@ -79,7 +79,17 @@ def cmd_generate(args) -> int:
     from tt_specdec.sampling import Sampling
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
-    dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling, ops=args.ops)
+    if args.device:  # the whole step on a card: greedy, the draft model, a fixed k
+        from tt_specdec.runtime import device
+        reason = device.unavailable_reason()
+        if reason:
+            print(f"tt-specdec generate --device: {reason}", file=sys.stderr)
+            return 2
+        k = 4 if args.k == "auto" else args.k
+        dec = SpeculativeDecoder(load(args), args.drafter or "model", k, sampling, engine="ttnn")
+    else:
+        dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling,
+                                 ops=args.ops)
     chat = not args.raw and bool(getattr(dec.pair.tokenizer, "chat_template", None))
     if not chat:  # a completion: the text it continues comes first
         sys.stdout.write(args.prompt)
@@ -183,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--ops", choices=["torch", "emu"], default="torch",
                    help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
                         "greedy or plain temperature sampling)")
+    g.add_argument("--device", action="store_true",
+                   help="the whole speculative step on a Tenstorrent card (ttnn decoders, our kernels; greedy, "
+                        "drafter model, k 4 unless given); refused with the reason when no card or no ttnn")
     add_model_args(g)
     add_sampling_args(g)
     g.set_defaults(func=cmd_generate)

@@ -126,3 +126,70 @@ class DeviceStep:
         x = op(ttnn.reshape, x, [1, int(x.volume())])
         y = op(ttnn.add, op(ttnn.to_layout, x, ttnn.TILE_LAYOUT), value)
         return op(ttnn.reshape, op(ttnn.to_layout, y, ttnn.ROW_MAJOR_LAYOUT), shape)
+
+
+def device_generate(step: DeviceStep, prompts: list[list[int]], max_new_tokens: int,
+                    eos_token_id: int | None = None):
+    """Greedy speculative generation with every step on the device; a Generation (tokens per row, stats).
+    Rows that finish (EOS, max_new_tokens) keep stepping with the others and their extra tokens are dropped:
+    a finished row's num_draft could be set to -1 instead (the kernels skip it), a host write per finish."""
+    import time
+
+    from tt_specdec.speculative.loop import Generation
+    from tt_specdec.speculative.stats import Stats
+
+    t0 = time.perf_counter()
+    stats = Stats(k=step.k)
+    rows = [[t] for t in step.start(prompts)]
+    stats.ttft_s = time.perf_counter() - t0
+    limit = step.target.max_seq_len - step.k - 1  # the verify writes k+1 slots from pos
+
+    def done(r):
+        return len(r) >= max_new_tokens or (eos_token_id is not None and eos_token_id in r)
+
+    pos = [len(p) for p in prompts]
+    while not all(done(r) for r in rows) and max(pos) <= limit:
+        accepted, out = step.step()
+        stats.steps += 1
+        for b, (n, tokens) in enumerate(zip(accepted, out)):
+            pos[b] += n + 1
+            if not done(rows[b]):
+                stats.row_steps += 1
+                stats.drafted += step.k
+                stats.accepted += n
+                stats.emitted += n + 1
+                rows[b] += tokens[:n + 1]
+    for b, r in enumerate(rows):
+        r[:] = r[:max_new_tokens]
+        if eos_token_id is not None and eos_token_id in r:
+            r[:] = r[:r.index(eos_token_id) + 1]
+    stats.new_tokens = sum(len(r) for r in rows)
+    stats.total_s = time.perf_counter() - t0
+    return Generation(rows, stats)
+
+
+def device_generate_plain(target, prompts: list[list[int]], max_new_tokens: int, eos_token_id: int | None = None):
+    """Greedy decoding with the target alone on the device (T = 1 per step, argmax on the device, one token per
+    row read back per step): the baseline the speculative output must equal token for token."""
+    ttnn, op, B = target.ttnn, target.ops, target.B
+    logits = target.prefill(prompts)
+    tok = op(ttnn.argmax, op(ttnn.to_layout, logits, ttnn.ROW_MAJOR_LAYOUT), dim=-1)  # [B, 1] uint32
+    pos = ttnn.Tensor(np.asarray([[len(p) for p in prompts]], np.int32), ttnn.int32, target.dev,
+                      ttnn.ROW_MAJOR_LAYOUT)
+    rows = [[] for _ in prompts]
+    for _ in range(max_new_tokens):
+        for b, v in enumerate(np.asarray(tok.cpu().to_list()).reshape(-1)):
+            rows[b].append(int(v))
+        if all(eos_token_id in r for r in rows) or max(len(p) + len(r) for p, r in zip(prompts, rows)) >= \
+                target.max_seq_len:
+            break
+        logits = target.forward(op(ttnn.reshape, tok, [B, 1]), pos, 1)  # [1, 1, B, V]
+        logits = op(ttnn.reshape, op(ttnn.to_layout, logits, ttnn.ROW_MAJOR_LAYOUT), [1, 1, B, target.vocab_size])
+        tok = op(ttnn.reshape, op(ttnn.argmax, logits, dim=-1), [B, 1])
+        p = op(ttnn.add, op(ttnn.to_layout, pos, ttnn.TILE_LAYOUT), 1)
+        pos = op(ttnn.to_layout, p, ttnn.ROW_MAJOR_LAYOUT)
+    for r in rows:
+        r[:] = r[:max_new_tokens]
+        if eos_token_id is not None and eos_token_id in r:
+            r[:] = r[:r.index(eos_token_id) + 1]
+    return rows
