@@ -130,6 +130,12 @@ CASES: dict[str, list[dict]] = {
         dict(B=2, T=4, Hq=16, Hkv=2, S=1024, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
              block_size=32, max_blocks=32, kv_splits=2),  # paged, GQA 8 (32 packed rows), 2 splits
     ],
+    "kv_write_program": [
+        dict(B=1, T=1, Hkv=1, D=32, dtype=BF16, S=32),
+        dict(B=8, T=5, Hkv=3, D=64, dtype=BF16, num_blocks=64, block_size=64, max_blocks=8),  # SmolLM2, paged
+        dict(B=8, T=5, Hkv=8, D=128, dtype=BF16, num_blocks=32, block_size=64, max_blocks=4),  # Llama 3, 32 cores
+        dict(B=2, T=32, Hkv=2, D=64, dtype=FP32, S=256),
+    ],
     "rollback_kv_program": [
         dict(B=1, k=1),
         dict(B=8, k=7),

@@ -69,8 +69,8 @@ def run_pair(ttnn, dev, pair: str, B: int, breaks: str | None) -> dict:
         prog = target.step_constants(K + 1)["program"]
         cb = next(c for c in prog.circular_buffers if c.name == "k")
         cb.num_pages = -(-USABLE_L1 // cb.page_size) + cb.num_pages
-    if breaks == "memory_config":  # the new K/V rows given to paged_update_cache interleaved in DRAM, not sharded
-        target.step_constants(K + 1)["kv_shard"] = ttnn.DRAM_MEMORY_CONFIG
+    if breaks == "memory_config":  # the QKV matmul asked for a height-sharded L1 output without a shard spec
+        target.qkv_memory_config = ttnn.L1_HEIGHT_SHARDED_MEMORY_CONFIG
     step = DeviceStep(target, draft, K)
     prompts = [[(7 * b + i) % 1000 + 1 for i in range(PROMPT_LENGTHS[b % len(PROMPT_LENGTHS)])] for b in range(B)]
     t0 = time.time()

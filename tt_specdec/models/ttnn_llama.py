@@ -15,9 +15,9 @@ each row owns max_blocks consecutive blocks).
 A step of T rows per sequence (T = 1 ... k+1, at positions pos[b] .. pos[b]+T-1) is one forward over B*T rows:
 its matmuls are sized for B*T rows, its attention is our verify_attention kernel (tt_specdec/ops/verify_attention,
 launched through ttnn.generic_op: each 32-key chunk read once for all T rows and the whole GQA group), q packed
-for it on the device. The T new K/V rows go into the paged cache with ttnn's paged_update_cache over B*T
-pseudo-users (row (b, t) writes slot pos[b]+t through its sequence's page-table row, repeated T times): the way
-Tenstorrent's demos write several tokens per sequence; B*T <= 64 (one pseudo-user per core of the 8 x 8 grid).
+for it on the device. The T new K/V rows go into the paged cache at slots pos[b] .. pos[b]+T-1 by our
+kv_write kernel (tt_specdec/ops/kv_write: any offset, unlike ttnn's paged_update_cache, one token per sequence,
+and paged_fill_cache, a block-aligned start).
 Prefill runs per sequence as tt-transformers' prefill does: ttnn's causal SDPA and paged_fill_cache (the
 prompt starts at slot 0, block aligned).
 
@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch  # dtype names for the kernels' program description (tools/conformance/torchless.py provides them)
 
+from tt_specdec.ops.kv_write.program import kv_write_program
 from tt_specdec.ops.verify_attention.program import auto_kv_splits, verify_attention_program
 from tt_specdec.runtime import device as D
 
 TILE = 32
-MAX_PSEUDO_USERS = 64  # paged_update_cache shards one (sequence, row) per core of the 8 x 8 grid
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,15 @@ class TtLlama:
         # sequence b owns blocks b*max_blocks ... (b+1)*max_blocks - 1, for the decoder's lifetime
         table = np.arange(batch_size * self.max_blocks, dtype=np.int32).reshape(batch_size, self.max_blocks)
         self.page_table = ttnn.Tensor(table, ttnn.int32, dev, rm)
-        shape = [batch_size * self.max_blocks, cfg.n_kv_heads, block_size, hd]
+        # [blocks, Hkv, block_size, hd] as tt-transformers keeps it, viewed [blocks * Hkv, block_size, hd] by our kernels
+        self.cache_shape = [batch_size * self.max_blocks, cfg.n_kv_heads, block_size, hd]
         mem = kv_memory_config or ttnn.DRAM_MEMORY_CONFIG
-        self.k_cache = [ttnn.zeros(shape, ttnn.bfloat16, ttnn.TILE_LAYOUT, dev, mem) for _ in layers]
-        self.v_cache = [ttnn.zeros(shape, ttnn.bfloat16, ttnn.TILE_LAYOUT, dev, mem) for _ in layers]
+        self.k_cache = [ttnn.zeros(self.cache_shape, ttnn.bfloat16, ttnn.TILE_LAYOUT, dev, mem) for _ in layers]
+        self.v_cache = [ttnn.zeros(self.cache_shape, ttnn.bfloat16, ttnn.TILE_LAYOUT, dev, mem) for _ in layers]
+        self.qkv_memory_config = None  # the fused QKV matmul's output: ttnn's default (DRAM interleaved)
+        flat = ttnn.reshape(self.k_cache[0], [self.cache_shape[0] * cfg.n_kv_heads, block_size, hd]) if layers else None
+        if flat is not None and flat.buffer_address() != self.k_cache[0].buffer_address():
+            raise RuntimeError("ttnn.reshape copied the KV cache instead of viewing it: kv_write would write a copy")
         self._per_T: dict[int, dict] = {}  # constants of a T-row step, made on its first use
 
     # ---- weights ------------------------------------------------------------------------------------
@@ -249,34 +254,27 @@ class TtLlama:
     # ---- the T-row step ------------------------------------------------------------------------------
 
     def step_constants(self, T: int) -> dict:
-        """What a T-row step reuses: row offsets 0..T-1, the page table repeated per row, the shard config of
-        the new K/V rows and the verify_attention program (its compile-time shapes)."""
+        """What a T-row step reuses: row offsets 0..T-1 and the programs of our kernels for T rows (their
+        compile-time shapes)."""
         if T in self._per_T:
             return self._per_T[T]
         ttnn, cfg, B = self.ttnn, self.cfg, self.B
-        if B * T > MAX_PSEUDO_USERS:
-            raise ValueError(f"T: got {T} rows for {B} sequences; B*T must be <= {MAX_PSEUDO_USERS} "
-                             "(paged_update_cache writes one pseudo-user per core)")
         offsets = np.tile(np.arange(T, dtype=np.int32), (B, 1))  # [B, T]
-        grid = ttnn.num_cores_to_corerangeset(B * T, self.dev.compute_with_storage_grid_size(), True)
+        blocks = B * self.max_blocks
         with D.aligned():
-            prog = verify_attention_program(B, T, cfg.n_heads, cfg.n_kv_heads, self.max_seq_len, cfg.head_dim,
-                                            torch.bfloat16, 1.0 / math.sqrt(cfg.head_dim),
-                                            num_blocks=B * self.max_blocks, block_size=self.block_size,
-                                            max_blocks=self.max_blocks,
-                                            kv_splits=auto_kv_splits(B, cfg.n_kv_heads, self.max_seq_len))
-        c = dict(
-            offsets=ttnn.Tensor(offsets, ttnn.int32, self.dev, ttnn.TILE_LAYOUT),
-            table_rows=ttnn.repeat_interleave(self.page_table, T, dim=0),  # [B*T, max_blocks]: row (b, t) -> b's
-            kv_shard=ttnn.create_sharded_memory_config(
-                shape=(TILE, cfg.head_dim), core_grid=grid, strategy=ttnn.ShardStrategy.HEIGHT,
-                orientation=ttnn.ShardOrientation.ROW_MAJOR, use_height_and_width_as_shard_shape=True),
-            program=prog)
+            attention = verify_attention_program(B, T, cfg.n_heads, cfg.n_kv_heads, self.max_seq_len, cfg.head_dim,
+                                                 torch.bfloat16, 1.0 / math.sqrt(cfg.head_dim), num_blocks=blocks,
+                                                 block_size=self.block_size, max_blocks=self.max_blocks,
+                                                 kv_splits=auto_kv_splits(B, cfg.n_kv_heads, self.max_seq_len))
+            write = kv_write_program(B, T, cfg.n_kv_heads, cfg.head_dim, torch.bfloat16, num_blocks=blocks,
+                                     block_size=self.block_size, max_blocks=self.max_blocks)
+        c = dict(offsets=ttnn.Tensor(offsets, ttnn.int32, self.dev, ttnn.TILE_LAYOUT), program=attention,
+                 kv_write=write)
         self._per_T[T] = c
         return c
 
     def row_positions(self, pos, T: int):
-        """pos [1, B] int32 -> (positions [B*T] int32 of rows (b, t) = pos[b]+t, cos, sin [B*T, 1, hd])."""
+        """pos [1, B] int32 -> cos, sin [B*T, 1, hd] of rows (b, t) at positions pos[b]+t."""
         ttnn, op, B = self.ttnn, self.ops, self.B
         c = self.step_constants(T)
         p = op(ttnn.to_layout, pos, ttnn.TILE_LAYOUT)
@@ -285,27 +283,27 @@ class TtLlama:
         p = op(ttnn.add, p, c["offsets"])  # [B, T]
         idx = op(ttnn.typecast, p, ttnn.uint32)
         idx = op(ttnn.reshape, op(ttnn.to_layout, idx, ttnn.ROW_MAJOR_LAYOUT), [1, B * T])
-        rows = op(ttnn.reshape, op(ttnn.to_layout, p, ttnn.ROW_MAJOR_LAYOUT), [B * T])
         hd = self.cfg.head_dim
         cos = op(ttnn.reshape, op(ttnn.embedding, idx, self.cos, layout=ttnn.TILE_LAYOUT), [B * T, 1, hd])
         sin = op(ttnn.reshape, op(ttnn.embedding, idx, self.sin, layout=ttnn.TILE_LAYOUT), [B * T, 1, hd])
-        return rows, cos, sin
+        return cos, sin
 
     def forward(self, tokens, pos, T: int):
         """tokens [B, T] uint32 row-major, pos [1, B] int32 row-major (device tensors) -> logits [1, 1, B*T, V]
         tiles, row b*T + t for token t of sequence b at position pos[b]+t; writes those rows' K/V."""
         ttnn, op, cfg, B = self.ttnn, self.ops, self.cfg, self.B
         BT, hd, Hq, Hkv = B * T, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
-        rows, cos, sin = self.row_positions(pos, T)
+        cos, sin = self.row_positions(pos, T)
         x = op(ttnn.embedding, tokens, self.embed, layout=ttnn.TILE_LAYOUT)  # [B, T, dim]
         x = op(ttnn.reshape, x, [1, 1, BT, cfg.dim])
         for i, layer in enumerate(self.layers):
             h = op(ttnn.rms_norm, x, epsilon=cfg.norm_eps, weight=layer.attn_norm)
-            qkv = op(ttnn.reshape, op(ttnn.linear, h, layer.wqkv), [BT, Hq + 2 * Hkv, hd])
+            qkv = op(ttnn.linear, h, layer.wqkv, memory_config=self.qkv_memory_config)
+            qkv = op(ttnn.reshape, qkv, [BT, Hq + 2 * Hkv, hd])
             q = self.rope(op(ttnn.slice, qkv, [0, 0, 0], [BT, Hq, hd]), cos, sin)  # [B*T, Hq, hd]
             k = self.rope(op(ttnn.slice, qkv, [0, Hq, 0], [BT, Hq + Hkv, hd]), cos, sin)
             v = op(ttnn.slice, qkv, [0, Hq + Hkv, 0], [BT, Hq + 2 * Hkv, hd])
-            self.write_kv(i, k, v, rows, T)
+            self.write_kv(i, k, v, pos, T)
             a = self.attention(i, q, pos, T)  # [1, 1, B*T, Hq*hd]
             x = op(ttnn.add, x, op(ttnn.linear, a, layer.wo))
             x = op(ttnn.add, x, self.mlp(x, layer))
@@ -316,13 +314,17 @@ class TtLlama:
         ttnn, op = self.ttnn, self.ops
         return op(ttnn.add, op(ttnn.multiply, x, cos), op(ttnn.multiply, op(ttnn.matmul, x, self.rot), sin))
 
-    def write_kv(self, i: int, k, v, rows, T: int) -> None:
-        """K, V [B*T, Hkv, hd] into layer i's paged cache at slots pos[b]+t: one pseudo-user per (b, t)."""
-        ttnn, op, c = self.ttnn, self.ops, self.step_constants(T)
-        for new, cache in ((k, self.k_cache[i]), (v, self.v_cache[i])):
-            new = op(ttnn.reshape, new, [1, self.B * T, self.cfg.n_kv_heads, self.cfg.head_dim])
-            new = op(ttnn.to_memory_config, new, c["kv_shard"])
-            op(ttnn.experimental.paged_update_cache, cache, new, update_idxs_tensor=rows, page_table=c["table_rows"])
+    def write_kv(self, i: int, k, v, pos, T: int) -> None:
+        """K, V [B*T, Hkv, hd] into layer i's paged cache at slots pos[b] .. pos[b]+T-1: our kv_write kernel,
+        the rows packed as it reads them, one 32-row tile row per (b, KV head): row t = token t."""
+        ttnn, op, B, Hkv, hd = self.ttnn, self.ops, self.B, self.cfg.n_kv_heads, self.cfg.head_dim
+        new = {}
+        for name, x in (("k_new", k), ("v_new", v)):
+            x = op(ttnn.permute, op(ttnn.reshape, x, [B, T, Hkv, hd]), (0, 2, 1, 3))  # [B, Hkv, T, hd]
+            x = op(ttnn.reshape, x, [B * Hkv, T, hd])
+            new[name] = op(ttnn.pad, x, [(0, 0), (0, TILE - T), (0, 0)], 0.0)  # [B*Hkv, 32, hd]
+        tensors = dict(new, pos=pos, page_table=self.page_table, k=self.k_cache[i], v=self.v_cache[i])
+        op(D.run, self.step_constants(T)["kv_write"], tensors, self.dev, name="kv_write")
 
     def attention(self, i: int, q, pos, T: int):
         """Our verify_attention kernel over layer i's paged cache: q [B*T, Hq, hd] -> [1, 1, B*T, Hq*hd].
