@@ -362,8 +362,13 @@ def check_op_wrappers(dev, report: Report) -> None:
                         accepted_slots=slots, k_cache=kc, v_cache=vc)
         assert list(r.pos.shape) == [B], r.pos.shape
 
+    def kv_write_paged():
+        from tt_specdec.ops.kv_write import kv_write
+        kc, vc = tiles([16, 2, 64, 64]), tiles([16, 2, 64, 64])  # [blocks, Hkv, block, D]
+        kv_write(tiles([B, 5, 2, 64]), tiles([B, 5, 2, 64]), kc, vc, row, page_table=table)
+
     wrappers = {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
-                "rollback_kv compaction (paged)": lambda: rollback_compaction(True)}
+                "rollback_kv compaction (paged)": lambda: rollback_compaction(True), "kv_write (paged)": kv_write_paged}
     for name, run in wrappers.items():
         try:
             run()
