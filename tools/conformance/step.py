@@ -41,8 +41,7 @@ def open_mock(work: Path):
     os.chdir(work)  # tt-metal writes generated/ into the working directory
     (work / "cluster.yaml").write_text(check.CLUSTERS["wormhole_n150"])
     os.environ["TT_METAL_MOCK_CLUSTER_DESC_PATH"] = str(work / "cluster.yaml")
-    # the JIT's builds kept in the venv between runs (this check records no build; check.py starts fresh)
-    os.environ.setdefault("TT_METAL_CACHE", str(Path(sys.prefix) / "tt_specdec_step_jit_cache") + "/")
+    os.environ["TT_METAL_CACHE"] = str(work / "cache") + "/"  # fresh: every program is built
     os.environ.setdefault("TT_METAL_LOGGER_LEVEL", "Error")
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")
     check.install_standin(check.ttnn_package_dir())
