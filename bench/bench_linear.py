@@ -57,9 +57,8 @@ def main(argv=None) -> int:
             print(f"[bench_linear] {name} round {rep + 1}/{args.repeats}", file=sys.stderr, flush=True)
             lin(xs[1])  # untimed: the first call after the FMA loop ran slow
             for M in MS:
-                x_ptr, out_ptr = xs[M].data_ptr(), outs[M].data_ptr()
                 start = time.perf_counter()
-                lin.packed.forward(x_ptr, out_ptr, M)
+                lin.packed.forward(xs[M], outs[M])
                 best[M] = min(best[M], time.perf_counter() - start)
             peak = max(peak, fma_peak())
         best_by_shape[name] = best

@@ -8,7 +8,6 @@ Run it from two checkouts one after the other (PYTHONPATH=<checkout>) to compare
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import sys
@@ -27,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     import tt_specdec
+    from tt_specdec.bench.harness import write_json
     if (pathlib.Path(tt_specdec.__file__).parent / "speculative").is_dir():
         from tt_specdec.speculative.measure import loop_overhead, own_text
     else:  # a checkout from before the speculative/ layout
@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
               "o_plain_ms": round(o_plain * 1e3, 3)}
     print(" ".join(f"{k}={v}" for k, v in report.items()))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(report, args.json)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import platform
 import sys
 
@@ -66,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import tt_specdec
+    from tt_specdec.bench.harness import write_json
 
     pair = tt_specdec.load_pair(args.pair)
     dec = tt_specdec.SpeculativeDecoder(pair, args.drafter, args.k)
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for (site, kind), n in counter.sites.most_common(args.where):
         print(f"  {n / max(steps, 1):6.2f}  {kind:18s} {site}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(report, args.json)
     return 0
 
 

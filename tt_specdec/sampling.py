@@ -118,8 +118,7 @@ def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top
 
     rows = logits.reshape(-1, logits.shape[-1]).contiguous()
     probs = torch.empty(rows.shape, dtype=torch.float64)
-    if not _cpu.probs_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], float(temperature), int(top_k),
-                           float(top_p), probs.data_ptr()):
+    if not _cpu.probs_rows(rows, float(temperature), int(top_k), float(top_p), probs):
         check_finite(check, logits)  # raises, naming the first bad index
     return probs.view(logits.shape)
 
@@ -162,7 +161,7 @@ def sample_inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     rows = probs.reshape(-1, probs.shape[-1]).contiguous()
     uniforms = torch.as_tensor(u, dtype=torch.float64).expand(probs.shape[:-1]).reshape(-1).contiguous()
     out = torch.empty(rows.shape[0], dtype=torch.long)
-    _cpu.sample_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], uniforms.data_ptr(), out.data_ptr())
+    _cpu.sample_rows(rows, uniforms, out)
     return out.view(probs.shape[:-1])
 
 
@@ -191,8 +190,7 @@ def argmax(logits: torch.Tensor, *, check: str | None = None, with_prob: bool = 
     rows = logits.reshape(-1, logits.shape[-1]).contiguous()
     out = torch.empty(rows.shape[0], dtype=torch.long)
     prob = torch.empty(rows.shape[0]) if with_prob else None
-    finite = _cpu.argmax_rows(rows.data_ptr(), rows.shape[0], rows.shape[1], out.data_ptr(),
-                              0 if prob is None else prob.data_ptr())
+    finite = _cpu.argmax_rows(rows, out, prob)
     if check is not None and not finite:
         check_finite(check, logits)  # raises, naming the first bad index
     index = out.view(logits.shape[:-1])

@@ -175,3 +175,107 @@ def test_eagle_drafter_on_the_cpu_target_is_lossless(cpu_pair):
     plain = generate_plain(target, prompts, max_new_tokens=24)
     spec = speculative_generate(target, drafter, prompts, k=3, max_new_tokens=24)
     assert spec.tokens == plain.tokens
+
+
+def _tiny_engine():
+    """A _cpu.CpuModel of one layer: dim 16, 2 query heads, 1 KV head, head_dim 8, ffn 24, V 10, max_len 12;
+    with its linears by name (the same ones add_layer and set_head were given)."""
+    from tt_specdec import _cpu
+
+    g = torch.Generator().manual_seed(0)
+    lin = {name: _cpu.PackedLinear(torch.randn(n, k, generator=g)) for name, n, k in
+           [("qkv", 32, 16), ("wo", 16, 16), ("gate_up", 48, 16), ("down", 16, 24), ("head", 10, 16)]}
+    engine = _cpu.CpuModel(16, 2, 1, 8, 24, 1e-5, torch.randn(12, 8, generator=g), torch.randn(12, 8, generator=g))
+    engine.add_layer(torch.ones(16), torch.ones(16), lin["qkv"], lin["wo"], lin["gate_up"], lin["down"])
+    engine.set_head(torch.ones(16), lin["head"])
+    return engine, lin
+
+
+def _decoder_calls():
+    """(name, call, message) for each argument the C++ decoder's calls refuse at the boundary (csrc/cpu/calls.cpp)."""
+    from tt_specdec import _cpu
+
+    engine, lin = _tiny_engine()
+
+    def caches(layers=1, S=12):  # [layers, B, Hkv, S, D]
+        return torch.zeros(layers, 2, 1, S, 8), torch.zeros(layers, 2, 1, S, 8)
+
+    x, logits = torch.zeros(2, 3, 16), torch.zeros(2, 3, 10)
+    q, kv = torch.zeros(2, 3, 4, 8), torch.zeros(2, 2, 10, 8)
+    linear = _cpu.PackedLinear(torch.zeros(4, 6))
+    return [
+        ("weight dtype", lambda: _cpu.PackedLinear(torch.zeros(4, 6, dtype=torch.float16)),
+         r"weight: got dtype torch.float16, expected torch.float32 or torch.bfloat16"),
+        ("weight strides", lambda: _cpu.PackedLinear(torch.zeros(6, 4).t()),
+         r"weight: got strides \[1, 4\], expected contiguous strides \[6, 1\]"),
+        ("weight rank", lambda: _cpu.PackedLinear(torch.zeros(6)), r"weight: got shape \[6\], expected \[N, K\]"),
+        ("weight raw pointer", lambda: _cpu.PackedLinear(torch.zeros(4, 6).data_ptr()),
+         r"weight: got int, expected a torch.Tensor"),
+        ("linear x width", lambda: linear.forward(torch.zeros(2, 5), torch.zeros(2, 4)),
+         r"x: got shape \[2, 5\], expected \[M, K\] = \[\*, 6\]"),
+        ("linear out rows", lambda: linear.forward(torch.zeros(2, 6), torch.zeros(3, 4)),
+         r"out: got shape \[3, 4\], expected \[M, N\] = \[2, 4\]"),
+        ("linear out strides", lambda: linear.forward(torch.zeros(2, 6), torch.zeros(4, 2).t()),
+         r"out: got strides \[1, 2\], expected contiguous strides \[4, 1\]"),
+        ("attention out dtype", lambda: _cpu.attention(q, kv, kv, q.double(), [0, 0], 1.0),
+         r"out: got dtype torch.float64, expected torch.float32"),
+        ("attention q device", lambda: _cpu.attention(q.to("meta"), kv, kv, q, [0, 0], 1.0),
+         r"q: got device meta, expected cpu"),
+        ("attention pos count", lambda: _cpu.attention(q, kv, kv, q, [0], 1.0),
+         r"q: got shape \[2, 3, 4, 8\], expected \[B, T, Hq, D\] = \[1, \*, \*, \*\]"),
+        ("attention head dim", lambda: _cpu.attention(q, torch.zeros(2, 2, 10, 4), kv, q, [0, 0], 1.0),
+         r"k_cache: got shape \[2, 2, 10, 4\], expected \[B, Hkv, S, D\] = \[2, \*, \*, 8\]"),
+        ("attention GQA groups", lambda: _cpu.attention(q, torch.zeros(2, 3, 10, 8), torch.zeros(2, 3, 10, 8), q,
+                                                        [0, 0], 1.0),
+         r"k_cache: got Hkv = 3, expected a divisor of q's Hq = 4"),
+        ("attention v_cache", lambda: _cpu.attention(q, kv, torch.zeros(2, 2, 9, 8), q, [0, 0], 1.0),
+         r"v_cache: got shape \[2, 2, 9, 8\], expected \[B, Hkv, S, D\] = \[2, 2, 10, 8\]"),
+        ("attention pos past the cache", lambda: _cpu.attention(q, kv, kv, q, [0, 8], 1.0),
+         r"pos: got 8 with T=3, expected 0 <= pos and pos \+ T <= 10"),
+        ("model rope width", lambda: _cpu.CpuModel(16, 2, 1, 8, 24, 1e-5, torch.zeros(12, 6), torch.zeros(12, 6)),
+         r"cos: got shape \[12, 6\], expected \[max_len, head_dim\] = \[\*, 8\]"),
+        ("model kv heads", lambda: _cpu.CpuModel(16, 3, 2, 8, 24, 1e-5, torch.zeros(12, 8), torch.zeros(12, 8)),
+         r"n_kv_heads: got 2, expected a divisor of n_heads = 3"),
+        ("layer norm length", lambda: engine.add_layer(torch.ones(15), torch.ones(16), lin["qkv"], lin["wo"],
+                                                       lin["gate_up"], lin["down"]),
+         r"attn_norm: got shape \[15\], expected \[dim\] = \[16\]"),
+        ("layer linears swapped", lambda: engine.add_layer(torch.ones(16), torch.ones(16), lin["wo"], lin["qkv"],
+                                                           lin["gate_up"], lin["down"]),
+         r"qkv: got a PackedLinear \[n, k\] = \[16, 16\], expected .* = \[32, 16\]"),
+        ("layer linear None", lambda: engine.add_layer(torch.ones(16), torch.ones(16), lin["qkv"], lin["wo"],
+                                                       lin["gate_up"], None),
+         r"down: got None, expected a PackedLinear"),
+        ("head width", lambda: engine.set_head(torch.ones(16), lin["down"]),
+         r"head: got a PackedLinear \[n, k\] = \[16, 24\], expected \[V, dim\] = \[16, 16\]"),
+        ("forward cache layers", lambda: engine.forward(x, *caches(layers=2), [0, 0], logits),
+         r"k_cache: got shape \[2, 2, 1, 12, 8\], expected \[layers, B, Hkv, S, D\] = \[1, 2, 1, \*, 8\]"),
+        ("forward logits width", lambda: engine.forward(x, *caches(), [0, 0], torch.zeros(2, 3, 9)),
+         r"logits: got shape \[2, 3, 9\], expected \[B, T, V\] = \[2, 3, 10\]"),
+        ("forward pos past the rope table", lambda: engine.forward(x, *caches(S=20), [0, 10], logits),
+         r"pos: got 10 with T=3, expected 0 <= pos and pos \+ T <= 12"),
+        ("forward x as rows", lambda: engine.forward(x.view(6, 16), *caches(), [0, 0], logits),
+         r"x: got shape \[6, 16\], expected \[B, T, dim\] = \[2, \*, 16\]"),
+        ("logits rows", lambda: engine.logits(torch.zeros(3, 16), torch.zeros(2, 10)),
+         r"out: got shape \[2, 10\], expected \[M, V\] = \[3, 10\]"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_decoder_calls())), ids=[c[0] for c in _decoder_calls()])
+def test_decoder_calls_refuse_a_wrong_tensor_naming_it(case):
+    """Every tensor the C++ decoder would read or write through a raw pointer is checked first (dtype, shape,
+    contiguous CPU memory), FlashInfer-style: a ValueError naming the argument, what it got and what it expected."""
+    _, call, message = _decoder_calls()[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_refused_forward_writes_nothing():
+    engine, _ = _tiny_engine()
+    x, k_cache, v_cache = torch.randn(2, 3, 16), torch.zeros(1, 2, 1, 12, 8), torch.zeros(1, 2, 1, 12, 8)
+    before = x.clone()
+    with pytest.raises(ValueError, match="logits"):
+        engine.forward(x, k_cache, v_cache, [0, 0], torch.zeros(2, 3, 9))
+    assert torch.equal(x, before) and not k_cache.any() and not v_cache.any()
+    logits = torch.zeros(2, 3, 10)
+    engine.forward(x, k_cache, v_cache, [0, 0], logits)  # the same call with the right logits runs
+    assert k_cache.any() and logits.abs().sum() > 0

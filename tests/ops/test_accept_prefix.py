@@ -137,6 +137,15 @@ def test_perfect_match(sampling):
     assert torch.equal(out, tokens)  # every draft, then the bonus = argmax of row k
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 1e-18])
+def test_a_vanishing_temperature_samples_as_greedy(temperature):
+    """Issue 15: the target's sampled rows were NaN at such temperatures on torch (every draft rejected, id V-1
+    emitted). The target is one-hot in the limit: drafts equal to its argmax are all accepted, then its argmax."""
+    logits = torch.randn(2, 4, 50, generator=torch.Generator().manual_seed(0)) * 3  # [B, k+1, V]
+    greedy = logits.argmax(-1)
+    n, out = accept_prefix(logits, greedy[:, :3], temperature=temperature, seed=1)
+    assert n.tolist() == [3, 3] and torch.equal(out, greedy)
+
 @pytest.mark.parametrize("sampling", [False, True])
 def test_early_mismatch(sampling):
     tokens = torch.tensor([[3, 1, 4, 1], [2, 7, 1, 8]])

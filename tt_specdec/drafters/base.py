@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from tt_specdec.sampling import Sampling
@@ -27,7 +28,7 @@ class Proposal:
     tokens: torch.Tensor
     probs: torch.Tensor | None = None
     confidence: torch.Tensor | None = None
-    source: torch.Tensor | None = None
+    source: np.ndarray | None = None  # numpy: the loop's and the policy's form for per-row integers
     model_steps: int | None = None
 
     @property

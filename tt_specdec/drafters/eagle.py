@@ -188,8 +188,8 @@ class EagleDrafter:
         x = fc(torch.cat([embeds, feats], -1).reshape(B * T, 2 * d).contiguous())  # [M, d], becomes f' in place
         x += self.head.fc.bias
         logits = torch.empty(B, T, len(self.head.vocab_ids)) if with_logits else None
-        engine.forward(x.data_ptr(), self.head.k_cache.data_ptr(), self.head.v_cache.data_ptr(), B, T,
-                       self.head.k_cache.shape[2], pos.tolist(), 0 if logits is None else logits.data_ptr())
+        engine.forward(x.view(B, T, d), self.head.k_cache.unsqueeze(0), self.head.v_cache.unsqueeze(0), pos.tolist(),
+                       logits)  # the engine's caches are [layers, B, Hkv, S, D]: one layer here
         return x.view(B, T, d), logits
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:

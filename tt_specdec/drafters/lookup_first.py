@@ -7,6 +7,7 @@ fallback's drafts, and when every row matches the fallback is not run at all.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,7 +50,7 @@ class LookupFirstDrafter:
         found = [self.copy(context[b, :n], k) for b, n in enumerate(length.tolist())]
         is_copy = [f is not None for f in found]
         copied = torch.tensor(is_copy)  # [B]
-        source = torch.tensor([COPIED if c else OWN for c in is_copy])
+        source = np.array([COPIED if c else OWN for c in is_copy])
         if all(is_copy):
             # the fallback skips this step: as its own propose would, it trusts only what it fed
             # before the newest token (its drafts past that may have been rejected)

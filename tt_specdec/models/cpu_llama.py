@@ -41,23 +41,20 @@ class PackedLinear:
         if w.dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"weight: got dtype {w.dtype}, expected float32 or bfloat16")
         self.n, self.k = w.shape
-        self.packed = _cpu().PackedLinear(w.data_ptr(), self.n, self.k, w.dtype == torch.bfloat16)
+        self.packed = _cpu().PackedLinear(w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] fp32 contiguous -> [M, N] fp32."""
         out = torch.empty(x.shape[0], self.n)
-        self.packed.forward(x.data_ptr(), out.data_ptr(), x.shape[0])
+        self.packed.forward(x, out)
         return out
 
 
 def attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Batch-invariant verify attention: q [B, T, Hq, D], caches [B, Hkv, S, D] fp32 -> [B, T, Hq, D]."""
-    B, T, Hq, D = q.shape
-    _, Hkv, S, _ = k_cache.shape
     q = q.contiguous()
     out = torch.empty_like(q)
-    _cpu().attention(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), out.data_ptr(), pos.tolist(),
-                     T, Hq, Hkv, S, D, 1.0 / math.sqrt(D))
+    _cpu().attention(q, k_cache, v_cache, out, pos.tolist(), 1.0 / math.sqrt(q.shape[-1]))
     return out
 
 
@@ -79,12 +76,11 @@ def build_engine(cfg, rope_cos: torch.Tensor, rope_sin: torch.Tensor, layers: li
     """A _cpu.CpuModel running `layers` then `norm` and `head`: one C++ call per step.
     Used by CpuLlama, and by drafters made of Llama blocks (an EAGLE head's layer)."""
     engine = _cpu().CpuModel(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.norm_eps,
-                             rope_cos.float().contiguous().data_ptr(), rope_sin.float().contiguous().data_ptr(),
-                             rope_cos.shape[0])
+                             rope_cos.float().contiguous(), rope_sin.float().contiguous())
     for layer in layers:  # the engine copies the norms and holds the packed weights
-        engine.add_layer(layer.attn_norm.data_ptr(), layer.ffn_norm.data_ptr(), layer.qkv.packed,
+        engine.add_layer(layer.attn_norm, layer.ffn_norm, layer.qkv.packed,
                          layer.wo.packed, layer.gate_up.packed, layer.down.packed)
-    engine.set_head(norm.weight.detach().float().contiguous().data_ptr(), head.packed)
+    engine.set_head(norm.weight.detach().float().contiguous(), head.packed)
     return engine
 
 
@@ -92,7 +88,7 @@ def engine_logits(engine, h: torch.Tensor, n_out: int) -> torch.Tensor:
     """h [..., dim] -> logits [..., n_out] fp32: a build_engine engine's final norm and head alone."""
     flat = h.float().reshape(-1, h.shape[-1]).contiguous()
     out = torch.empty(flat.shape[0], n_out)
-    engine.logits(flat.data_ptr(), flat.shape[0], out.data_ptr())
+    engine.logits(flat, out)
     return out.view(*h.shape[:-1], -1)
 
 
@@ -158,8 +154,7 @@ class CpuLlama:
         else:
             x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
             logits = torch.empty(B, T, self.vocab_size) if with_logits else None
-            self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
-                                starts, 0 if logits is None else logits.data_ptr())
+            self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, starts, logits)
             x = x.view(B, T, -1)
         if self.keep_hidden:
             for b, p in enumerate(starts):  # a slice per row: cheaper than one advanced-index write

@@ -197,7 +197,7 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             stats.proposals += 1
             stats.proposed += proposal.steps
             confidence = None if proposal.confidence is None else proposal.confidence.numpy()  # [B, k']
-            source = None if proposal.source is None else proposal.source.numpy()  # [B]
+            source = proposal.source  # [B] numpy
             if policy is not None:  # a row verifies only the drafts worth their rows
                 num_draft = policy.trim(num_draft, confidence, source)
         k_step = int(num_draft.max())
