@@ -20,7 +20,8 @@ A step (DESIGN.md's algorithm):
 4. rollback: our rollback_kv kernel twice: with n -> (pos + n + 1, last = output[n]); with n - 1 ->
    (pos + n, prev = output[n-1], or the old last when n = 0: a row with -1 is left as it was).
 The host reads back only num_accepted and output_tokens (4B + 4B(k+1) bytes). Every shape is fixed from the
-first step on, so the program cache is hit from the second step on; nothing inside a step reads the host.
+first step on, so the program cache is hit from the second step on; nothing inside a step reads the host, and the
+state tensors are updated in place (ttnn.copy), so their buffers stay the same from start() on.
 """
 from __future__ import annotations
 
@@ -109,9 +110,9 @@ class DeviceStep:
         n, out = op(accept_prefix, logits, drafts, num_draft=s.num_draft, name="accept_prefix")
         after = op(rollback_kv, s.pos, s.last, n, out, name="rollback_kv")
         before = op(rollback_kv, s.pos, s.last, self._add(n, -1), out, name="rollback_kv")  # pos + n, output[n-1]
-        row = lambda x: op(ttnn.reshape, x, [1, B])  # noqa: E731  rollback_kv's [B] -> the state's [1, B]
-        self.state = StepState(pos=row(after.pos), last=row(after.last), prev=row(before.last),
-                               draft_pos=row(before.pos), num_draft=s.num_draft)
+        # the state's tensors are updated in place (fixed buffers from start() on: what a captured trace replays)
+        for new, state in ((after.pos, s.pos), (after.last, s.last), (before.last, s.prev), (before.pos, s.draft_pos)):
+            op(ttnn.copy, op(ttnn.reshape, new, [1, B]), state)  # rollback_kv's [B] -> the state's [1, B]
         accepted = [int(v) for v in np.asarray(self.readback(n)).reshape(-1)]
         return accepted, [list(map(int, r)) for r in self.readback(out)]
 
