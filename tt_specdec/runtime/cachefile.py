@@ -82,6 +82,7 @@ def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> N
     os.close(fd)
     tmp = pathlib.Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a cache file gets the usual mode
         write(tmp)
         if path.is_dir() and not path.is_symlink():  # os.replace cannot replace a directory
             discard(path)
@@ -89,6 +90,12 @@ def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> N
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: pathlib.Path, text: str) -> None:

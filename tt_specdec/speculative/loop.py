@@ -76,7 +76,7 @@ def is_int(x) -> bool:
 def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None) -> None:
     """Reject bad requests before any cache or state is touched."""
     if drafter is not None and not (is_int(k) and 1 <= k <= MAX_DRAFT):
-        raise ValueError(f"k: got {k}, expected an integer in 1..{MAX_DRAFT} (k+1 verify rows fit one tile)")
+        raise ValueError(f"k: got {k!r}, expected an integer in 1..{MAX_DRAFT} (k+1 verify rows fit one tile)")
     if not is_int(max_new_tokens) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: got {max_new_tokens!r}, expected an int >= 1")
     if not prompts:
