@@ -2,7 +2,8 @@
 
 measure() times the target's T-row forwards, the drafter's proposals and the loops' own work
 (the speculative loop and plain decoding, run with their forwards and proposals timed apart);
-measured() caches the result per models, drafter, batch, threads and sampling kind.
+measured() caches the result per models, drafter, batch, threads and sampling kind (runtime/cachefile.py: checked
+on read, written atomically under a lock; a measurement taken on busy cores is taken again on later runs).
 """
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ import time
 
 import torch
 
-from tt_specdec.runtime import cachefile
-
 from tt_specdec.drafters.base import Drafter
 from tt_specdec.models.decoder import Decoder
+from tt_specdec.runtime import cachefile
 from tt_specdec.sampling import Sampling
 from tt_specdec.speculative.cost import CostModel
 from tt_specdec.speculative.policy import AdaptiveK

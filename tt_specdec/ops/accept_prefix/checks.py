@@ -1,7 +1,7 @@
 """accept_prefix's argument checks and the names its torch version, program and reference share."""
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from tt_specdec.errors import (check_finite, check_float_dtype, check_int_dtype, check_seed, check_shape, check_tokens,
                                value_range)
@@ -37,7 +37,6 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
         if draft_probs is not None:
             check_shape("draft_probs", draft_probs, (B, k, V), "= [B, k, V] (the draft's sampling distribution)")
             check_float_dtype("draft_probs", draft_probs)
-            check_finite("draft_probs", draft_probs)
             check_draft_probs(draft_probs, draft_tokens, num_draft)
         if seed is None:
             raise ValueError("seed: got None, expected an int or per-row seeds [B] when temperature > 0")
@@ -46,16 +45,18 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
 
 
 def check_draft_probs(draft_probs, draft_tokens, num_draft) -> None:
-    """q_t is a distribution d_t was drawn from: no negative value, and q_t(d_t) > 0 for every draft a row
-    verifies (q = 0 there would make p/q infinite: every draft accepted)."""
-    if bool((draft_probs < 0).any()):
+    """q_t is a distribution d_t was drawn from: finite, no negative value, and q_t(d_t) > 0 for every draft a
+    row verifies (q = 0 there would make p/q infinite: every draft accepted)."""
+    check_finite("draft_probs", draft_probs)
+    if draft_probs.numel() and float(draft_probs.amin()) < 0:  # amin: the cheapest pass (~20 us for [1, 4, 49152])
         at = (draft_probs < 0).nonzero()[0].tolist()
         raise ValueError(f"draft_probs: got {float(draft_probs[tuple(at)])} at {at}, expected probabilities >= 0")
     B, k, _ = draft_probs.shape
-    q_d = draft_probs.gather(2, draft_tokens.long().unsqueeze(-1)).squeeze(-1)  # [B, k] q_t(d_t)
-    live = torch.arange(k).view(1, k) < (torch.full((B, 1), k) if num_draft is None else num_draft.long().view(B, 1))
-    bad = live & ~(q_d > 0)
-    if bool(bad.any()):
-        b, t = (int(x) for x in bad.nonzero()[0])
+    # [B, k] q_t(d_t): small, so numpy from here (each torch op on it costs ~5 us)
+    q_d = draft_probs.gather(2, draft_tokens.long().unsqueeze(-1)).view(B, k).float().numpy()
+    lim = np.full((B, 1), k) if num_draft is None else num_draft.numpy().reshape(B, 1)
+    bad = (np.arange(k).reshape(1, k) < lim) & ~(q_d > 0)
+    if bad.any():
+        b, t = (int(x) for x in np.argwhere(bad)[0])
         raise ValueError(f"draft_probs: got q={float(q_d[b, t])} for the drafted token {int(draft_tokens[b, t])} at "
                          f"[{b}, {t}], expected > 0 (the draft was sampled from q)")
