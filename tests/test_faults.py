@@ -399,6 +399,9 @@ def test_a_truncated_kernel_so_is_rebuilt(kernel_build, cache):
     emu, builds = kernel_build
     so = builds[0] / "kernel.so"
     truncated(so)
+    stale = cache / "kernels" / ".build-killed"  # a build folder a killed process left an hour ago
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     r = run_rollback_on_emu(cache)
     assert r.stdout.strip() == "[5, 7]"
     assert f"cache file {so} is invalid" in r.stderr and r.stderr.count("\n") == 1

@@ -102,14 +102,15 @@ def write_text(path: pathlib.Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def stale_temporaries(folder: pathlib.Path, older_than_s: float = 3600.0) -> None:
-    """Remove temporary files that a killed process (SIGKILL: no cleanup ran) left in `folder`."""
+def stale_temporaries(folder: pathlib.Path, pattern: str = ".*.tmp", older_than_s: float = 3600.0) -> None:
+    """Remove the temporary files (or build folders) matching `pattern` that a killed process (SIGKILL: no
+    cleanup ran) left in `folder` more than `older_than_s` ago (a younger one may be another process's)."""
     import time
 
     if not folder.is_dir():
         return
     now = time.time()
-    for p in folder.glob(".*.tmp"):
+    for p in folder.glob(pattern):
         with contextlib.suppress(OSError):
             if now - p.stat().st_mtime > older_than_s:
                 discard(p)

@@ -155,6 +155,7 @@ def _build(src: Path, kernel: P.Kernel, cta: str, defines: list[str], header: st
     """Compile into a temporary folder beside out_dir, record the .so's size and sha256, rename the folder
     to out_dir (atomic); the temporary folder is removed on any exit."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    cachefile.stale_temporaries(out_dir.parent, ".build-*")  # left by a process killed mid-build
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".build-"))
     try:
         (tmp / "chlkc_descriptors.h").write_text(header)
