@@ -8,8 +8,10 @@ from typing import Callable
 import torch
 
 from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter
+from tt_specdec.errors import check_seed, is_int
 from tt_specdec.sampling import Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
+from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.speculative import Generation, generate_plain, speculative_generate
 from tt_specdec.speculative.policy import AdaptiveK
 from tt_specdec.speculative.measure import measured
@@ -73,6 +75,17 @@ def load_torch_pair(name: str, dtype: torch.dtype) -> Pair:
     return Pair(target, draft, ByteTokenizer())
 
 
+def check_text(name: str, text) -> None:
+    """A prompt is a str that encodes as UTF-8 (a command line's undecodable bytes arrive as lone surrogates)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name}: got {type(text).__name__}, expected str (decode bytes first)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name}: got text that is not valid UTF-8 (character {e.start}: "
+                         f"{text[e.start:e.end]!r}), expected UTF-8 text") from None
+
+
 def chat_prompt(tokenizer, text: str) -> str:
     """`text` as one user message in the tokenizer's chat template; unchanged when it has none (tiny)."""
     if not getattr(tokenizer, "chat_template", None):
@@ -132,6 +145,15 @@ class SpeculativeDecoder:
     def __init__(self, pair: Pair, drafter: str | Drafter = "model", k: int | str = "auto",
                  sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch",
                  engine: str = "host"):
+        if not (k == "auto" or (is_int(k) and 0 <= k <= MAX_DRAFT)):
+            raise ValueError(f"k: got {k!r}, expected an int in 0..{MAX_DRAFT} (0 = the target alone) or 'auto'")
+        if not (is_int(k_max) and 1 <= k_max <= MAX_DRAFT):
+            raise ValueError(f"k_max: got {k_max!r}, expected an int in 1..{MAX_DRAFT} (the most drafts k='auto' "
+                             "may choose)")
+        V = pair.target.vocab_size
+        if eos_token_id is not None and not (is_int(eos_token_id) and 0 <= eos_token_id < V):
+            raise ValueError(f"eos_token_id: got {eos_token_id!r}, expected None or a token id in 0..{V - 1} "
+                             "(the vocabulary)")
         if engine not in DECODER_ENGINES:
             raise ValueError(f"engine: got {engine!r}, expected one of {DECODER_ENGINES}")
         if engine == "ttnn":
@@ -158,6 +180,7 @@ class SpeculativeDecoder:
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
                      on_tokens: Callable[[int, list[int]], None] | None = None) -> Generation:
+        check_seed("seed", seed)  # before the cost model is measured or any cache touched
         if self.engine == "ttnn":
             return self._generate_on_card(prompts, max_new_tokens)
         common = dict(max_new_tokens=max_new_tokens, sampling=self.sampling, seed=seed,
@@ -202,6 +225,8 @@ class SpeculativeDecoder:
                  on_text: Callable[[str], None] | None = None, chat: bool = False) -> tuple[str, Generation]:
         """Completion of `prompt`; on_text receives the text as it is emitted (streaming).
         chat: `prompt` is a user message, rendered with the tokenizer's chat template first."""
+        check_text("prompt", prompt)
+        check_seed("seed", seed)
         tok = self.pair.tokenizer
         if chat:
             prompt = chat_prompt(tok, prompt)
