@@ -42,7 +42,7 @@ def test_bad_argument_is_one_clear_line(capsys):
     (["generate", "x", *TINY, "--threads", "0"], "--threads: got 0, expected an int >= 1"),
     (["bench", *TINY, "--prompts", "-1"], "--prompts: got -1, expected N >= 1"),
     (["bench", *TINY, "--categories", "chat"], "categories: got ['chat'], expected a non-empty subset of ['code']"),
-    (["bench", *TINY, "--k", "0"], "ks: got [0], expected a non-empty list of ints >= 1 or 'auto'"),
+    (["bench", *TINY, "--k", "0"], "ks: got [0], expected a non-empty list of ints in 1..31 or 'auto'"),
 ])
 def test_bad_cli_arguments_are_one_clear_line(argv, message, capsys):
     assert main(argv) == 2

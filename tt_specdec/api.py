@@ -8,8 +8,10 @@ from typing import Callable
 import torch
 
 from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter
+from tt_specdec.errors import check_seed, is_int
 from tt_specdec.sampling import Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
+from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.speculative import Generation, generate_plain, speculative_generate
 from tt_specdec.speculative.policy import AdaptiveK
 from tt_specdec.speculative.measure import measured
@@ -20,6 +22,7 @@ DEFAULT_PAIR = "smollm2"
 DEFAULT_DRAFTER = {"smollm2": "lookup+eagle", "tiny": "model"}
 OPS_BACKENDS = ("torch", "emu")
 ENGINES = ("cpu", "torch")
+DECODER_ENGINES = ("host", "ttnn")  # where SpeculativeDecoder runs the whole step
 
 
 @dataclasses.dataclass
@@ -70,6 +73,17 @@ def load_torch_pair(name: str, dtype: torch.dtype) -> Pair:
         return Pair(load_smollm2(dtype), draft, load_smollm2_tokenizer())
     target, draft = load_tiny_pair(dtype)
     return Pair(target, draft, ByteTokenizer())
+
+
+def check_text(name: str, text) -> None:
+    """A prompt is a str that encodes as UTF-8 (a command line's undecodable bytes arrive as lone surrogates)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name}: got {type(text).__name__}, expected str (decode bytes first)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name}: got text that is not valid UTF-8 (character {e.start}: "
+                         f"{text[e.start:e.end]!r}), expected UTF-8 text") from None
 
 
 def chat_prompt(tokenizer, text: str) -> str:
@@ -123,10 +137,29 @@ class SpeculativeDecoder:
     on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
     ops = "emu" runs the three fused ops (both models' verify_attention, accept_prefix,
     rollback_kv) as their TT-Metal kernels on the host emulator: the same tokens, slowly.
+    engine = "ttnn" runs the whole step on a Tenstorrent card (speculative/device_step.py): the pair's target
+    and draft as ttnn decoders (models/ttnn_llama.py, weights copied from the host models), our three kernels
+    between them, the host reading back only the accepted counts and tokens; greedy, drafter "model", int k.
     """
 
     def __init__(self, pair: Pair, drafter: str | Drafter = "model", k: int | str = "auto",
-                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch"):
+                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch",
+                 engine: str = "host"):
+        if not (k == "auto" or (is_int(k) and 0 <= k <= MAX_DRAFT)):
+            raise ValueError(f"k: got {k!r}, expected an int in 0..{MAX_DRAFT} (0 = the target alone) or 'auto'")
+        if not (is_int(k_max) and 1 <= k_max <= MAX_DRAFT):
+            raise ValueError(f"k_max: got {k_max!r}, expected an int in 1..{MAX_DRAFT} (the most drafts k='auto' "
+                             "may choose)")
+        V = pair.target.vocab_size
+        if eos_token_id is not None and not (is_int(eos_token_id) and 0 <= eos_token_id < V):
+            raise ValueError(f"eos_token_id: got {eos_token_id!r}, expected None or a token id in 0..{V - 1} "
+                             "(the vocabulary)")
+        if engine not in DECODER_ENGINES:
+            raise ValueError(f"engine: got {engine!r}, expected one of {DECODER_ENGINES}")
+        if engine == "ttnn":
+            check_ttnn_engine(pair, drafter, k, sampling)
+        self.engine = engine
+        self._device_models: dict[int, tuple] = {}  # batch size -> (target, draft) on the card
         self.auto = k == "auto"
         k = k_max if self.auto else k
         if isinstance(drafter, str) and drafter not in DRAFTERS:
@@ -147,6 +180,9 @@ class SpeculativeDecoder:
 
     def generate_ids(self, prompts: list[list[int]], max_new_tokens: int, seed: int = 0,
                      on_tokens: Callable[[int, list[int]], None] | None = None) -> Generation:
+        check_seed("seed", seed)  # before the cost model is measured or any cache touched
+        if self.engine == "ttnn":
+            return self._generate_on_card(prompts, max_new_tokens)
         common = dict(max_new_tokens=max_new_tokens, sampling=self.sampling, seed=seed,
                       eos_token_id=self.eos_token_id, on_tokens=on_tokens)
         if self.k == 0:
@@ -159,10 +195,38 @@ class SpeculativeDecoder:
         return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
                                     ops=self.ops, **common)
 
+    def device_models(self, batch_size: int, max_seq_len: int = 2048):
+        """(target, draft) as ttnn decoders on the card for `batch_size` rows, made once per batch size."""
+        if batch_size not in self._device_models:
+            from tt_specdec.models.ttnn_llama import TtLlama, TtLlamaConfig
+            from tt_specdec.runtime import device
+
+            dev = device.device()
+            made = []
+            for name, model in (("target", self.pair.target), ("draft", self.pair.draft)):
+                torch_model = getattr(model, "model", model)  # CpuLlama wraps the torch Llama
+                cfg = TtLlamaConfig.from_llama_config(name, torch_model.cfg)
+                made.append(TtLlama.from_state_dict(cfg, torch_model.state_dict(), dev, batch_size=batch_size,
+                                                    max_seq_len=min(max_seq_len, torch_model.cfg.max_seq_len)))
+            made[1].ops = made[0].ops
+            self._device_models[batch_size] = tuple(made)
+        return self._device_models[batch_size]
+
+    def _generate_on_card(self, prompts: list[list[int]], max_new_tokens: int) -> Generation:
+        from tt_specdec.speculative.device_step import DeviceStep, device_generate, device_generate_plain
+
+        target, draft = self.device_models(len(prompts))
+        if self.k == 0:
+            from tt_specdec.speculative.stats import Stats
+            return Generation(device_generate_plain(target, prompts, max_new_tokens, self.eos_token_id), Stats())
+        return device_generate(DeviceStep(target, draft, self.k), prompts, max_new_tokens, self.eos_token_id)
+
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
                  on_text: Callable[[str], None] | None = None, chat: bool = False) -> tuple[str, Generation]:
         """Completion of `prompt`; on_text receives the text as it is emitted (streaming).
         chat: `prompt` is a user message, rendered with the tokenizer's chat template first."""
+        check_text("prompt", prompt)
+        check_seed("seed", seed)
         tok = self.pair.tokenizer
         if chat:
             prompt = chat_prompt(tok, prompt)
@@ -173,6 +237,23 @@ class SpeculativeDecoder:
             on_tokens = lambda _row, ids: on_text(decoder.decode(to_bytes(ids)))  # noqa: E731
         gen = self.generate_ids([tok.encode(prompt)], max_new_tokens, seed, on_tokens)
         return tok.decode(gen.tokens[0]), gen
+
+
+def check_ttnn_engine(pair: Pair, drafter, k, sampling: Sampling) -> None:
+    """engine="ttnn" runs greedy draft-model speculation with a fixed k on a card; anything else is refused here,
+    before any weight is copied, with the reason."""
+    from tt_specdec.runtime import device
+
+    reason = device.unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"engine: 'ttnn' needs a Tenstorrent card and ttnn 0.81.1: {reason}")
+    if drafter != "model" or pair.draft is None:
+        raise ValueError(f"drafter: got {drafter!r}, expected 'model' with engine='ttnn' (a draft decoder on the card)")
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"k: got {k!r}, expected an int >= 0 with engine='ttnn' (k is fixed per program set)")
+    if sampling.temperature != 0.0:
+        raise ValueError("sampling: engine='ttnn' is greedy for now (accept_prefix's sampling kernels run on the "
+                         "card, the device step does not draw draft samples yet)")
 
 
 def generate(prompt: str, *, pair: str = DEFAULT_PAIR, drafter: str | None = None, k: int | str = "auto",

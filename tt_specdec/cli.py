@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -42,6 +43,11 @@ def load(args):
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: got {args.threads}, expected an int >= 1")
+    cores = available_cores()
+    if args.threads is not None and args.threads > cores:  # more threads than cores only wait for each other
+        print(f"tt-specdec: warning: --threads {args.threads} is more than the {cores} cores this process may use; "
+              f"using {cores}", file=sys.stderr)
+        args.threads = cores
     if args.engine == "cpu" and args.dtype not in (None, "fp32"):
         raise ValueError(f"--dtype: got {args.dtype} with --engine cpu (bf16 weights, fp32 compute); "
                          "expected no --dtype, or --engine torch")
@@ -55,6 +61,24 @@ def load(args):
         return load_pair(args.pair, engine="cpu")
     torch.set_num_threads(threads)
     return load_pair(args.pair, getattr(torch, DTYPES[args.dtype or DEFAULT_DTYPE[args.pair]]), engine="torch")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_common(args) -> None:
+    """Checks that need no model: they fail before anything loads or runs."""
+    from tt_specdec.errors import check_seed
+
+    check_seed("--seed", args.seed)
+    if getattr(args, "prompt", None) is not None:
+        from tt_specdec.api import check_text
+
+        check_text("prompt", args.prompt)
 
 
 def parse_ks(text: str) -> list[int | str]:
@@ -79,7 +103,18 @@ def cmd_generate(args) -> int:
     from tt_specdec.sampling import Sampling
 
     sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
-    dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling, ops=args.ops)
+    check_common(args)
+    if args.device:  # the whole step on a card: greedy, the draft model, a fixed k
+        from tt_specdec.runtime import device
+        reason = device.unavailable_reason()
+        if reason:
+            print(f"tt-specdec generate --device: {reason}", file=sys.stderr)
+            return 2
+        k = 4 if args.k == "auto" else args.k
+        dec = SpeculativeDecoder(load(args), args.drafter or "model", k, sampling, engine="ttnn")
+    else:
+        dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling,
+                                 ops=args.ops)
     chat = not args.raw and bool(getattr(dec.pair.tokenizer, "chat_template", None))
     if not chat:  # a completion: the text it continues comes first
         sys.stdout.write(args.prompt)
@@ -104,6 +139,11 @@ def cmd_bench(args) -> int:
 
     if args.prompts < 0:
         raise ValueError(f"--prompts: got {args.prompts}, expected N >= 1 (or 0: all)")
+    check_common(args)
+    bench.check_ks(args.k)
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            bench.check_output_path(flag, path)
     prompts = bench.prompt_set(args.pair, args.prompts or None, args.categories)
     sampling = Sampling(args.temperature, args.top_k, args.top_p)
     pair = load(args)
@@ -183,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--ops", choices=["torch", "emu"], default="torch",
                    help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
                         "greedy or plain temperature sampling)")
+    g.add_argument("--device", action="store_true",
+                   help="the whole speculative step on a Tenstorrent card (ttnn decoders, our kernels; greedy, "
+                        "drafter model, k 4 unless given); refused with the reason when no card or no ttnn")
     add_model_args(g)
     add_sampling_args(g)
     g.set_defaults(func=cmd_generate)
@@ -216,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, NotImplementedError) as e:  # bad input or a kernel feature missing: one line
         print(f"tt-specdec: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's exit status for SIGINT
+        print("\ntt-specdec: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -57,3 +57,43 @@ def check_finite(name: str, t: torch.Tensor) -> None:
     if not bool(torch.isfinite(t).all()):
         bad = (~torch.isfinite(t)).nonzero()[0].tolist()
         raise ValueError(f"{name}: got a non-finite value (NaN or inf) at index {bad}, expected finite values")
+
+
+INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+SEED_LIMIT = 2 ** 63  # seeds travel as int64
+
+
+def is_int(x) -> bool:
+    """A Python (or numpy) integer, not a bool (True is an int to Python, never a count or an id)."""
+    import numbers
+
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def check_int_dtype(name: str, t: torch.Tensor, what: str = "") -> None:
+    """Integer tensors (positions, counts, ids, page tables): a float one is refused, never truncated."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: got {type(t).__name__}, expected an integer torch.Tensor{' ' + what if what else ''}")
+    if t.dtype not in INT_DTYPES:
+        raise TypeError(f"{name}: got dtype {t.dtype}, expected an integer dtype (int64 or int32){' ' + what if what else ''}")
+
+
+def check_float_dtype(name: str, t: torch.Tensor, what: str = "") -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: got {type(t).__name__}, expected a floating torch.Tensor{' ' + what if what else ''}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name}: got dtype {t.dtype}, expected a floating dtype (float32 or bfloat16)"
+                        f"{' ' + what if what else ''}")
+
+
+def check_seed(name: str, seed, batch: int | None = None) -> None:
+    """An int in 0..2**63-1, or (batch given) per-row int seeds [batch]."""
+    if isinstance(seed, torch.Tensor) and batch is not None:
+        check_int_dtype(name, seed, "(per-row seeds)")
+        check_shape(name, seed, (batch,), "(per-row seeds, one per row)")
+        return
+    if not is_int(seed):
+        expected = "an int" + ("" if batch is None else f" or per-row int seeds [{batch}]")
+        raise TypeError(f"{name}: got {seed!r} ({type(seed).__name__}), expected {expected}")
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{name}: got {seed}, expected an int in 0..2**63-1")

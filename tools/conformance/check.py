@@ -130,6 +130,12 @@ CASES: dict[str, list[dict]] = {
         dict(B=2, T=4, Hq=16, Hkv=2, S=1024, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
              block_size=32, max_blocks=32, kv_splits=2),  # paged, GQA 8 (32 packed rows), 2 splits
     ],
+    "kv_write_program": [
+        dict(B=1, T=1, Hkv=1, D=32, dtype=BF16, S=32),
+        dict(B=8, T=5, Hkv=3, D=64, dtype=BF16, num_blocks=64, block_size=64, max_blocks=8),  # SmolLM2, paged
+        dict(B=8, T=5, Hkv=8, D=128, dtype=BF16, num_blocks=32, block_size=64, max_blocks=4),  # Llama 3, 32 cores
+        dict(B=2, T=32, Hkv=2, D=64, dtype=FP32, S=256),
+    ],
     "rollback_kv_program": [
         dict(B=1, k=1),
         dict(B=8, k=7),
@@ -174,17 +180,47 @@ def ttnn_package_dir() -> Path:
 
 
 def install_standin(ttnn_dir: Path) -> Path:
-    """riscv-tt-elf-g++ where ttnn's JIT looks for it: a wrapper running standin_gxx.py."""
+    """riscv-tt-elf-g++ where ttnn's JIT looks for it: standin_gxx.c built with the host C compiler (a Python
+    start per call made the JIT's ~10 calls per program most of a run), or, without a C compiler (or with
+    TT_SPECDEC_STANDIN=python), a wrapper running standin_gxx.py. Both behave the same."""
     path = ttnn_dir / "runtime" / "sfpi" / "compiler" / "bin" / "riscv-tt-elf-g++"
+    if path.exists() and STANDIN_MARKER.encode() not in path.read_bytes():
+        raise SystemExit(f"conformance: {path} is a real compiler, not our stand-in; this check needs its own venv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("TT_SPECDEC_STANDIN") != "python" and build_c_standin(path):
+        return path
     text = (f"#!/bin/sh\n# {STANDIN_MARKER}: records JIT command lines, compiles nothing\n"
             f"exec \"{sys.executable}\" \"{HERE / 'standin_gxx.py'}\" \"$@\"\n")
-    if path.exists() and STANDIN_MARKER not in path.read_text(errors="replace"):
-        raise SystemExit(f"conformance: {path} is a real compiler, not our stand-in; this check needs its own venv")
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(0o755)
+    if not path.exists() or path.read_bytes() != text.encode():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
     return path
+
+
+def build_c_standin(path: Path) -> bool:
+    """standin_gxx.c compiled to `path` (kept while the source is unchanged); False without a C compiler."""
+    import hashlib
+    source = HERE / "standin_gxx.c"
+    stamp = path.with_name(path.name + ".source-sha256")
+    digest = hashlib.sha256(source.read_bytes() + STANDIN_MARKER.encode()).hexdigest()
+    if path.exists() and stamp.exists() and stamp.read_text() == digest:
+        return True
+    cc = next((c for c in ("cc", "gcc", "clang-19", "clang") if shutil.which(c)), None)
+    if cc is None:
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    r = subprocess.run([cc, "-O2", "-o", str(tmp), str(source), f'-DSTANDIN_MARKER="{STANDIN_MARKER}"'],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        print(f"note: {cc} could not build {source.name} ({r.stderr.strip()[:200]}); using the Python stand-in",
+              flush=True)
+        return False
+    os.replace(tmp, path)
+    stamp.write_text(digest)
+    return True
 
 
 def read_log(log: Path, start: int = 0) -> list[dict]:
@@ -356,8 +392,13 @@ def check_op_wrappers(dev, report: Report) -> None:
                         accepted_slots=slots, k_cache=kc, v_cache=vc)
         assert list(r.pos.shape) == [B], r.pos.shape
 
+    def kv_write_paged():
+        from tt_specdec.ops.kv_write import kv_write
+        kc, vc = tiles([16, 2, 64, 64]), tiles([16, 2, 64, 64])  # [blocks, Hkv, block, D]
+        kv_write(tiles([B, 5, 2, 64]), tiles([B, 5, 2, 64]), kc, vc, row, page_table=table)
+
     wrappers = {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
-                "rollback_kv compaction (paged)": lambda: rollback_compaction(True)}
+                "rollback_kv compaction (paged)": lambda: rollback_compaction(True), "kv_write (paged)": kv_write_paged}
     for name, run in wrappers.items():
         try:
             run()

@@ -88,7 +88,11 @@ def install(repo: Path) -> None:
                                  "torch (tools/conformance/setup.sh makes a venv with ttnn and numpy only)")
     except ImportError:
         sys.modules["torch"] = _TorchStandIn()
-    for pkg, path in (("tt_specdec", repo / "tt_specdec"), ("tt_specdec.ops", repo / "tt_specdec" / "ops")):
+    # tt_specdec.models and .speculative too: their __init__ import the torch Llama and the host loop; the device
+    # decoder (models/ttnn_llama.py) and the device step (speculative/device_step.py) need neither
+    for pkg, path in (("tt_specdec", repo / "tt_specdec"), ("tt_specdec.ops", repo / "tt_specdec" / "ops"),
+                      ("tt_specdec.models", repo / "tt_specdec" / "models"),
+                      ("tt_specdec.speculative", repo / "tt_specdec" / "speculative")):
         if pkg not in sys.modules:
             mod = types.ModuleType(pkg)
             mod.__path__ = [str(path)]

@@ -58,4 +58,35 @@ def bench_card(args) -> int:
             print(f"tt-specdec bench --device: rollback_kv k={k}: the card's result differs from torch's")
             return 1
         print(f"{k:>3} {torch_ms:>13.3f} {card_ms:>12.3f} {torch_rb:>15.3f} {card_rb:>14.3f}")
+    return bench_step_card(args, ks)
+
+
+def bench_step_card(args, ks: list[int]) -> int:
+    """The whole step on the card (SpeculativeDecoder engine="ttnn"): tok/s of the ttnn target alone and of
+    greedy speculation per k on the pair's prompts; the speculative tokens must equal the target's alone."""
+    import time
+
+    from tt_specdec.api import SpeculativeDecoder, chat_prompt, load_pair
+    from tt_specdec.bench import harness
+
+    pair = load_pair(args.pair)
+    prompts = [pair.tokenizer.encode(chat_prompt(pair.tokenizer, p))
+               for _, p in harness.prompt_set(args.pair, args.prompts or 4, None)][:4]
+    print(f"\nthe whole step on the card ({args.pair}, greedy, {len(prompts)} prompts one at a time, "
+          f"{args.max_new_tokens} new tokens)")
+    base, tok_s = None, {}
+    for k in [0] + ks:
+        dec = SpeculativeDecoder(pair, "model", k, engine="ttnn")
+        t0, out, n = time.perf_counter(), [], 0
+        for p in prompts:
+            gen = dec.generate_ids([p], args.max_new_tokens)
+            out.append(gen.tokens[0])
+            n += len(gen.tokens[0])
+        tok_s[k] = n / (time.perf_counter() - t0)
+        if base is None:
+            base = out
+        elif out != base:
+            print(f"tt-specdec bench --device: k={k}: greedy speculative tokens differ from the ttnn target's alone")
+            return 1
+        print(f"  k={k}: {tok_s[k]:.1f} tok/s, speedup {tok_s[k] / tok_s[0]:.2f}x")
     return 0

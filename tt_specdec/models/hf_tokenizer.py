@@ -30,16 +30,16 @@ reading 49k tokens and merges through `gguf.GGUFReader` takes seconds, the JSON 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import pathlib
 
 from tt_specdec.errors import require
+from tt_specdec.runtime import cachefile
 
 # tokenizer.ggml.pre values whose split is "each digit alone, then GPT-2's regex" (llama.cpp)
 _DIGITS_THEN_GPT2 = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"}
 _GPT2 = {"gpt2", "default", "mpt", "olmo", "jais"}
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: kind, version and the source GGUF's size and sha256 recorded, checked on read
+CACHE_KIND = "tt_specdec.gguf_tokenizer"
 CONTROL = 3  # llama.cpp token type
 
 
@@ -100,15 +100,16 @@ class HFTokenizer:
     @classmethod
     def from_gguf(cls, path: str | pathlib.Path, *, cache: bool = True) -> "HFTokenizer":
         """The tokenizer a GGUF describes (tokenizer.ggml.model must be "gpt2": byte-level BPE)."""
-        from tt_specdec.models.gguf import _content_key, _require_gguf, cache_dir
+        from tt_specdec.models.gguf import _require_gguf, cache_dir, source_digest
 
         path = pathlib.Path(path)
-        cached = cache_dir() / f"{path.stem}-{_content_key(path)}-tokenizer-v{CACHE_FORMAT}.json"
-        if cache and cached.is_file():
+        cached = cache_dir() / f"{path.stem}-tokenizer-v{CACHE_FORMAT}.json"
+        source = source_digest(path) if cache else None
+        if cache and (cached.exists() or cached.is_symlink()):
             try:
-                return cls._from_json(cached.read_text(encoding="utf-8"))
-            except Exception:  # truncated or foreign: rebuilt below
-                pass
+                return cls._from_cache(cached, source)
+            except cachefile.Invalid as e:
+                cachefile.notice(cached, str(e))
         reader = _require_gguf().GGUFReader(str(path))
 
         def get(key, default=None):
@@ -132,18 +133,27 @@ class HFTokenizer:
         backend = _build_backend(get("tokenizer.ggml.tokens"), get("tokenizer.ggml.merges"),
                                  get("tokenizer.ggml.token_type"), extras["pre"])
         del reader
-        text = json.dumps({"backend": backend.to_str(), **extras})
+        data = {"backend": backend.to_str(), **extras}
         if cache:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, cached)
-        return cls._from_json(text)
+            cachefile.write_json(cached, CACHE_KIND, CACHE_FORMAT, {**data, "source": source})
+        return cls._from_dict(data)
 
     @classmethod
-    def _from_json(cls, text: str) -> "HFTokenizer":
+    def _from_cache(cls, cached: pathlib.Path, source: dict) -> "HFTokenizer":
+        """The tokenizer cached from the GGUF `source` ({"size", "sha256"}); cachefile.Invalid otherwise."""
+        data = cachefile.read_json(cached, CACHE_KIND, CACHE_FORMAT)
+        if data is None:
+            raise cachefile.Invalid("missing")
+        if data.get("source") != source:
+            raise cachefile.Invalid(f"made from another GGUF ({data.get('source')}), expected {source}")
+        try:
+            return cls._from_dict(data)
+        except Exception as e:  # noqa: BLE001 (tokenizers raises its own exception types)
+            raise cachefile.Invalid(f"unreadable: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict) -> "HFTokenizer":
         tk = _require_tokenizers()
-        d = json.loads(text)
         return cls(tk.Tokenizer.from_str(d["backend"]), eos_token_id=d["eos_token_id"],
                    bos_token_id=d["bos_token_id"], pad_token_id=d["pad_token_id"],
                    chat_template=d["chat_template"])

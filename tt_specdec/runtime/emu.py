@@ -3,7 +3,8 @@ emulator (tt_specdec._emu, csrc/), with `run(program, tensors)`.
 
 JIT like TT-Metal: each (kernel source, role, compile-time args, defines, CB data
 formats) is compiled by the host C++ compiler into a shared object, cached by hash
-in $TT_SPECDEC_CACHE (default ~/.cache/tt_specdec/kernels), loaded once per process.
+in $TT_SPECDEC_CACHE (default ~/.cache/tt_specdec/kernels) beside a build.json recording its size and
+sha256 (checked before use: a truncated or foreign .so is rebuilt), loaded once per process.
 Torch tensors become interleaved DRAM buffers (row-major pages, or tiles of four
 16 x 16 faces); outputs are read back into torch tensors. A flat list of ints stands for an
 integer tensor of the description.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from tt_specdec.runtime import cachefile
 from tt_specdec.runtime import program as P
 from tt_specdec.runtime.program import RunResult
 
@@ -63,8 +65,7 @@ def _emu_module():
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TT_SPECDEC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tt_specdec")
-    return Path(root) / "kernels"
+    return cachefile.root() / "kernels"
 
 
 @dataclass
@@ -121,6 +122,7 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
     key = hashlib.sha256("\n".join([
         _kernel_sources_digest(src), _emu_sources_digest(), kernel.role, cta, *defines, header, *CXX_FLAGS, *LINK_FLAGS,
         JIT_OPT[kernel.role],
+        f"build.json v{KERNEL_BUILD_VERSION}",  # builds of another layout are other keys, never read
     ]).encode()).hexdigest()[:24]
     with _lock:
         if key in _loaded:
@@ -128,29 +130,68 @@ def compile_kernel(kernel: P.Kernel, cb_formats: dict[int, tuple[int, int]]) -> 
             return _loaded[key]
         out_dir = cache_dir() / f"{src.stem}-{key}"
         so = out_dir / "kernel.so"
-        if so.is_file():
+        why = _invalid_build(out_dir)
+        if why is None:
             compile_stats.disk_hits += 1
         else:
-            out_dir.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".build-"))
-            (tmp / "chlkc_descriptors.h").write_text(header)
-            cmd = [os.environ.get("CXX", "g++"), JIT_OPT[kernel.role], *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
-                   f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", f"-I{EMU_INCLUDE}", f"-I{src.parent}",
-                   "-include", "emu/kernel_entry.h", "-c", str(src), "-o", str(tmp / "kernel.o")]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode == 0:
-                r = subprocess.run([os.environ.get("CXX", "g++"), *LINK_FLAGS, str(tmp / "kernel.o"), "-o",
-                                    str(tmp / "kernel.so")], capture_output=True, text=True)
-            if r.returncode != 0:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise EmuError(f"kernel {src} ({kernel.role}) does not compile:\n{r.stderr[-4000:]}")
-            compile_stats.compiled += 1
-            try:
-                tmp.rename(out_dir)  # atomic: a concurrent build of the same key wins or loses whole
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+            with cachefile.locked(out_dir):  # one process rebuilds; the others then find its build
+                why = _invalid_build(out_dir)
+                if why is not None:
+                    if out_dir.exists() or out_dir.is_symlink():
+                        cachefile.notice(so, why)
+                        cachefile.discard(out_dir)
+                    _build(src, kernel, cta, defines, header, out_dir)
         _loaded[key] = str(so)
         return str(so)
+
+
+KERNEL_BUILD_KIND = "tt_specdec.emu_kernel"
+KERNEL_BUILD_VERSION = 1
+
+
+def _invalid_build(out_dir: Path) -> str | None:
+    """Why a cached kernel build does not validate (None: it does): kernel.so must be the file whose
+    size and sha256 its build.json records."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return "missing"
+    try:
+        record = cachefile.read_json(out_dir / "build.json", KERNEL_BUILD_KIND, KERNEL_BUILD_VERSION)
+        if record is None:
+            return "no build.json beside it"
+        cachefile.regular_file(out_dir / "kernel.so")
+        if cachefile.file_digest(out_dir / "kernel.so") != record:
+            return "kernel.so does not match the size and sha256 its build.json records"
+    except (cachefile.Invalid, OSError) as e:
+        return str(e)
+    return None
+
+
+def _build(src: Path, kernel: P.Kernel, cta: str, defines: list[str], header: str, out_dir: Path) -> None:
+    """Compile into a temporary folder beside out_dir, record the .so's size and sha256, rename the folder
+    to out_dir (atomic); the temporary folder is removed on any exit."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    cachefile.stale_temporaries(out_dir.parent, ".build-*")  # left by a process killed mid-build
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".build-"))
+    try:
+        (tmp / "chlkc_descriptors.h").write_text(header)
+        cmd = [os.environ.get("CXX", "g++"), JIT_OPT[kernel.role], *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
+               f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", f"-I{EMU_INCLUDE}", f"-I{src.parent}",
+               "-include", "emu/kernel_entry.h", "-c", str(src), "-o", str(tmp / "kernel.o")]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:  # linked without -ffast-math: see LINK_FLAGS
+            r = subprocess.run([os.environ.get("CXX", "g++"), *LINK_FLAGS, str(tmp / "kernel.o"), "-o",
+                                str(tmp / "kernel.so")], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise EmuError(f"kernel {src} ({kernel.role}) does not compile:\n{r.stderr[-4000:]}")
+        compile_stats.compiled += 1
+        cachefile.write_json(tmp / "build.json", KERNEL_BUILD_KIND, KERNEL_BUILD_VERSION,
+                             cachefile.file_digest(tmp / "kernel.so"))
+        try:
+            tmp.rename(out_dir)  # atomic: a concurrent build of the same key wins or loses whole
+        except OSError:
+            pass  # another process's build is there: the same key, the same kernel
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 _device = None

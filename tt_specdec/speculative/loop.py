@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tt_specdec.drafters.base import Drafter
+from tt_specdec.errors import check_seed
 from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops import accept_prefix, rollback_kv
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
@@ -73,10 +74,15 @@ def is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)  # True is an int to Python, not a token or a k
 
 
-def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None) -> None:
+def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None, *,
+                  seed: int = 0, eos_token_id: int | None = None) -> None:
     """Reject bad requests before any cache or state is touched."""
+    check_seed("seed", seed)
+    if eos_token_id is not None and not (is_int(eos_token_id) and 0 <= eos_token_id < target.vocab_size):
+        raise ValueError(f"eos_token_id: got {eos_token_id!r}, expected None or a token id in "
+                         f"0..{target.vocab_size - 1} (the vocabulary)")
     if drafter is not None and not (is_int(k) and 1 <= k <= MAX_DRAFT):
-        raise ValueError(f"k: got {k}, expected an integer in 1..{MAX_DRAFT} (k+1 verify rows fit one tile)")
+        raise ValueError(f"k: got {k!r}, expected an integer in 1..{MAX_DRAFT} (k+1 verify rows fit one tile)")
     if not is_int(max_new_tokens) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: got {max_new_tokens!r}, expected an int >= 1")
     if not prompts:
@@ -128,7 +134,7 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
                    sampling: Sampling = Sampling(), seed: int = 0, eos_token_id: int | None = None,
                    on_tokens: OnTokens | None = None) -> Generation:
     """The target alone, one token per forward: the baseline speculative decoding must equal."""
-    check_request(target, prompts, max_new_tokens, k=0)
+    check_request(target, prompts, max_new_tokens, k=0, seed=seed, eos_token_id=eos_token_id)
     stats, t0 = Stats(k=0), time.perf_counter()
     rows = Rows(prompts, max_new_tokens, 1, eos_token_id, on_tokens)
     seeds, pos, last = start(target, rows, sampling, seed)
@@ -178,7 +184,7 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     Per-row state: pos, last [B] as torch (what the decoders and the ops take); the loop's own per-row
     integers (num_draft, num_accepted, the policy's) as numpy, each converted once per step.
     """
-    check_request(target, prompts, max_new_tokens, k, drafter)
+    check_request(target, prompts, max_new_tokens, k, drafter, seed=seed, eos_token_id=eos_token_id)
     stats, t0 = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)

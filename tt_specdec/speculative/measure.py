@@ -2,7 +2,8 @@
 
 measure() times the target's T-row forwards, the drafter's proposals and the loops' own work
 (the speculative loop and plain decoding, run with their forwards and proposals timed apart);
-measured() caches the result per models, drafter, batch, threads and sampling kind.
+measured() caches the result per models, drafter, batch, threads and sampling kind (runtime/cachefile.py: checked
+on read, written atomically under a lock; a measurement taken on busy cores is taken again on later runs).
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import os
 import pathlib
 import sys
 import time
@@ -19,6 +19,7 @@ import torch
 
 from tt_specdec.drafters.base import Drafter
 from tt_specdec.models.decoder import Decoder
+from tt_specdec.runtime import cachefile
 from tt_specdec.sampling import Sampling
 from tt_specdec.speculative.cost import CostModel
 from tt_specdec.speculative.policy import AdaptiveK
@@ -146,8 +147,7 @@ def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: i
 
 
 def cache_path() -> pathlib.Path:
-    root = os.environ.get("TT_SPECDEC_CACHE") or pathlib.Path.home() / ".cache" / "tt_specdec"
-    return pathlib.Path(root) / "cost_models.json"
+    return cachefile.root() / "cost_models.json"
 
 
 def describe(model) -> str | None:
@@ -177,19 +177,110 @@ def sampling_kind(sampling: Sampling) -> str:
     return f"sample:top_k={sampling.top_k > 0}:top_p={sampling.top_p < 1.0}"
 
 
+COST_KIND = "tt_specdec.cost_models"
+COST_VERSION = 10  # 10: entries {"model", "contention", "tries"} in a checked file; 9: fused C++ sampler
+# A measurement whose threads waited for a core longer than this fraction of its wall time was taken on a
+# contended machine: it is used, and cached provisionally: the next runs measure again (at most
+# MAX_TRIES in all), keeping the least contended, so one busy moment is not cached for good.
+CONTENDED = 0.10
+MAX_TRIES = 3
+
+
+def run_queue_wait() -> float | None:
+    """Seconds this process's threads have spent runnable but waiting for a core (Linux schedstat,
+    summed over threads); None where the kernel does not report it."""
+    total, seen = 0, False
+    for p in pathlib.Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            total += int(p.read_text().split()[1])
+            seen = True
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9 if seen else None
+
+
+def contended_measure(target: Decoder, drafter: Drafter, **kw) -> tuple[CostModel, float]:
+    """measure() and the contention it ran under: run-queue wait / wall time (0.0 where unknown)."""
+    w0, t0 = run_queue_wait(), time.perf_counter()
+    model = measure(target, drafter, **kw)
+    w1, wall = run_queue_wait(), time.perf_counter() - t0
+    return model, (0.0 if w0 is None or w1 is None or wall <= 0 else max(w1 - w0, 0.0) / wall)
+
+
+def _entry(raw) -> dict:
+    """A cost table entry as written by measured(), checked; Invalid says what is wrong."""
+    if not isinstance(raw, dict) or set(raw) != {"model", "contention", "tries"}:
+        raise cachefile.Invalid("an entry without model, contention, tries")
+    try:
+        model = CostModel(**{**raw["model"], "v": tuple(raw["model"]["v"])})
+    except (TypeError, KeyError) as e:
+        raise cachefile.Invalid(f"an entry's model does not fit CostModel: {e}") from None
+    numbers = [model.c, model.d0, model.o, model.o0, model.o_plain, *model.v, raw["contention"]]
+    if not model.v or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
+                              and abs(x) != float("inf") and x >= 0 for x in numbers):
+        raise cachefile.Invalid("an entry with a value that is not a finite number >= 0")
+    if not isinstance(raw["tries"], int) or raw["tries"] < 1:
+        raise cachefile.Invalid("an entry's tries is not an int >= 1")
+    return {"model": model, "contention": float(raw["contention"]), "tries": raw["tries"]}
+
+
+def read_cost_table(path: pathlib.Path, *, quiet: bool = False) -> dict[str, dict]:
+    """The checked entries of the cost cache by key ({} when absent); a file or entry that does not
+    validate is left out with a one-line notice (the next write replaces the file)."""
+    try:
+        raw = cachefile.read_json(path, COST_KIND, COST_VERSION) or {}
+    except (cachefile.Invalid, OSError) as e:
+        if not quiet:
+            cachefile.notice(path, str(e))
+        return {}
+    table = {}
+    for key, value in raw.items():
+        try:
+            table[key] = _entry(value)
+        except cachefile.Invalid as e:
+            if not quiet:
+                cachefile.notice(path, f"entry {key}: {e}")
+    return table
+
+
+def write_cost_table(path: pathlib.Path, table: dict[str, dict]) -> None:
+    cachefile.write_json(path, COST_KIND, COST_VERSION, {
+        key: {"model": {**dataclasses.asdict(e["model"]), "v": list(e["model"].v)}, "contention": e["contention"],
+              "tries": e["tries"]} for key, e in table.items()})
+
+
+def settled(entry: dict | None) -> bool:
+    return entry is not None and (entry["contention"] <= CONTENDED or entry["tries"] >= MAX_TRIES)
+
+
 def measured(target: Decoder, drafter: Drafter, *, batch_size: int = 1, k_max: int = 8,
              sampling: Sampling = Sampling()) -> CostModel:
-    """measure(), cached on disk per (models, drafter, batch, threads, torch version, sampling_kind)."""
+    """measure(), cached on disk per (models, drafter, batch, threads, torch version, sampling_kind).
+
+    The cache file is checked on read (a bad file or entry: a notice, then measured again), written
+    atomically under a lock (processes measuring at once keep each other's entries; the second waits
+    for the first rather than measuring on cores the first is using); a measurement taken on contended
+    cores is re-taken on later runs (CONTENDED, MAX_TRIES)."""
     ident = [describe(target), describe_drafter(drafter), batch_size, k_max, torch.get_num_threads(),
-             torch.__version__, sampling_kind(sampling), 9]  # 9: fused C++ sampler, the target's own text
+             torch.__version__, sampling_kind(sampling), COST_VERSION]
     key = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]
     path = cache_path()
-    table = json.loads(path.read_text()) if path.exists() else {}
-    if key not in table:  # a few seconds, once per machine and setup: say so (progress on stderr)
-        print(f"[tt_specdec] measuring the cost model of {type(drafter).__name__} ({sampling_kind(sampling)}) on this machine "
-              f"(once; cached in {path})", file=sys.stderr, flush=True)
-        model = measure(target, drafter, batch_size=batch_size, k_max=k_max, sampling=sampling)
-        table[key] = dataclasses.asdict(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(table, indent=1))
-    return CostModel(**{**table[key], "v": tuple(table[key]["v"])})  # as dataclasses.asdict wrote it
+    entry = read_cost_table(path).get(key)
+    if settled(entry):
+        return entry["model"]
+    with cachefile.locked(path):
+        entry = read_cost_table(path, quiet=True).get(key)  # another process may have measured it meanwhile
+        if settled(entry):
+            return entry["model"]
+        again = "" if entry is None else f", again: the last was taken on busy cores ({entry['tries']} of {MAX_TRIES})"
+        # a few seconds, once per machine and setup: say so (progress on stderr)
+        print(f"[tt_specdec] measuring the cost model of {type(drafter).__name__} ({sampling_kind(sampling)}) on "
+              f"this machine (once; cached in {path}{again})", file=sys.stderr, flush=True)
+        model, contention = contended_measure(target, drafter, batch_size=batch_size, k_max=k_max, sampling=sampling)
+        tries = 1 if entry is None else entry["tries"] + 1
+        if entry is not None and entry["contention"] <= contention:  # the earlier one was less disturbed
+            model, contention = entry["model"], entry["contention"]
+        table = read_cost_table(path, quiet=True)  # as it is now, with every other process's entries
+        table[key] = {"model": model, "contention": contention, "tries": tries}
+        write_cost_table(path, table)
+    return model

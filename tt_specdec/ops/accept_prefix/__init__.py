@@ -41,6 +41,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     stopping at the first rejection, whose token is drawn from norm(max(0, p_n - q_n));
     the bonus token is drawn from p_k. p is the target after temperature, top-k, top-p.
     Either way, output has exactly the target's distribution (Leviathan et al. 2023).
+    B = 0 returns empty results, int64 [0] and [0, k+1], on every backend.
 
     Example (greedy, k = 3, V = 4):
         >>> logits = torch.eye(4)[[1, 2, 0, 3]].unsqueeze(0)  # target argmax per row: 1, 2, 0, 3
@@ -52,8 +53,8 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         # on "torch", the argmax pass checks the logits are finite
         check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k, top_p, seed,
                           finite_logits=backend != "torch")
-    if backend == "torch":
-        from tt_specdec.ops.accept_prefix import torch_impl
+    if backend == "torch" or (target_logits.shape[0] == 0 and not dispatch.is_ttnn_tensor(target_logits)):
+        from tt_specdec.ops.accept_prefix import torch_impl  # B = 0: the same empty answer on every backend
         return torch_impl.accept_prefix(target_logits, draft_tokens, draft_probs, num_draft, temperature, top_k,
                                         top_p, seed)
     from tt_specdec.ops.accept_prefix import program

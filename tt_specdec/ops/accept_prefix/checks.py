@@ -1,7 +1,10 @@
 """accept_prefix's argument checks and the names its torch version, program and reference share."""
 from __future__ import annotations
 
-from tt_specdec.errors import check_finite, check_shape, check_tokens, value_range
+import numpy as np
+
+from tt_specdec.errors import (check_finite, check_float_dtype, check_int_dtype, check_seed, check_shape, check_tokens,
+                               value_range)
 from tt_specdec.sampling import check_sampling_args
 
 
@@ -14,6 +17,7 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
     """Validate accept_prefix's arguments; returns (B, k, V). finite_logits=False leaves the finiteness of
     target_logits to the caller (the greedy path checks it in its argmax pass)."""
     check_shape("target_logits", target_logits, (None, None, None), "= [B, k+1, V]")
+    check_float_dtype("target_logits", target_logits)
     B, k1, V = target_logits.shape
     k = k1 - 1
     if not 1 <= k <= MAX_DRAFT:
@@ -24,6 +28,7 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
         check_finite("target_logits", target_logits)
     if num_draft is not None:
         check_shape("num_draft", num_draft, (B,))
+        check_int_dtype("num_draft", num_draft, "(drafts per row, -1 = skip row)")
         lo, hi = value_range(num_draft)
         if lo < -1 or hi > k:
             raise ValueError(f"num_draft: got {num_draft.tolist()}, expected values in -1..{k} (-1 = skip row)")
@@ -31,7 +36,27 @@ def check_accept_args(target_logits, draft_tokens, draft_probs, num_draft, tempe
     if temperature > 0:
         if draft_probs is not None:
             check_shape("draft_probs", draft_probs, (B, k, V), "= [B, k, V] (the draft's sampling distribution)")
-            check_finite("draft_probs", draft_probs)
+            check_float_dtype("draft_probs", draft_probs)
+            check_draft_probs(draft_probs, draft_tokens, num_draft)
         if seed is None:
             raise ValueError("seed: got None, expected an int or per-row seeds [B] when temperature > 0")
+        check_seed("seed", seed, B)
     return B, k, V
+
+
+def check_draft_probs(draft_probs, draft_tokens, num_draft) -> None:
+    """q_t is a distribution d_t was drawn from: finite, no negative value, and q_t(d_t) > 0 for every draft a
+    row verifies (q = 0 there would make p/q infinite: every draft accepted)."""
+    check_finite("draft_probs", draft_probs)
+    if draft_probs.numel() and float(draft_probs.amin()) < 0:  # amin: the cheapest pass (~20 us for [1, 4, 49152])
+        at = (draft_probs < 0).nonzero()[0].tolist()
+        raise ValueError(f"draft_probs: got {float(draft_probs[tuple(at)])} at {at}, expected probabilities >= 0")
+    B, k, _ = draft_probs.shape
+    # [B, k] q_t(d_t): small, so numpy from here (each torch op on it costs ~5 us)
+    q_d = draft_probs.gather(2, draft_tokens.long().unsqueeze(-1)).view(B, k).float().numpy()
+    lim = np.full((B, 1), k) if num_draft is None else num_draft.numpy().reshape(B, 1)
+    bad = (np.arange(k).reshape(1, k) < lim) & ~(q_d > 0)
+    if bad.any():
+        b, t = (int(x) for x in np.argwhere(bad)[0])
+        raise ValueError(f"draft_probs: got q={float(q_d[b, t])} for the drafted token {int(draft_tokens[b, t])} at "
+                         f"[{b}, {t}], expected > 0 (the draft was sampled from q)")

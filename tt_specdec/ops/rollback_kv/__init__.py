@@ -42,6 +42,8 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     held before the call, whatever the overlap (a slot may be read by one j and written
     by another). Rows j > n, finished rows and all other slots are left as they were.
 
+    B = 0 returns the same empty state on every backend.
+
     Example:
         >>> rollback_kv(torch.tensor([10, 7]), torch.tensor([5, 9]), torch.tensor([2, -1]),
         ...             torch.tensor([[4, 6, 8, -1], [-1, -1, -1, -1]])).pos
@@ -52,8 +54,8 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
         check_rollback_args(pos, last, num_accepted, output_tokens, page_table, block_size)
         check_compaction(pos, num_accepted, output_tokens.shape[1] - 1, accepted_slots, k_cache, v_cache, page_table,
                          block_size)
-    if backend == "torch":
-        from tt_specdec.ops.rollback_kv import torch_impl
+    if backend == "torch" or (pos.shape[0] == 0 and not dispatch.is_ttnn_tensor(pos)):  # B = 0: the same
+        from tt_specdec.ops.rollback_kv import torch_impl  # empty answer on every backend (nothing to run)
         return torch_impl.rollback_kv(pos, last, num_accepted, output_tokens, page_table, block_size, accepted_slots,
                                       k_cache, v_cache)
     from tt_specdec.ops.rollback_kv import program

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from tt_specdec.errors import check_shape
+from tt_specdec.errors import check_int_dtype, check_shape
 
 
 class Rollback(NamedTuple):
@@ -24,6 +24,8 @@ def check_rollback_args(pos: torch.Tensor, last: torch.Tensor, num_accepted: tor
     check_shape("last", last, (B,))
     check_shape("num_accepted", num_accepted, (B,))
     check_shape("output_tokens", output_tokens, (B, None), "= [B, k+1]")
+    for name, t in (("pos", pos), ("last", last), ("num_accepted", num_accepted), ("output_tokens", output_tokens)):
+        check_int_dtype(name, t)
     k = output_tokens.shape[1] - 1
     n_acc = num_accepted.numpy()  # [B] small integers: numpy, converted once (the loop calls this every step)
     lo, hi = (int(n_acc.min()), int(n_acc.max())) if B else (0, 0)
@@ -31,11 +33,15 @@ def check_rollback_args(pos: torch.Tensor, last: torch.Tensor, num_accepted: tor
         raise ValueError(f"num_accepted: got {n_acc.tolist()}, expected values in -1..{k} (-1 = skip row)")
     if page_table is not None:
         check_shape("page_table", page_table, (B, None), "= [B, max_blocks]")
+        check_int_dtype("page_table", page_table, "(block ids, -1 = no block)")
         if block_size is None or block_size < 1:
             raise ValueError(f"block_size: got {block_size}, expected a positive int with a page_table")
     emitted = output_tokens.numpy()[np.arange(B), np.maximum(n_acc, 0)]
-    if ((n_acc >= 0) & (emitted < 0)).any():
-        raise ValueError("output_tokens: got -1 at index num_accepted of a live row, expected the emitted token there")
+    bad = np.flatnonzero((n_acc >= 0) & (emitted < 0))
+    if bad.size:
+        b = int(bad[0])
+        raise ValueError(f"output_tokens: got {int(emitted[b])} at [{b}, {int(n_acc[b])}] (index num_accepted of a live "
+                         "row), expected the emitted token id (>= 0) there")
 
 
 def stacked(cache: torch.Tensor) -> torch.Tensor:

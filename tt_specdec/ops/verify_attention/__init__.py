@@ -26,7 +26,10 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
                     then the caches stay where they are and the result is a ttnn tensor on the card)
         returns     [B, T, Hq, D]
 
-    Row t of sequence b attends keys 0 .. pos[b]+t. Hq must be a multiple of Hkv
+    Row t of sequence b attends keys 0 .. pos[b]+t. Paged: every block a row reads (keys
+    0 .. pos[b]+T-1) must be an id in 0..blocks-1, else ValueError naming the entry; entries past
+    them are not read (-1 there = unallocated). B = 0 or T = 0 returns an empty [B, T, Hq, D] on
+    every backend. Hq must be a multiple of Hkv
     (grouped-query attention: query head h reads KV head h // (Hq/Hkv)).
     T = 1 is ordinary decode.
 
@@ -38,7 +41,7 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     backend = dispatch.backend_for(backend, q)
     if not dispatch.is_ttnn_tensor(q):  # ttnn tensors stay on the card: nothing is read back
         check_verify_args(q, k_cache, v_cache, pos, page_table)
-        if q.shape[0] == 0:
+        if q.shape[0] == 0 or q.shape[1] == 0:  # B = 0 or T = 0: nothing to attend, on every backend
             return q.new_empty(q.shape)
     if backend == "torch":
         from tt_specdec.ops.verify_attention import torch_impl

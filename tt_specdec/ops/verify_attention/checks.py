@@ -3,25 +3,54 @@ from __future__ import annotations
 
 import torch
 
-from tt_specdec.errors import check_shape
+from tt_specdec.errors import check_float_dtype, check_int_dtype, check_shape, value_range
 
 
 def check_verify_args(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
                       page_table: torch.Tensor | None) -> None:
-    """Validates verify_attention's arguments (shapes, GQA grouping, positions within the cache)."""
+    """Validates verify_attention's arguments (ranks, dtypes, sizes, GQA grouping, positions within the
+    cache, every page a row reads an allocated block)."""
+    check_shape("q", q, (None, None, None, None), "= [B, T, Hq, D]")
     B, T, Hq, D = q.shape
+    check_float_dtype("q", q)
+    paged = page_table is not None
+    layout = "(paged: [blocks, Hkv, blk, D])" if paged else "(contiguous: [B, Hkv, S, D])"
+    check_shape("k_cache", k_cache, (None, None, None, D) if paged else (B, None, None, D), layout)
+    check_shape("v_cache", v_cache, tuple(k_cache.shape), "(the shape of k_cache)")
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
+        check_float_dtype(name, t)
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name}: got dtype {t.dtype}, expected q's {q.dtype}")
     Hkv = k_cache.shape[1]
-    check_shape("q", q, (None, None, None, None))
-    if page_table is not None:
-        check_shape("k_cache", k_cache, (None, None, None, D), "(paged: [blocks, Hkv, blk, D])")
-        check_shape("page_table", page_table, (B, None))
-        capacity = page_table.shape[1] * k_cache.shape[2]
-    else:
-        check_shape("k_cache", k_cache, (B, None, None, D), "(contiguous: [B, Hkv, S, D])")
-        capacity = k_cache.shape[2]
-    check_shape("v_cache", v_cache, tuple(k_cache.shape))
-    check_shape("pos", pos, (B,))
+    if Hkv < 1 or Hq < 1 or D < 1:
+        raise ValueError(f"q, k_cache: got Hq={Hq}, Hkv={Hkv}, D={D} (q {list(q.shape)}, k_cache "
+                         f"{list(k_cache.shape)}), expected at least one head of each and D >= 1")
     if Hq % Hkv:
         raise ValueError(f"q: got {Hq} query heads, expected a multiple of the cache's {Hkv} KV heads")
-    if B and (int(pos.min()) < 0 or int(pos.max()) + T > capacity):
-        raise ValueError(f"pos: got {pos.tolist()} with T={T}, expected pos + T <= {capacity} (cache capacity)")
+    check_shape("pos", pos, (B,))
+    check_int_dtype("pos", pos, "(positions)")
+    if paged:
+        check_shape("page_table", page_table, (B, None), "= [B, max_blocks]")
+        check_int_dtype("page_table", page_table, "(block ids, -1 = no block)")
+        capacity = page_table.shape[1] * k_cache.shape[2]
+    else:
+        capacity = k_cache.shape[2]
+    lo, hi = value_range(pos)
+    if B and (lo < 0 or hi + T > capacity):
+        raise ValueError(f"pos: got {pos.tolist()} with T={T}, expected 0 <= pos and pos + T <= {capacity} "
+                         "(cache capacity)")
+    if paged and B and T:
+        check_pages(pos, T, page_table, k_cache.shape[0], k_cache.shape[2])
+
+
+def check_pages(pos: torch.Tensor, T: int, page_table: torch.Tensor, blocks: int, blk: int) -> None:
+    """Every block row b reads (those holding keys 0 .. pos[b]+T-1) is an id in 0..blocks-1; entries past
+    them are never read (-1 = unallocated there)."""
+    used = (pos.long().view(-1, 1) + T + blk - 1) // blk  # [B, 1] blocks each row reads
+    read = torch.arange(page_table.shape[1]).view(1, -1) < used  # [B, max_blocks]
+    bad = read & ((page_table < 0) | (page_table >= blocks))
+    if bool(bad.any()):
+        b, i = (int(x) for x in bad.nonzero()[0])
+        raise ValueError(f"page_table: got block id {int(page_table[b, i])} at [{b}, {i}], expected an allocated "
+                         f"block in 0..{blocks - 1} (row {b} reads blocks 0..{int(used[b]) - 1} of its table for "
+                         f"pos {int(pos[b])} + T {T})")

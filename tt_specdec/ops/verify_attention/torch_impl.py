@@ -10,7 +10,8 @@ def gather_pages(cache: torch.Tensor, page_table: torch.Tensor, length: int) -> 
     """Paged cache [blocks, Hkv, blk, D] + page_table [B, max_blocks] -> contiguous [B, Hkv, length, D]."""
     blocks, hkv, blk, d = cache.shape
     n_blocks = -(-length // blk)
-    table = page_table[:, :n_blocks].long().clamp(min=0)  # unallocated (-1) blocks are masked anyway
+    # ids a row reads are checked (checks.check_pages); entries past them (-1 = unallocated) are masked
+    table = page_table[:, :n_blocks].long().clamp(0, blocks - 1)
     pages = cache[table]  # [B, n_blocks, Hkv, blk, D]
     return pages.permute(0, 2, 1, 3, 4).reshape(page_table.shape[0], hkv, n_blocks * blk, d)[:, :, :length]
 
