@@ -267,7 +267,13 @@ def test_no_soft_float_on_the_data_movement_cores(rv32_survey, kernel):
     assert rv32_survey[kernel] == [], rv32_survey[kernel]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14, open: the sampling writer's accept test and probabilities are "
-                                       "double precision on a data-movement core")
-def test_sampling_writer_has_no_soft_float(rv32_survey):
-    assert rv32_survey["writer_accept_prefix_sampling.cpp"] == []
+# Issue 14, still open: the sampling writer's accept test and probabilities run in double precision on a
+# data-movement core (README, "What is not verified here"). This pins that gap to exactly these routines, so
+# no other soft-float arithmetic creeps in; moving that arithmetic to the SFPU or to integers empties it.
+SAMPLING_WRITER_SOFT_FLOAT = {"__adddf3", "__divdf3", "__extendsfdf2", "__floatunsidf", "__gedf2", "__gtdf2",
+                              "__ltdf2", "__muldf3", "__subdf3", "exp"}
+
+
+def test_sampling_writer_soft_float_is_only_its_double_accept_arithmetic(rv32_survey):
+    assert set(rv32_survey["writer_accept_prefix_sampling.cpp"]) <= SAMPLING_WRITER_SOFT_FLOAT
+
