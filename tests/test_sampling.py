@@ -80,3 +80,10 @@ def test_scores_mask_what_top_p_drops_and_keep_the_first_maximum():
     assert scores.dtype == torch.float32 and bool(torch.isfinite(scores).all())
     assert scores[0, 1] < -1e29 and scores[0, 3] < -1e29 and scores[0, 0] > -1e29
     assert int(coupled_sample(p, torch.tensor([1]), torch.tensor([0]))) in (0, 2)
+
+
+def test_the_sample_is_the_first_argmax_of_the_scores():
+    # coupled_sample takes the argmax on the support alone, the loop's accept_prefix on full rows of scores
+    probs = process_logits(torch.randn(64, 300, generator=torch.Generator().manual_seed(4)) * 3, 0.8, 0, 0.9)
+    seeds, index = row_seeds(2, 64), torch.arange(64) * 7
+    assert torch.equal(coupled_sample(probs, seeds, index), coupled_scores(probs, seeds, index).argmax(-1))

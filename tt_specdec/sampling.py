@@ -246,6 +246,14 @@ def gumbel(seed: int, index: int, ids: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(u))
 
 
+def support_scores(p: np.ndarray, seed: int, index: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One row's coupled scores on its support: (columns with p > 0, ascending [M]; log p + g there, fp32 [M]).
+    p [N] processed probabilities (float64), ids [N] the token id of each column or None (the column)."""
+    support = np.flatnonzero(p > 0)
+    noise = gumbel(seed, index, support if ids is None else ids[support])
+    return support, (np.log(p[support]) + noise).astype(np.float32)
+
+
 def coupled_scores(probs: torch.Tensor, seeds: torch.Tensor, index: torch.Tensor,
                    ids: torch.Tensor | None = None) -> torch.Tensor:
     """Perturbed scores [..., N] (fp32) whose first argmax is the coupled sample of each row.
@@ -260,17 +268,25 @@ def coupled_scores(probs: torch.Tensor, seeds: torch.Tensor, index: torch.Tensor
     id_of = None if ids is None else ids.numpy()
     out = np.full(rows.shape, MASKED, dtype=np.float32)
     for r, (p, seed, pos) in enumerate(zip(rows, seed_rows, index_rows)):
-        support = np.flatnonzero(p > 0)
-        noise = gumbel(seed, pos, support if id_of is None else id_of[support])
-        out[r, support] = np.log(p[support]) + noise
+        support, scores = support_scores(p, seed, pos, id_of)
+        out[r, support] = scores
     return torch.from_numpy(out).view(probs.shape)
 
 
 def coupled_sample(probs: torch.Tensor, seeds: torch.Tensor, index: torch.Tensor,
                    ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Column [...] of each row's coupled sample: the first argmax of coupled_scores (arguments as there).
-    The target, the drafters and accept_prefix (on these scores) all take this same argmax."""
-    return argmax(coupled_scores(probs, seeds, index, ids))
+    """Column [...] of each row's coupled sample: the first argmax of coupled_scores (arguments as there),
+    taken on the support alone (ascending columns, everything else MASKED: the same column). The target, the
+    drafters and accept_prefix (on coupled_scores) all take this same argmax."""
+    rows = probs.reshape(-1, probs.shape[-1]).numpy()
+    seed_rows = torch.as_tensor(seeds).expand(probs.shape[:-1]).reshape(-1).tolist()
+    index_rows = torch.as_tensor(index).expand(probs.shape[:-1]).reshape(-1).tolist()
+    id_of = None if ids is None else ids.numpy()
+    out = np.empty(len(rows), dtype=np.int64)
+    for r, (p, seed, pos) in enumerate(zip(rows, seed_rows, index_rows)):
+        support, scores = support_scores(p, seed, pos, id_of)
+        out[r] = support[np.argmax(scores)]  # the first maximum
+    return torch.from_numpy(out).view(probs.shape[:-1])
 
 
 def sample_next(logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,8 @@ from tt_specdec.drafters.base import Drafter
 from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops import accept_prefix, rollback_kv
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
-from tt_specdec.sampling import (Sampling, coupled_scores, greedy_or_sample, process_logits, row_seeds, sample_next,
-                                 step_seeds)
+from tt_specdec.sampling import (MASKED, Sampling, greedy_or_sample, process_logits, row_seeds, sample_next, step_seeds,
+                                 support_scores)
 from tt_specdec.speculative.policy import AdaptiveK
 from tt_specdec.speculative.stats import Stats, step_kind
 
@@ -211,7 +211,8 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
             # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
             if sampling.coupled and not sampling.greedy:  # greedy on the target's perturbed scores
-                logits, draft_probs = coupled_verify_scores(logits, pos, sampling, step_seed), None
+                logits = coupled_verify_scores(logits, draft_tokens, num_draft, pos, sampling, step_seed)
+                draft_probs = None
             num_accepted, output = accept_prefix(
                 logits, draft_tokens, draft_probs=draft_probs, num_draft=torch.from_numpy(num_draft),
                 temperature=0.0 if sampling.coupled else sampling.temperature, top_k=sampling.top_k,
@@ -227,14 +228,28 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     return Generation(rows.new_tokens, stats)
 
 
-def coupled_verify_scores(logits: torch.Tensor, pos: torch.Tensor, sampling: Sampling,
-                          seeds: torch.Tensor) -> torch.Tensor:
+def coupled_verify_scores(logits: torch.Tensor, draft_tokens: torch.Tensor, num_draft: np.ndarray, pos: torch.Tensor,
+                          sampling: Sampling, seeds: torch.Tensor) -> torch.Tensor:
     """The coupled mode's accept test as greedy: target logits [B, k+1, V] -> perturbed scores [B, k+1, V]
     (fp32) whose argmax in row t is the target's own coupled sample of the token at position pos + 1 + t,
-    the one plain decoding draws there; a draft is accepted when it equals it. seeds [B]: the run's."""
-    k1 = logits.shape[1]
-    probs = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p, check="target_logits")
-    return coupled_scores(probs, seeds.view(-1, 1), pos.view(-1, 1) + 1 + torch.arange(k1))
+    the one plain decoding draws there; a draft is accepted when it equals it. seeds [B]: the run's.
+
+    A sequence's rows are scored up to its first draft that is not the target's sample (most are rejected
+    early: ~0.4 ms a 49152-wide row); the greedy accept stops there and never reads the rows after it, left
+    MASKED, nor a skipped row's (num_draft -1)."""
+    B, k1, V = logits.shape
+    scores = torch.full((B, k1, V), MASKED, dtype=torch.float32)
+    out, drafts = scores.numpy(), draft_tokens.numpy()
+    seed_rows, pos_rows = seeds.tolist(), pos.tolist()
+    for b in range(B):
+        for t in range(int(num_draft[b]) + 1):  # nothing for a skipped row (-1)
+            p = process_logits(logits[b, t], sampling.temperature, sampling.top_k, sampling.top_p,
+                               check="target_logits").numpy()
+            support, row = support_scores(p, seed_rows[b], pos_rows[b] + 1 + t)
+            out[b, t, support] = row
+            if t == num_draft[b] or support[np.argmax(row)] != drafts[b, t]:
+                break
+    return scores
 
 
 def plain_step(target: Decoder, last: torch.Tensor, pos: torch.Tensor, done: np.ndarray, sampling: Sampling,
