@@ -87,3 +87,13 @@ def test_the_sample_is_the_first_argmax_of_the_scores():
     probs = process_logits(torch.randn(64, 300, generator=torch.Generator().manual_seed(4)) * 3, 0.8, 0, 0.9)
     seeds, index = row_seeds(2, 64), torch.arange(64) * 7
     assert torch.equal(coupled_sample(probs, seeds, index), coupled_scores(probs, seeds, index).argmax(-1))
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 30.0])
+def test_only_columns_that_cannot_win_are_left_without_noise(scale):
+    # the argmax over the pruned columns is the argmax of log p + g over the whole support
+    probs = process_logits(torch.randn(200, 3000, generator=torch.Generator().manual_seed(5)) * scale, 1.0)
+    seeds, index = row_seeds(8, 200), torch.arange(200)
+    full = torch.stack([torch.from_numpy(np.log(p.numpy()) + gumbel(int(s), int(i), np.arange(3000)))
+                        for p, s, i in zip(probs, seeds, index)])
+    assert torch.equal(coupled_sample(probs, seeds, index), full.float().argmax(-1))

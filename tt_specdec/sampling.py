@@ -9,6 +9,7 @@ what else is in the batch, and a seeded run reproduces exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -246,12 +247,23 @@ def gumbel(seed: int, index: int, ids: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(u))
 
 
+# the largest noise gumbel() can give (u = 1 - 2^-25), plus a margin wider than fp32 rounding of the scores
+G_MAX = -math.log(-math.log(((1 << 24) - 0.5) / (1 << 24))) + 0.01
+
+
 def support_scores(p: np.ndarray, seed: int, index: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One row's coupled scores on its support: (columns with p > 0, ascending [M]; log p + g there, fp32 [M]).
-    p [N] processed probabilities (float64), ids [N] the token id of each column or None (the column)."""
-    support = np.flatnonzero(p > 0)
-    noise = gumbel(seed, index, support if ids is None else ids[support])
-    return support, (np.log(p[support]) + noise).astype(np.float32)
+    """One row's coupled scores where its sample can fall: (columns, ascending [M]; log p + g there, fp32 [M]).
+    p [N] processed probabilities (float64), ids [N] the token id of each column or None (the column).
+
+    The noise is bounded (g < G_MAX), so a column with log p < log p_top + g_top - G_MAX, p_top the most
+    likely, scores below the top column and cannot be the argmax: only the others get noise (without top-p,
+    a few hundred of 49152 instead of all; ~0.1 ms a row instead of ~1.3). The argmax is unchanged."""
+    top = int(np.argmax(p))
+    g_top = float(gumbel(seed, index, np.array([top if ids is None else ids[top]]))[0])
+    floor = p[top] * math.exp(g_top - G_MAX)  # > 0: p_top >= 1/N and g_top > -3
+    cand = np.flatnonzero(p >= floor)
+    noise = gumbel(seed, index, cand if ids is None else ids[cand])
+    return cand, (np.log(p[cand]) + noise).astype(np.float32)
 
 
 def coupled_scores(probs: torch.Tensor, seeds: torch.Tensor, index: torch.Tensor,
@@ -261,7 +273,8 @@ def coupled_scores(probs: torch.Tensor, seeds: torch.Tensor, index: torch.Tensor
     probs [..., N] processed probabilities (process_logits), seeds [...] row seeds, index [...] the absolute
     position each row's token is for; ids [N]: the token id of each column (None: the column), so a drafter
     over part of the vocabulary (EAGLE's) draws the noise of the full id. Inside the support (p > 0):
-    log p + g, argmax(log p + g) being an exact sample of p (the Gumbel-max trick); outside it MASKED."""
+    log p + g, argmax(log p + g) being an exact sample of p (the Gumbel-max trick), where support_scores
+    says it can win; MASKED elsewhere (outside the support, and columns too unlikely to win)."""
     rows = probs.reshape(-1, probs.shape[-1]).numpy()
     seed_rows = torch.as_tensor(seeds).expand(probs.shape[:-1]).reshape(-1).tolist()
     index_rows = torch.as_tensor(index).expand(probs.shape[:-1]).reshape(-1).tolist()
