@@ -104,12 +104,12 @@ class Sampling:
     distribution p, with noise g drawn from (row seed, absolute position, token id) alone; the drafter
     draws its drafts with the same noise and a draft is accepted when it is the target's own sample. Seeded
     speculative output is then token for token the target alone's (generate_plain with coupled), whatever
-    the drafter, k or cost model. False: speculative sampling's rejection rule (draft_probs, residuals),
-    exact in distribution, its tokens depending on the drafts."""
+    the drafter, k or cost model (the default). False: speculative sampling's rejection rule (draft_probs,
+    residuals), exact in distribution too, its tokens depending on the drafts, k and the policy."""
     temperature: float = 0.0  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
-    coupled: bool = False
+    coupled: bool = True  # measured: the same acceptance as the rejection rule (bench/bench_coupled_sampling.py)
 
     def __post_init__(self):
         check_sampling_args(self.temperature, self.top_k, self.top_p)
