@@ -1,6 +1,7 @@
-"""The coupled sampler of tt_specdec.sampling (named apart from tests/speculative/test_sampling.py: test files need unique basenames here): its noise is the counter-based hash of (row seed, position,
+"""The coupled sampler of tt_specdec.sampling: its noise is the counter-based hash of (row seed, position,
 token id), and argmax(log p + g) is an exact sample of the processed distribution p (chi-square over
-20,000 (seed, position) pairs, with temperature, top-k and top-p, and over a drafter's id subset)."""
+20,000 (seed, position) pairs, with temperature, top-k and top-p, and over a drafter's id subset).
+(Not test_sampling.py: tests/speculative/ has one, and test files need unique basenames here.)"""
 import math
 
 import numpy as np
