@@ -33,6 +33,14 @@ def test_generate_matches_target_alone(capsys):
     assert capsys.readouterr().out == plain
 
 
+def test_generate_coupled_sampling_matches_target_alone_with_the_same_seed(capsys):
+    sampled = ["--temperature", "0.8", "--top-p", "0.9", "--seed", "4", "--coupled", "--max-new-tokens", "20"]
+    main(["generate", "import os", *TINY, "--k", "0", *sampled])
+    plain = capsys.readouterr().out
+    main(["generate", "import os", *TINY, "--k", "3", "--drafter", "ngram", *sampled])
+    assert capsys.readouterr().out == plain
+
+
 def test_bad_argument_is_one_clear_line(capsys):
     assert main(["generate", "x", "--top-p", "1.5"]) == 2  # fails before the default pair is loaded
     assert "top_p: got 1.5" in capsys.readouterr().err

@@ -258,10 +258,11 @@ def check_ttnn_engine(pair: Pair, drafter, k, sampling: Sampling) -> None:
 
 def generate(prompt: str, *, pair: str = DEFAULT_PAIR, drafter: str | None = None, k: int | str = "auto",
              max_new_tokens: int = 64, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
-             raw: bool = False) -> str:
+             raw: bool = False, coupled: bool | None = None) -> str:
     """The answer to the user message `prompt` (chat template applied unless raw), with speculative
     decoding on the shipped pair (drafter: DEFAULT_DRAFTER[pair] unless named), stopping at the model's
-    end-of-turn token."""
+    end-of-turn token. coupled: Sampling.coupled (None: its default)."""
     drafter = drafter or DEFAULT_DRAFTER.get(pair, "model")
-    dec = SpeculativeDecoder(load_pair(pair), drafter, k, Sampling(temperature, top_k, top_p))
+    sampling = Sampling(temperature, top_k, top_p, **({} if coupled is None else {"coupled": coupled}))
+    dec = SpeculativeDecoder(load_pair(pair), drafter, k, sampling)
     return dec.generate(prompt, max_new_tokens, seed, chat=not raw)[0]

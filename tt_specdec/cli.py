@@ -12,6 +12,18 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass to keep (1 = off)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--coupled", action=argparse.BooleanOptionalAction, default=None,
+                   help="sampling: draft and target share Gumbel noise keyed by (seed, row, position), so the "
+                        "output is the target alone's for the same seed, whatever the drafter and k; "
+                        "--no-coupled: speculative sampling's rejection rule (default: Sampling's)")
+
+
+def sampling_of(args):
+    """The Sampling the sampling arguments ask for (--coupled unset: Sampling's default)."""
+    from tt_specdec.sampling import Sampling
+
+    coupled = {} if args.coupled is None else {"coupled": args.coupled}
+    return Sampling(args.temperature, args.top_k, args.top_p, **coupled)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -100,9 +112,8 @@ def parse_list(text: str) -> list[str]:
 
 def cmd_generate(args) -> int:
     from tt_specdec.api import DEFAULT_DRAFTER, SpeculativeDecoder
-    from tt_specdec.sampling import Sampling
 
-    sampling = Sampling(args.temperature, args.top_k, args.top_p)  # bad settings fail before any model loads
+    sampling = sampling_of(args)  # bad settings fail before any model loads
     check_common(args)
     if args.device:  # the whole step on a card: greedy, the draft model, a fixed k
         from tt_specdec.runtime import device
@@ -130,7 +141,7 @@ def cmd_generate(args) -> int:
 def cmd_bench(args) -> int:
     import torch
 
-    from tt_specdec import Sampling, __version__
+    from tt_specdec import __version__
     from tt_specdec.bench import harness as bench
 
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
@@ -145,7 +156,7 @@ def cmd_bench(args) -> int:
         if path:
             bench.check_output_path(flag, path)
     prompts = bench.prompt_set(args.pair, args.prompts or None, args.categories)
-    sampling = Sampling(args.temperature, args.top_k, args.top_p)
+    sampling = sampling_of(args)
     pair = load(args)
     drafters = args.drafter or bench.available_drafters(pair)  # names, or the defaults already built
     report = bench.bench(args.pair, pair, drafters=drafters, ks=args.k, prompts=prompts, sampling=sampling,

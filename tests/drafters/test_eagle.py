@@ -174,7 +174,7 @@ def test_sampling_draft_probs_are_full_distributions_zero_outside_the_subset(tar
     target.allocate_cache(B, 72, keep_hidden=True)
     drafter.reset(B, 72)
     target.forward(context, torch.zeros(B, dtype=torch.long))
-    sampling = Sampling(temperature=0.9, top_p=0.95)
+    sampling = Sampling(temperature=0.9, top_p=0.95, coupled=False)  # the rejection rule's draft_probs
     proposal = drafter.propose(context, length, k, sampling, row_seeds(3, B))
     drafts, probs = proposal.tokens, proposal.probs
     assert probs.shape == (B, k, 256)

@@ -61,7 +61,7 @@ def test_sampled_proposals_match_a_fresh_fallback_and_copied_rows_are_one_hot(pa
     target, draft = pairs[0].target, pairs[0].draft
     fallback = CheckedModelDrafter(draft, pairs[1].draft)
     hybrid = LookupFirstDrafter(fallback)
-    sampling = Sampling(temperature=0.8)
+    sampling = Sampling(temperature=0.8, coupled=False)  # the rejection rule's draft_probs
     runs = [speculative_generate(target, hybrid, PROMPTS, k=3, max_new_tokens=32, sampling=sampling, seed=5)
             for _ in range(2)]
     assert runs[0].tokens == runs[1].tokens  # seeded

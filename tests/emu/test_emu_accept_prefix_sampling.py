@@ -196,3 +196,18 @@ def test_negative_zero_ties_with_zero_at_the_top_k_cut(dtype):
     assert (process_logits(logits[0, 0], 1.0, 2) > 0).nonzero().flatten().tolist() == [0, 1, 2, 3]
     accepted = [int(check(logits, torch.tensor([[2]]), None, None, 1.0, seed, 1, 2)[0]) for seed in range(8)]
     assert 0 < sum(accepted) < 8  # p(2) = 0.15: some seeds accept the -0 draft
+
+
+def test_an_int_seed_is_one_seed_for_the_call_with_rows_independent():
+    # identical rows: an int seed gives each row its own seed (sampling.row_seeds(seed, B)), as torch does
+    # (whose chi-square test is in tests/ops/test_accept_prefix.py); before, every row drew the same
+    from tt_specdec.sampling import row_seeds
+
+    B, V = 64, 8
+    logits = torch.randn(2, V, generator=torch.Generator().manual_seed(3)).expand(B, 2, V).contiguous()
+    drafts = torch.full((B, 1), 1, dtype=torch.int64)
+    n, out = accept_prefix(logits, drafts, temperature=1.0, seed=9, backend="emu")
+    assert len(set(out[:, 0].tolist())) >= 4, out[:, 0].tolist()
+    for kwargs in (dict(seed=9), dict(seed=row_seeds(9, B), backend="emu")):
+        n_other, out_other = accept_prefix(logits, drafts, temperature=1.0, **kwargs)
+        assert torch.equal(n, n_other) and torch.equal(out, out_other)

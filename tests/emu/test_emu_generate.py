@@ -65,9 +65,20 @@ def test_steps_hit_the_program_cache(runs):
     assert len(seen) * 4 < len(runs), (len(seen), len(runs))
 
 
-@pytest.mark.parametrize("sampling", [Sampling(temperature=0.8), Sampling(temperature=0.8, top_k=5, top_p=0.9)])
+@pytest.mark.parametrize("sampling", [Sampling(temperature=0.8, coupled=False),  # the sampling kernels
+                                      Sampling(temperature=0.8, top_k=5, top_p=0.9, coupled=False)])
 def test_emu_sampling_gives_the_torch_ops_tokens(sampling):
     assert generate_ids("emu", 3, 8, sampling).tokens == generate_ids("torch", 3, 8, sampling).tokens
+
+
+def test_emu_coupled_sampling_is_the_greedy_kernels_on_perturbed_scores(runs):
+    # coupled: the target alone's seeded tokens, through the greedy accept_prefix kernels
+    sampling = Sampling(temperature=0.8, top_p=0.9, coupled=True)
+    spec = generate_ids("emu", 3, 8, sampling)
+    assert spec.tokens == generate_ids("torch", 0, 8, sampling).tokens  # k = 0: generate_plain
+    assert spec.stats.accepted > 0
+    assert {key[0][0].rsplit("/", 1)[1] for name, key, _, _ in runs if name.startswith("accept_prefix")} == \
+        {"reader_accept_prefix.cpp"}
 
 
 def test_missing_kernel_features_are_named():

@@ -388,3 +388,26 @@ def test_fast_argmax_check_names_a_non_finite_argument(width, at, bad):
     x[1, int(at * width)] = float(bad)
     with pytest.raises(ValueError, match="scores: got a non-finite value"):
         argmax(x, check="scores")
+
+
+def identical_rows(B, V=6, seed=2026):
+    """B copies of one step (k = 1): target rows [B, 2, V], the same draft in every row, and the first
+    token's distribution p_0 [V] (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randn(2, V, generator=g)
+    return target.expand(B, 2, V).contiguous(), torch.full((B, 1), 2, dtype=torch.int64), \
+        process_logits(target[0], 1.0).double()
+
+
+@pytest.mark.parametrize("op", [accept_prefix, reference.accept_prefix], ids=["torch", "reference"])
+def test_an_int_seed_is_one_seed_for_the_call_with_rows_independent(op):
+    # the same step in every row: with an int seed the first tokens are B independent samples of p_0
+    # (before: every row drew the same uniforms, one token 20,000 times)
+    B = 20000 if op is accept_prefix else 4000
+    logits, drafts, p0 = identical_rows(B)
+    n, out = op(logits, drafts, temperature=1.0, seed=7)
+    stat, df = chi_square(out[:, 0], p0)
+    assert stat < chi_square_critical(df), (stat, df)
+    # an int seed means the row seeds sampling.row_seeds derives from it, as the loop passes them
+    n_rows, out_rows = op(logits, drafts, temperature=1.0, seed=row_seeds(7, B))
+    assert torch.equal(n, n_rows) and torch.equal(out, out_rows)

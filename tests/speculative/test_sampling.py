@@ -1,6 +1,6 @@
 """Speculative sampling is lossless end to end: with the tiny pair, the tokens it emits have
 the target's own distribution (after temperature, top-k, top-p), checked with a chi-square
-test on 1000 seeded rows. Seeded runs reproduce exactly, different seeds differ, and a row's
+test on 1000 seeded rows, under the rejection rule and under coupled sampling (Gumbel-max). Seeded runs reproduce exactly, different seeds differ, and a row's
 output does not depend on its batch neighbours."""
 import pytest
 import torch
@@ -26,6 +26,9 @@ B = 1000
 K = 3
 MAX_NEW = 4  # token 1 from the prefill, tokens 2..4 from speculative steps
 SETTINGS = [(1.0, 0, 1.0), (0.8, 20, 1.0), (1.0, 0, 0.9)]  # (temperature, top_k, top_p)
+# (drafter, (temperature, top_k, top_p, coupled)): the rejection rule, then coupled sampling
+RUNS = ([("model", s + (False,)) for s in SETTINGS] + [("ngram", SETTINGS[0] + (False,))]
+        + [("model", s + (True,)) for s in SETTINGS] + [("ngram", SETTINGS[0] + (True,))])
 
 
 def test_critical_values_are_the_0999_quantiles():
@@ -70,7 +73,7 @@ def runs(tiny_pair):
     """(tokens [B, MAX_NEW], stats) per (drafter, setting): B seeded copies of PROMPT."""
     target, draft = tiny_pair
     out = {}
-    for name, setting in [("model", s) for s in SETTINGS] + [("ngram", SETTINGS[0])]:
+    for name, setting in RUNS:
         drafter = ModelDrafter(draft) if name == "model" else NgramDrafter()
         gen = speculative_generate(target, drafter, [PROMPT] * B, k=K, max_new_tokens=MAX_NEW,
                                    sampling=Sampling(*setting), seed=20240)
@@ -78,10 +81,11 @@ def runs(tiny_pair):
     return out
 
 
-@pytest.mark.parametrize("drafter_name, setting", [("model", s) for s in SETTINGS] + [("ngram", SETTINGS[0])])
+@pytest.mark.parametrize("drafter_name, setting", RUNS)
 def test_emitted_tokens_have_the_target_distribution(tiny_pair, runs, drafter_name, setting):
     target, _ = tiny_pair
     tokens, stats = runs[drafter_name, setting]
+    setting = setting[:3]  # (temperature, top_k, top_p) of the target's distribution
     assert 0 < stats.accepted < stats.drafted, "both the accept and the reject branch must be exercised"
     # token 1: the prefill's own sample
     check_fits(tokens[:, 0], target_probs(target, PROMPT, *setting), "token 1")
@@ -102,7 +106,7 @@ def test_emitted_tokens_have_the_target_distribution(tiny_pair, runs, drafter_na
 def test_the_chi_square_test_would_catch_the_draft_distribution(tiny_pair, runs):
     # what "always accept the draft" would emit: the test must reject it, or it proves nothing
     target, draft = tiny_pair
-    tokens, _ = runs["model", SETTINGS[0]]
+    tokens, _ = runs["model", SETTINGS[0] + (False,)]
     t1 = int(tokens[:, 0].mode().values)
     samples = tokens[tokens[:, 0] == t1, 1]
     q = target_probs(draft, PROMPT + [t1], *SETTINGS[0])

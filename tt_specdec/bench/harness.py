@@ -380,7 +380,7 @@ def bench(pair_name: str, pair, *, drafters: "list[str] | dict[str, Drafter]", k
     results = rows(configs, tallies, sampling.greedy)
     meta = {"prompts": len(prompts), "categories": list(dict.fromkeys(c for c, _ in prompts)),
             "max_new_tokens": max_new_tokens, "temperature": sampling.temperature, "top_k": sampling.top_k,
-            "top_p": sampling.top_p, "chat_template": chat, "eos_token_id": eos, "transformers": transformers_version,
+            "top_p": sampling.top_p, "coupled": sampling.coupled, "chat_template": chat, "eos_token_id": eos, "transformers": transformers_version,
             "targets_identical": targets_identical(configs, tallies),
             "prompt_texts": [{"category": c, "text": t, "tokens": len(p)} for (c, t), p in zip(prompts, ids)]}
     return {"meta": meta, "results": results}

@@ -55,5 +55,7 @@ class Drafter(Protocol):
 
         context [B, S] token buffer, row b valid in 0 .. length[b]-1 (its last entry is the
         newest emitted token); seeds [B] this step's per-row seeds (greedy steps, which draw nothing, get
-        the run's row seeds).
+        the run's row seeds). With sampling.coupled, seeds are the run's row seeds and draft d_t (at
+        position length + t - 1) is sampling.coupled_sample of the drafter's distribution there: the
+        target's noise, no probs.
         """

@@ -24,7 +24,8 @@ from tt_specdec import ops
 from tt_specdec.drafters.base import Proposal
 from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine, engine_logits
 from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
-from tt_specdec.sampling import STREAM_DRAFT, Sampling, argmax, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import (STREAM_DRAFT, Sampling, argmax, coupled_sample, process_logits, sample_inverse_cdf,
+                                 uniform)
 
 SMOLLM2_EAGLE = pathlib.Path(__file__).resolve().parents[1] / "models" / "weights" / "smollm2_eagle.safetensors"
 
@@ -229,10 +230,13 @@ class EagleDrafter:
                 conf.append(p)
             else:
                 q = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)  # [B, N]
-                index = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
+                if sampling.coupled:  # the target's noise of each full id at d_t's position: no draft_probs
+                    index = coupled_sample(q, seeds, length + t, self.head.vocab_ids)
+                else:
+                    index = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
+                    full = torch.zeros(B, self.vocab_size, dtype=q.dtype)
+                    probs.append(full.index_copy_(1, self.head.vocab_ids, q))  # [B, V], 0 outside the subset
                 conf.append(q.gather(1, index.view(B, 1))[:, 0])
-                full = torch.zeros(B, self.vocab_size, dtype=q.dtype)
-                probs.append(full.index_copy_(1, self.head.vocab_ids, q))  # [B, V], 0 outside the subset
             token = self.head.vocab_ids[index]  # [B] full ids
             drafts.append(token)
             reach = reach * conf[-1].numpy()

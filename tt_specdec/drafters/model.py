@@ -5,7 +5,7 @@ import torch
 
 from tt_specdec.drafters.base import Proposal
 from tt_specdec.models.decoder import Decoder
-from tt_specdec.sampling import STREAM_DRAFT, Sampling, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import STREAM_DRAFT, Sampling, coupled_sample, process_logits, sample_inverse_cdf, uniform
 
 
 class ModelDrafter:
@@ -47,8 +47,11 @@ class ModelDrafter:
                 conf.append(torch.softmax(logits.float(), -1).gather(1, token.view(B, 1))[:, 0])
             else:
                 q = process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)
-                token = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
-                probs.append(q)
+                if sampling.coupled:  # the target's noise at d_t's position: no draft_probs needed
+                    token = coupled_sample(q, seeds, length + t)
+                else:
+                    token = sample_inverse_cdf(q, uniform(seeds, STREAM_DRAFT, t))
+                    probs.append(q)
                 conf.append(q.gather(1, token.view(B, 1))[:, 0])
             drafts.append(token)
             if t + 1 < k:  # d_k is never fed: its KV is only needed if all k are accepted

@@ -18,7 +18,8 @@ from tt_specdec.errors import check_seed
 from tt_specdec.models.decoder import Decoder
 from tt_specdec.ops import accept_prefix, rollback_kv
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
-from tt_specdec.sampling import Sampling, greedy_or_sample, row_seeds, step_seeds
+from tt_specdec.sampling import (MASKED, Sampling, greedy_or_sample, process_logits, row_seeds, sample_next, step_seeds,
+                                 support_scores)
 from tt_specdec.speculative.policy import AdaptiveK
 from tt_specdec.speculative.stats import Stats, step_kind
 
@@ -106,16 +107,16 @@ def prefill(target: Decoder, rows: Rows, sampling: Sampling, seeds: torch.Tensor
     """Run the prompts through the target and emit the first token. Returns pos [B], last [B]."""
     lengths = rows.prompt_len
     logits = target.prefill(rows.context[:, :int(lengths.max())], lengths)  # [B, V]
-    last = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seeds(seeds, lengths))
+    last = sample_next(logits, sampling, seeds, lengths)  # the token at position lengths[b]
     for b in range(len(last)):
         rows.emit(b, [int(last[b])])
     return lengths.clone(), last
 
 
 def this_step(seeds: torch.Tensor, pos: torch.Tensor, sampling: Sampling) -> torch.Tensor:
-    """Per-row seeds [B] of the step at pos [B]; greedy steps draw nothing, so they get the run's row seeds
-    (hashing them per step cost ~0.1 ms a step)."""
-    return seeds if sampling.greedy else step_seeds(seeds, pos)
+    """Per-row seeds [B] of the step at pos [B]; greedy steps draw nothing, and coupled steps key their noise
+    by (row seed, absolute position), so both get the run's row seeds (hashing them per step cost ~0.1 ms)."""
+    return seeds if sampling.greedy or sampling.coupled else step_seeds(seeds, pos)
 
 
 def start(target: Decoder, rows: Rows, sampling: Sampling, seed: int,
@@ -143,8 +144,7 @@ def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new
         logits = target.forward(last.view(-1, 1), pos)[:, 0]  # [B, V]
         live = np.flatnonzero(~rows.done).tolist()
         pos = pos + torch.from_numpy(~rows.done)
-        last = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p,
-                                this_step(seeds, pos, sampling))
+        last = sample_next(logits, sampling, seeds, pos)  # the token at position pos[b]
         tokens = last.tolist()
         for b in live:
             rows.emit(b, [tokens[b]])
@@ -176,7 +176,8 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     """Draft k, verify in one target forward, accept the agreeing prefix, roll back the rest.
 
     Greedy output is token for token the target's own greedy output (generate_plain);
-    sampled output has exactly the target's distribution. With a `policy`, each row drafts
+    sampled output has exactly the target's distribution, and with `sampling.coupled` it is token for
+    token generate_plain's sampled output for the same seed (whatever the drafter, k or policy). With a `policy`, each row drafts
     the k (at most `k`) the cost model predicts fastest, 0 meaning a plain target step.
     `ops` runs accept_prefix and rollback_kv ("emu": their kernels on the host emulator); the decoders
     run their attention as their own `attention` says (SpeculativeDecoder sets all three).
@@ -215,10 +216,13 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
             logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
             # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
+            if sampling.coupled and not sampling.greedy:  # greedy on the target's perturbed scores
+                logits = coupled_verify_scores(logits, draft_tokens, num_draft, pos, sampling, step_seed)
+                draft_probs = None
             num_accepted, output = accept_prefix(
                 logits, draft_tokens, draft_probs=draft_probs, num_draft=torch.from_numpy(num_draft),
-                temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, seed=step_seed,
-                backend=ops)
+                temperature=0.0 if sampling.coupled else sampling.temperature, top_k=sampling.top_k,
+                top_p=sampling.top_p, seed=step_seed, backend=ops)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
         pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops)
         n = num_accepted.numpy()  # [B], -1 for finished rows
@@ -230,12 +234,39 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     return Generation(rows.new_tokens, stats)
 
 
+def coupled_verify_scores(logits: torch.Tensor, draft_tokens: torch.Tensor, num_draft: np.ndarray, pos: torch.Tensor,
+                          sampling: Sampling, seeds: torch.Tensor) -> torch.Tensor:
+    """The coupled mode's accept test as greedy: target logits [B, k+1, V] -> perturbed scores [B, k+1, V]
+    (fp32) whose argmax in row t is the target's own coupled sample of the token at position pos + 1 + t,
+    the one plain decoding draws there; a draft is accepted when it equals it. seeds [B]: the run's.
+
+    A sequence's rows are scored up to its first draft that is not the target's sample (most are rejected
+    early: ~0.4 ms a 49152-wide row); the greedy accept stops there and never reads the rows after it, left
+    MASKED, nor a skipped row's (num_draft -1)."""
+    B, k1, V = logits.shape
+    scores = torch.full((B, k1, V), MASKED, dtype=torch.float32)
+    out, drafts = scores.numpy(), draft_tokens.numpy()
+    seed_rows, pos_rows = seeds.tolist(), pos.tolist()
+    for b in range(B):
+        for t in range(int(num_draft[b]) + 1):  # nothing for a skipped row (-1)
+            p = process_logits(logits[b, t], sampling.temperature, sampling.top_k, sampling.top_p,
+                               check="target_logits").numpy()
+            support, row = support_scores(p, seed_rows[b], pos_rows[b] + 1 + t)
+            out[b, t, support] = row
+            if t == num_draft[b] or support[np.argmax(row)] != drafts[b, t]:
+                break
+    return scores
+
+
 def plain_step(target: Decoder, last: torch.Tensor, pos: torch.Tensor, done: np.ndarray, sampling: Sampling,
                seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One target decode step inside the loop, in accept_prefix's output form: (num_accepted [B] = 0,
-    output [B, 1]), -1 for finished rows."""
+    output [B, 1]), -1 for finished rows. seeds: this step's (this_step)."""
     logits = target.forward(last.view(-1, 1), pos)[:, 0]  # [B, V]
-    token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, seeds)
+    if sampling.coupled and not sampling.greedy:
+        token = sample_next(logits, sampling, seeds, pos + 1)  # the run's row seeds; the token at pos + 1
+    else:
+        token = greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, seeds)
     finished = torch.from_numpy(done)
     return torch.where(finished, -1, 0), torch.where(finished, -1, token).view(-1, 1)
 

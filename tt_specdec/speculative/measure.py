@@ -174,7 +174,7 @@ def sampling_kind(sampling: Sampling) -> str:
     top-k and top-p filters (the temperature's value and the filters' sizes change little)."""
     if sampling.greedy:
         return "greedy"
-    return f"sample:top_k={sampling.top_k > 0}:top_p={sampling.top_p < 1.0}"
+    return f"sample:top_k={sampling.top_k > 0}:top_p={sampling.top_p < 1.0}" + (":coupled" if sampling.coupled else "")
 
 
 COST_KIND = "tt_specdec.cost_models"

@@ -29,7 +29,8 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         draft_probs    [B, k, V]    q_t, the distribution d_t was sampled from (sampling only;
                                     None = a deterministic drafter, q_t one-hot on d_t)
         num_draft      [B]          effective k per row (0 .. k; -1 skips a finished row)
-        seed           int or [B]   per-row seeds of this step (sampling only)
+        seed           int or [B]   sampling only: an int is one seed for the call, rows independent (their seeds
+                                    derived from (seed, row): sampling.row_seeds); [B] per-row seeds as given
         backend        "torch", or "emu": the TT-Metal kernels of kernels/ on the host emulator,
                        or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors;
                        then the results stay on the card: int32 num_accepted [B], output_tokens [B, k+1])

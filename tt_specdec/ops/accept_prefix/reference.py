@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, uniform
+from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, seeds_for_rows, uniform
 
 PLACEHOLDER = -1
 
@@ -78,7 +78,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     drafts = draft_tokens.tolist()
     limits = [k] * B if num_draft is None else [int(x) for x in num_draft.tolist()]
     if temperature > 0:
-        seeds = torch.as_tensor(seed, dtype=torch.int64).expand(B).tolist()  # an int seeds every row alike
+        seeds = seeds_for_rows(seed, B).tolist()  # an int: one seed for the call, rows independent
         q_rows = None if draft_probs is None else draft_probs.double().tolist()
     num_accepted = [PLACEHOLDER] * B
     output = [[PLACEHOLDER] * k1 for _ in range(B)]

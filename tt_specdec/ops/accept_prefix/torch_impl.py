@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from tt_specdec.ops.accept_prefix.checks import PLACEHOLDER
-from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, argmax, process_logits, sample_inverse_cdf, uniform
+from tt_specdec.sampling import (STREAM_ACCEPT, STREAM_SAMPLE, argmax, process_logits, sample_inverse_cdf, seeds_for_rows,
+                                 uniform)
 
 
 def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, draft_probs: torch.Tensor | None,
@@ -28,7 +29,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, draft
         final = target_tokens[np.arange(B), n]
     else:
         n, final = accept_sampled(target_logits, d, draft_probs, lim, temperature, top_k, top_p,
-                                  torch.as_tensor(seed, dtype=torch.int64).expand(B))
+                                  seeds_for_rows(seed, B))  # an int: one seed for the call, rows independent
     output = np.where(np.arange(k + 1) < n.reshape(B, 1), np.concatenate([d, d[:, :1]], 1), PLACEHOLDER)
     output[np.arange(B), n] = final
     if num_draft is not None:
