@@ -75,7 +75,12 @@ def step_seeds(seed: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 def row_seeds(seed: int, batch: int) -> torch.Tensor:
     """Distinct uint32 seeds [B] for the rows of one seeded run."""
-    return hash_seed(torch.full((batch,), seed, dtype=torch.int64), torch.arange(batch))
+    return torch.from_numpy(row_seed_values(seed, batch))
+
+
+def row_seed_values(seed: int, batch: int) -> np.ndarray:
+    """row_seeds as int64 numpy, without torch (the card's description builders run where torch is absent)."""
+    return _hash(np.full(batch, seed, dtype=np.int64), np.arange(batch))
 
 
 def seeds_for_rows(seed, batch: int) -> torch.Tensor:

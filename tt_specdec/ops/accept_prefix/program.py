@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
+from tt_specdec.errors import is_int
 from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
 from tt_specdec.runtime import device, emu
 from tt_specdec.runtime import program as P
-from tt_specdec.sampling import seeds_for_rows
+from tt_specdec.sampling import row_seed_values, seeds_for_rows
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 ARGS = P.read_arg_indices(KERNELS / "accept_prefix_common.hpp")
@@ -196,7 +197,8 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
 def seed_words(seed, B: int) -> list[int]:
     """Per-row seeds (an int: one seed for the call, rows independent: sampling.seeds_for_rows) as the int32
     bits of their low 32 bits, what the kernels read."""
-    words = [int(s) & 0xFFFFFFFF for s in seeds_for_rows(seed, B).tolist()]
+    rows = row_seed_values(seed, B) if is_int(seed) else seeds_for_rows(seed, B)  # an int: no torch needed
+    words = [int(s) & 0xFFFFFFFF for s in rows.tolist()]
     return [w - (1 << 32) if w >= 1 << 31 else w for w in words]
 
 
