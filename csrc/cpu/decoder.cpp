@@ -1,4 +1,4 @@
-// The decoder's kernels (decoder.hpp): the bf16-weight linear, verify attention, and the step that runs them.
+// The decoder's kernels (decoder.hpp): verify attention, and the step that runs them with the linear.
 #include "decoder.hpp"
 
 #include <algorithm>
@@ -8,142 +8,6 @@
 #include "pool.hpp"
 
 namespace tt_cpu {
-
-namespace {
-
-// ---- bf16 ---------------------------------------------------------------------------------------
-inline uint16_t to_bf16(float f) {  // round to nearest even, as torch's .bfloat16()
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-inline float from_bf16(uint16_t h) {
-    uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
-constexpr int PREFETCH_K = 64;  // k-steps ahead: 2 KB of a panel's stream
-constexpr int GROUP = 4;  // panels a thread takes at a time: 64 columns, K*128 bytes (fits L2)
-
-}  // namespace
-
-// ---- linear: out[M, N] = x[M, K] @ W[N, K]^T --------------------------------------------------
-PackedLinear::PackedLinear(const void* src, int64_t n_, int64_t k_, bool src_is_bf16) : n(n_), k(k_) {
-    panels = (n + PANEL - 1) / PANEL;
-    w.assign(static_cast<size_t>(panels * k * PANEL), 0);
-    for (int64_t col = 0; col < n; ++col) {
-        int64_t p = col / PANEL, c = col % PANEL;
-        int64_t slot = c < 8 ? 2 * c : 2 * (c - 8) + 1;
-        for (int64_t kk = 0; kk < k; ++kk) {
-            uint16_t v = src_is_bf16 ? static_cast<const uint16_t*>(src)[col * k + kk]
-                                     : to_bf16(static_cast<const float*>(src)[col * k + kk]);
-            w[static_cast<size_t>((p * k + kk) * PANEL + slot)] = v;
-        }
-    }
-}
-
-#ifdef TT_CPU_AVX2
-// the register tile: MR rows x NP panels of fp32 accumulators, one FMA chain per element
-template <int MR, int NP>
-__attribute__((always_inline)) inline void PackedLinear::accumulate(const float* x, const uint16_t* wp, int64_t m0,
-                                                                    __m256 (&out)[MR][2 * NP]) const {
-    __m256 acc[MR][2 * NP];
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-        for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_setzero_ps();
-    const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
-    for (int64_t kk = 0; kk < k; ++kk) {
-        // the weight stream runs ahead of the FMAs: ask for it 2 KB early (DRAM latency, not bandwidth,
-        // is what a dense multi-row tile waits on)
-        // a one-row tile (decode) leaves the other panels to the hardware prefetcher; a multi-row
-        // tile has the FMAs to hide one request per panel
-#pragma GCC unroll 16
-        for (int j = 0; j < (MR >= 2 ? NP : 1); ++j)
-            _mm_prefetch(reinterpret_cast<const char*>(wp + (j * k + kk + PREFETCH_K) * PANEL), _MM_HINT_T0);
-        __m256 wv[2 * NP];
-#pragma GCC unroll 16
-        for (int j = 0; j < NP; ++j) {
-            __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + (j * k + kk) * PANEL));
-            wv[2 * j] = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));         // columns 0..7
-            wv[2 * j + 1] = _mm256_castsi256_ps(_mm256_and_si256(raw, hi_mask));  // columns 8..15
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
-            __m256 xv = _mm256_broadcast_ss(x + (m0 + r) * k + kk);
-#pragma GCC unroll 16
-            for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-        for (int j = 0; j < 2 * NP; ++j) out[r][j] = acc[r][j];
-}
-#endif
-
-// columns of panels [p0, p1) for rows [m0, m0+MR), NP panels at a time
-template <int MR, int NP>
-void PackedLinear::block(const float* x, float* out, int64_t m0, int64_t p) const {
-    const uint16_t* wp = w.data() + static_cast<size_t>(p * k * PANEL);
-#ifdef TT_CPU_AVX2
-    __m256 acc[MR][2 * NP];
-    accumulate<MR, NP>(x, wp, m0, acc);
-    for (int r = 0; r < MR; ++r)
-        for (int j = 0; j < NP; ++j) {
-            int64_t col = (p + j) * PANEL;
-            float* o = out + (m0 + r) * n + col;
-            alignas(32) float tmp[PANEL];
-            _mm256_store_ps(tmp, acc[r][2 * j]);
-            _mm256_store_ps(tmp + 8, acc[r][2 * j + 1]);
-            for (int64_t c = 0; c < std::min<int64_t>(PANEL, n - col); ++c) o[c] = tmp[c];
-        }
-#else
-    // portable path: the same fused multiply-add chain per element, so the same bits
-    for (int r = 0; r < MR; ++r)
-        for (int j = 0; j < NP; ++j)
-            for (int c = 0; c < PANEL; ++c) {
-                int64_t col = (p + j) * PANEL + c;
-                if (col >= n) continue;
-                int slot = c < 8 ? 2 * c : 2 * (c - 8) + 1;
-                float acc = 0.f;
-                for (int64_t kk = 0; kk < k; ++kk)
-                    acc = std::fma(x[(m0 + r) * k + kk], from_bf16(wp[(j * k + kk) * PANEL + slot]), acc);
-                out[(m0 + r) * n + col] = acc;
-            }
-#endif
-}
-
-// panels [p0, p1) for rows [m0, m0+MR), NP panels per register tile (fewer at the group's end)
-template <int MR, int NP>
-void PackedLinear::blocks(const float* x, float* out, int64_t m0, int64_t p0, int64_t p1) const {
-    int64_t p = p0;
-    for (; p + NP <= p1; p += NP) block<MR, NP>(x, out, m0, p);
-    for (; p < p1; ++p) block<MR, 1>(x, out, m0, p);
-}
-
-void PackedLinear::run(const float* x, float* out, int64_t M) const {
-    int64_t groups = (panels + GROUP - 1) / GROUP;
-    pool().run(groups, [&](int64_t g) {
-        int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
-        // all rows of a 6-row chunk in one pass over the panel group, so each weight is
-        // widened once per 6 rows; 8-12 accumulators keep both FMA pipes busy
-        int64_t m = 0;
-        for (; m + 6 <= M; m += 6) blocks<6, 1>(x, out, m, p0, p1);
-        switch (M - m) {
-            case 5: blocks<5, 1>(x, out, m, p0, p1); break;
-            case 4: blocks<4, 1>(x, out, m, p0, p1); break;
-            case 3: blocks<3, 1>(x, out, m, p0, p1); break;
-            case 2: blocks<2, 2>(x, out, m, p0, p1); break;
-            case 1: blocks<1, 4>(x, out, m, p0, p1); break;
-            default: break;
-        }
-    });
-}
 
 // ---- attention: q rows against a contiguous cache, staircase mask -------------------------------
 namespace {
@@ -282,8 +146,8 @@ std::vector<float> copy_floats(const float* p, int64_t n) { return std::vector<f
 }  // namespace
 
 CpuModel::CpuModel(int64_t dim_, int64_t n_heads_, int64_t n_kv_, int64_t head_dim_, int64_t ffn_, float eps_,
-                   const float* cos_, const float* sin_, int64_t max_len_)
-    : dim(dim_), n_heads(n_heads_), n_kv(n_kv_), head_dim(head_dim_), ffn(ffn_), max_len(max_len_), eps(eps_),
+                   const float* cos_, const float* sin_, int64_t max_len_, MatrixPath path_)
+    : dim(dim_), n_heads(n_heads_), n_kv(n_kv_), head_dim(head_dim_), ffn(ffn_), max_len(max_len_), path(path_), eps(eps_),
       cos(copy_floats(cos_, max_len_ * head_dim_)), sin(copy_floats(sin_, max_len_ * head_dim_)) {}
 
 void CpuModel::add_layer(const float* attn_norm, const float* ffn_norm, std::shared_ptr<PackedLinear> qkv_,
