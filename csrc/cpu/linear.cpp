@@ -68,10 +68,13 @@ void PackedLinear::run(const float* x, float* out, int64_t M) const {
         case MatrixPath::avx512_bf16: kernel = kernels::linear_avx512_bf16; break;
         case MatrixPath::amx: kernel = kernels::linear_amx; break;
     }
-    int64_t groups = (panels + GROUP - 1) / GROUP;
+    // avx512_bf16 runs one or two rows 8 panels at a time (linear_avx512_bf16.cpp); the split into tasks
+    // never changes a result, only who computes it
+    int64_t group = path == MatrixPath::avx512_bf16 && M <= 2 ? 2 * GROUP : GROUP;
+    int64_t groups = (panels + group - 1) / group;
     pool().run(groups, [&](int64_t g) {
-        int64_t p0 = g * GROUP;
-        kernel(a, p0, std::min<int64_t>(p0 + GROUP, panels));
+        int64_t p0 = g * group;
+        kernel(a, p0, std::min<int64_t>(p0 + group, panels));
     });
 }
 

@@ -25,7 +25,7 @@ __attribute__((always_inline)) inline void block(const LinearArgs& a, int64_t m0
         for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < pairs; ++i) {
 #pragma GCC unroll 16
-        for (int j = 0; j < (MR >= 2 ? NP : 1); ++j)
+        for (int j = 0; j < NP; ++j)  // every panel's stream: few instructions per byte leave the prefetcher behind
             _mm_prefetch(reinterpret_cast<const char*>(wp + (j * pairs + i + PREFETCH_PAIRS) * 2 * PANEL), _MM_HINT_T0);
         __m512bh wv[NP];
 #pragma GCC unroll 16
@@ -53,25 +53,32 @@ __attribute__((always_inline)) inline void block(const LinearArgs& a, int64_t m0
         }
 }
 
+// panels [p0, p1) for rows [m0, m0+MR): NP panels per register tile, then 4, 2, 1 at the group's end
 template <int MR, int NP>
 void blocks(const LinearArgs& a, int64_t m0, int64_t p0, int64_t p1) {
     int64_t p = p0;
     for (; p + NP <= p1; p += NP) block<MR, NP>(a, m0, p);
-    for (; p < p1; ++p) block<MR, 1>(a, m0, p);
+    if constexpr (NP > 4) {
+        if (p + 4 <= p1) block<MR, 4>(a, m0, p), p += 4;
+    }
+    if (p + 2 <= p1) block<MR, 2>(a, m0, p), p += 2;
+    if (p < p1) block<MR, 1>(a, m0, p);
 }
 
 }  // namespace
 
 void linear_avx512_bf16(const LinearArgs& a, int64_t p0, int64_t p1) {
-    // 6 rows x 4 panels: 24 accumulators, 4 weight vectors and a broadcast of 32 registers
+    // 6 rows x 4 panels: 24 accumulators, 4 weight vectors and a broadcast of 32 registers. One or two
+    // rows take 8 panels (linear.cpp gives them groups of 8): a VDPBF16PS chain's latency needs 8 or more
+    // chains in flight, 4 left a decode at half the speed of a 2-row verify (Zen 4)
     int64_t m = 0;
     for (; m + 6 <= a.M; m += 6) blocks<6, 4>(a, m, p0, p1);
     switch (a.M - m) {
         case 5: blocks<5, 4>(a, m, p0, p1); break;
         case 4: blocks<4, 4>(a, m, p0, p1); break;
         case 3: blocks<3, 4>(a, m, p0, p1); break;
-        case 2: blocks<2, 4>(a, m, p0, p1); break;
-        case 1: blocks<1, 4>(a, m, p0, p1); break;
+        case 2: blocks<2, 8>(a, m, p0, p1); break;
+        case 1: blocks<1, 8>(a, m, p0, p1); break;
         default: break;
     }
 }
