@@ -1,0 +1,108 @@
+"""Token trees against chains at equal verify rows: tokens per target step on the 24 bench prompts, greedy.
+
+For each prompt the target's own greedy continuation G is decoded once (the CPU engine, the process's
+matrix path). Lossless greedy speculative decoding must emit exactly G, so a step's outcome is fixed by
+the proposal alone: the tree (or chain) proposed after prompt + G[:i] accepts the longest root path that
+follows G[i:], as ops.accept_prefix.accept_tree does when the target's argmax at each node is G's next
+token, and emits that many + 1. This measures acceptance exactly, with outputs identical to the target
+alone by construction; the tree-masked forward of the decoder itself (positions by depth, tree_mask in
+its attention) is not yet written, so no wall-clock figure.
+
+    .venv/bin/python bench/bench_tree.py --json out/bench_tree.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from tt_specdec import load_pair
+from tt_specdec.api import chat_prompt
+from tt_specdec.bench.harness import cpu_model_name
+from tt_specdec.bench.prompts_smollm2 import PROMPTS
+from tt_specdec.drafters.ngram import NgramDrafter
+from tt_specdec.drafters.tree import Tree, TreeDrafter
+from tt_specdec.speculative import generate_plain
+
+
+class LookupChain:
+    """Prompt lookup as a chain (NgramDrafter), for the comparison."""
+
+    def __init__(self):
+        self.ngram = NgramDrafter()
+
+    def start(self, context, cache_len):
+        pass
+
+    def propose(self, context: list[int], rows: int) -> Tree:
+        tree = Tree.root(context[-1])
+        node = 0
+        for tok in self.ngram.lookup(torch.tensor(context), rows - 1).tolist():
+            node = tree.add(node, int(tok))
+        return tree
+
+
+def steps_for(drafter, prompt: list[int], greedy: list[int], rows: int) -> int:
+    """Target steps to emit `greedy` after `prompt` with `drafter`'s proposals of `rows` rows."""
+    drafter.start(prompt, len(prompt) + len(greedy) + rows + 1)
+    i = steps = 0
+    while i < len(greedy):
+        tree = drafter.propose(prompt + greedy[:i], rows)
+        assert len(tree) <= rows
+        i += tree.accepted(greedy[i:]) + 1
+        steps += 1
+    return steps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rows", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--prompts", type=int, default=len(PROMPTS))
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    pair = load_pair("smollm2")
+    tok = pair.tokenizer
+    prompts = [tok.encode(chat_prompt(tok, text)) for _, text in PROMPTS[:args.prompts]]
+    greedy = generate_plain(pair.target, prompts, max_new_tokens=args.tokens, eos_token_id=tok.eos_token_id).tokens
+    emitted = sum(len(g) for g in greedy)
+    drafters = {
+        "chain: draft greedy": ("chain", TreeDrafter(pair.draft, top_children=1)),
+        "chain: prompt lookup": ("chain", LookupChain()),
+        "chain: lookup, then draft greedy": ("chain", TreeDrafter(pair.draft, top_children=1, lookup=True)),
+        "tree: draft best-first": ("tree", TreeDrafter(pair.draft, top_children=4)),
+        "tree: draft best-first + lookup branch": ("tree", TreeDrafter(pair.draft, top_children=4, lookup=True)),
+    }
+    results = []
+    for rows in args.rows:
+        for name, (kind, d) in drafters.items():
+            t0 = time.perf_counter()
+            steps = sum(steps_for(d, p, g, rows) for p, g in zip(prompts, greedy))
+            results.append({"rows": rows, "drafter": name, "kind": kind, "steps": steps,
+                            "tokens_per_step": emitted / steps})
+            print(f"[bench_tree] rows {rows:2d} {name:40s} {emitted / steps:5.2f} tokens/step "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    print(f"smollm2, {len(prompts)} prompts x up to {args.tokens} greedy tokens ({emitted} in all), CPU: "
+          f"{cpu_model_name()}, target path {pair.target.matrix_path}; tokens per target step")
+    for rows in args.rows:
+        mine = [r for r in results if r["rows"] == rows]
+        chain = max((r for r in mine if r["kind"] == "chain"), key=lambda r: r["tokens_per_step"])
+        tree = max((r for r in mine if r["kind"] == "tree"), key=lambda r: r["tokens_per_step"])
+        print(f"rows {rows:2d}: best chain {chain['tokens_per_step']:.2f} ({chain['drafter']}), best tree "
+              f"{tree['tokens_per_step']:.2f} ({tree['drafter']}), tree / chain {tree['tokens_per_step'] / chain['tokens_per_step']:.2f}")
+        for r in mine:
+            print(f"    {r['drafter']:40s} {r['tokens_per_step']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": {"prompts": len(prompts), "tokens": args.tokens, "emitted": emitted,
+                                "cpu_model": cpu_model_name(), "matrix_path": pair.target.matrix_path},
+                       "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
