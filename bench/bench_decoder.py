@@ -1,6 +1,6 @@
 """The target's step cost on each matrix path of the CPU engine, side by side in one process.
 
-Per path this CPU runs (csrc/cpu/matrix_path.cpp: avx2, avx512_bf16, amx; portable on request, it is
+Per path this CPU runs (and with --torch the torch Llama in fp32 and bf16) (csrc/cpu/matrix_path.cpp: avx2, avx512_bf16, amx; portable on request, it is
 the avx2 path's bits without vectors): the one-row decode time relative to the avx2 path's, the verify
 cost ratio v(T) = time(T rows) / time(1 row) for T = 1..32, and whether a T-row verify gives
 bit-identical logits to T one-row decodes (exact mode). Rounds are interleaved (each round times every
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="threads of the engine's pool")
     ap.add_argument("--paths", nargs="+", help="matrix paths (default: all this CPU runs but portable)")
+    ap.add_argument("--torch", action="store_true", help="also the torch Llama in fp32 and bf16 (not exact)")
     ap.add_argument("--agreement-tokens", type=int, default=64, help="greedy tokens per prompt; 0: skip")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -91,6 +92,9 @@ def main(argv=None) -> int:
     paths = args.paths or [p for p in matrix_paths() if p != "portable"]
     pair = load_torch_pair(args.pair, torch.float32)
     models = {p: CpuLlama(pair.target, p) for p in paths}  # one torch module, each path its own packing
+    if args.torch:
+        models |= {f"torch-{n}": load_torch_pair(args.pair, dt).target
+                   for n, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     g = torch.Generator().manual_seed(0)
     vocab = pair.target.cfg.vocab_size
     tokens = torch.randint(0, vocab, (1, args.context + 2 * max(TS)), generator=g)
@@ -112,8 +116,9 @@ def main(argv=None) -> int:
         print(f"{r['path']:12} {r['decode_ms']:9.1f} {r['decode_vs_' + base]:9.2f}  "
               + " ".join(f"{r['v'][T]:5.2f}" for T in shown) + "  " + str(list(r["exact_verify"].values())))
     agree = None
-    if args.agreement_tokens and base in models and len(models) > 1 and args.pair == "smollm2":
-        agree = agreement(models, base, pair.tokenizer, args.agreement_tokens)
+    engines = {p: m for p, m in models.items() if p in paths}
+    if args.agreement_tokens and base in engines and len(engines) > 1 and args.pair == "smollm2":
+        agree = agreement(engines, base, pair.tokenizer, args.agreement_tokens)
         for p, a in agree.items():
             print(f"greedy {p} vs {base}, {args.agreement_tokens} tokens x {a['prompts']} prompts: identical outputs "
                   f"{a['identical_outputs']}/{a['prompts']}, teacher-forced argmax agreement "

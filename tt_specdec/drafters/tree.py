@@ -78,10 +78,11 @@ class TreeDrafter:
         self.lookup = NgramDrafter(max_ngram) if lookup else None
         self.lookup_share = lookup_share
         self.cached = 0  # context tokens whose KV the draft's cache holds (all but the newest)
+        self.held: list[int] = []  # the path (root first) whose KV follows them in the cache
 
     def start(self, context: list[int], cache_len: int) -> None:
         self.draft.allocate_cache(1, cache_len)
-        self.cached = 0
+        self.cached, self.held = 0, []
         self.sync(context)
 
     def sync(self, context: list[int]) -> None:
@@ -90,12 +91,19 @@ class TreeDrafter:
         if L > self.cached:
             self.draft.forward(torch.tensor([context[self.cached:L]]), torch.tensor([self.cached]))
             self.cached = L
+            self.held = []
 
     def log_probs(self, context: list[int], tree: Tree, node: int) -> torch.Tensor:
         """[V] draft log-probabilities after the path to `node`: that path run as a chain at the context's
-        end (its KV overwrites slots past the context, which the next sync rewrites)."""
+        end (its KV overwrites slots past the context, which the next sync rewrites). The part of the path
+        the cache already holds from the previous call is not run again (a batch-invariant draft gives the
+        same bits either way)."""
         path = [tree.tokens[i] for i in tree.path(node)]
-        logits = self.draft.forward(torch.tensor([path]), torch.tensor([len(context) - 1]))[0, -1]
+        same = 0
+        while same < min(len(path) - 1, len(self.held)) and path[same] == self.held[same]:
+            same += 1
+        logits = self.draft.forward(torch.tensor([path[same:]]), torch.tensor([len(context) - 1 + same]))[0, -1]
+        self.held = path
         return torch.log_softmax(logits.float(), -1)
 
     def propose(self, context: list[int], rows: int) -> Tree:
