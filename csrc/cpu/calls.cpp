@@ -211,7 +211,7 @@ void set_head(CpuModel& self, py::handle norm, std::shared_ptr<PackedLinear> hea
 }
 
 void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle v_cache,
-                   const std::vector<int64_t>& pos, py::handle logits) {
+                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents) {
     auto layers = static_cast<int64_t>(self.layers.size()), B = static_cast<int64_t>(pos.size());
     Tensor xs = tensor(x, "x", {DType::f32}, "[B, T, dim]", {B, -1, self.dim});
     int64_t T = xs.shape[1];
@@ -225,8 +225,17 @@ void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle 
         require(self.head != nullptr, "logits", "a tensor before set_head", "None");
         out = data<float>(tensor(logits, "logits", {DType::f32}, "[B, T, V]", {B, T, self.head->n}));
     }
+    if (parents) {  // [B * T], row-major: the root first, every other row's parent before it
+        require(static_cast<int64_t>(parents->size()) == B * T, "parents", std::to_string(parents->size()) + " values",
+                "B * T = " + std::to_string(B * T));
+        for (int64_t m = 0; m < B * T; ++m) {
+            int64_t t = m % T, par = (*parents)[static_cast<size_t>(m)];
+            require(t == 0 ? par == -1 : (par >= 0 && par < t), "parents",
+                    std::to_string(par) + " for row " + std::to_string(t), t == 0 ? "-1 for row 0" : "0 .. " + std::to_string(t - 1));
+        }
+    }
     py::gil_scoped_release release;
-    self.forward(data<float>(xs), data<float>(ks), data<float>(vs), B, T, S, pos, out);
+    self.forward(data<float>(xs), data<float>(ks), data<float>(vs), B, T, S, pos, out, parents ? parents->data() : nullptr);
 }
 
 void model_logits(CpuModel& self, py::handle x, py::handle out) {

@@ -88,7 +88,7 @@ inline void accumulate_values(const float* p, float inv, const float* vb, int64_
 
 // depend on T, on the other queries or on the split into tasks: a T-row verify equals T decodes.
 void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
-            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale) {
+            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale, const int64_t* parents) {
     int64_t G = Hq / Hkv;
     // one thread: a task per KV head (its keys read once per step); more: a task per query head,
     // so that the threads have enough tasks to share
@@ -98,25 +98,53 @@ void attend(const float* q, const float* kc, const float* vc, float* out, const 
         int64_t b = task / tasks_per_b, h0 = (task % tasks_per_b) * per_task, NQ = per_task * T;
         const float* kb = kc + (b * Hkv + h0 / G) * S * D;
         const float* vb = vc + (b * Hkv + h0 / G) * S * D;
-        int64_t max_keys = pos[b] + T;
         thread_local std::vector<float> scores;  // [NQ, S]: a full block of 8 only where a query sees all 8 keys
         scores.resize(static_cast<size_t>(NQ * S));
         auto query = [&](int64_t i) { return (b * T + i % T) * Hq + h0 + i / T; };  // head h0 + i / T, row i % T
-        auto keys = [&](int64_t i) { return pos[b] + i % T + 1; };
-        for (int64_t j = 0; j < max_keys; j += BLOCK)
+        // a tree row sees the cache (keys 0..pos-1) and then its path's slots; its scores and values are
+        // laid out as the path's keys will lie after rollback compacts them (pos + depth), so the row has
+        // the bits that decoding the path one token at a time gives
+        thread_local std::vector<int64_t> paths;  // [T, T]: row t's path, root first, slot offsets
+        thread_local std::vector<int64_t> path_len;
+        paths.resize(static_cast<size_t>(T * T));
+        path_len.resize(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; ++t) {
+            int64_t len = 0;
+            if (parents == nullptr) {
+                for (int64_t a = 0; a <= t; ++a) paths[t * T + len++] = a;
+            } else {
+                for (int64_t a = t; a >= 0; a = parents[b * T + a]) paths[t * T + len++] = a;
+                std::reverse(paths.begin() + t * T, paths.begin() + t * T + len);
+            }
+            path_len[static_cast<size_t>(t)] = len;
+        }
+        auto keys = [&](int64_t i) { return pos[b] + path_len[static_cast<size_t>(i % T)]; };
+        // the chain: every key up to the row's own in blocks of 8; a tree: the cache's keys so
+        int64_t blocked = parents == nullptr ? pos[b] + T : pos[b];
+        for (int64_t j = 0; j < blocked; j += BLOCK)
             for (int64_t i = 0; i < NQ; ++i) {
-                int64_t n = std::min(BLOCK, keys(i) - j);
+                int64_t n = std::min(BLOCK, (parents == nullptr ? keys(i) : pos[b]) - j);
                 float* p = scores.data() + i * S + j;
                 if (n == BLOCK) scores8(q + query(i) * D, kb + j * D, D, scale, p);
                 else
                     for (int64_t jj = 0; jj < n; ++jj) p[jj] = dot(q + query(i) * D, kb + (j + jj) * D, D) * scale;
             }
+        if (parents != nullptr)  // a score is dot()'s bits whether it came in a block of 8 or alone
+            for (int64_t i = 0; i < NQ; ++i)
+                for (int64_t d = 0; d < path_len[static_cast<size_t>(i % T)]; ++d)
+                    scores[i * S + pos[b] + d] = dot(q + query(i) * D, kb + (pos[b] + paths[(i % T) * T + d]) * D, D) * scale;
         for (int64_t i = 0; i < NQ; ++i) {
             float* p = scores.data() + i * S;
             float inv = softmax_inplace(p, keys(i));
             float* o = out + query(i) * D;
             for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
-            accumulate_values(p, inv, vb, keys(i), D, o);
+            if (parents == nullptr) {
+                accumulate_values(p, inv, vb, keys(i), D, o);
+                continue;
+            }
+            accumulate_values(p, inv, vb, pos[b], D, o);  // o round-trips through memory exactly between calls
+            for (int64_t d = 0; d < path_len[static_cast<size_t>(i % T)]; ++d)
+                accumulate_values(p + pos[b] + d, inv, vb + (pos[b] + paths[(i % T) * T + d]) * D, 1, D, o);
         }
     });
 }
@@ -161,7 +189,7 @@ void CpuModel::set_head(const float* norm, std::shared_ptr<PackedLinear> head_) 
 }
 
 void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int64_t T, int64_t S,
-                       const std::vector<int64_t>& pos, float* logits) {
+                       const std::vector<int64_t>& pos, float* logits, const int64_t* parents) {
     int64_t M = B * T, D = head_dim, qkv_n = (n_heads + 2 * n_kv) * D;
     for (auto* buf : {&h, &att, &o}) buf->resize(static_cast<size_t>(M * std::max(dim, n_heads * D)));
     qkv.resize(static_cast<size_t>(M * qkv_n));
@@ -169,6 +197,11 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
     gu.resize(static_cast<size_t>(M * 2 * ffn));
     act.resize(static_cast<size_t>(M * ffn));
     int64_t layer_stride = B * n_kv * S * D;
+    std::vector<int64_t> depth(static_cast<size_t>(M));  // a row's RoPE position is pos + its depth in the tree
+    for (int64_t m = 0; m < M; ++m) {
+        int64_t b = m / T, t = m % T;
+        depth[static_cast<size_t>(m)] = parents == nullptr ? t : (t == 0 ? 0 : depth[static_cast<size_t>(b * T + parents[m])] + 1);
+    }
     for (size_t l = 0; l < layers.size(); ++l) {
         const Layer& L = layers[l];
         float* kc = k_cache + static_cast<int64_t>(l) * layer_stride;
@@ -177,10 +210,10 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
         L.qkv->run(h.data(), qkv.data(), M);
         for (int64_t b = 0; b < B; ++b)
             for (int64_t t = 0; t < T; ++t) {
-                int64_t m = b * T + t, p = pos[b] + t;
+                int64_t m = b * T + t, p = pos[b] + t, rp = pos[b] + depth[static_cast<size_t>(m)];
                 const float* row = qkv.data() + m * qkv_n;
-                const float* c = cos.data() + p * D;
-                const float* s = sin.data() + p * D;
+                const float* c = cos.data() + rp * D;
+                const float* s = sin.data() + rp * D;
                 for (int64_t hq = 0; hq < n_heads; ++hq) rope(row + hq * D, c, s, q.data() + (m * n_heads + hq) * D, D);
                 for (int64_t hk = 0; hk < n_kv; ++hk) {
                     int64_t slot = ((b * n_kv + hk) * S + p) * D;
@@ -188,7 +221,8 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
                     std::memcpy(vc + slot, row + (n_heads + n_kv + hk) * D, sizeof(float) * D);
                 }
             }
-        attend(q.data(), kc, vc, att.data(), pos.data(), B, T, n_heads, n_kv, S, D, 1.f / std::sqrt(static_cast<float>(D)));
+        attend(q.data(), kc, vc, att.data(), pos.data(), B, T, n_heads, n_kv, S, D, 1.f / std::sqrt(static_cast<float>(D)),
+               parents);
         L.wo->run(att.data(), o.data(), M);
         for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
         rms_norm(x, L.ffn_norm.data(), h.data(), M, dim, eps);

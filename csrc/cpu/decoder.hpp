@@ -18,9 +18,11 @@
 
 namespace tt_cpu {
 
-// q [B, T, Hq, D], caches [B, Hkv, S, D], out [B, T, Hq, D], fp32; row t of b sees keys 0..pos[b]+t
+// q [B, T, Hq, D], caches [B, Hkv, S, D], out [B, T, Hq, D], fp32; row t of b sees keys 0..pos[b]+t, or
+// with parents [B, T] (a token tree: parents[b, 0] = -1, else an earlier row) keys 0..pos[b]-1 and the
+// slots pos[b]+a of its path's rows a, scored and summed as if that path lay at pos[b]..pos[b]+depth
 void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
-            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale);
+            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale, const int64_t* parents = nullptr);
 
 struct Layer {
     std::vector<float> attn_norm, ffn_norm;
@@ -49,8 +51,9 @@ struct CpuModel {
 
     // x [M = B*T, dim]: the embeddings in, the final hidden state (before the norm) out;
     // caches [layers, B, Hkv, S, D]; logits [M, V] when not null; pos[b] + T <= min(S, max_len)
+    // parents [B, T] or null: a token tree, row t at RoPE position pos + its depth, its KV at slot pos + t
     void forward(float* x, float* k_cache, float* v_cache, int64_t B, int64_t T, int64_t S,
-                 const std::vector<int64_t>& pos, float* logits);
+                 const std::vector<int64_t>& pos, float* logits, const int64_t* parents = nullptr);
     // logits [M, V] of final hidden states x [M, dim]: the final norm, then the head
     void head_logits(const float* x, int64_t M, float* logits);
 };

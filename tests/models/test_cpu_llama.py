@@ -291,3 +291,36 @@ def test_a_refused_forward_writes_nothing():
     logits = torch.zeros(2, 3, 10)
     engine.forward(x, k_cache, v_cache, [0, 0], logits)  # the same call with the right logits runs
     assert k_cache.any() and logits.abs().sum() > 0
+
+
+def test_tree_verify_rows_have_the_bits_of_decoding_their_paths(cpu_pair):
+    """Exact mode for token trees: each tree row's logits equal decoding its root-to-node path one token at
+    a time on a chain cache, and rollback's compaction of a path leaves the cache a chain decode writes."""
+    from tt_specdec.ops import rollback_kv
+
+    target, _ = cpu_pair
+    g = torch.Generator().manual_seed(5)
+    context = torch.randint(0, 256, (1, 30), generator=g)
+    parents = torch.tensor([[-1, 0, 0, 1, 1, 2, 3, 5, 7]])  # depth up to 4, branches at 0, 1
+    tokens = torch.randint(0, 256, (1, 9), generator=g)
+    pos = torch.tensor([30])
+    target.allocate_cache(1, 48)
+    target.forward(context, torch.zeros(1, dtype=torch.long))
+    tree = target.forward_tree(tokens, pos, parents)
+    tree_k, tree_v = target.k_cache.clone(), target.v_cache.clone()
+    for node in (0, 4, 6, 8):
+        path = [node]
+        while parents[0, path[-1]] >= 0:
+            path.append(int(parents[0, path[-1]]))
+        path = path[::-1]
+        chain = torch.cat([target.forward(tokens[:, [a]], pos + d) for d, a in enumerate(path)], 1)
+        assert torch.equal(chain[0, -1], tree[0, node]), node
+    path = [0, 2, 5, 7, 8]  # compact it as accept_tree's slots would, then compare with its chain decode's KV
+    target.k_cache.copy_(tree_k), target.v_cache.copy_(tree_v)
+    out = torch.tensor([[int(tokens[0, a]) for a in path[1:]] + [0] * 5])
+    rollback_kv(pos, tokens[:, 0], torch.tensor([4]), out, accepted_slots=torch.tensor([path + [5, 6, 7, 8]]),
+                k_cache=target.k_cache, v_cache=target.v_cache)
+    compacted = target.k_cache[:, :, :, 30:35].clone(), target.v_cache[:, :, :, 30:35].clone()
+    target.forward(tokens[:, path], pos)  # the path as a chain verify: bits of decoding it
+    assert torch.equal(compacted[0], target.k_cache[:, :, :, 30:35])
+    assert torch.equal(compacted[1], target.v_cache[:, :, :, 30:35])

@@ -187,6 +187,21 @@ class CpuLlama:
                 self.hidden_cache[b, p:p + T] = x[b]
         return logits if with_logits else x
 
+    @torch.inference_mode()
+    def forward_tree(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+        """A token tree's verify: tokens [B, T] (row 0 the root), parents [B, T] (-1 for row 0, else an
+        earlier row) -> logits [B, T, V]. Row t sits at position pos[b] + its depth, sees the cache (keys
+        0 .. pos[b]-1) and its ancestors, and writes its KV at slot pos[b] + t; after rollback_kv compacts
+        an accepted path to pos[b] + depth, the cache and the path's logits have the bits that decoding the
+        path one token at a time gives (exact mode, for trees)."""
+        check_forward_args(self, tokens, pos)
+        B, T = tokens.shape
+        x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()
+        logits = torch.empty(B, T, self.vocab_size)
+        self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, pos.tolist(), logits,
+                            parents.reshape(-1).tolist())
+        return logits
+
     def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu"):
         (logits [B, T, V], final hidden [B, T, dim])."""
