@@ -81,12 +81,12 @@ inline void accumulate_values(const float* p, float inv, const float* vb, int64_
     }
 }
 
-// A task is one sequence b and `per_task` query heads of one KV head, all T rows (row t sees keys
-// 0..pos[b]+t). Keys go in blocks of 8, each block applied to every query of the task while it is
-
 }  // namespace
 
-// depend on T, on the other queries or on the split into tasks: a T-row verify equals T decodes.
+// A task is one sequence b and `per_task` query heads of one KV head, all T rows (row t sees keys
+// 0..pos[b]+t). Keys go in blocks of 8, each block applied to every query of the task while it is in
+// L1. Nothing a query computes can depend on T, on the other queries or on the split into tasks: a
+// T-row verify equals T decodes.
 void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
             int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale, const int64_t* parents) {
     int64_t G = Hq / Hkv;
