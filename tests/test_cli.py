@@ -61,6 +61,8 @@ def test_info_lists_executors(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "executors" in out
+    from tt_specdec.models.cpu_llama import matrix_path
+    assert f"matrix path {matrix_path()};" in out, "info names the CPU engine's matrix path"
 
 
 def test_unknown_drafter_rejected():

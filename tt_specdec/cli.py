@@ -185,6 +185,7 @@ def cmd_info(args) -> int:
     print(f"torch      {torch.__version__}, {torch.get_num_threads()} threads")
     print("executors:")
     print("  torch     available (vectorized ops, the CPU path)")
+    print_cpu_engine_info()
     try:
         import tt_specdec._emu  # noqa: F401
         print("  emu       available (host emulator of the TT-Metal kernel API)")
@@ -192,6 +193,22 @@ def cmd_info(args) -> int:
         print("  emu       not built (arrives with the kernels: csrc/)")
     print_card_info()
     return 0
+
+
+def print_cpu_engine_info() -> None:
+    """The `tt-specdec info` line of the CPU engine: the matrix path its linears run (chosen from cpuid, or
+    TT_SPECDEC_CPU_PATH) and the paths this CPU has."""
+    try:
+        from tt_specdec.models.cpu_llama import matrix_path, matrix_paths
+        path, paths = matrix_path(), matrix_paths()
+    except ImportError:
+        print("  cpu       not built (csrc/cpu/: the batch-invariant CPU engine)")
+        return
+    except ValueError as e:  # TT_SPECDEC_CPU_PATH names a path this CPU lacks
+        print(f"  cpu       {e}")
+        return
+    print(f"  cpu       available (C++ engine), matrix path {path}; this CPU runs {', '.join(paths)} "
+          "(TT_SPECDEC_CPU_PATH forces one)")
 
 
 def print_card_info() -> None:

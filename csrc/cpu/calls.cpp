@@ -112,8 +112,12 @@ void require(bool ok, const char* name, const std::string& got, const std::strin
 }
 
 // a linear of the model must map `k` inputs to `n` outputs
-void check_linear(const std::shared_ptr<PackedLinear>& lin, const char* name, const char* dims, int64_t n, int64_t k) {
+void check_linear(const std::shared_ptr<PackedLinear>& lin, const char* name, const char* dims, int64_t n, int64_t k,
+                  MatrixPath path) {
     require(lin != nullptr, name, "None", "a PackedLinear " + std::string(dims));
+    // one path per model: its decode and its verify then run the same kernel (exact mode)
+    require(lin->path == path, name, std::string("a PackedLinear on path ") + path_name(lin->path),
+            std::string("the model's path ") + path_name(path));
     require(lin->n == n && lin->k == k, name, "a PackedLinear [n, k] = " + shape_str({lin->n, lin->k}),
             std::string(dims) + " = " + shape_str({n, k}));
 }
@@ -134,10 +138,22 @@ void check_positions(const std::vector<int64_t>& pos, int64_t T, int64_t limit) 
 
 }  // namespace
 
-std::shared_ptr<PackedLinear> packed_linear(py::handle weight) {
+MatrixPath path_or_default(const std::optional<std::string>& path) {
+    if (!path) return default_path();
+    MatrixPath p = path_from_name(*path);
+    if (!supported(p)) {
+        std::string have;
+        for (MatrixPath q : supported_paths()) have += (have.empty() ? "" : ", ") + std::string(path_name(q));
+        fail("path", "'" + *path + "', which this CPU cannot run", "one of " + have);
+    }
+    return p;
+}
+
+std::shared_ptr<PackedLinear> packed_linear(py::handle weight, const std::optional<std::string>& path) {
     Tensor w = tensor(weight, "weight", {DType::f32, DType::bf16}, "[N, K]", {-1, -1});
+    MatrixPath p = path_or_default(path);
     py::gil_scoped_release release;
-    return std::make_shared<PackedLinear>(w.data, w.shape[0], w.shape[1], w.dtype == DType::bf16);
+    return std::make_shared<PackedLinear>(w.data, w.shape[0], w.shape[1], w.dtype == DType::bf16, p);
 }
 
 void linear_forward(const PackedLinear& self, py::handle x, py::handle out) {
@@ -163,7 +179,8 @@ void attention(py::handle q, py::handle k_cache, py::handle v_cache, py::handle 
 }
 
 std::unique_ptr<CpuModel> cpu_model(int64_t dim, int64_t n_heads, int64_t n_kv, int64_t head_dim, int64_t ffn,
-                                    float eps, py::handle cos, py::handle sin) {
+                                    float eps, py::handle cos, py::handle sin,
+                                    const std::optional<std::string>& path) {
     require(dim >= 1 && ffn >= 1, "dim, ffn_dim", std::to_string(dim) + ", " + std::to_string(ffn), "sizes >= 1");
     require(n_kv >= 1 && n_heads % n_kv == 0, "n_kv_heads", std::to_string(n_kv),
             "a divisor of n_heads = " + std::to_string(n_heads));
@@ -171,7 +188,7 @@ std::unique_ptr<CpuModel> cpu_model(int64_t dim, int64_t n_heads, int64_t n_kv, 
     Tensor c = tensor(cos, "cos", {DType::f32}, "[max_len, head_dim]", {-1, head_dim});
     Tensor s = tensor(sin, "sin", {DType::f32}, "[max_len, head_dim]", c.shape);
     return std::make_unique<CpuModel>(dim, n_heads, n_kv, head_dim, ffn, eps, data<float>(c), data<float>(s),
-                                      c.shape[0]);
+                                      c.shape[0], path_or_default(path));
 }
 
 void add_layer(CpuModel& self, py::handle attn_norm, py::handle ffn_norm, std::shared_ptr<PackedLinear> qkv,
@@ -180,21 +197,21 @@ void add_layer(CpuModel& self, py::handle attn_norm, py::handle ffn_norm, std::s
     Tensor an = tensor(attn_norm, "attn_norm", {DType::f32}, "[dim]", {self.dim});
     Tensor fn = tensor(ffn_norm, "ffn_norm", {DType::f32}, "[dim]", {self.dim});
     int64_t qd = self.n_heads * self.head_dim;
-    check_linear(qkv, "qkv", "[(n_heads + 2 n_kv_heads) head_dim, dim]", qd + 2 * self.n_kv * self.head_dim, self.dim);
-    check_linear(wo, "wo", "[dim, n_heads head_dim]", self.dim, qd);
-    check_linear(gate_up, "gate_up", "[2 ffn_dim, dim]", 2 * self.ffn, self.dim);
-    check_linear(down, "down", "[dim, ffn_dim]", self.dim, self.ffn);
+    check_linear(qkv, "qkv", "[(n_heads + 2 n_kv_heads) head_dim, dim]", qd + 2 * self.n_kv * self.head_dim, self.dim, self.path);
+    check_linear(wo, "wo", "[dim, n_heads head_dim]", self.dim, qd, self.path);
+    check_linear(gate_up, "gate_up", "[2 ffn_dim, dim]", 2 * self.ffn, self.dim, self.path);
+    check_linear(down, "down", "[dim, ffn_dim]", self.dim, self.ffn, self.path);
     self.add_layer(data<float>(an), data<float>(fn), qkv, wo, gate_up, down);
 }
 
 void set_head(CpuModel& self, py::handle norm, std::shared_ptr<PackedLinear> head) {
     Tensor ns = tensor(norm, "norm", {DType::f32}, "[dim]", {self.dim});
-    check_linear(head, "head", "[V, dim]", head == nullptr ? 0 : head->n, self.dim);
+    check_linear(head, "head", "[V, dim]", head == nullptr ? 0 : head->n, self.dim, self.path);
     self.set_head(data<float>(ns), head);
 }
 
 void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle v_cache,
-                   const std::vector<int64_t>& pos, py::handle logits) {
+                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents) {
     auto layers = static_cast<int64_t>(self.layers.size()), B = static_cast<int64_t>(pos.size());
     Tensor xs = tensor(x, "x", {DType::f32}, "[B, T, dim]", {B, -1, self.dim});
     int64_t T = xs.shape[1];
@@ -208,8 +225,17 @@ void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle 
         require(self.head != nullptr, "logits", "a tensor before set_head", "None");
         out = data<float>(tensor(logits, "logits", {DType::f32}, "[B, T, V]", {B, T, self.head->n}));
     }
+    if (parents) {  // [B * T], row-major: the root first, every other row's parent before it
+        require(static_cast<int64_t>(parents->size()) == B * T, "parents", std::to_string(parents->size()) + " values",
+                "B * T = " + std::to_string(B * T));
+        for (int64_t m = 0; m < B * T; ++m) {
+            int64_t t = m % T, par = (*parents)[static_cast<size_t>(m)];
+            require(t == 0 ? par == -1 : (par >= 0 && par < t), "parents",
+                    std::to_string(par) + " for row " + std::to_string(t), t == 0 ? "-1 for row 0" : "0 .. " + std::to_string(t - 1));
+        }
+    }
     py::gil_scoped_release release;
-    self.forward(data<float>(xs), data<float>(ks), data<float>(vs), B, T, S, pos, out);
+    self.forward(data<float>(xs), data<float>(ks), data<float>(vs), B, T, S, pos, out, parents ? parents->data() : nullptr);
 }
 
 void model_logits(CpuModel& self, py::handle x, py::handle out) {

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "decoder.hpp"
@@ -15,8 +17,9 @@ namespace tt_cpu::calls {
 
 namespace py = pybind11;
 
-// W [N, K] float32 or bfloat16, packed (and rounded to bf16) once
-std::shared_ptr<PackedLinear> packed_linear(py::handle weight);
+// W [N, K] float32 or bfloat16, packed (and rounded to bf16) once for one matrix path
+// path: a MatrixPath name, or None for the process's default_path()
+std::shared_ptr<PackedLinear> packed_linear(py::handle weight, const std::optional<std::string>& path);
 // out [M, N] = x [M, K] @ W^T, float32
 void linear_forward(const PackedLinear& self, py::handle x, py::handle out);
 
@@ -26,15 +29,16 @@ void attention(py::handle q, py::handle k_cache, py::handle v_cache, py::handle 
 
 // cos, sin [max_len, head_dim] float32
 std::unique_ptr<CpuModel> cpu_model(int64_t dim, int64_t n_heads, int64_t n_kv, int64_t head_dim, int64_t ffn,
-                                    float eps, py::handle cos, py::handle sin);
+                                    float eps, py::handle cos, py::handle sin, const std::optional<std::string>& path);
 // norms [dim] float32; the linears' shapes must be the model's
 void add_layer(CpuModel& self, py::handle attn_norm, py::handle ffn_norm, std::shared_ptr<PackedLinear> qkv,
                std::shared_ptr<PackedLinear> wo, std::shared_ptr<PackedLinear> gate_up,
                std::shared_ptr<PackedLinear> down);
 void set_head(CpuModel& self, py::handle norm, std::shared_ptr<PackedLinear> head);
-// x [B, T, dim] in and out, caches [layers, B, Hkv, S, D], pos [B], logits [B, T, V] or None
+// x [B, T, dim] in and out, caches [layers, B, Hkv, S, D], pos [B], logits [B, T, V] or None, parents
+// [B * T] (a token tree) or None
 void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle v_cache,
-                   const std::vector<int64_t>& pos, py::handle logits);
+                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents);
 // out [M, V] = the final norm and head of x [M, dim]
 void model_logits(CpuModel& self, py::handle x, py::handle out);
 

@@ -1,4 +1,4 @@
-// The decoder's kernels (decoder.hpp): the bf16-weight linear, verify attention, and the step that runs them.
+// The decoder's kernels (decoder.hpp): verify attention, and the step that runs them with the linear.
 #include "decoder.hpp"
 
 #include <algorithm>
@@ -8,142 +8,6 @@
 #include "pool.hpp"
 
 namespace tt_cpu {
-
-namespace {
-
-// ---- bf16 ---------------------------------------------------------------------------------------
-inline uint16_t to_bf16(float f) {  // round to nearest even, as torch's .bfloat16()
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-inline float from_bf16(uint16_t h) {
-    uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
-constexpr int PREFETCH_K = 64;  // k-steps ahead: 2 KB of a panel's stream
-constexpr int GROUP = 4;  // panels a thread takes at a time: 64 columns, K*128 bytes (fits L2)
-
-}  // namespace
-
-// ---- linear: out[M, N] = x[M, K] @ W[N, K]^T --------------------------------------------------
-PackedLinear::PackedLinear(const void* src, int64_t n_, int64_t k_, bool src_is_bf16) : n(n_), k(k_) {
-    panels = (n + PANEL - 1) / PANEL;
-    w.assign(static_cast<size_t>(panels * k * PANEL), 0);
-    for (int64_t col = 0; col < n; ++col) {
-        int64_t p = col / PANEL, c = col % PANEL;
-        int64_t slot = c < 8 ? 2 * c : 2 * (c - 8) + 1;
-        for (int64_t kk = 0; kk < k; ++kk) {
-            uint16_t v = src_is_bf16 ? static_cast<const uint16_t*>(src)[col * k + kk]
-                                     : to_bf16(static_cast<const float*>(src)[col * k + kk]);
-            w[static_cast<size_t>((p * k + kk) * PANEL + slot)] = v;
-        }
-    }
-}
-
-#ifdef TT_CPU_AVX2
-// the register tile: MR rows x NP panels of fp32 accumulators, one FMA chain per element
-template <int MR, int NP>
-__attribute__((always_inline)) inline void PackedLinear::accumulate(const float* x, const uint16_t* wp, int64_t m0,
-                                                                    __m256 (&out)[MR][2 * NP]) const {
-    __m256 acc[MR][2 * NP];
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-        for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_setzero_ps();
-    const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
-    for (int64_t kk = 0; kk < k; ++kk) {
-        // the weight stream runs ahead of the FMAs: ask for it 2 KB early (DRAM latency, not bandwidth,
-        // is what a dense multi-row tile waits on)
-        // a one-row tile (decode) leaves the other panels to the hardware prefetcher; a multi-row
-        // tile has the FMAs to hide one request per panel
-#pragma GCC unroll 16
-        for (int j = 0; j < (MR >= 2 ? NP : 1); ++j)
-            _mm_prefetch(reinterpret_cast<const char*>(wp + (j * k + kk + PREFETCH_K) * PANEL), _MM_HINT_T0);
-        __m256 wv[2 * NP];
-#pragma GCC unroll 16
-        for (int j = 0; j < NP; ++j) {
-            __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + (j * k + kk) * PANEL));
-            wv[2 * j] = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));         // columns 0..7
-            wv[2 * j + 1] = _mm256_castsi256_ps(_mm256_and_si256(raw, hi_mask));  // columns 8..15
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
-            __m256 xv = _mm256_broadcast_ss(x + (m0 + r) * k + kk);
-#pragma GCC unroll 16
-            for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
-        }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-        for (int j = 0; j < 2 * NP; ++j) out[r][j] = acc[r][j];
-}
-#endif
-
-// columns of panels [p0, p1) for rows [m0, m0+MR), NP panels at a time
-template <int MR, int NP>
-void PackedLinear::block(const float* x, float* out, int64_t m0, int64_t p) const {
-    const uint16_t* wp = w.data() + static_cast<size_t>(p * k * PANEL);
-#ifdef TT_CPU_AVX2
-    __m256 acc[MR][2 * NP];
-    accumulate<MR, NP>(x, wp, m0, acc);
-    for (int r = 0; r < MR; ++r)
-        for (int j = 0; j < NP; ++j) {
-            int64_t col = (p + j) * PANEL;
-            float* o = out + (m0 + r) * n + col;
-            alignas(32) float tmp[PANEL];
-            _mm256_store_ps(tmp, acc[r][2 * j]);
-            _mm256_store_ps(tmp + 8, acc[r][2 * j + 1]);
-            for (int64_t c = 0; c < std::min<int64_t>(PANEL, n - col); ++c) o[c] = tmp[c];
-        }
-#else
-    // portable path: the same fused multiply-add chain per element, so the same bits
-    for (int r = 0; r < MR; ++r)
-        for (int j = 0; j < NP; ++j)
-            for (int c = 0; c < PANEL; ++c) {
-                int64_t col = (p + j) * PANEL + c;
-                if (col >= n) continue;
-                int slot = c < 8 ? 2 * c : 2 * (c - 8) + 1;
-                float acc = 0.f;
-                for (int64_t kk = 0; kk < k; ++kk)
-                    acc = std::fma(x[(m0 + r) * k + kk], from_bf16(wp[(j * k + kk) * PANEL + slot]), acc);
-                out[(m0 + r) * n + col] = acc;
-            }
-#endif
-}
-
-// panels [p0, p1) for rows [m0, m0+MR), NP panels per register tile (fewer at the group's end)
-template <int MR, int NP>
-void PackedLinear::blocks(const float* x, float* out, int64_t m0, int64_t p0, int64_t p1) const {
-    int64_t p = p0;
-    for (; p + NP <= p1; p += NP) block<MR, NP>(x, out, m0, p);
-    for (; p < p1; ++p) block<MR, 1>(x, out, m0, p);
-}
-
-void PackedLinear::run(const float* x, float* out, int64_t M) const {
-    int64_t groups = (panels + GROUP - 1) / GROUP;
-    pool().run(groups, [&](int64_t g) {
-        int64_t p0 = g * GROUP, p1 = std::min<int64_t>(p0 + GROUP, panels);
-        // all rows of a 6-row chunk in one pass over the panel group, so each weight is
-        // widened once per 6 rows; 8-12 accumulators keep both FMA pipes busy
-        int64_t m = 0;
-        for (; m + 6 <= M; m += 6) blocks<6, 1>(x, out, m, p0, p1);
-        switch (M - m) {
-            case 5: blocks<5, 1>(x, out, m, p0, p1); break;
-            case 4: blocks<4, 1>(x, out, m, p0, p1); break;
-            case 3: blocks<3, 1>(x, out, m, p0, p1); break;
-            case 2: blocks<2, 2>(x, out, m, p0, p1); break;
-            case 1: blocks<1, 4>(x, out, m, p0, p1); break;
-            default: break;
-        }
-    });
-}
 
 // ---- attention: q rows against a contiguous cache, staircase mask -------------------------------
 namespace {
@@ -217,14 +81,14 @@ inline void accumulate_values(const float* p, float inv, const float* vb, int64_
     }
 }
 
-// A task is one sequence b and `per_task` query heads of one KV head, all T rows (row t sees keys
-// 0..pos[b]+t). Keys go in blocks of 8, each block applied to every query of the task while it is
-
 }  // namespace
 
-// depend on T, on the other queries or on the split into tasks: a T-row verify equals T decodes.
+// A task is one sequence b and `per_task` query heads of one KV head, all T rows (row t sees keys
+// 0..pos[b]+t). Keys go in blocks of 8, each block applied to every query of the task while it is in
+// L1. Nothing a query computes can depend on T, on the other queries or on the split into tasks: a
+// T-row verify equals T decodes.
 void attend(const float* q, const float* kc, const float* vc, float* out, const int64_t* pos, int64_t B, int64_t T,
-            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale) {
+            int64_t Hq, int64_t Hkv, int64_t S, int64_t D, float scale, const int64_t* parents) {
     int64_t G = Hq / Hkv;
     // one thread: a task per KV head (its keys read once per step); more: a task per query head,
     // so that the threads have enough tasks to share
@@ -234,25 +98,53 @@ void attend(const float* q, const float* kc, const float* vc, float* out, const 
         int64_t b = task / tasks_per_b, h0 = (task % tasks_per_b) * per_task, NQ = per_task * T;
         const float* kb = kc + (b * Hkv + h0 / G) * S * D;
         const float* vb = vc + (b * Hkv + h0 / G) * S * D;
-        int64_t max_keys = pos[b] + T;
         thread_local std::vector<float> scores;  // [NQ, S]: a full block of 8 only where a query sees all 8 keys
         scores.resize(static_cast<size_t>(NQ * S));
         auto query = [&](int64_t i) { return (b * T + i % T) * Hq + h0 + i / T; };  // head h0 + i / T, row i % T
-        auto keys = [&](int64_t i) { return pos[b] + i % T + 1; };
-        for (int64_t j = 0; j < max_keys; j += BLOCK)
+        // a tree row sees the cache (keys 0..pos-1) and then its path's slots; its scores and values are
+        // laid out as the path's keys will lie after rollback compacts them (pos + depth), so the row has
+        // the bits that decoding the path one token at a time gives
+        thread_local std::vector<int64_t> paths;  // [T, T]: row t's path, root first, slot offsets
+        thread_local std::vector<int64_t> path_len;
+        paths.resize(static_cast<size_t>(T * T));
+        path_len.resize(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; ++t) {
+            int64_t len = 0;
+            if (parents == nullptr) {
+                for (int64_t a = 0; a <= t; ++a) paths[t * T + len++] = a;
+            } else {
+                for (int64_t a = t; a >= 0; a = parents[b * T + a]) paths[t * T + len++] = a;
+                std::reverse(paths.begin() + t * T, paths.begin() + t * T + len);
+            }
+            path_len[static_cast<size_t>(t)] = len;
+        }
+        auto keys = [&](int64_t i) { return pos[b] + path_len[static_cast<size_t>(i % T)]; };
+        // the chain: every key up to the row's own in blocks of 8; a tree: the cache's keys so
+        int64_t blocked = parents == nullptr ? pos[b] + T : pos[b];
+        for (int64_t j = 0; j < blocked; j += BLOCK)
             for (int64_t i = 0; i < NQ; ++i) {
-                int64_t n = std::min(BLOCK, keys(i) - j);
+                int64_t n = std::min(BLOCK, (parents == nullptr ? keys(i) : pos[b]) - j);
                 float* p = scores.data() + i * S + j;
                 if (n == BLOCK) scores8(q + query(i) * D, kb + j * D, D, scale, p);
                 else
                     for (int64_t jj = 0; jj < n; ++jj) p[jj] = dot(q + query(i) * D, kb + (j + jj) * D, D) * scale;
             }
+        if (parents != nullptr)  // a score is dot()'s bits whether it came in a block of 8 or alone
+            for (int64_t i = 0; i < NQ; ++i)
+                for (int64_t d = 0; d < path_len[static_cast<size_t>(i % T)]; ++d)
+                    scores[i * S + pos[b] + d] = dot(q + query(i) * D, kb + (pos[b] + paths[(i % T) * T + d]) * D, D) * scale;
         for (int64_t i = 0; i < NQ; ++i) {
             float* p = scores.data() + i * S;
             float inv = softmax_inplace(p, keys(i));
             float* o = out + query(i) * D;
             for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
-            accumulate_values(p, inv, vb, keys(i), D, o);
+            if (parents == nullptr) {
+                accumulate_values(p, inv, vb, keys(i), D, o);
+                continue;
+            }
+            accumulate_values(p, inv, vb, pos[b], D, o);  // o round-trips through memory exactly between calls
+            for (int64_t d = 0; d < path_len[static_cast<size_t>(i % T)]; ++d)
+                accumulate_values(p + pos[b] + d, inv, vb + (pos[b] + paths[(i % T) * T + d]) * D, 1, D, o);
         }
     });
 }
@@ -282,8 +174,8 @@ std::vector<float> copy_floats(const float* p, int64_t n) { return std::vector<f
 }  // namespace
 
 CpuModel::CpuModel(int64_t dim_, int64_t n_heads_, int64_t n_kv_, int64_t head_dim_, int64_t ffn_, float eps_,
-                   const float* cos_, const float* sin_, int64_t max_len_)
-    : dim(dim_), n_heads(n_heads_), n_kv(n_kv_), head_dim(head_dim_), ffn(ffn_), max_len(max_len_), eps(eps_),
+                   const float* cos_, const float* sin_, int64_t max_len_, MatrixPath path_)
+    : dim(dim_), n_heads(n_heads_), n_kv(n_kv_), head_dim(head_dim_), ffn(ffn_), max_len(max_len_), path(path_), eps(eps_),
       cos(copy_floats(cos_, max_len_ * head_dim_)), sin(copy_floats(sin_, max_len_ * head_dim_)) {}
 
 void CpuModel::add_layer(const float* attn_norm, const float* ffn_norm, std::shared_ptr<PackedLinear> qkv_,
@@ -297,7 +189,7 @@ void CpuModel::set_head(const float* norm, std::shared_ptr<PackedLinear> head_) 
 }
 
 void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int64_t T, int64_t S,
-                       const std::vector<int64_t>& pos, float* logits) {
+                       const std::vector<int64_t>& pos, float* logits, const int64_t* parents) {
     int64_t M = B * T, D = head_dim, qkv_n = (n_heads + 2 * n_kv) * D;
     for (auto* buf : {&h, &att, &o}) buf->resize(static_cast<size_t>(M * std::max(dim, n_heads * D)));
     qkv.resize(static_cast<size_t>(M * qkv_n));
@@ -305,6 +197,11 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
     gu.resize(static_cast<size_t>(M * 2 * ffn));
     act.resize(static_cast<size_t>(M * ffn));
     int64_t layer_stride = B * n_kv * S * D;
+    std::vector<int64_t> depth(static_cast<size_t>(M));  // a row's RoPE position is pos + its depth in the tree
+    for (int64_t m = 0; m < M; ++m) {
+        int64_t b = m / T, t = m % T;
+        depth[static_cast<size_t>(m)] = parents == nullptr ? t : (t == 0 ? 0 : depth[static_cast<size_t>(b * T + parents[m])] + 1);
+    }
     for (size_t l = 0; l < layers.size(); ++l) {
         const Layer& L = layers[l];
         float* kc = k_cache + static_cast<int64_t>(l) * layer_stride;
@@ -313,10 +210,10 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
         L.qkv->run(h.data(), qkv.data(), M);
         for (int64_t b = 0; b < B; ++b)
             for (int64_t t = 0; t < T; ++t) {
-                int64_t m = b * T + t, p = pos[b] + t;
+                int64_t m = b * T + t, p = pos[b] + t, rp = pos[b] + depth[static_cast<size_t>(m)];
                 const float* row = qkv.data() + m * qkv_n;
-                const float* c = cos.data() + p * D;
-                const float* s = sin.data() + p * D;
+                const float* c = cos.data() + rp * D;
+                const float* s = sin.data() + rp * D;
                 for (int64_t hq = 0; hq < n_heads; ++hq) rope(row + hq * D, c, s, q.data() + (m * n_heads + hq) * D, D);
                 for (int64_t hk = 0; hk < n_kv; ++hk) {
                     int64_t slot = ((b * n_kv + hk) * S + p) * D;
@@ -324,7 +221,8 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
                     std::memcpy(vc + slot, row + (n_heads + n_kv + hk) * D, sizeof(float) * D);
                 }
             }
-        attend(q.data(), kc, vc, att.data(), pos.data(), B, T, n_heads, n_kv, S, D, 1.f / std::sqrt(static_cast<float>(D)));
+        attend(q.data(), kc, vc, att.data(), pos.data(), B, T, n_heads, n_kv, S, D, 1.f / std::sqrt(static_cast<float>(D)),
+               parents);
         L.wo->run(att.data(), o.data(), M);
         for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
         rms_norm(x, L.ffn_norm.data(), h.data(), M, dim, eps);

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "calls.hpp"
+#include "matrix_path.hpp"
 #include "pool.hpp"
 
 namespace py = pybind11;
@@ -20,9 +21,19 @@ PYBIND11_MODULE(_cpu, m) {
         return false;
 #endif
     });
+    m.def("matrix_paths", [] {
+        std::vector<std::string> names;
+        for (MatrixPath p : supported_paths()) names.emplace_back(path_name(p));
+        return names;
+    }, "the linear's matrix paths this CPU can run (portable, avx2, avx512_bf16, amx), fastest last");
+    m.def("matrix_path", [] { return std::string(path_name(default_path())); },
+          "the process's matrix path: TT_SPECDEC_CPU_PATH when set, else the fastest this CPU runs; fixed at "
+          "the first call");
     py::class_<PackedLinear, std::shared_ptr<PackedLinear>>(m, "PackedLinear")
-        .def(py::init(&calls::packed_linear), py::arg("weight"),
-             "W [N, K] float32 or bfloat16, packed as bf16 panels (a copy)")
+        .def(py::init(&calls::packed_linear), py::arg("weight"), py::arg("path") = py::none(),
+             "W [N, K] float32 or bfloat16, packed as bf16 panels (a copy) for one matrix path (None: "
+             "matrix_path())")
+        .def_property_readonly("path", [](const PackedLinear& l) { return std::string(path_name(l.path)); })
         .def_readonly("n", &PackedLinear::n)
         .def_readonly("k", &PackedLinear::k)
         .def("forward", &calls::linear_forward, py::arg("x"), py::arg("out"),
@@ -30,7 +41,10 @@ PYBIND11_MODULE(_cpu, m) {
     py::class_<CpuModel>(m, "CpuModel")
         .def(py::init(&calls::cpu_model), py::arg("dim"), py::arg("n_heads"), py::arg("n_kv_heads"),
              py::arg("head_dim"), py::arg("ffn_dim"), py::arg("eps"), py::arg("cos"), py::arg("sin"),
-             "cos, sin [max_len, head_dim] float32 (copied)")
+             py::arg("path") = py::none(),
+             "cos, sin [max_len, head_dim] float32 (copied); path: the matrix path every linear must be packed "
+             "for (None: matrix_path())")
+        .def_property_readonly("path", [](const CpuModel& c) { return std::string(path_name(c.path)); })
         .def("add_layer", &calls::add_layer, py::arg("attn_norm"), py::arg("ffn_norm"), py::arg("qkv"), py::arg("wo"),
              py::arg("gate_up"), py::arg("down"), "norms [dim] float32 (copied), the block's PackedLinears (shared)")
         .def("set_head", &calls::set_head, py::arg("norm"), py::arg("head"),
@@ -38,9 +52,10 @@ PYBIND11_MODULE(_cpu, m) {
         .def("logits", &calls::model_logits, py::arg("x"), py::arg("out"),
              "out [M, V] = head(norm(x [M, dim])), float32")
         .def("forward", &calls::model_forward, py::arg("x"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
-             py::arg("logits"),
+             py::arg("logits"), py::arg("parents") = py::none(),
              "x [B, T, dim] float32: embeddings in, final hidden states out; caches [layers, B, Hkv, S, D] written at "
-             "pos[b]..pos[b]+T-1; logits [B, T, V] float32, or None");
+             "pos[b]..pos[b]+T-1; logits [B, T, V] float32, or None; parents: None, or a token tree's [B * T] parent "
+             "rows (-1 for row 0): row t then sits at position pos + its depth and sees the cache and its ancestors");
     m.def("argmax_rows", &calls::argmax_rows, py::arg("x"), py::arg("out"), py::arg("prob") = py::none(),
           "out[m] (int64) = index of the first maximum of row m of x [M, N] float32 (finite values); prob[m] "
           "(float32, when given) = its softmax probability; returns whether every value was finite");

@@ -236,7 +236,12 @@ def test_hf_llama_gives_our_logits():
     ours = target.forward(ids, torch.zeros(1, dtype=torch.long))
     with torch.inference_mode():
         theirs = hf(ids).logits.float()
-    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+        target.model.allocate_cache(1, ids.shape[1])
+        same_weights = target.model.forward(ids, torch.zeros(1, dtype=torch.long))  # the engine's torch module
+    torch.testing.assert_close(same_weights, theirs, atol=1e-4, rtol=0)
+    # the engine's bf16-product paths round each linear's input to bf16: a slightly different model
+    fp32_activations = target.matrix_path in ("avx2", "portable")
+    torch.testing.assert_close(ours, theirs, atol=1e-4 if fp32_activations else 8e-2, rtol=0)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,6 +1,7 @@
 """The fast CPU decoder (models/cpu_llama.py, csrc/cpu/): same model as the torch Llama with
 bf16-rounded weights, and batch-invariant: a T-row verify gives exactly the bits of T one-row
-decodes, and a row's logits do not depend on its batch neighbours or the thread count."""
+decodes, and a row's logits do not depend on its batch neighbours or the thread count. The decoder
+tests run on every matrix path this CPU has (avx2 and portable everywhere on x86-64-v3)."""
 import copy
 
 import pytest
@@ -8,17 +9,23 @@ import torch
 
 from tt_specdec.drafters import ModelDrafter
 from tt_specdec.models import load_tiny_pair
-from tt_specdec.models.cpu_llama import CpuLlama, PackedLinear, set_threads
+from tt_specdec.models.cpu_llama import CpuLlama, PackedLinear, matrix_paths, set_threads
 from tt_specdec.speculative import generate_plain, speculative_generate
 
-# same weights, different summation order (one fma chain vs MKL's blocking): fp32 rounding only
-LOGIT_ATOL = 1e-4
+PATHS = matrix_paths()
+# against the torch Llama (fp32 activations): the fp32-widening paths differ by summation order only
+# (one fma chain vs MKL's blocking); the bf16-product paths also round every linear's input to bf16
+# (a relative 2^-9 per activation), which moves the tiny model's logits by up to ~4e-2
+LOGIT_ATOL = {"portable": 1e-4, "avx2": 1e-4, "avx512_bf16": 8e-2, "amx": 8e-2}
+# the engine against its own torch-glue step (same linears, torch attention): an fp32 rounding apart
+# in the attention output can move a bf16-rounded activation by one bf16 step
+SELF_ATOL = {"portable": 1e-4, "avx2": 1e-4, "avx512_bf16": 1e-2, "amx": 1e-2}
 
 
-@pytest.fixture(scope="module")
-def cpu_pair():
+@pytest.fixture(scope="module", params=PATHS)
+def cpu_pair(request):
     target, draft = load_tiny_pair()
-    return CpuLlama(target), CpuLlama(draft)
+    return CpuLlama(target, request.param), CpuLlama(draft, request.param)
 
 
 def prompts_of(lengths, seed=0):
@@ -44,7 +51,8 @@ def test_logits_match_torch_llama(cpu_pair, B, T, pos):
     chunk = torch.stack([tokens[b, pos[b]:pos[b] + T] for b in range(B)])
     ours, theirs = target.forward(chunk, p), ref.forward(chunk, p)
     assert ours.dtype == torch.float32 and ours.shape == (B, T, 256)
-    torch.testing.assert_close(ours, theirs, atol=LOGIT_ATOL, rtol=0)
+    assert target.matrix_path in PATHS
+    torch.testing.assert_close(ours, theirs, atol=LOGIT_ATOL[target.matrix_path], rtol=0)
 
 
 @pytest.mark.parametrize("T", [2, 3, 5, 8, 17])
@@ -92,7 +100,7 @@ def test_hidden_cache_holds_final_hidden_per_position(cpu_pair):
     tokens = torch.randint(0, 256, (2, 12))
     target.allocate_cache(2, 16, keep_hidden=True)
     logits = target.forward(tokens, torch.zeros(2, dtype=torch.long))
-    torch.testing.assert_close(target.logits(target.hidden_cache[:, :12]), logits, atol=LOGIT_ATOL, rtol=0)
+    assert torch.equal(target.logits(target.hidden_cache[:, :12]), logits)
     target.allocate_cache(2, 16)
     assert target.hidden_cache is None, "kept only when asked"
 
@@ -107,7 +115,7 @@ def test_torch_ops_path_matches_engine(cpu_pair):
         glue = target.forward(tokens, torch.zeros(2, dtype=torch.long))
     finally:
         target.attention = "cpu"
-    torch.testing.assert_close(glue, engine, atol=LOGIT_ATOL, rtol=0)
+    torch.testing.assert_close(glue, engine, atol=SELF_ATOL[target.matrix_path], rtol=0)
 
 
 def test_bad_input_is_named(cpu_pair):
@@ -125,15 +133,19 @@ def test_bad_input_is_named(cpu_pair):
         set_threads(0)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("N,K", [(1, 8), (17, 3), (100, 64), (640, 576)])
 @pytest.mark.parametrize("M", [1, 2, 3, 5, 7, 13])
-def test_packed_linear_shapes(N, K, M):
-    """Edge widths (N not a multiple of the 16-column panel) and every row-block path (6, 4, 2, 1)."""
+def test_packed_linear_shapes(N, K, M, path):
+    """Edge widths (N not a multiple of the 16-column panel, K not of the 32-wide k-block) and every
+    row-block shape (6, 4, 2, 1 rows; 16-row AMX tiles)."""
     w = torch.randn(N, K).bfloat16()
     x = torch.randn(M, K)
-    lin = PackedLinear(w)
+    lin = PackedLinear(w, path)
     out = lin(x)
-    torch.testing.assert_close(out, x @ w.float().T, atol=1e-4 * K ** 0.5, rtol=1e-5)
+    # the bf16-product paths multiply the activations rounded to bf16; both accumulate in fp32
+    xr = x if path in ("avx2", "portable") else x.bfloat16().float()
+    torch.testing.assert_close(out, xr @ w.float().T, atol=1e-4 * K ** 0.5, rtol=1e-5)
     assert torch.equal(torch.cat([lin(x[m:m + 1]) for m in range(M)]), out)
 
 
@@ -279,3 +291,36 @@ def test_a_refused_forward_writes_nothing():
     logits = torch.zeros(2, 3, 10)
     engine.forward(x, k_cache, v_cache, [0, 0], logits)  # the same call with the right logits runs
     assert k_cache.any() and logits.abs().sum() > 0
+
+
+def test_tree_verify_rows_have_the_bits_of_decoding_their_paths(cpu_pair):
+    """Exact mode for token trees: each tree row's logits equal decoding its root-to-node path one token at
+    a time on a chain cache, and rollback's compaction of a path leaves the cache a chain decode writes."""
+    from tt_specdec.ops import rollback_kv
+
+    target, _ = cpu_pair
+    g = torch.Generator().manual_seed(5)
+    context = torch.randint(0, 256, (1, 30), generator=g)
+    parents = torch.tensor([[-1, 0, 0, 1, 1, 2, 3, 5, 7]])  # depth up to 4, branches at 0, 1
+    tokens = torch.randint(0, 256, (1, 9), generator=g)
+    pos = torch.tensor([30])
+    target.allocate_cache(1, 48)
+    target.forward(context, torch.zeros(1, dtype=torch.long))
+    tree = target.forward_tree(tokens, pos, parents)
+    tree_k, tree_v = target.k_cache.clone(), target.v_cache.clone()
+    for node in (0, 4, 6, 8):
+        path = [node]
+        while parents[0, path[-1]] >= 0:
+            path.append(int(parents[0, path[-1]]))
+        path = path[::-1]
+        chain = torch.cat([target.forward(tokens[:, [a]], pos + d) for d, a in enumerate(path)], 1)
+        assert torch.equal(chain[0, -1], tree[0, node]), node
+    path = [0, 2, 5, 7, 8]  # compact it as accept_tree's slots would, then compare with its chain decode's KV
+    target.k_cache.copy_(tree_k), target.v_cache.copy_(tree_v)
+    out = torch.tensor([[int(tokens[0, a]) for a in path[1:]] + [0] * 5])
+    rollback_kv(pos, tokens[:, 0], torch.tensor([4]), out, accepted_slots=torch.tensor([path + [5, 6, 7, 8]]),
+                k_cache=target.k_cache, v_cache=target.v_cache)
+    compacted = target.k_cache[:, :, :, 30:35].clone(), target.v_cache[:, :, :, 30:35].clone()
+    target.forward(tokens[:, path], pos)  # the path as a chain verify: bits of decoding it
+    assert torch.equal(compacted[0], target.k_cache[:, :, :, 30:35])
+    assert torch.equal(compacted[1], target.v_cache[:, :, :, 30:35])

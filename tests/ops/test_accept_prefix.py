@@ -411,3 +411,104 @@ def test_an_int_seed_is_one_seed_for_the_call_with_rows_independent(op):
     # an int seed means the row seeds sampling.row_seeds derives from it, as the loop passes them
     n_rows, out_rows = op(logits, drafts, temperature=1.0, seed=row_seeds(7, B))
     assert torch.equal(n, n_rows) and torch.equal(out, out_rows)
+
+
+# ---- token trees (greedy): the longest accepted root-to-leaf path ---------------------------------
+
+@st.composite
+def tree_cases(draw):
+    """A random tree whose target follows one of its paths for a while: logits [B, T, V], tokens, parents."""
+    B, T, V = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(3, 9))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    parents, tokens = torch.full((B, T), -1), torch.randint(0, V, (B, T), generator=g)
+    for b in range(B):
+        for t in range(1, T):
+            p = int(torch.randint(0, t, (1,), generator=g))
+            used = {int(tokens[b, s]) for s in range(1, t) if int(parents[b, s]) == p}
+            free = [v for v in range(V) if v not in used]
+            if not free:  # every token taken under p: hang the node under its left sibling instead
+                p, free = t - 1, list(range(V))
+            parents[b, t], tokens[b, t] = p, free[int(torch.randint(0, len(free), (1,), generator=g))]
+    logits = torch.randn(B, T, V, generator=g)
+    follow = torch.rand(B, T, generator=g) < draw(st.floats(0.0, 1.0))  # the target picks a child here
+    for b in range(B):
+        for t in range(T):
+            children = [c for c in range(T) if int(parents[b, c]) == t]
+            if children and bool(follow[b, t]):
+                logits[b, t, tokens[b, children[int(torch.randint(0, len(children), (1,), generator=g))]]] += 10.0
+    return logits, tokens, parents
+
+
+@settings(deadline=None, max_examples=150)
+@given(tree_cases())
+def test_accept_tree_matches_reference_and_states_its_invariants(case):
+    from tt_specdec.ops.accept_prefix import accept_tree
+
+    logits, tokens, parents = case
+    B, T, _ = logits.shape
+    n, out, slots = accept_tree(logits, tokens, parents)
+    rn, rout, rslots = reference.accept_tree(logits, tokens, parents)
+    assert torch.equal(n, rn) and torch.equal(out, rout) and torch.equal(slots, rslots)
+    target = logits.argmax(-1)
+    for b in range(B):
+        k = int(n[b])
+        path = slots[b, :k + 1].tolist()
+        assert path[0] == 0 and all(int(parents[b, path[j]]) == path[j - 1] for j in range(1, k + 1)), "a root path"
+        assert all(int(out[b, j - 1]) == int(tokens[b, path[j]]) == int(target[b, path[j - 1]]) for j in range(1, k + 1))
+        assert int(out[b, k]) == int(target[b, path[k]]), "then the target's own token at the path's end"
+        assert (out[b, k + 1:] == PLACEHOLDER).all() and slots[b, k + 1:].tolist() == list(range(k + 1, T))
+        assert not any(int(parents[b, c]) == path[k] and int(tokens[b, c]) == int(target[b, path[k]])
+                       for c in range(T)), "no child of the end node is accepted: the path is the longest"
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_a_chain_tree_is_accept_prefix(k):
+    from tt_specdec.ops.accept_prefix import accept_tree
+
+    g = torch.Generator().manual_seed(k)
+    for _ in range(20):
+        logits, drafts = torch.randn(3, k + 1, 6, generator=g), torch.randint(0, 6, (3, k), generator=g)
+        drafts[:, :k // 2] = logits[:, :k // 2].argmax(-1)  # accept a while
+        n, out = accept_prefix(logits, drafts)
+        tn, tout, slots = accept_tree(logits, torch.cat([torch.zeros(3, 1, dtype=torch.long), drafts], 1),
+                                      torch.arange(-1, k).repeat(3, 1))
+        assert torch.equal(tn, n) and torch.equal(tout, out)
+        assert torch.equal(slots, torch.arange(k + 1).repeat(3, 1)), "a chain needs no compaction"
+
+
+def test_accepted_path_kv_compacted_by_rollback():
+    """rollback_kv's compaction with accept_tree's slots leaves path token j's KV at pos + j."""
+    from tt_specdec.ops import rollback_kv
+    from tt_specdec.ops.accept_prefix import accept_tree
+
+    parents = torch.tensor([[-1, 0, 0, 2, 2, 4]])  # path 0 -> 2 -> 4 -> 5 when the target follows it
+    tokens = torch.tensor([[7, 1, 2, 3, 4, 5]])
+    logits = torch.zeros(1, 6, 8)
+    logits[0, [0, 2, 4, 5], [2, 4, 5, 6]] = 1.0  # argmax: node 0 -> 2, node 2 -> 4, node 4 -> 5, node 5 -> 6
+    n, out, slots = accept_tree(logits, tokens, parents)
+    assert int(n) == 3 and out.tolist() == [[2, 4, 5, 6, -1, -1]] and slots.tolist() == [[0, 2, 4, 5, 4, 5]]
+    pos = torch.tensor([10])
+    k_cache, v_cache = torch.randn(2, 1, 2, 20, 4), torch.randn(2, 1, 2, 20, 4)  # [L, B, Hkv, S, D]
+    before_k, before_v = k_cache.clone(), v_cache.clone()
+    r = rollback_kv(pos, torch.tensor([7]), n, out, accepted_slots=slots, k_cache=k_cache, v_cache=v_cache)
+    assert int(r.pos) == 14 and int(r.last) == 6
+    for j, node in enumerate([0, 2, 4, 5]):
+        assert torch.equal(k_cache[:, :, :, 10 + j], before_k[:, :, :, 10 + node])
+        assert torch.equal(v_cache[:, :, :, 10 + j], before_v[:, :, :, 10 + node])
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(parents=torch.tensor([[0, 0, 1]])), r"parents: got \[0\] for node 0, expected -1"),
+    (dict(parents=torch.tensor([[-1, 0, 2]])), "parents: got parent 2 for node 2 of sequence 0, expected 0 .. 1"),
+    (dict(tokens=torch.tensor([[0, 3, 3]]), parents=torch.tensor([[-1, 0, 0]])),
+     "tree_tokens: got nodes 1 and 2 of sequence 0 with the same parent and token 3"),
+    (dict(tokens=torch.tensor([[0, 3, 9]])), "tree_tokens"),
+])
+def test_bad_tree_is_named(change, message):
+    from tt_specdec.ops.accept_prefix import accept_tree
+
+    args = dict(logits=torch.zeros(1, 3, 5), tokens=torch.tensor([[0, 1, 2]]), parents=torch.tensor([[-1, 0, 1]]))
+    args |= change
+    with pytest.raises(ValueError, match=message):
+        accept_tree(args["logits"], args["tokens"], args["parents"])

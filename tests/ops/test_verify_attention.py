@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tt_specdec.ops import verify_attention
-from tt_specdec.ops.verify_attention import reference
+from tt_specdec.ops.verify_attention import reference, tree_mask_from_parents
 
 # fp32: same math up to summation order; bf16: scores, probabilities and output are rounded
 # to 8 mantissa bits by the op (2^-8 relative each), against a float64 reference
@@ -144,3 +144,68 @@ def test_bad_inputs_name_the_argument():
         verify_attention(q, torch.zeros(2, 2, 16, 4), v, pos)
     with pytest.raises(ValueError, match="page_table"):
         verify_attention(q, k, v, pos, page_table=torch.zeros(3, 2, dtype=torch.int64))
+
+
+# ---- token trees: row t sees the cache and its ancestors ------------------------------------------
+
+def random_parents(B: int, T: int, g: torch.Generator) -> torch.Tensor:
+    """[B, T]: node 0 the root (-1), node t's parent drawn from 0 .. t-1."""
+    parents = torch.full((B, T), -1)
+    for t in range(1, T):
+        parents[:, t] = torch.randint(0, t, (B,), generator=g)
+    return parents
+
+
+@settings(deadline=None, max_examples=40)
+@given(attention_cases())
+def test_tree_mask_matches_reference(case):
+    B, T, Hkv, group, D, block_size, paged, dtype, pos, scale, seed = case
+    q, k, v, pos_t, table = make_case(B, T, Hkv, group, D, block_size, paged, dtype, pos, seed)
+    tree = tree_mask_from_parents(random_parents(B, T, torch.Generator().manual_seed(seed)))
+    ours = verify_attention(q, k, v, pos_t, page_table=table, scale=scale, tree_mask=tree)
+    ref = reference.verify_attention(q, k, v, pos_t, page_table=table, scale=scale, tree_mask=tree)
+    torch.testing.assert_close(ours.float(), ref.float(), **TOLERANCE[dtype])
+
+
+def test_chain_tree_mask_is_the_staircase_bit_for_bit():
+    g = torch.Generator().manual_seed(3)
+    B, T = 2, 7
+    q, k, v = torch.randn(B, T, 4, 16, generator=g), torch.randn(B, 2, 40, 16, generator=g), torch.randn(B, 2, 40, 16, generator=g)
+    pos = torch.tensor([5, 30])
+    chain = tree_mask_from_parents(torch.arange(-1, T - 1).repeat(B, 1))
+    assert torch.equal(chain, torch.ones(T, T, dtype=torch.bool).tril().repeat(B, 1, 1))
+    assert torch.equal(verify_attention(q, k, v, pos, tree_mask=chain), verify_attention(q, k, v, pos))
+
+
+def test_a_tree_row_sees_only_its_ancestors():
+    """Siblings and cousins do not move a row: garbage in their KV slots leaves it unchanged, and it
+    equals the chain of its root-to-node path laid out contiguously."""
+    g = torch.Generator().manual_seed(4)
+    parents = torch.tensor([[-1, 0, 0, 1, 2, 3]])  # root; 1, 2 siblings; 3 under 1; 4 under 2; 5 under 3
+    tree = tree_mask_from_parents(parents)
+    T, pos = 6, torch.tensor([9])
+    q, k, v = torch.randn(1, T, 2, 8, generator=g), torch.randn(1, 1, 20, 8, generator=g), torch.randn(1, 1, 20, 8, generator=g)
+    out = verify_attention(q, k, v, pos, tree_mask=tree)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, 9 + 2], v2[:, :, 9 + 4] = 100.0, -100.0  # nodes 2 and 4: not on node 5's path 0-1-3-5
+    assert torch.equal(verify_attention(q, k2, v2, pos, tree_mask=tree)[:, [0, 1, 3, 5]], out[:, [0, 1, 3, 5]])
+    path = [0, 1, 3, 5]
+    kc, vc = k.clone(), v.clone()
+    kc[:, :, 9:13], vc[:, :, 9:13] = k[:, :, [9 + p for p in path]], v[:, :, [9 + p for p in path]]
+    chain = verify_attention(q[:, path], kc, vc, pos)
+    torch.testing.assert_close(chain, out[:, path], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mask, message", [
+    (torch.ones(1, 3, 3, dtype=torch.bool).tril()[:, :2], r"tree_mask: got shape \[1, 2, 3\], expected \[1, 3, 3\]"),
+    (torch.ones(1, 3, 3).tril(), "tree_mask: got dtype torch.float32, expected torch.bool"),
+    (torch.ones(1, 3, 3, dtype=torch.bool).tril(-1), r"tree_mask: got a row that does not see itself"),
+    (torch.ones(1, 3, 3, dtype=torch.bool), r"tree_mask: got row 0 of sequence 0 seeing row 1 > 0"),
+])
+def test_bad_tree_mask_is_named(mask, message):
+    q, k = torch.zeros(1, 3, 2, 8), torch.zeros(1, 1, 8, 8)
+    with pytest.raises((ValueError, TypeError), match=message):
+        verify_attention(q, k, k, torch.tensor([2]), tree_mask=mask)
+    with pytest.raises(NotImplementedError, match="tree_mask: the 'emu' kernels have no tree mask yet"):
+        verify_attention(q, k, k, torch.tensor([2]), tree_mask=torch.ones(1, 3, 3, dtype=torch.bool).tril(),
+                         backend="emu")

@@ -334,6 +334,32 @@ def their_configs(pair_name: str, pair, drafters: list[str], ks: list[int | str]
     return configs
 
 
+def cpu_engine_info(pair) -> dict | None:
+    """The CPU engine's matrix path of the target (None when the target is not on the CPU engine) and the
+    CPU's model name: a figure is only comparable with one from the same path and machine."""
+    path = getattr(pair.target, "matrix_path", None)
+    if path is None:
+        return None
+    from tt_specdec.models.cpu_llama import matrix_paths, threads
+
+    return {"matrix_path": path, "matrix_paths_available": matrix_paths(), "threads": threads(),
+            "cpu_model": cpu_model_name()}
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (or platform's answer elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 def check_ks(ks: list[int | str]) -> None:
@@ -381,7 +407,7 @@ def bench(pair_name: str, pair, *, drafters: "list[str] | dict[str, Drafter]", k
     meta = {"prompts": len(prompts), "categories": list(dict.fromkeys(c for c, _ in prompts)),
             "max_new_tokens": max_new_tokens, "temperature": sampling.temperature, "top_k": sampling.top_k,
             "top_p": sampling.top_p, "coupled": sampling.coupled, "chat_template": chat, "eos_token_id": eos, "transformers": transformers_version,
-            "targets_identical": targets_identical(configs, tallies),
+            "targets_identical": targets_identical(configs, tallies), "cpu": cpu_engine_info(pair),
             "prompt_texts": [{"category": c, "text": t, "tokens": len(p)} for (c, t), p in zip(prompts, ids)]}
     return {"meta": meta, "results": results}
 

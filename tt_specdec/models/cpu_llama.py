@@ -9,6 +9,12 @@ what makes verifying k+1 rows cost little more than decoding one.
 
 `CpuLlama(model)` wraps a torch `Llama` (whose weights it rounds to bf16 in place, so the
 torch module computes with the same weights) and is a Decoder like it.
+
+The linear runs on one matrix path per model, chosen at run time from what the CPU has
+(`matrix_paths()`: portable, avx2, avx512_bf16, amx; `matrix_path()`: the process's, the fastest
+unless TT_SPECDEC_CPU_PATH names another). avx2 and portable give the same bits (fp32 activations
+times fp32-widened weights); avx512_bf16 and amx round the activations to bf16 and multiply bf16 x
+bf16 into fp32: a slightly different target, each bit-identical between its own verify and decode.
 """
 from __future__ import annotations
 
@@ -26,6 +32,21 @@ def _cpu():
     return mod
 
 
+def matrix_paths() -> list[str]:
+    """The linear's matrix paths this CPU can run, fastest last."""
+    return list(_cpu().matrix_paths())
+
+
+def matrix_path() -> str:
+    """The process's matrix path: TT_SPECDEC_CPU_PATH when set, else the fastest; fixed at its first call."""
+    return _cpu().matrix_path()
+
+
+def threads() -> int:
+    """Threads of the _cpu kernels' pool."""
+    return _cpu().threads()
+
+
 def set_threads(n: int) -> None:
     """Threads of the _cpu kernels (their own pool, separate from torch's)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -34,14 +55,16 @@ def set_threads(n: int) -> None:
 
 
 class PackedLinear:
-    """y [M, N] = x [M, K] @ W^T with W [N, K] packed once as bf16 panels."""
+    """y [M, N] = x [M, K] @ W^T with W [N, K] packed once as bf16 panels for one matrix path
+    (None: the process's)."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, path: str | None = None):
         w = weight.detach().contiguous()
         if w.dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"weight: got dtype {w.dtype}, expected float32 or bfloat16")
         self.n, self.k = w.shape
-        self.packed = _cpu().PackedLinear(w)
+        self.packed = _cpu().PackedLinear(w, path)
+        self.path = self.packed.path
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] fp32 contiguous -> [M, N] fp32."""
@@ -61,22 +84,23 @@ def attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos
 class CpuLayer:
     """One decoder block's packed weights: fused q|k|v and gate|up products."""
 
-    def __init__(self, block):
+    def __init__(self, block, path: str | None = None):
         self.attn_norm = block.attn_norm.weight.detach().float().contiguous()
         self.ffn_norm = block.ffn_norm.weight.detach().float().contiguous()
         self.eps = block.attn_norm.eps
-        self.qkv = PackedLinear(torch.cat([block.wq.weight, block.wk.weight, block.wv.weight]))
-        self.wo = PackedLinear(block.wo.weight)
-        self.gate_up = PackedLinear(torch.cat([block.w_gate.weight, block.w_up.weight]))
-        self.down = PackedLinear(block.w_down.weight)
+        self.qkv = PackedLinear(torch.cat([block.wq.weight, block.wk.weight, block.wv.weight]), path)
+        self.wo = PackedLinear(block.wo.weight, path)
+        self.gate_up = PackedLinear(torch.cat([block.w_gate.weight, block.w_up.weight]), path)
+        self.down = PackedLinear(block.w_down.weight, path)
 
 
 def build_engine(cfg, rope_cos: torch.Tensor, rope_sin: torch.Tensor, layers: list["CpuLayer"], norm,
                  head: PackedLinear):
     """A _cpu.CpuModel running `layers` then `norm` and `head`: one C++ call per step.
-    Used by CpuLlama, and by drafters made of Llama blocks (an EAGLE head's layer)."""
+    Used by CpuLlama, and by drafters made of Llama blocks (an EAGLE head's layer). The engine takes the
+    head's matrix path; every layer's linears must be packed for it."""
     engine = _cpu().CpuModel(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.norm_eps,
-                             rope_cos.float().contiguous(), rope_sin.float().contiguous())
+                             rope_cos.float().contiguous(), rope_sin.float().contiguous(), head.path)
     for layer in layers:  # the engine copies the norms and holds the packed weights
         engine.add_layer(layer.attn_norm, layer.ffn_norm, layer.qkv.packed,
                          layer.wo.packed, layer.gate_up.packed, layer.down.packed)
@@ -93,17 +117,19 @@ def engine_logits(engine, h: torch.Tensor, n_out: int) -> torch.Tensor:
 
 
 class CpuLlama:
-    """Decoder: `forward(tokens [B, T], pos [B]) -> logits [B, T, V]` on the _cpu kernels."""
+    """Decoder: `forward(tokens [B, T], pos [B]) -> logits [B, T, V]` on the _cpu kernels, every linear on
+    `matrix_path` (None: the process's matrix_path())."""
 
-    def __init__(self, model: Llama):
+    def __init__(self, model: Llama, matrix_path: str | None = None):
         with torch.no_grad():
             for p in model.parameters():  # the torch module now holds exactly the weights we compute with
                 p.copy_(p.bfloat16().float())
         self.model = model.float().eval().requires_grad_(False)
         self.cfg = model.cfg
         self.embed, self.norm, self.lm_head = model.embed, model.norm, model.lm_head  # as Llama: for an EAGLE head
-        self.layers = [CpuLayer(b) for b in model.layers]
-        self.head = PackedLinear(model.output_weight)
+        self.head = PackedLinear(model.output_weight, matrix_path)
+        self.matrix_path = self.head.path  # decode and verify both run it: exact mode needs one path
+        self.layers = [CpuLayer(b, self.matrix_path) for b in model.layers]
         self.engine = build_engine(model.cfg, model.rope_cos, model.rope_sin, self.layers, model.norm, self.head)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D] fp32
         self.v_cache: torch.Tensor | None = None
@@ -160,6 +186,21 @@ class CpuLlama:
             for b, p in enumerate(starts):  # a slice per row: cheaper than one advanced-index write
                 self.hidden_cache[b, p:p + T] = x[b]
         return logits if with_logits else x
+
+    @torch.inference_mode()
+    def forward_tree(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+        """A token tree's verify: tokens [B, T] (row 0 the root), parents [B, T] (-1 for row 0, else an
+        earlier row) -> logits [B, T, V]. Row t sits at position pos[b] + its depth, sees the cache (keys
+        0 .. pos[b]-1) and its ancestors, and writes its KV at slot pos[b] + t; after rollback_kv compacts
+        an accepted path to pos[b] + depth, the cache and the path's logits have the bits that decoding the
+        path one token at a time gives (exact mode, for trees)."""
+        check_forward_args(self, tokens, pos)
+        B, T = tokens.shape
+        x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()
+        logits = torch.empty(B, T, self.vocab_size)
+        self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, pos.tolist(), logits,
+                            parents.reshape(-1).tolist())
+        return logits
 
     def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu"):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from tt_specdec.ops import dispatch
-from tt_specdec.ops.accept_prefix.checks import MAX_DRAFT, PLACEHOLDER, check_accept_args
+from tt_specdec.ops.accept_prefix.checks import MAX_DRAFT, PLACEHOLDER, check_accept_args, check_tree_args
 
-__all__ = ["MAX_DRAFT", "PLACEHOLDER", "accept_prefix", "check_accept_args"]
+__all__ = ["MAX_DRAFT", "PLACEHOLDER", "accept_prefix", "accept_tree", "check_accept_args", "check_tree_args"]
 
 
 def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
@@ -61,3 +61,33 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     from tt_specdec.ops.accept_prefix import program
     return program.run(dispatch.executor(backend), target_logits, draft_tokens, draft_probs=draft_probs,
                        num_draft=num_draft, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]
+
+
+def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents: torch.Tensor, *,
+                backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy acceptance of a token tree: the longest accepted root-to-leaf path.
+
+    Shapes:
+        target_logits  [B, T, V]  target rows for the tree's nodes (verify_attention with tree_mask)
+        tree_tokens    [B, T]     node t's token; node 0 is the root (the last emitted token)
+        parents        [B, T]     node t's parent, in 0 .. t-1; -1 for node 0. Siblings carry distinct tokens
+        backend        "torch" (the kernels' tree accept is not written)
+        returns        num_accepted [B] (n: accepted drafts, the path's depth),
+                       output_tokens [B, T] (the path's n tokens, then the target's token at its end
+                       node: recovered, or bonus at a leaf; PLACEHOLDER = -1 padded),
+                       accepted_slots [B, T] (node of path token j, j <= n; j beyond: identity), the
+                       compaction that rollback_kv(..., accepted_slots=, k_cache=, v_cache=) applies
+
+    A node is accepted when its parent is and its token is the target's argmax at its parent. A chain
+    (parents t - 1) gives accept_prefix's greedy result, with identity slots.
+
+    Example (V = 4): root 0 with children 1 (token 2) and 2 (token 1); node 3 (token 3) under node 2.
+        >>> logits = torch.eye(4)[[1, 0, 3, 0]].unsqueeze(0)  # argmax per node: 1, 0, 3, 0
+        >>> accept_tree(logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]))
+        (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
+    """
+    if backend != "torch":
+        raise NotImplementedError(f"backend: got {backend!r}, expected 'torch' (the tree accept kernel is not written)")
+    check_tree_args(target_logits, tree_tokens, parents)
+    from tt_specdec.ops.accept_prefix import torch_impl
+    return torch_impl.accept_tree(target_logits, tree_tokens, parents)

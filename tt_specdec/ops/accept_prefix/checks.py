@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from tt_specdec.errors import (check_finite, check_float_dtype, check_int_dtype, check_seed, check_shape, check_tokens,
                                value_range)
@@ -60,3 +61,33 @@ def check_draft_probs(draft_probs, draft_tokens, num_draft) -> None:
         b, t = (int(x) for x in np.argwhere(bad)[0])
         raise ValueError(f"draft_probs: got q={float(q_d[b, t])} for the drafted token {int(draft_tokens[b, t])} at "
                          f"[{b}, {t}], expected > 0 (the draft was sampled from q)")
+
+
+def check_tree_args(target_logits, tree_tokens, parents):
+    """Validate accept_tree's arguments; returns (B, T, V). The tree is in topological order: node 0 the
+    root (parent -1), node t's parent in 0 .. t-1, siblings with distinct tokens (so at most one child
+    can match the target's token and the accepted nodes form one path)."""
+    check_shape("target_logits", target_logits, (None, None, None), "= [B, T, V] (one row per tree node)")
+    B, T, V = target_logits.shape
+    if not 1 <= T <= MAX_DRAFT + 1:
+        raise ValueError(f"target_logits: got {T} tree nodes per sequence, expected 1 .. {MAX_DRAFT + 1}")
+    check_shape("tree_tokens", tree_tokens, (B, T), "= [B, T] (node 0 the root: the last emitted token)")
+    check_tokens("tree_tokens", tree_tokens, V)
+    check_shape("parents", parents, (B, T), "= [B, T]")
+    check_finite("target_logits", target_logits)
+    par = parents.long()
+    if B and bool((par[:, 0] != -1).any()):
+        raise ValueError(f"parents: got {par[:, 0].tolist()} for node 0, expected -1 (node 0 is the root)")
+    t = torch.arange(T).view(1, T)
+    bad = (t >= 1) & ((par < 0) | (par >= t))
+    if bool(bad.any()):
+        b, i = (int(x) for x in bad.nonzero()[0])
+        raise ValueError(f"parents: got parent {int(par[b, i])} for node {i} of sequence {b}, expected 0 .. {i - 1} "
+                         "(nodes in topological order)")
+    same = (par.unsqueeze(2) == par.unsqueeze(1)) & (tree_tokens.unsqueeze(2) == tree_tokens.unsqueeze(1))
+    dup = same & (t.view(1, T, 1) > t.view(1, 1, T)) & (t.view(1, T, 1) >= 1)  # [B, T, T]: node > sibling
+    if bool(dup.any()):
+        b, i, j = (int(x) for x in dup.nonzero()[0])
+        raise ValueError(f"tree_tokens: got nodes {j} and {i} of sequence {b} with the same parent and token "
+                         f"{int(tree_tokens[b, i])}, expected siblings with distinct tokens")
+    return B, T, V

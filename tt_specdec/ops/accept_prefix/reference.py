@@ -120,3 +120,29 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
         output[b][n] = final
     return (torch.tensor(num_accepted, dtype=torch.int64),
             torch.tensor(output, dtype=torch.int64).reshape(B, k1))
+
+
+def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor,
+                parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy tree acceptance by walking down from the root: at each node, the child whose token is the
+    target's argmax there is accepted; the walk ends at a node without one, whose argmax is emitted."""
+    B, T, _ = target_logits.shape
+    logits, tokens, par = target_logits.double().tolist(), tree_tokens.tolist(), parents.tolist()
+    num, out, slots = [], [], []
+    for b in range(B):
+        node, path, emitted = 0, [0], []
+        while True:
+            want = argmax_row(logits[b][node])
+            child = next((c for c in range(T) if par[b][c] == node and tokens[b][c] == want), None)
+            if child is None:
+                emitted.append(want)
+                break
+            emitted.append(tokens[b][child])
+            path.append(child)
+            node = child
+        n = len(path) - 1
+        num.append(n)
+        out.append(emitted + [PLACEHOLDER] * (T - n - 1))
+        slots.append(path + list(range(n + 1, T)))
+    as_long = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
+    return as_long(num), as_long(out), as_long(slots)

@@ -78,3 +78,32 @@ def accept_sampled(target_logits: torch.Tensor, d: np.ndarray, draft_probs: torc
     if drawn:
         final[drawn] = sample_inverse_cdf(torch.from_numpy(np.stack(residuals)), uniform(seed[drawn], STREAM_SAMPLE, 0))
     return n, final
+
+
+def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor,
+                parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """num_accepted [B], output_tokens [B, T], accepted_slots [B, T] (int64), as
+    tt_specdec.ops.accept_prefix.accept_tree documents (greedy)."""
+    B, T, _ = target_logits.shape
+    rows = np.arange(B)
+    target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, T]
+    tokens, par = tree_tokens.long().numpy(), parents.long().numpy()
+    ok = np.zeros((B, T), bool)  # node t is on the accepted path
+    ok[:, 0] = True
+    depth = np.zeros((B, T), np.int64)
+    for t in range(1, T):  # parents come first
+        p = par[:, t]
+        ok[:, t] = ok[rows, p] & (tokens[:, t] == target_tokens[rows, p])
+        depth[:, t] = depth[rows, p] + 1
+    # the accepted nodes form one path (siblings have distinct tokens): its end is the deepest of them
+    best = np.where(ok, depth, -1).argmax(1)  # [B]
+    n = depth[rows, best]
+    slots = np.tile(np.arange(T), (B, 1))  # rows j > n: identity (rollback copies nothing)
+    node = best.copy()
+    for j in range(T - 1, -1, -1):  # walk up from the end: path node j of row b is at depth j
+        at = n >= j
+        slots[rows[at], j] = node[at]
+        node = np.where(at, np.maximum(par[rows, node], 0), node)
+    output = np.where(np.arange(T) < n.reshape(B, 1), np.take_along_axis(tokens, np.roll(slots, -1, 1), 1), PLACEHOLDER)
+    output[rows, n] = target_tokens[rows, best]  # recovered (best has children) or bonus (a leaf)
+    return torch.from_numpy(n), torch.from_numpy(output.astype(np.int64)), torch.from_numpy(slots)

@@ -7,9 +7,9 @@ from tt_specdec.errors import check_float_dtype, check_int_dtype, check_shape, v
 
 
 def check_verify_args(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
-                      page_table: torch.Tensor | None) -> None:
+                      page_table: torch.Tensor | None, tree_mask: torch.Tensor | None = None) -> None:
     """Validates verify_attention's arguments (ranks, dtypes, sizes, GQA grouping, positions within the
-    cache, every page a row reads an allocated block)."""
+    cache, every page a row reads an allocated block, a tree mask's ancestor order)."""
     check_shape("q", q, (None, None, None, None), "= [B, T, Hq, D]")
     B, T, Hq, D = q.shape
     check_float_dtype("q", q)
@@ -41,6 +41,8 @@ def check_verify_args(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Ten
                          "(cache capacity)")
     if paged and B and T:
         check_pages(pos, T, page_table, k_cache.shape[0], k_cache.shape[2])
+    if tree_mask is not None:
+        check_tree_mask(tree_mask, B, T)
 
 
 def check_pages(pos: torch.Tensor, T: int, page_table: torch.Tensor, blocks: int, blk: int) -> None:
@@ -54,3 +56,16 @@ def check_pages(pos: torch.Tensor, T: int, page_table: torch.Tensor, blocks: int
         raise ValueError(f"page_table: got block id {int(page_table[b, i])} at [{b}, {i}], expected an allocated "
                          f"block in 0..{blocks - 1} (row {b} reads blocks 0..{int(used[b]) - 1} of its table for "
                          f"pos {int(pos[b])} + T {T})")
+
+
+def check_tree_mask(tree_mask: torch.Tensor, B: int, T: int) -> None:
+    """tree_mask [B, T, T] bool: row t sees row j only for j <= t (ancestors come first) and sees itself."""
+    check_shape("tree_mask", tree_mask, (B, T, T))
+    if tree_mask.dtype != torch.bool:
+        raise TypeError(f"tree_mask: got dtype {tree_mask.dtype}, expected torch.bool")
+    if T and not bool(tree_mask.diagonal(dim1=1, dim2=2).all()):
+        raise ValueError("tree_mask: got a row that does not see itself, expected tree_mask[b, t, t] True")
+    if bool(tree_mask.triu(1).any()):
+        b, t, j = (int(x) for x in tree_mask.triu(1).nonzero()[0])
+        raise ValueError(f"tree_mask: got row {t} of sequence {b} seeing row {j} > {t}, expected each row's "
+                         "ancestors before it (rows in topological order)")

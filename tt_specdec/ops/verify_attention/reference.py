@@ -12,10 +12,12 @@ import torch
 
 
 def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
-                     page_table: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
+                     page_table: torch.Tensor | None = None, scale: float | None = None,
+                     tree_mask: torch.Tensor | None = None) -> torch.Tensor:
     """q [B, T, Hq, D], caches [B, Hkv, S, D] or paged [blocks, Hkv, blk, D] with page_table
     [B, max_blocks], pos [B] -> [B, T, Hq, D] in q's dtype; row t of sequence b attends keys
-    0 .. pos[b]+t, query head h reads KV head h // (Hq/Hkv)."""
+    0 .. pos[b]+t, query head h reads KV head h // (Hq/Hkv). With tree_mask [B, T, T]: row t
+    attends keys 0 .. pos[b]-1 and key pos[b]+j for each j with tree_mask[b][t][j]."""
     B, T, Hq, D = q.shape
     Hkv = k_cache.shape[1]
     group = Hq // Hkv
@@ -24,6 +26,13 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     positions = [int(p) for p in pos.tolist()]
     table = None if page_table is None else page_table.tolist()
     blk = k_cache.shape[2]
+    tree = None if tree_mask is None else tree_mask.tolist()
+
+    def sees(b, t, j):
+        """Whether row t of sequence b attends key j."""
+        if tree is None:
+            return j <= positions[b] + t
+        return j < positions[b] or (j < positions[b] + T and tree[b][t][j - positions[b]])
 
     def slot(cache, b, head, j):
         """The [D] vector of key/value j of sequence b."""
@@ -34,11 +43,12 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     out = torch.zeros(B, T, Hq, D, dtype=torch.float64)
     for b in range(B):
         for t in range(T):
-            last_key = positions[b] + t
+            last_key = positions[b] + (t if tree is None else T - 1)
             for h in range(Hq):
                 head = h // group
+                keys = [j for j in range(last_key + 1) if sees(b, t, j)]
                 scores = []
-                for j in range(last_key + 1):
+                for j in keys:
                     key = slot(ks, b, head, j)
                     dot = 0.0
                     for x, y in zip(qs[b][t][h], key):
@@ -48,9 +58,9 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
                 weights = [math.exp(s - top) for s in scores]
                 total = sum(weights)
                 row = [0.0] * D
-                for j in range(last_key + 1):
+                for i, j in enumerate(keys):
                     value = slot(vs, b, head, j)
-                    w = weights[j] / total
+                    w = weights[i] / total
                     for d in range(D):
                         row[d] += w * value[d]
                 out[b, t, h] = torch.tensor(row, dtype=torch.float64)
