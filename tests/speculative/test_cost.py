@@ -314,6 +314,8 @@ def test_cached_cost_models_tell_the_decoders_paths_apart():
     engine = cost_mod.describe(target)
     target.attention = "torch"
     assert cost_mod.describe(target) != engine
+    target.attention, target.matrix_path = "cpu", "another_path"  # each matrix path costs a verify row its own
+    assert cost_mod.describe(target) != engine
 
 
 def test_measure_times_k_max_drafts_of_a_drafter_that_stops_early(tiny_pair):

@@ -158,7 +158,9 @@ def describe(model) -> str | None:
     dtype = getattr(model, "weight_dtype", None) or (next(iter(params()), torch.empty(0)).dtype if params else None)
     threads = getattr(model, "threads", "")  # CpuLlama: its own kernel pool
     attention = getattr(model, "attention", "")  # CpuLlama: "cpu" (its engine) or the per-layer Python path
-    return f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}:{attention}"
+    path = getattr(model, "matrix_path", None)  # CpuLlama: avx2 / avx512_bf16 / amx cost a verify row differently
+    ident = f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}:{attention}"
+    return ident + (f":{path}" if path else "")
 
 
 def describe_drafter(drafter) -> list:
