@@ -31,9 +31,14 @@ def runs(monkeypatch):
     return calls
 
 
-def generate_ids(ops: str, k: int, max_new_tokens: int = 12, sampling: Sampling = Sampling()):
+def generate_ids(ops: str, k: int, max_new_tokens: int = 12, sampling: Sampling = Sampling(),
+                 emu_attention: bool = True):
+    """emu_attention=False: only accept_prefix and rollback_kv on `ops`; both models keep their own attention."""
     pair = load_pair("tiny")
     dec = SpeculativeDecoder(pair, "model", k, sampling, ops=ops)
+    if not emu_attention:
+        for model in (pair.target, pair.draft):
+            model.attention = model.native_attention
     return dec.generate_ids([list(p.encode()) for p in PROMPTS], max_new_tokens)
 
 
@@ -68,7 +73,10 @@ def test_steps_hit_the_program_cache(runs):
 @pytest.mark.parametrize("sampling", [Sampling(temperature=0.8, coupled=False),  # the sampling kernels
                                       Sampling(temperature=0.8, top_k=5, top_p=0.9, coupled=False)])
 def test_emu_sampling_gives_the_torch_ops_tokens(sampling):
-    assert generate_ids("emu", 3, 8, sampling).tokens == generate_ids("torch", 3, 8, sampling).tokens
+    # the sampling kernels on the same logits as torch's accept: the verify kernel's TF32 sources (as on a
+    # card) move the logits by a few ulps, enough to move a rejection-sampled draw that lies near a CDF boundary
+    assert generate_ids("emu", 3, 8, sampling, emu_attention=False).tokens == \
+        generate_ids("torch", 3, 8, sampling).tokens
 
 
 def test_emu_coupled_sampling_is_the_greedy_kernels_on_perturbed_scores(runs):
