@@ -113,6 +113,8 @@ class CpuLlama:
         self.v_cache: torch.Tensor | None = None
         self.keep_hidden = False  # as Llama: forward writes hidden_cache [B, S, dim] for an EAGLE drafter
         self.hidden_cache: torch.Tensor | None = None
+        self.hidden_layers: tuple[int, ...] | None = None  # as Llama: [B, S, n*dim] after these blocks (EAGLE-3)
+        self._segments: tuple[tuple, list] = ((), [])  # (hidden_layers, [(first block, end block, engine)])
         self.ops_backend = self.native_ops_backend  # "torch" / "emu": forward_with_ops, ops.verify_attention
 
     native_ops_backend = "cpu"  # the C++ engine: one call per step, batch-invariant attention
@@ -154,21 +156,49 @@ class CpuLlama:
         B, T = tokens.shape
         starts = pos.tolist()
         if self.ops_backend != "cpu":
-            logits, x = self.forward_with_ops(tokens, pos)
+            logits, x, kept = self.forward_with_ops(tokens, pos)
         else:
             x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
             logits = torch.empty(B, T, self.vocab_size) if with_logits else None
-            self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T, self.cache_len,
-                                starts, 0 if logits is None else logits.data_ptr())
+            if self.keep_hidden and self.hidden_layers:
+                kept = self.forward_segments(x, B, T, starts, logits)  # [B, T, n*dim]
+            else:
+                self.engine.forward(x.data_ptr(), self.k_cache.data_ptr(), self.v_cache.data_ptr(), B, T,
+                                    self.cache_len, starts, 0 if logits is None else logits.data_ptr())
             x = x.view(B, T, -1)
         if self.keep_hidden:
+            if not self.hidden_layers:
+                kept = x
             for b, p in enumerate(starts):  # a slice per row: cheaper than one advanced-index write
-                self.hidden_cache[b, p:p + T] = x[b]
+                self.hidden_cache[b, p:p + T] = kept[b]
         return logits if with_logits else x
+
+    def forward_segments(self, x: torch.Tensor, B: int, T: int, starts: list[int],
+                         logits: torch.Tensor | None) -> torch.Tensor:
+        """The engine's step as one engine call per run of blocks between the hidden_layers, x [M, dim]
+        in place (embeddings in, final hidden out), the same kernels in the same order (bit-identical
+        logits): -> the hidden states after each block count of hidden_layers [B, T, n*dim]."""
+        layers = tuple(self.hidden_layers)
+        if self._segments[0] != layers:
+            n = self.cfg.n_layers
+            if not all(1 <= c <= n for c in layers):
+                raise ValueError(f"hidden_layers: got {layers}, expected block counts in 1..{n}")
+            bounds = sorted(set([0, *layers, n]))
+            self._segments = (layers, [(a, b, build_engine(self.cfg, self.model.rope_cos, self.model.rope_sin,
+                                                          self.layers[a:b], self.model.norm, self.head))
+                                       for a, b in zip(bounds, bounds[1:])])
+        kept = torch.empty(B * T, len(layers), self.cfg.dim)
+        for a, b, engine in self._segments[1]:
+            last = b == self.cfg.n_layers
+            engine.forward(x.data_ptr(), self.k_cache[a].data_ptr(), self.v_cache[a].data_ptr(), B, T, self.cache_len,
+                           starts, logits.data_ptr() if last and logits is not None else 0)
+            if b in layers:
+                kept[:, layers.index(b)] = x
+        return kept.view(B, T, -1)
 
     def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu"):
-        (logits [B, T, V], final hidden [B, T, dim])."""
+        (logits [B, T, V], final hidden [B, T, dim], the hidden_layers' [B, T, n*dim] or final hidden)."""
         cfg = self.cfg
         B, T = tokens.shape
         Hq, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -177,6 +207,7 @@ class CpuLlama:
         sin = self.model.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
         x = self.embed(tokens).view(B * T, cfg.dim)  # [M, dim], M = B*T
+        kept = []  # after the blocks of hidden_layers
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(F.rms_norm(x, (cfg.dim,), layer.attn_norm, layer.eps)).view(B, T, -1)
             q = apply_rope(qkv[..., :Hq * D].view(B, T, Hq, D), cos, sin)
@@ -188,5 +219,7 @@ class CpuLlama:
             x = x + layer.wo(o.reshape(B * T, Hq * D))
             gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
+            if self.hidden_layers and i + 1 in self.hidden_layers:
+                kept.append(x.view(B, T, cfg.dim))
         x = x.view(B, T, cfg.dim)
-        return self.logits(x), x
+        return self.logits(x), x, (torch.cat(kept, -1) if kept else x)

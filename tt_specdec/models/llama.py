@@ -135,6 +135,9 @@ class Llama(nn.Module):
         # position: with keep_hidden, forward writes it to hidden_cache [B, S, dim] next to the KV
         self.keep_hidden = False
         self.hidden_cache: torch.Tensor | None = None
+        # an EAGLE-3 drafter reads the hidden states after several blocks instead: with hidden_layers
+        # (block counts, e.g. (2, 15, 27)), hidden_cache is [B, S, len(hidden_layers) * dim], side by side
+        self.hidden_layers: tuple[int, ...] | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -193,8 +196,9 @@ class Llama(nn.Module):
             dtype = self.embed.weight.dtype
             self.k_cache = torch.zeros(shape, dtype=dtype)
             self.v_cache = torch.zeros(shape, dtype=dtype)
-        if self.keep_hidden and (self.hidden_cache is None or self.hidden_cache.shape[:2] != (batch_size, cache_len)):
-            self.hidden_cache = torch.zeros(batch_size, cache_len, cfg.dim)
+        width = cfg.dim * (len(self.hidden_layers) if self.hidden_layers else 1)
+        if self.keep_hidden and (self.hidden_cache is None or self.hidden_cache.shape != (batch_size, cache_len, width)):
+            self.hidden_cache = torch.zeros(batch_size, cache_len, width)
 
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] right-padded, lengths [B] -> logits [B, V] after each row's last token."""
@@ -216,6 +220,7 @@ class Llama(nn.Module):
         sin = self.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
         x = self.embed(tokens)
+        kept = []  # hidden states after the blocks of hidden_layers
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, cos, sin, cfg)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
@@ -224,6 +229,8 @@ class Llama(nn.Module):
             o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.ops_backend)  # [B, T, Hq, D]
             x = x + layer.wo(o.reshape(B, T, -1))
             x = layer.mlp(x)
+            if self.keep_hidden and self.hidden_layers and i + 1 in self.hidden_layers:
+                kept.append(x)
         if self.keep_hidden:
-            self.hidden_cache[rows, positions] = x.float()
+            self.hidden_cache[rows, positions] = (torch.cat(kept, -1) if self.hidden_layers else x).float()
         return self.logits(x).float()

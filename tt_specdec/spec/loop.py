@@ -115,6 +115,8 @@ def keep_hidden_for(target: Decoder, drafter: Drafter | None) -> None:
     (`needs_target_hidden`: EAGLE): plain decoding and other drafters skip the copy. Before allocate_cache."""
     if hasattr(target, "keep_hidden"):
         target.keep_hidden = bool(getattr(drafter, "needs_target_hidden", False))
+    if hasattr(target, "hidden_layers"):  # which hidden states: an EAGLE-3 drafter's layers, else the final one
+        target.hidden_layers = getattr(drafter, "target_hidden_layers", None)
 
 
 def generate_plain(target: Decoder, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
