@@ -63,6 +63,15 @@ class EagleHead(nn.Module):
         head.load_state_dict({k: v for k, v in self.state_dict().items() if k != "vocab_ids"}, strict=False)
         return head.to(self.fc.weight.dtype)
 
+    def input_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The target's features [..., d] (hidden_cache rows) -> the head's input f_p: as they are."""
+        return feats
+
+    def output(self, target: Llama) -> tuple[nn.Module, torch.Tensor]:
+        """(norm, rows [N, d]) that make logits of a predicted feature: the target's frozen final norm and
+        its output rows of vocab_ids."""
+        return target.norm, target.output_weight[self.vocab_ids]
+
     def forward_train(self, embeds: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """embeds [B, L, d] of x_{p+1}, feats [B, L, d] f_p for p = 0..L-1 -> f' [B, L, d] (causal, no cache)."""
         cfg = self.cfg
@@ -163,11 +172,12 @@ class EagleDrafter:
                              f"dim {target.cfg.dim}, vocabulary {target.vocab_size}")
         self.target, self.head = target, head.to(target.embed.weight.dtype).eval().requires_grad_(False)
         self.vocab_size = target.vocab_size
-        self.head_weight = target.output_weight[head.vocab_ids].contiguous()  # [N, d]
+        self.norm, head_weight = self.head.output(target)
+        self.head_weight = head_weight.detach().contiguous()  # [N, d]
         self.cached = torch.zeros(0, dtype=torch.long)  # [B]
         self.engine = None
         if getattr(target, "ops_backend", None) == "cpu" and self.head.fc.weight.dtype == torch.float32:
-            self.engine = cpu_engine(self.head, target.norm, self.head_weight)  # the target's fast CPU kernels
+            self.engine = cpu_engine(self.head, self.norm, self.head_weight)  # the target's fast CPU kernels
         target.keep_hidden = True  # before the loop's allocate_cache: the target then keeps hidden_cache
 
     def reset(self, batch_size: int, cache_len: int) -> None:
@@ -196,7 +206,7 @@ class EagleDrafter:
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """feats [..., d] -> logits [..., N] fp32 over the head's vocabulary."""
         if self.engine is None:
-            return restricted_logits(self.target, self.head_weight, feats).float()
+            return F.linear(self.norm(feats), self.head_weight).float()
         return engine_logits(self.engine[1], feats, len(self.head.vocab_ids))
 
     @torch.inference_mode()
@@ -216,7 +226,8 @@ class EagleDrafter:
         feed = max(1, max(r - c for r, c in zip(ready_rows, self.cached.tolist())))
         start = [max(r - feed, 0) for r in ready_rows]  # [B]
         hidden = self.target.hidden_cache
-        feats = torch.stack([hidden[b, s:s + feed] for b, s in enumerate(start)]).to(dtype)  # f_p [B, feed, d]
+        feats = torch.stack([hidden[b, s:s + feed] for b, s in enumerate(start)]).to(dtype)  # f_p [B, feed, width]
+        feats = self.head.input_features(feats)  # [B, feed, d]
         tokens = torch.stack([context[b, s + 1:s + 1 + feed] for b, s in enumerate(start)])  # x_{p+1} [B, feed]
         out = self.step(embed(tokens), feats, torch.tensor(start), with_logits=False)[0]  # f'_{p+1}
         feat = torch.stack([out[b, r - 1 - s] for b, (r, s) in enumerate(zip(ready_rows, start))])  # [B, d]
