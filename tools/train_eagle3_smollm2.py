@@ -233,6 +233,231 @@ def check(args) -> None:
           flush=True)
 
 
+# ---------------------------------------------------------------------------------------
+# 2. the head
+# ---------------------------------------------------------------------------------------
+class Shard:
+    """A finished feature shard: `shard[i]` -> (tokens int64 [n], feats fp16 [n, 3, d] (memory-mapped),
+    answer start)."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        index = json.loads((path / "index.json").read_text())
+        self.offsets, self.starts = index["offsets"], index["answer_start"]
+        self.tokens = np.load(path / "tokens.npy").astype(np.int64)
+        self.feats = np.load(path / "feats.npy", mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int):
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.tokens[a:b], self.feats[a:b], self.starts[i]
+
+
+def make_batch(items):
+    """[(tokens [n], feats [n, 3, d], answer start)] -> tokens [B, L], feats [B, L, 3d] fp32 (right-padded),
+    mask [B, L]: slots p whose label x_{p+2} is an answer token (p = start-2 .. n-3)."""
+    L = max(len(t) for t, _, _ in items)
+    width = int(np.prod(items[0][1].shape[1:]))
+    tokens = torch.zeros(len(items), L, dtype=torch.long)
+    feats = torch.zeros(len(items), L, width)
+    mask = torch.zeros(len(items), L, dtype=torch.bool)
+    for b, (t, f, start) in enumerate(items):
+        n = len(t)
+        tokens[b, :n] = torch.from_numpy(t)
+        feats[b, :n] = torch.from_numpy(np.asarray(f, dtype=np.float32).reshape(n, width))
+        mask[b, max(start - 2, 0):n - 2] = True
+    return tokens, feats, mask
+
+
+def frequency_ranked_vocab(convs: list[dict], vocab_size: int) -> torch.Tensor:
+    """[V] ids by how often the target emits them in the training answers (ties: lower id first)."""
+    counts = np.bincount(np.concatenate([c["answer"] for c in convs if not c["held"]]), minlength=vocab_size)
+    return torch.from_numpy(np.lexsort((np.arange(vocab_size), -counts)).astype(np.int64))
+
+
+def coverage(convs: list[dict], ids: torch.Tensor, vocab_size: int) -> float:
+    """Share of the held-out answer tokens inside ids."""
+    inside = np.zeros(vocab_size, dtype=bool)
+    inside[ids.numpy()] = True
+    return float(inside[np.concatenate([c["answer"] for c in convs if c["held"]])].mean())
+
+
+def vocab(args) -> None:
+    """FR-Spec vocabulary sizes: held-out answer coverage of the N most frequent training-answer tokens."""
+    convs = read_conversations()
+    ranked = frequency_ranked_vocab(convs, 49152)
+    for n in (1024, 2048, 4096, 6144, 8192, 12288, 16384, 32768):
+        print(f"N = {n}: held-out answer coverage {coverage(convs, ranked[:n], 49152):.4f}", flush=True)
+
+
+class Pool:
+    """The finished shards on disk (train_* / held_*), rescanned as extraction adds more."""
+
+    def __init__(self):
+        self.train: list[Shard] = []
+        self.held: list[Shard] = []
+        self.rescan()
+
+    def rescan(self) -> int:
+        known = {s.path.name for s in self.train + self.held}
+        new = 0
+        for path in sorted(feat_dir().glob("*_*")):
+            if path.suffix == ".tmp" or path.name in known or not (path / "index.json").is_file():
+                continue
+            (self.held if path.name.startswith("held") else self.train).append(Shard(path))
+            new += 1
+        return new
+
+    def positions(self) -> int:
+        return sum(s.offsets[-1] for s in self.train)
+
+
+def sample_items(pool: Pool, rng: random.Random, batch_tokens: int):
+    """~batch_tokens positions: conversations of about one length from one random shard (little padding)."""
+    shard = pool.train[rng.randrange(len(pool.train))]
+    order = sorted(range(len(shard)), key=lambda i: (shard.offsets[i + 1] - shard.offsets[i], rng.random()))
+    i, items, n = rng.randrange(len(order)), [], 0
+    while n < batch_tokens:
+        items.append(shard[order[i % len(order)]])
+        n += len(items[-1][0])
+        i += 1
+    return items
+
+
+@torch.no_grad()
+def held_out_agreement(head, embed, pool: Pool, unroll: int, max_convs: int) -> list[float]:
+    """Per draft position j = 1..unroll: top-1 agreement with the teacher's token at held-out answer
+    positions, given drafts 1..j-1 right (training-time-test pass j, teacher-forced)."""
+    from tt_specdec.drafters.eagle3 import ttt_loss
+
+    hits, counts = np.zeros(unroll), np.zeros(unroll)
+    items = [s[i] for s in pool.held for i in range(len(s))][:max_convs]
+    for i in range(0, len(items), 8):
+        tokens, feats, mask = make_batch(items[i:i + 8])
+        _, h, c = ttt_loss(head, embed, tokens, feats, mask, unroll)
+        hits += h
+        counts += c
+    return (hits / np.maximum(counts, 1)).tolist()
+
+
+def expected_length(agree: list[float]) -> float:
+    """Accepted drafts per proposal of len(agree) drafts if position j is right with probability agree[j]
+    given the earlier ones were: sum of the running products."""
+    return float(np.cumprod(agree).sum())
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    import math
+
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+RECIPE = "tools/train_eagle3_smollm2.py (seed 0): EAGLE-3 head on SmolLM2-135M-Instruct's own greedy answers"
+
+
+def export_head(head, path: pathlib.Path, meta: dict) -> None:
+    from tt_specdec.drafters.eagle3 import save_head3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_head3(head, path, {k: str(v) for k, v in meta.items()})
+    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+
+
+def train(args) -> None:
+    from tt_specdec.drafters.eagle3 import Eagle3Head, ttt_loss
+
+    ckpt_path = eagle3_dir() / "ckpt.pt"
+    best_path = eagle3_dir() / "head_best.safetensors"
+    target = load_target()
+    embed = target.embed.requires_grad_(False)
+    pool = Pool()
+    print(f"shards: {len(pool.held)} held-out, {len(pool.train)} training ({pool.positions()} positions)", flush=True)
+    while not pool.train or not pool.held:
+        time.sleep(60)
+        pool.rescan()
+    ck = torch.load(ckpt_path, weights_only=False) if ckpt_path.is_file() and args.resume else None
+    if ck is None:
+        convs = read_conversations()
+        ranked = frequency_ranked_vocab(convs, target.vocab_size)
+        print(f"vocabulary {args.vocab}: held-out answer coverage {coverage(convs, ranked[:args.vocab], target.vocab_size):.4f}",
+              flush=True)
+        f = np.concatenate([np.asarray(pool.train[0][i][1], dtype=np.float32) for i in range(64)])  # [n, 3, d]
+        scale = torch.from_numpy(np.sqrt((f ** 2).mean(0))).clamp(min=1e-3)
+        torch.manual_seed(SEED)
+        head = Eagle3Head.for_target(target, ranked[:args.vocab], FEATURE_LAYERS, scale)
+    else:
+        head = Eagle3Head(target.cfg, ck["model"]["vocab_ids"], FEATURE_LAYERS)
+        head.load_state_dict(ck["model"])
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
+    step, seen, train_s, best = 0, 0, 0.0, -1.0
+    rng = random.Random(SEED + 2)
+    if ck is not None:
+        opt.load_state_dict(ck["opt"])
+        step, seen, train_s, best = ck["step"], ck["seen"], ck["train_s"], ck["best"]
+        rng.setstate(ck["rng"])
+        print(f"resumed at step {step}, {seen} loss positions seen, {train_s / 60:.0f} min of training", flush=True)
+
+    def checkpoint() -> None:
+        nonlocal best
+        head.eval()
+        t = time.time()
+        agree = held_out_agreement(head, embed, pool, args.unroll, args.held_convs)
+        score = expected_length(agree)
+        print(f"CKPT step {step}: held-out top-1 agreement per draft position {[round(a, 4) for a in agree]} "
+              f"(expected accepted of {args.unroll}: {score:.3f}; {time.time() - t:.0f}s); {seen} loss positions seen, "
+              f"{train_s / 60:.1f} min of training", flush=True)
+        if score > best:
+            best = score
+            export_head(head, best_path, {
+                "recipe": RECIPE, "steps": step, "loss_positions_seen": seen, "train_minutes": f"{train_s / 60:.1f}",
+                "held_out_top1_agreement_per_position": ",".join(f"{a:.4f}" for a in agree),
+                "held_out_conversations": min(args.held_convs, sum(len(s) for s in pool.held)),
+                "unroll": args.unroll, "vocab_subset": args.vocab, "feature_layers": list(FEATURE_LAYERS),
+                "teacher": "../shared/data/smollm2_teacher (SmolLM2-135M-Instruct greedy answers)"})
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": head.state_dict(), "opt": opt.state_dict(), "step": step, "seen": seen,
+                    "train_s": train_s, "rng": rng.getstate(), "best": best, "args": vars(args),
+                    "agreement": agree}, tmp)
+        os.replace(tmp, ckpt_path)
+        n_new = pool.rescan()
+        print(f"  +{n_new} new shards: {len(pool.train)} training shards ({pool.positions()} positions)", flush=True)
+
+    if args.cmd == "evaluate":
+        checkpoint()
+        return
+    last, window = time.time(), []
+    while step < args.steps:
+        t1 = time.time()
+        head.train()
+        tokens, feats, mask = make_batch(sample_items(pool, rng, args.batch_tokens))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss, hits, counts = ttt_loss(head, embed, tokens, feats, mask, args.unroll)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += counts[0]
+        train_s += time.time() - t1
+        window.append((loss.item(), *(h / max(c, 1) for h, c in zip(hits, counts)), time.time() - t1, counts[0]))
+        if step % 10 == 0:
+            w = [sum(x) / len(window) for x in zip(*window)]
+            print(f"step {step} loss {w[0]:.3f} train-agree {[round(a, 3) for a in w[1:-2]]} {w[-2]:.1f} s/step "
+                  f"({w[-1] / w[-2]:.0f} loss positions/s) lr {lr_at(step, args.steps, args.lr):.2e} seen {seen}",
+                  flush=True)
+            window = []
+        if time.time() - last > args.ckpt_minutes * 60 or step == args.steps:
+            checkpoint()
+            last = time.time()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -240,11 +465,27 @@ def main() -> None:
     ex.add_argument("--max-shards", type=int, default=None, help="stop after this many shards of the plan")
     ck = sub.add_parser("check", help="CPU engine greedy vs teacher tokens; extraction path vs fp32")
     ck.add_argument("--n", type=int, default=16)
-    for p in (ex, ck):
+    vo = sub.add_parser("vocab", help="held-out coverage of FR-Spec vocabularies of several sizes")
+    tr = sub.add_parser("train", help="train the head on the shards, reading new ones as they arrive")
+    ev = sub.add_parser("evaluate", help="held-out agreement of the checkpoint")
+    for p in (tr, ev):
+        p.add_argument("--resume", action="store_true", help="continue from ~/.cache/tt_specdec/eagle3/ckpt.pt")
+        p.add_argument("--steps", type=int, default=20000, help="length of the cosine schedule")
+        p.add_argument("--batch-tokens", type=int, default=2048)
+        p.add_argument("--lr", type=float, default=6e-4)
+        p.add_argument("--weight-decay", type=float, default=0.01)
+        p.add_argument("--unroll", type=int, default=4, help="training-time-test passes (draft positions)")
+        p.add_argument("--vocab", type=int, default=8192, help="FR-Spec vocabulary: the most frequent answer tokens")
+        p.add_argument("--ckpt-minutes", type=float, default=10.0)
+        p.add_argument("--held-convs", type=int, default=128, help="held-out conversations of the agreement")
+        p.add_argument("--bf16", action="store_true", help="autocast bf16 products (fp32 weights and optimizer)")
+    for p in (ex, ck, vo, tr, ev):
         p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    {"extract": extract, "check": check}[args.cmd](args)
+    if args.cmd == "evaluate":
+        args.resume = True
+    {"extract": extract, "check": check, "vocab": vocab, "train": train, "evaluate": train}[args.cmd](args)
 
 
 if __name__ == "__main__":
