@@ -348,7 +348,7 @@ def expected_length(agree: list[float]) -> float:
     return float(np.cumprod(agree).sum())
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
+def lr_at(step: int, total: int, peak: float, warmup: int = 30) -> float:
     import math
 
     if step < warmup:
@@ -406,10 +406,10 @@ def train(args) -> None:
         nonlocal best
         head.eval()
         t = time.time()
-        agree = held_out_agreement(head, embed, pool, args.unroll, args.held_convs)
+        agree = held_out_agreement(head, embed, pool, args.eval_unroll, args.held_convs)
         score = expected_length(agree)
         print(f"CKPT step {step}: held-out top-1 agreement per draft position {[round(a, 4) for a in agree]} "
-              f"(expected accepted of {args.unroll}: {score:.3f}; {time.time() - t:.0f}s); {seen} loss positions seen, "
+              f"(expected accepted of {args.eval_unroll}: {score:.3f}; {time.time() - t:.0f}s); {seen} loss positions seen, "
               f"{train_s / 60:.1f} min of training", flush=True)
         if score > best:
             best = score
@@ -458,6 +458,59 @@ def train(args) -> None:
             last = time.time()
 
 
+# ---------------------------------------------------------------------------------------
+# 4. measurement: the real drafter, teacher-forced on held-out conversations
+# ---------------------------------------------------------------------------------------
+def agreement(args) -> None:
+    """Per draft position j = 1..k, the share of proposals whose draft j is the teacher's token given drafts
+    1..j-1 were (a_j), for a shipped-style head run by its real drafter on the CPU engine target: at every
+    answer position n of --convs held-out conversations, the target has run over the whole conversation
+    (teacher-forced), the drafter proposes k drafts after tokens 0..n-1. Also E = mean drafts accepted of k."""
+    import tt_specdec
+    from tt_specdec.drafters import Sampling
+    from tt_specdec.drafters.eagle import load_eagle_drafter
+    from tt_specdec.drafters.eagle3 import Eagle3Drafter, load_head3
+    from tt_specdec.models.cpu_llama import set_threads
+    from tt_specdec.ops.sampling import row_seeds
+    from tt_specdec.spec.loop import keep_hidden_for
+
+    set_threads(args.threads)
+    target = tt_specdec.load_pair("smollm2").target
+    if args.kind == "eagle3":
+        drafter = Eagle3Drafter(target, load_head3(args.head, target.max_seq_len))
+        if args.vocab:
+            drafter = Eagle3Drafter(target, drafter.head.with_vocabulary(drafter.head.vocab_ids[:args.vocab]))
+    else:
+        drafter = load_eagle_drafter(target, *([args.head] if args.head else []))
+        if args.vocab:
+            drafter = type(drafter)(target, drafter.head.with_vocabulary(drafter.head.vocab_ids[:args.vocab]))
+    drafter.stop_reach = 0.0  # always k drafts
+    keep_hidden_for(target, drafter)
+    convs = [c for c in read_conversations() if c["held"]][:args.convs]
+    k = args.k
+    hits, reach, proposals, t0 = np.zeros(k), np.zeros(k), 0, time.time()
+    for c in convs:
+        seq, start = sequence(c)
+        L = len(seq)
+        target.allocate_cache(1, L + k + 2)
+        drafter.reset(1, L + k + 2)
+        context = torch.zeros(1, L + k + 2, dtype=torch.long)
+        context[0, :L] = torch.from_numpy(seq)
+        target.forward(context[:, :L], torch.zeros(1, dtype=torch.long))
+        for n in range(start, L):  # drafts after tokens 0..n-1; draft j (0-based) is compared with seq[n+j]
+            drafts = drafter.propose(context, torch.tensor([n]), k, Sampling(), row_seeds(0, 1))[0][0].tolist()
+            proposals += 1
+            for j in range(min(k, L - n)):
+                reach[j] += 1
+                if drafts[j] != seq[n + j]:
+                    break
+                hits[j] += 1
+    a = hits / np.maximum(reach, 1)
+    print(f"{args.kind} {args.head or 'shipped'} vocabulary {len(drafter.head.vocab_ids)}: {len(convs)} held-out "
+          f"conversations, {proposals} proposals of k={k} ({time.time() - t0:.0f}s): agreement per draft position "
+          f"{[round(float(x), 4) for x in a]}; accepted drafts per proposal {hits.sum() / proposals:.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -472,20 +525,28 @@ def main() -> None:
         p.add_argument("--resume", action="store_true", help="continue from ~/.cache/tt_specdec/eagle3/ckpt.pt")
         p.add_argument("--steps", type=int, default=20000, help="length of the cosine schedule")
         p.add_argument("--batch-tokens", type=int, default=2048)
-        p.add_argument("--lr", type=float, default=6e-4)
+        p.add_argument("--lr", type=float, default=1e-3)
         p.add_argument("--weight-decay", type=float, default=0.01)
-        p.add_argument("--unroll", type=int, default=4, help="training-time-test passes (draft positions)")
+        p.add_argument("--unroll", type=int, default=3, help="training-time-test passes (draft positions)")
+        p.add_argument("--eval-unroll", type=int, default=5, help="draft positions of the held-out agreement")
         p.add_argument("--vocab", type=int, default=8192, help="FR-Spec vocabulary: the most frequent answer tokens")
         p.add_argument("--ckpt-minutes", type=float, default=10.0)
         p.add_argument("--held-convs", type=int, default=128, help="held-out conversations of the agreement")
         p.add_argument("--bf16", action="store_true", help="autocast bf16 products (fp32 weights and optimizer)")
-    for p in (ex, ck, vo, tr, ev):
+    ag = sub.add_parser("agreement", help="a head's real drafter, teacher-forced on held-out conversations")
+    ag.add_argument("--kind", choices=("eagle", "eagle3"), default="eagle3")
+    ag.add_argument("--head", default=None, help="safetensors (default for eagle: the shipped head)")
+    ag.add_argument("--vocab", type=int, default=None, help="only the N most frequent of its vocabulary")
+    ag.add_argument("--convs", type=int, default=48)
+    ag.add_argument("--k", type=int, default=5)
+    for p in (ex, ck, vo, tr, ev, ag):
         p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.cmd == "evaluate":
         args.resume = True
-    {"extract": extract, "check": check, "vocab": vocab, "train": train, "evaluate": train}[args.cmd](args)
+    {"extract": extract, "check": check, "vocab": vocab, "train": train, "evaluate": train,
+     "agreement": agreement}[args.cmd](args)
 
 
 if __name__ == "__main__":

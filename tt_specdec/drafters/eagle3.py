@@ -46,11 +46,11 @@ class Eagle3Head(EagleHead):
     def for_target(cls, target, vocab_ids: torch.Tensor | None = None,
                    feature_layers: tuple[int, ...] = FEATURE_LAYERS,
                    feat_scale: torch.Tensor | None = None) -> "Eagle3Head":
-        """A new head with the target's shapes; its norm and lm_head start as the target's final norm and
-        output rows of vocab_ids, feat_scale [n, d] the features' per-dimension RMS (ones when None)."""
+        """A new head with the target's shapes; its lm_head starts as the target's output rows of vocab_ids
+        (its norm as a fresh one: with the target's final-norm weights a random layer's output gives
+        overconfident logits), feat_scale [n, d] the features' per-dimension RMS (ones when None)."""
         head = cls(target.cfg, vocab_ids, feature_layers)
         with torch.no_grad():
-            head.norm.weight.copy_(target.norm.weight)
             head.lm_head.weight.copy_(target.output_weight[head.vocab_ids])
             if feat_scale is not None:
                 head.feat_scale.copy_(feat_scale)
