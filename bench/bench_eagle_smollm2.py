@@ -50,6 +50,9 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=24, help="first n bench prompts, round-robin over categories")
     p.add_argument("--k", default="1,2,3,4,5,6", help="draft lengths")
     p.add_argument("--head", default=str(SMOLLM2_EAGLE), help="EAGLE head safetensors")
+    p.add_argument("--head3", help="also an EAGLE-3 head (tools/train_eagle3_smollm2.py) safetensors")
+    p.add_argument("--head3-vocab", type=int, default=None, help="the EAGLE-3 head's N most frequent tokens only")
+    p.add_argument("--no-model", action="store_true", help="leave out the distilled draft model")
     p.add_argument("--vocab-sweep", help="comma-separated vocabulary sizes N: the EAGLE head only, per N")
     p.add_argument("--cost-only", action="store_true", help="only the cost ratios, no generation")
     p.add_argument("--json", help="write the results here")
@@ -63,7 +66,16 @@ def main() -> None:
         drafters = {f"eagle N={n}": EagleDrafter(target, head_with_vocabulary(head, n, target.vocab_size))
                     for n in map(int, args.vocab_sweep.split(","))}
     else:
-        drafters = {f"eagle N={len(head.vocab_ids)}": EagleDrafter(target, head), "model": ModelDrafter(pair.draft)}
+        drafters = {f"eagle N={len(head.vocab_ids)}": EagleDrafter(target, head)}
+        if args.head3:
+            from tt_specdec.drafters.eagle3 import Eagle3Drafter, load_head3
+
+            head3 = load_head3(args.head3, target.max_seq_len)
+            if args.head3_vocab:
+                head3 = head3.with_vocabulary(head3.vocab_ids[:args.head3_vocab])
+            drafters[f"eagle3 N={len(head3.vocab_ids)}"] = Eagle3Drafter(target, head3)
+        if not args.no_model:
+            drafters["model"] = ModelDrafter(pair.draft)
     res: dict = {"threads": args.threads, "tokens": args.tokens, "k": ks, "head": args.head, "drafters": {}}
     costs = {}
     for name, drafter in drafters.items():
