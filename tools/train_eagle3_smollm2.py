@@ -15,11 +15,30 @@ turn's ids hash (blake2b) into bucket 0 of HELD_BUCKETS, so a repeated user turn
    argmax agrees). Shards of SHARD_CONVS conversations (a seeded shuffle of all three files) under
    ~/.cache/tt_specdec/eagle3/feat/, each written atomically; finished shards are skipped (resumable).
    --max-shards caps the cache (~250 MB a shard).
-2. `train` (tt_specdec/drafters/eagle3.py): EAGLE-3 head, training-time test unrolled --unroll steps.
+2. `train` (tt_specdec/drafters/eagle3.py): fuse (3d -> d) of the three features scaled by their
+   per-dimension RMS, fc(embed(x_{p+1}), g_p) -> one decoder layer of the target's shapes -> own norm
+   and lm_head over the FR-Spec vocabulary (--vocab most frequent tokens of the training answers,
+   lm_head rows initialised from the target's). Training-time test: --unroll passes, pass j feeding
+   the head's own output and attending exactly what draft step j has in its cache (ttt_forward; a
+   test checks pass j == draft step j of the real drafter); CE per pass weighted 0.8^(j-1) on the
+   answer positions; AdamW (betas 0.9/0.95), warm-up 30 steps, cosine to 10 % over --steps, clip 1.0;
+   batches of ~--batch-tokens positions of conversations of about one length from one random shard;
+   --bf16: autocast bf16 products (fp32 master weights). Reads new shards at each checkpoint. Every
+   --ckpt-minutes: held-out agreement per draft position (teacher-forced pass j, --held-convs
+   conversations), checkpoint ~/.cache/tt_specdec/eagle3/ckpt.pt, and head_best.safetensors when the
+   expected accepted drafts (sum of running products of the agreements) beats every earlier one.
 3. `check`: our CPU engine's greedy token against the teacher's on sampled conversations, and the
-   extraction path's features against the engine's.
+   extraction path's features against fp32 features.
+4. `agreement`: a head's real drafter (Eagle3Drafter / the shipped EagleDrafter) on the CPU-engine
+   target, teacher-forced on held-out conversations: per draft position, P(draft j right | 1..j-1 right).
+   `vocab`: held-out answer coverage of vocabularies of several sizes.
 
-    nohup nice -n 19 env OMP_NUM_THREADS=1 python tools/train_eagle3_smollm2.py extract > ~/.cache/tt_specdec/eagle3/extract.log 2>&1 &
+Resume (every job skips or continues what is on disk; one thread each, niced):
+
+    cd <repo> && mkdir -p ~/.cache/tt_specdec/eagle3
+    OMP_NUM_THREADS=1 nohup nice -n 19 python tools/train_eagle3_smollm2.py extract >> ~/.cache/tt_specdec/eagle3/extract.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup nice -n 19 python tools/train_eagle3_smollm2.py train --resume --bf16 --lr 6e-4 --held-convs 64 --ckpt-minutes 15 >> ~/.cache/tt_specdec/eagle3/train.log 2>&1 &
+    python tools/train_eagle3_smollm2.py agreement --kind eagle3 --head ~/.cache/tt_specdec/eagle3/head_best.safetensors --convs 32 --k 5
 """
 from __future__ import annotations
 
