@@ -162,6 +162,16 @@ def test_greedy_lossless_on_the_cpu_engine(cpu_target, head, k):
     assert spec.stats.accepted > 0
 
 
+def test_lookup_first_passes_the_layers_on_and_stays_lossless(cpu_target, head):
+    from tt_specdec.drafters import LookupFirstDrafter
+
+    drafter = LookupFirstDrafter(Eagle3Drafter(cpu_target, head))
+    assert drafter.target_hidden_layers == LAYERS
+    spec = speculative_generate(cpu_target, drafter, PROMPTS, k=3, max_new_tokens=40)
+    assert cpu_target.hidden_cache.shape[2] == 3 * cpu_target.cfg.dim
+    assert spec.tokens == generate_plain(cpu_target, PROMPTS, max_new_tokens=40).tokens
+
+
 def test_save_load_round_trip_and_vocabulary_subset(target, head, tmp_path):
     path = tmp_path / "h.safetensors"
     save_head3(head, path, {"steps": "20"})

@@ -31,6 +31,7 @@ class LookupFirstDrafter:
         self.fallback, self.lookup = fallback, NgramDrafter(max_ngram, min_ngram)
         self.vocab_size = fallback.vocab_size
         self.needs_target_hidden = getattr(fallback, "needs_target_hidden", False)
+        self.target_hidden_layers = getattr(fallback, "target_hidden_layers", None)  # EAGLE-3: which layers
         if hasattr(fallback, "stop_reach"):  # it drafts to its confidence, and copies cost nothing
             self.stop_reach = fallback.stop_reach
 
