@@ -256,3 +256,39 @@ def test_recipe_reads_the_real_teacher_data():
         seq, start = r.sequence(c)
         assert seq[start - len(r.SUFFIX):start].tolist() == r.SUFFIX
         assert 0 < len(c["answer"]) <= 256 and seq.max() < 49152
+
+
+# ---- the shipped SmolLM2 head -------------------------------------------------------------------
+def _smollm2_ready() -> bool:
+    from tt_specdec.drafters.eagle3 import SMOLLM2_EAGLE3
+
+    return SMOLLM2_EAGLE3.is_file() and all(importlib.util.find_spec(m) for m in ("gguf", "tokenizers"))
+
+
+# Greedy acceptance of the shipped head (step 655) on a chat and a code bench prompt, load_pair's
+# CPU-engine target, k=4, 24 tokens must stay above this floor: it catches a broken or misaligned
+# head (an untrained one: ~0), not a slightly different checkpoint.
+ACCEPTANCE_FLOOR = 0.1
+
+
+@pytest.mark.skipif(not _smollm2_ready(), reason="needs smollm2_eagle3.safetensors, gguf, tokenizers (tools/setup.sh)")
+def test_smollm2_eagle3_head_loads_is_accepted_and_lossless():
+    import tt_specdec
+    from tt_specdec.drafters.eagle3 import SMOLLM2_EAGLE3, load_eagle3_drafter
+    from tt_specdec.spec.prompts_smollm2 import PROMPTS as BENCH_PROMPTS
+
+    assert SMOLLM2_EAGLE3.stat().st_size <= 25 * 1024 * 1024
+    pair = tt_specdec.load_pair("smollm2", torch.float32)
+    drafter = load_eagle3_drafter(pair.target)
+    assert drafter.head.feature_layers == (2, 15, 27) and drafter.head.cfg.dim == 576
+    assert drafter.engine is not None  # the head runs on the CPU engine's kernels
+    tok = pair.tokenizer
+    drafted = accepted = 0
+    for text in (BENCH_PROMPTS[0][1], BENCH_PROMPTS[6][1]):
+        ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": text}]))
+        plain = generate_plain(pair.target, [ids], max_new_tokens=24, eos_token_id=tok.eos_token_id)
+        spec = speculative_generate(pair.target, drafter, [ids], k=4, max_new_tokens=24, eos_token_id=tok.eos_token_id)
+        assert spec.tokens == plain.tokens  # lossless: the target's own greedy output
+        drafted += spec.stats.drafted
+        accepted += spec.stats.accepted
+    assert accepted / drafted > ACCEPTANCE_FLOOR, f"acceptance {accepted / drafted:.3f} ({accepted}/{drafted})"
