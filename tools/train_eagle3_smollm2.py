@@ -33,6 +33,24 @@ turn's ids hash (blake2b) into bucket 0 of HELD_BUCKETS, so a repeated user turn
    target, teacher-forced on held-out conversations: per draft position, P(draft j right | 1..j-1 right).
    `vocab`: held-out answer coverage of vocabularies of several sizes.
 
+Session 1 (2 shared Zen 4 cores, AVX-512 BF16, load 3-9 from other jobs; every job 1 thread, nice 19):
+  extract 18:55-21:40 UTC: 405 held-out conversations (2 shards), training shards as the log shows; 456 tok/s
+  beside one other job (held_000), 110-230 tok/s beside training and benchmarks. One-off timings on 8
+  conversations (2,336 padded tokens, 1 thread): CPU engine fp32 310 tok/s, torch fp32 301 tok/s, torch
+  autocast bf16 products 613 tok/s against fp32 346 tok/s in the same process. `check --n 24`: engine
+  greedy == teacher token on 4480/4480 answer tokens; the bf16-product path's greedy 4456/4480;
+  feature relative error of that path 0.0035 / 0.0059 / 0.0070 (layers 2 / 15 / 27).
+  `vocab`: held-out answer coverage 0.778 / 0.853 / 0.908 / 0.940 / 0.955 / 0.974 / 0.983 / 0.996 for
+  N = 1 k / 2 k / 4 k / 6 k / 8 k / 12 k / 16 k / 32 k: N = 8192.
+  train --bf16 (lr 1e-3 to step 125, then 6e-4; 128 held-out conversations in the agreement to step
+  125, then 64): 50-450 loss positions/s. Held-out agreement per draft position (pass j):
+  step 77 [0.227 0.179 0.159 0.150 0.146], 125 [0.285 0.227 0.207 0.194 0.178], 201 [0.304 0.252 0.233
+  0.213 0.203], 342 [0.349 0.281 0.263 0.244 0.237], 434 [0.368 0.314 0.303 0.279 0.269], 655 [0.416
+  0.367 0.348 0.332 0.318] (1.04 M loss positions, 84.5 min; shipped as smollm2_eagle3.safetensors).
+  `agreement --convs 32 --k 5` (real drafters): shipped EAGLE-1 head [0.401 0.360 0.372 0.416 0.485],
+  0.632 drafts accepted per proposal; step 342 [0.363 0.347 0.336 0.280 0.300] 0.545; step 655 [0.418
+  0.449 0.434 0.400 0.447] 0.730.
+
 Resume (every job skips or continues what is on disk; one thread each, niced):
 
     cd <repo> && mkdir -p ~/.cache/tt_specdec/eagle3
