@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 PAIRS = ("tiny", "smollm2")
 DEFAULT_PAIR = "smollm2"
 # the drafter each pair uses unless told: the fastest measured in `tt-specdec bench` (README)
-DEFAULT_DRAFTER = {"smollm2": "lookup+eagle3", "tiny": "model"}
+DEFAULT_DRAFTER = {"smollm2": "lookup+eagle", "tiny": "model"}
 OPS_BACKENDS = ("torch", "emu")
 ENGINES = ("cpu", "torch")
 
