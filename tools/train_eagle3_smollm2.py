@@ -34,7 +34,8 @@ turn's ids hash (blake2b) into bucket 0 of HELD_BUCKETS, so a repeated user turn
    `vocab`: held-out answer coverage of vocabularies of several sizes.
 
 Session 1 (2 shared Zen 4 cores, AVX-512 BF16, load 3-9 from other jobs; every job 1 thread, nice 19):
-  extract 18:55-21:40 UTC: 405 held-out conversations (2 shards), training shards as the log shows; 456 tok/s
+  extract from 18:55 UTC to the session's end (paused 19:58-20:21 and during benchmarks, to give training the
+  CPU): 405 held-out conversations (2 shards), training shards as its log shows; 456 tok/s
   beside one other job (held_000), 110-230 tok/s beside training and benchmarks. One-off timings on 8
   conversations (2,336 padded tokens, 1 thread): CPU engine fp32 310 tok/s, torch fp32 301 tok/s, torch
   autocast bf16 products 613 tok/s against fp32 346 tok/s in the same process. `check --n 24`: engine
