@@ -49,8 +49,8 @@ def kv_write_program(B: int, T: int, Hkv: int, D: int, dtype: torch.dtype, *, S:
     n = min(units, MAX_CORES)
     grid = [(i % 8, i // 8) for i in range(n)]
     cores = [P.CoreRange(c, c) for c in grid]
-    scratch_page = P.align(B * 4, 32) + P.align(max(max_blocks, 1) * 4, 32)
-    rows_page = P.align((ARGS["ROWS_HEADER_DEST"] + 2 * T) * 4, 32) + T * d_tiles * 2 * face_row_bytes
+    scratch_page = P.dram_align(B * 4) + P.dram_align(max(max_blocks, 1) * 4)  # both slots take DRAM reads
+    rows_page = P.dram_align((ARGS["ROWS_HEADER_DEST"] + 2 * T) * 4) + T * d_tiles * 2 * face_row_bytes
     cb = dict(scratch=0, rows=1)
     cbs = [P.CircularBuffer(cb["scratch"], cores, 1, scratch_page, P.DataFormat.Int32, "scratch"),
            P.CircularBuffer(cb["rows"], cores, 2, rows_page, P.data_format(dtype), "rows")]

@@ -45,7 +45,7 @@ void kernel_main() {
                   "a paged cache has blocks of whole tiles (block_size a multiple of 32) and a page table");
     constexpr bool paged = block_size > 0;
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
-    constexpr uint32_t state_page = align32(state_bytes);
+    constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);  // the page table's slot takes a DRAM read
     constexpr uint32_t row_bytes = d_tiles * 2 * face_row_bytes;  // one KV row of D elements
     constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a page: one 32 x 32 tile
     constexpr uint32_t capacity = paged ? max_blocks * block_size : matrix_tiles * 32;
@@ -98,7 +98,7 @@ void kernel_main() {
             const uint32_t dst_tile = ((matrix * hkv + head) * matrix_tiles + row / 32) * d_tiles;
             header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(dst_tile);
             header[ROWS_HEADER_DEST + 2 * count + 1] = static_cast<int32_t>(row % 32);
-            const uint32_t row_l1 = page + rows_data_offset(t_rows) + count * row_bytes;
+            const uint32_t row_l1 = page + rows_data_offset(t_rows, DRAM_ALIGNMENT) + count * row_bytes;
             for (uint32_t c = 0; c < d_tiles; ++c) {
                 for (uint32_t half = 0; half < 2; ++half) {
                     const uint32_t offset = face_row_offset(t, half, face_row_bytes);

@@ -39,7 +39,7 @@ void kernel_main() {
         for (uint32_t i = 0; i < count; ++i) {
             const uint32_t dst_tile = static_cast<uint32_t>(header[ROWS_HEADER_DEST + 2 * i]);
             const uint32_t dst_row = static_cast<uint32_t>(header[ROWS_HEADER_DEST + 2 * i + 1]);
-            const uint32_t row_l1 = page + rows_data_offset(t_rows) + i * row_bytes;
+            const uint32_t row_l1 = page + rows_data_offset(t_rows, DRAM_ALIGNMENT) + i * row_bytes;
             for (uint32_t c = 0; c < d_tiles; ++c) {
                 for (uint32_t half = 0; half < 2; ++half) {
                     const uint32_t offset = face_row_offset(dst_row, half, face_row_bytes);
