@@ -7,8 +7,9 @@ verifies first), node t's parent before it, siblings with distinct tokens. That 
 
 `TreeDrafter` grows the tree best-first (Li et al. 2024, EAGLE-2): every candidate child carries
 the product of the draft's probabilities along its path, and the most probable candidate is added
-next, until the tree has `rows` nodes; a prompt-lookup branch (the n-gram continuation, as
-NgramDrafter finds it) can go in first. One top child per node is a chain: the draft's greedy.
+next, until the tree has k + 1 nodes; a prompt-lookup branch (the n-gram continuation, as
+NgramDrafter finds it) can go in first. One top child per node (width 1) is a chain: the draft's
+greedy. Nodes are added best first, so the first j nodes of a proposal are the tree of j nodes.
 """
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from tt_specdec.drafters.base import COPIED, OWN, Proposal
 from tt_specdec.drafters.ngram import NgramDrafter
+from tt_specdec.sampling import Sampling
 
 
 @dataclass
@@ -63,76 +67,123 @@ class Tree:
 
 
 class TreeDrafter:
-    """Best-first token trees from a draft Decoder, optionally with a prompt-lookup branch.
+    """Best-first token trees from a draft Decoder (a Drafter whose proposals carry `parents`), optionally
+    with a prompt-lookup branch.
 
-    draft: a Decoder (CpuLlama or Llama) sharing the target's vocabulary; top_children: candidates
-    pushed per expanded node (1: a chain); lookup: put the n-gram continuation in first, up to
-    `lookup_share` of the rows.
+    draft: a Decoder (CpuLlama or Llama) sharing the target's vocabulary; top_children: the width,
+    candidates pushed per expanded node (1: a chain), unless propose is given another; lookup: put the
+    n-gram continuation in first, up to `lookup_share` of the drafts.
+
+    One draft forward per round expands one node of every row that still grows (rows share the call, as
+    ModelDrafter's rows do): a tree of k drafts costs about k draft steps, like a chain of k. The cache of
+    row b holds the context's KV up to `cached[b]` and after it `held[b]`, the tree path last fed; a
+    feed re-runs what the rows do not share (a batch-invariant draft rewrites the same bits).
     """
+
+    needs_target_hidden = False
+    stop_reach = None  # k drafts, exactly
+    makes_trees = True
 
     def __init__(self, draft, top_children: int = 4, lookup: bool = False, lookup_share: float = 0.5,
                  max_ngram: int = 4):
-        if top_children < 1:
-            raise ValueError(f"top_children: got {top_children}, expected >= 1")
+        if not (isinstance(top_children, int) and top_children >= 1):
+            raise ValueError(f"top_children: got {top_children!r}, expected an int >= 1")
         self.draft, self.top_children = draft, top_children
+        self.vocab_size = draft.vocab_size
         self.lookup = NgramDrafter(max_ngram) if lookup else None
         self.lookup_share = lookup_share
-        self.cached = 0  # context tokens whose KV the draft's cache holds (all but the newest)
-        self.held: list[int] = []  # the path (root first) whose KV follows them in the cache
+        self.cached: list[int] = []  # [B] context positions whose KV the draft cache holds
+        self.held: list[list[int]] = []  # [B] the tokens whose KV follows them in the cache
 
-    def start(self, context: list[int], cache_len: int) -> None:
-        self.draft.allocate_cache(1, cache_len)
-        self.cached, self.held = 0, []
-        self.sync(context)
+    def reset(self, batch_size: int, cache_len: int) -> None:
+        self.draft.allocate_cache(batch_size, cache_len)
+        self.cached, self.held = [0] * batch_size, [[] for _ in range(batch_size)]
 
-    def sync(self, context: list[int]) -> None:
-        """Feed the draft the context tokens it lacks, all but the newest (the root's row is a tree row)."""
-        L = len(context) - 1
-        if L > self.cached:
-            self.draft.forward(torch.tensor([context[self.cached:L]]), torch.tensor([self.cached]))
-            self.cached = L
-            self.held = []
-
-    def log_probs(self, context: list[int], tree: Tree, node: int) -> torch.Tensor:
-        """[V] draft log-probabilities after the path to `node`: that path run as a chain at the context's
-        end (its KV overwrites slots past the context, which the next sync rewrites). The part of the path
-        the cache already holds from the previous call is not run again (a batch-invariant draft gives the
-        same bits either way)."""
-        path = [tree.tokens[i] for i in tree.path(node)]
+    def sync(self, ctx: list[int], b: int) -> None:
+        """Row b's cache after new context `ctx` [L]: the held tokens that the context now confirms count as
+        cached (up to L-1: the newest token is the root, a tree row); the rest of held stays only while it
+        can still be the start of a tree path (from the root's position)."""
+        held, c = self.held[b], min(self.cached[b], len(ctx) - 1)
         same = 0
-        while same < min(len(path) - 1, len(self.held)) and path[same] == self.held[same]:
+        while same < len(held) and c + same < len(ctx) - 1 and held[same] == ctx[c + same]:
             same += 1
-        logits = self.draft.forward(torch.tensor([path[same:]]), torch.tensor([len(context) - 1 + same]))[0, -1]
-        self.held = path
-        return torch.log_softmax(logits.float(), -1)
+        self.cached[b] = c + same
+        self.held[b] = held[same:] if c + same == len(ctx) - 1 else []
 
-    def propose(self, context: list[int], rows: int) -> Tree:
-        """A tree of at most `rows` nodes (the root included) after `context`."""
-        self.sync(context)
-        tree = Tree.root(context[-1])
-        if self.lookup is not None and rows > 1:
-            found = self.lookup.match(torch.tensor(context), max(1, int((rows - 1) * self.lookup_share)))
-            if found is not None:
-                node = 0
-                for tok in found[0][:found[1]].tolist():  # only what really followed the match
-                    node = tree.add(node, int(tok))
-        heap: list[tuple[float, int, int, int]] = []  # (-log p of the path, tie-break, parent, token)
-        order = 0
-        expanded = set()
+    def feed(self, ctxs: list[list[int]], paths: list[list[int] | None]) -> torch.Tensor:
+        """One draft forward for all rows: row b runs its tree path paths[b] (None: nothing new) after its
+        context -> log-probabilities [B, V] after each path (rows with None: unused). Each row feeds what its
+        cache lacks, the longest feed sets the call's width, shorter rows re-feed cached tokens before
+        theirs (and a row shorter than the call is padded on the right, past everything it keeps)."""
+        B = len(ctxs)
+        seqs, valid = [], []
+        for b in range(B):
+            held, path = self.held[b], paths[b] if paths[b] is not None else self.held[b]
+            same = 0  # held is non-empty only when cached[b] is the root's position (sync)
+            while same < min(len(path), len(held)) and path[same] == held[same]:
+                same += 1
+            seqs.append(ctxs[b][:len(ctxs[b]) - 1] + path)
+            valid.append(self.cached[b] + same)
+        span = max(1, max(len(s) - v for s, v in zip(seqs, valid)))
+        starts = [max(0, len(s) - span) for s in seqs]
+        tokens = [s[st:st + span] + [s[-1] if s else 0] * (st + span - len(s))
+                  for s, st in zip(seqs, starts)]  # [B, span]
+        logits = self.draft.forward(torch.tensor(tokens), torch.tensor(starts))  # [B, span, V]
+        last = torch.tensor([max(len(s) - 1 - st, 0) for s, st in zip(seqs, starts)])
+        for b in range(B):  # the cache now holds each row's seq (and padding past it)
+            self.cached[b] = len(ctxs[b]) - 1
+            self.held[b] = seqs[b][self.cached[b]:]
+        return torch.log_softmax(logits[torch.arange(B), last].float(), -1)
 
-        def expand(node: int, logp: float) -> None:
-            nonlocal order
-            expanded.add(node)
-            lp = self.log_probs(context, tree, node)
-            top = torch.topk(lp, self.top_children)
-            for v, tok in zip(top.values.tolist(), top.indices.tolist()):
-                heapq.heappush(heap, (-(logp + v), order, node, int(tok)))
-                order += 1
+    @torch.inference_mode()
+    def propose(self, context, length, k, sampling: Sampling, seeds, width: int | None = None) -> Proposal:
+        """k drafts per row as a tree after each row's context (context [B, S], length [B]); width: the most
+        children per node (default top_children; 1: a chain). Deterministic (greedy or coupled verify)."""
+        width = self.top_children if width is None else width
+        B = context.shape[0]
+        ctxs = [context[b, :n].tolist() for b, n in enumerate(length.tolist())]
+        for b in range(B):
+            self.sync(ctxs[b], b)
+        trees = [Tree.root(c[-1]) for c in ctxs]
+        copied = np.full(B, OWN)
+        if self.lookup is not None and k > 0:
+            for b, c in enumerate(ctxs):
+                found = self.lookup.match(torch.tensor(c), max(1, int(k * self.lookup_share)))
+                if found is not None:
+                    copied[b] = COPIED
+                    node = 0
+                    for tok in found[0][:found[1]].tolist():  # only what really followed the match
+                        node = trees[b].add(node, int(tok))
+        heaps: list[list] = [[] for _ in range(B)]  # (-log p of the path, tie-break, parent, token)
+        logp = [{0: 0.0} for _ in range(B)]  # node -> log p of its path, for the nodes reached
+        expanded = [set() for _ in range(B)]
+        todo = [0 if len(t) < k + 1 else None for t in trees]  # the node each row expands next (None: full)
+        rounds = order = 0
+        while any(t is not None for t in todo):
+            lp = self.feed(ctxs, [None if t is None else [trees[b].tokens[i] for i in trees[b].path(t)]
+                                  for b, t in enumerate(todo)])  # [B, V]
+            rounds += 1
+            top = torch.topk(lp, min(width, lp.shape[1]))
+            values, indices = top.values.tolist(), top.indices.tolist()
+            for b, node in enumerate(todo):
+                if node is not None:
+                    expanded[b].add(node)
+                    for v, tok in zip(values[b], indices[b]):
+                        heapq.heappush(heaps[b], (-(logp[b][node] + v), order, node, int(tok)))
+                        order += 1
+            todo = [self.grow(trees[b], heaps[b], logp[b], expanded[b], k + 1) for b in range(B)]
+        tokens = torch.tensor([t.tokens[1:] for t in trees], dtype=torch.long).view(B, k)
+        parents = torch.tensor([t.parents for t in trees], dtype=torch.long).view(B, k + 1)
+        return Proposal(tokens, source=copied, model_steps=rounds, parents=parents)
 
-        expand(0, 0.0)
-        while len(tree) < rows and heap:
+    @staticmethod
+    def grow(tree: Tree, heap: list, logp: dict[int, float], expanded: set[int], nodes: int) -> int | None:
+        """Add the most probable candidates to `tree` until it has `nodes` nodes (None: full, nothing to
+        expand) or one is added (or a lookup node reached) that must be expanded: that node."""
+        while len(tree) < nodes and heap:
             neg, _, parent, tok = heapq.heappop(heap)
             node = tree.add(parent, tok)  # a lookup node already there is reached, not added twice
-            if node not in expanded and -neg > -math.inf:
-                expand(node, -neg)
-        return tree
+            logp.setdefault(node, -neg)
+            if len(tree) < nodes and node not in expanded and -neg > -math.inf:
+                return node
+        return None
