@@ -8,12 +8,13 @@ verifies first), node t's parent before it, siblings with distinct tokens. That 
 `TreeDrafter` grows the tree best-first (Li et al. 2024, EAGLE-2): every candidate child carries
 the product of the draft's probabilities along its path, and the most probable candidate is added
 next, until the tree has k + 1 nodes; a prompt-lookup branch (the n-gram continuation, as
-NgramDrafter finds it) can go in first. One top child per node (width 1) is a chain: the draft's
+NgramDrafter finds it) can compete, its tokens valued by the match's length. One top child per node (width 1) is a chain: the draft's
 greedy. Nodes are added best first, so the first j nodes of a proposal are the tree of j nodes.
 """
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -71,8 +72,8 @@ class TreeDrafter:
     with a prompt-lookup branch.
 
     draft: a Decoder (CpuLlama or Llama) sharing the target's vocabulary; top_children: the width,
-    candidates pushed per expanded node (1: a chain), unless propose is given another; lookup: put the
-    n-gram continuation in first, up to `lookup_share` of the drafts.
+    candidates pushed per expanded node (1: a chain), unless propose is given another; lookup: the
+    n-gram continuation of the context's tail competes as a branch from the root (copies()).
 
     One draft forward per round expands one node of every row that still grows (rows share the call, as
     ModelDrafter's rows do): a tree of k drafts costs about k draft steps, like a chain of k. The cache of
@@ -84,14 +85,12 @@ class TreeDrafter:
     stop_reach = None  # k drafts, exactly
     makes_trees = True
 
-    def __init__(self, draft, top_children: int = 4, lookup: bool = False, lookup_share: float = 0.5,
-                 max_ngram: int = 4):
+    def __init__(self, draft, top_children: int = 4, lookup: bool = False, max_ngram: int = 4):
         if not (isinstance(top_children, int) and top_children >= 1):
             raise ValueError(f"top_children: got {top_children!r}, expected an int >= 1")
         self.draft, self.top_children = draft, top_children
         self.vocab_size = draft.vocab_size
         self.lookup = NgramDrafter(max_ngram) if lookup else None
-        self.lookup_share = lookup_share
         self.cached: list[int] = []  # [B] context positions whose KV the draft cache holds
         self.held: list[list[int]] = []  # [B] the tokens whose KV follows them in the cache
 
@@ -145,20 +144,17 @@ class TreeDrafter:
         for b in range(B):
             self.sync(ctxs[b], b)
         trees = [Tree.root(c[-1]) for c in ctxs]
-        copied = np.full(B, OWN)
-        if self.lookup is not None and k > 0:
-            for b, c in enumerate(ctxs):
-                found = self.lookup.match(torch.tensor(c), max(1, int(k * self.lookup_share)))
-                if found is not None:
-                    copied[b] = COPIED
-                    node = 0
-                    for tok in found[0][:found[1]].tolist():  # only what really followed the match
-                        node = trees[b].add(node, int(tok))
-        heaps: list[list] = [[] for _ in range(B)]  # (-log p of the path, tie-break, parent, token)
+        order = itertools.count()  # heap tie-break: first pushed, first taken
+        # per row, candidates (-log p of the path, order, parent, token, copy index or -1 for the draft's own)
+        heaps: list[list] = [[] for _ in range(B)]
+        copies = [self.copies(c, k) for c in ctxs]  # (tokens, log p of each) or None
+        for b, found in enumerate(copies):
+            if found is not None:  # the copy's first token competes with the draft's from the start
+                heaps[b].append((-found[1], next(order), 0, found[0][0], 0))
         logp = [{0: 0.0} for _ in range(B)]  # node -> log p of its path, for the nodes reached
         expanded = [set() for _ in range(B)]
-        todo = [0 if len(t) < k + 1 else None for t in trees]  # the node each row expands next (None: full)
-        rounds = order = 0
+        todo = [0 if k > 0 else None for _ in range(B)]  # the node each row expands next (None: full)
+        rounds = 0
         while any(t is not None for t in todo):
             lp = self.feed(ctxs, [None if t is None else [trees[b].tokens[i] for i in trees[b].path(t)]
                                   for b, t in enumerate(todo)])  # [B, V]
@@ -169,21 +165,39 @@ class TreeDrafter:
                 if node is not None:
                     expanded[b].add(node)
                     for v, tok in zip(values[b], indices[b]):
-                        heapq.heappush(heaps[b], (-(logp[b][node] + v), order, node, int(tok)))
-                        order += 1
-            todo = [self.grow(trees[b], heaps[b], logp[b], expanded[b], k + 1) for b in range(B)]
+                        heapq.heappush(heaps[b], (-(logp[b][node] + v), next(order), node, int(tok), -1))
+            todo = [self.grow(trees[b], heaps[b], logp[b], expanded[b], copies[b], k + 1, order) for b in range(B)]
+        source = np.array([OWN if c is None else COPIED for c in copies])
         tokens = torch.tensor([t.tokens[1:] for t in trees], dtype=torch.long).view(B, k)
         parents = torch.tensor([t.parents for t in trees], dtype=torch.long).view(B, k + 1)
-        return Proposal(tokens, source=copied, model_steps=rounds, parents=parents)
+        return Proposal(tokens, source=source, model_steps=rounds, parents=parents)
+
+    def copies(self, ctx: list[int], k: int) -> tuple[list[int], float] | None:
+        """The prompt-lookup branch of a row: (up to k tokens that followed the latest earlier occurrence of
+        the context's tail, log p of each) or None. Each copied token counts as probability n / (max_ngram
+        + 1) for a match of n tokens (as LookupFirstDrafter's confidence), so copies and the draft's own
+        candidates are taken best first together."""
+        if self.lookup is None or k == 0:
+            return None
+        found = self.lookup.match(torch.tensor(ctx), k)
+        if found is None:
+            return None
+        tokens, real, n = found
+        return tokens[:real].tolist(), math.log(n / (self.lookup.max_ngram + 1))
 
     @staticmethod
-    def grow(tree: Tree, heap: list, logp: dict[int, float], expanded: set[int], nodes: int) -> int | None:
-        """Add the most probable candidates to `tree` until it has `nodes` nodes (None: full, nothing to
-        expand) or one is added (or a lookup node reached) that must be expanded: that node."""
+    def grow(tree: Tree, heap: list, logp: dict[int, float], expanded: set[int],
+             copies: tuple[list[int], float] | None, nodes: int, order) -> int | None:
+        """Take the most probable candidates into `tree` until it has `nodes` nodes (None: full, nothing to
+        expand) or the draft's own candidate adds or reaches a node not expanded yet: that node. A copied
+        token's node is not expanded (copies cost no draft step) unless a draft candidate reaches it; it
+        offers the next copied token as a candidate."""
         while len(tree) < nodes and heap:
-            neg, _, parent, tok = heapq.heappop(heap)
-            node = tree.add(parent, tok)  # a lookup node already there is reached, not added twice
+            neg, _, parent, tok, copy = heapq.heappop(heap)
+            node = tree.add(parent, tok)  # a node already there is reached, not added twice
             logp.setdefault(node, -neg)
-            if len(tree) < nodes and node not in expanded and -neg > -math.inf:
+            if copy >= 0 and copy + 1 < len(copies[0]):
+                heapq.heappush(heap, (-(logp[node] + copies[1]), next(order), node, copies[0][copy + 1], copy + 1))
+            if copy < 0 and len(tree) < nodes and node not in expanded and -neg > -math.inf:
                 return node
         return None

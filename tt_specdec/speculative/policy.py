@@ -137,19 +137,21 @@ class TreePolicy(AdaptiveK):
     children per node (w = 1: a chain), is measured exactly for every k' <= k by each step that verified
     k drafts at width w: the first k' nodes of a best-first proposal are the k'-draft tree, and the
     accepted path restricted to them is the path's first nodes below k' (`prefix_accepted`). Counts
-    decay geometrically; a chain prior (acceptance `prior`, weight `prior_weight` steps) starts them.
-    Beyond the largest k measured at a width, E is extrapolated with the last measured gain per draft
-    (optimistic: a best-first tree's gains shrink), so that k grows while growing pays and stops when
-    a measurement says otherwise. Every `probe_every` steps the best (w, k) of another width is tried,
+    decay geometrically; a size measured little leans on its prior, extrapolated from the sizes below
+    it, and is predicted optimistically (`expected`), so that k grows while growing pays and stops
+    when measurements say otherwise. Every `probe_every` steps the best (w, k) of another width is tried,
     so that each width's estimate stays current. A step asks all live rows for the same shape: they
     share the verify forward. Ties go to the chain, then to fewer drafts.
     """
 
     def __init__(self, cost: CostModel, k_max: int, widths: tuple[int, ...] = (1, 4), *, prior: float = 0.6,
-                 prior_weight: float = 2.0, decay: float = 0.95, probe_every: int = 8):
+                 prior_weight: float = 2.0, decay: float = 0.95, probe_every: int = 8, explore: float = 1.0,
+                 shrink: float = 0.9):
         if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"widths: got {widths!r}, expected ints >= 1 (children per node; 1: a chain)")
         self.widths = tuple(sorted(set(widths)))
+        self.explore = explore  # tokens of optimism for a size measured once (over sqrt of its weight)
+        self.shrink = shrink  # per draft, how an extrapolated gain shrinks past the sizes measured
         super().__init__(cost, k_max, prior=prior, prior_weight=prior_weight, decay=decay, probe_every=probe_every)
         self.width = self.widths[0]
 
@@ -163,19 +165,25 @@ class TreePolicy(AdaptiveK):
         self.steps = 0
 
     def expected(self) -> np.ndarray:
-        """[W, k_max+1] E_w(k): measured tokens per step (with the prior), non-decreasing in k, extrapolated
-        past the largest k measured at each width with that width's last measured gain per draft."""
-        ks = np.arange(self.k_max + 1)
-        prior = np.array([expected_tokens(self.prior, k) for k in ks])
-        E = (self.shape_tokens + prior * self.prior_weight) / (self.shape_trials + self.prior_weight)
-        E = np.maximum.accumulate(E, axis=1)  # a bigger best-first tree holds the smaller one
-        for w in range(len(self.widths)):
-            seen = np.flatnonzero(self.shape_trials[w] >= 0.5)
-            top = int(seen.max()) if len(seen) else 0
-            if 0 < top < self.k_max:
-                gain = max(E[w, top] - E[w, top - 1], 0.0)
-                E[w, top + 1:] = np.maximum(E[w, top + 1:], E[w, top] + gain * (ks[top + 1:] - top))
-        return np.minimum(E, ks + 1.0)  # k drafts emit at most k + 1 tokens
+        """[W, k_max+1] E_w(k), optimistic: the mean tokens per step measured at each size, pulled towards a
+        prior with `prior_weight` steps and made non-decreasing in k, plus explore / sqrt(the size's weight)
+        (one step's count is noisy: a size measured once may be better than it looked), at most k + 1. The
+        prior: the chain's at acceptance `prior` up to the first size measured; past the last size measured,
+        the mean gain per draft over the upper half of the sizes below it, shrinking by `shrink` per draft
+        (a best-first tree's gains shrink), so sizes measured little or long ago follow those measured."""
+        W, K = len(self.widths), self.k_max + 1
+        mean = np.ones((W, K))  # k = 0: a plain step emits one token
+        weight = self.shape_trials + self.prior_weight  # [W, K]
+        for w in range(W):
+            last, gain = 0, 0.0  # the largest size measured so far, and the gain per draft below it
+            for k in range(1, K):
+                prior = expected_tokens(self.prior, k) if last == 0 else mean[w, k - 1] + gain * self.shrink ** (k - last)
+                mean[w, k] = max(mean[w, k - 1], (self.shape_tokens[w, k] + prior * self.prior_weight) / weight[w, k])
+                if self.shape_trials[w, k] >= 0.5:
+                    last, half = k, k // 2
+                    gain = (mean[w, k] - mean[w, half]) / (k - half)
+        optimistic = np.maximum.accumulate(mean + self.explore / np.sqrt(weight), axis=1)
+        return np.minimum(optimistic, np.arange(K) + 1.0)  # k drafts emit at most k + 1 tokens
 
     def rates(self) -> np.ndarray:
         """[W, k_max+1] predicted speedup over the target alone of each (width, k)."""
@@ -198,7 +206,7 @@ class TreePolicy(AdaptiveK):
             w, k = self.best([i for i in range(len(self.widths)) if i != w])
         if k == 0 and self.plain_steps.size and int(self.plain_steps.min()) + 1 >= self.probe_every:
             k = 1  # a row at plain decoding probes with one draft so that its estimate can recover
-        self.width = self.widths[w]
+        self.width = self.widths[0] if k <= 1 else self.widths[w]  # one draft is a chain at any width
         return np.full(len(self.plain_steps), k, dtype=np.int64)
 
     def trim(self, num_draft: np.ndarray, confidence: np.ndarray | None,
