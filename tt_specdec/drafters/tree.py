@@ -88,14 +88,14 @@ class TreeDrafter:
     def __init__(self, draft, top_children: int = 4, lookup: bool = False, max_ngram: int = 4):
         if not (isinstance(top_children, int) and top_children >= 1):
             raise ValueError(f"top_children: got {top_children!r}, expected an int >= 1")
-        self.draft, self.top_children = draft, top_children
+        self.model, self.top_children = draft, top_children  # `model`: as ModelDrafter's (the cost cache's key)
         self.vocab_size = draft.vocab_size
         self.lookup = NgramDrafter(max_ngram) if lookup else None
         self.cached: list[int] = []  # [B] context positions whose KV the draft cache holds
         self.held: list[list[int]] = []  # [B] the tokens whose KV follows them in the cache
 
     def reset(self, batch_size: int, cache_len: int) -> None:
-        self.draft.allocate_cache(batch_size, cache_len)
+        self.model.allocate_cache(batch_size, cache_len)
         self.cached, self.held = [0] * batch_size, [[] for _ in range(batch_size)]
 
     def sync(self, ctx: list[int], b: int) -> None:
@@ -127,7 +127,7 @@ class TreeDrafter:
         starts = [max(0, len(s) - span) for s in seqs]
         tokens = [s[st:st + span] + [s[-1] if s else 0] * (st + span - len(s))
                   for s, st in zip(seqs, starts)]  # [B, span]
-        logits = self.draft.forward(torch.tensor(tokens), torch.tensor(starts))  # [B, span, V]
+        logits = self.model.forward(torch.tensor(tokens), torch.tensor(starts))  # [B, span, V]
         last = torch.tensor([max(len(s) - 1 - st, 0) for s, st in zip(seqs, starts)])
         for b in range(B):  # the cache now holds each row's seq (and padding past it)
             self.cached[b] = len(ctxs[b]) - 1

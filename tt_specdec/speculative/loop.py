@@ -256,7 +256,8 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops, **tree_kv)
         n = num_accepted.numpy()  # [B], -1 for finished rows
         if policy is not None:
-            policy.update(num_draft, n, confidence, source, None if slots is None else slots.numpy())
+            tree_path = {} if slots is None else {"slots": slots.numpy()}  # the accepted path's nodes (trees)
+            policy.update(num_draft, n, confidence, source, **tree_path)
         record(stats, rows, n, num_draft, output, source, parents)
     stats.total_s = time.perf_counter() - t0
     stats.new_tokens = sum(map(len, rows.new_tokens))
