@@ -8,8 +8,9 @@ verifies first), node t's parent before it, siblings with distinct tokens. That 
 `TreeDrafter` grows the tree best-first (Li et al. 2024, EAGLE-2): every candidate child carries
 the product of the draft's probabilities along its path, and the most probable candidate is added
 next, until the tree has k + 1 nodes; a prompt-lookup branch (the n-gram continuation, as
-NgramDrafter finds it) can compete, its tokens valued by the match's length. One top child per node (width 1) is a chain: the draft's
-greedy. Nodes are added best first, so the first j nodes of a proposal are the tree of j nodes.
+NgramDrafter finds it) can compete, its tokens valued by the match's length. One top child per
+node (width 1) is a chain: the draft's greedy. Nodes are added best first, so the first j nodes
+of a proposal are the tree of j nodes.
 """
 from __future__ import annotations
 

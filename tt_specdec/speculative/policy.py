@@ -158,8 +158,8 @@ class TreePolicy(AdaptiveK):
     def reset(self, batch_size: int) -> None:
         super().reset(batch_size)
         W, K = len(self.widths), self.k_max + 1
-        # shape_tokens[w, k] / shape_trials[w, k]: decayed sum and count of the tokens a step emitted within its first k
-        # drafts at width w (k = 0: a plain step, 1 token)
+        # shape_tokens[w, k] / shape_trials[w, k]: decayed sum and count of the tokens a step emitted within
+        # its first k drafts at width w (k = 0: a plain step, 1 token)
         self.shape_tokens = np.zeros((W, K))
         self.shape_trials = np.zeros((W, K))
         self.steps = 0
@@ -177,7 +177,10 @@ class TreePolicy(AdaptiveK):
         for w in range(W):
             last, gain = 0, 0.0  # the largest size measured so far, and the gain per draft below it
             for k in range(1, K):
-                prior = expected_tokens(self.prior, k) if last == 0 else mean[w, k - 1] + gain * self.shrink ** (k - last)
+                if last == 0:
+                    prior = expected_tokens(self.prior, k)
+                else:
+                    prior = mean[w, k - 1] + gain * self.shrink ** (k - last)
                 mean[w, k] = max(mean[w, k - 1], (self.shape_tokens[w, k] + prior * self.prior_weight) / weight[w, k])
                 if self.shape_trials[w, k] >= 0.5:
                     last, half = k, k // 2
