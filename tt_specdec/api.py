@@ -13,6 +13,7 @@ from tt_specdec.sampling import Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.speculative import Generation, generate_plain, speculative_generate
+from tt_specdec.speculative.cost import CostModel
 from tt_specdec.speculative.policy import AdaptiveK, TreePolicy
 from tt_specdec.speculative.measure import measured
 
@@ -164,6 +165,7 @@ class SpeculativeDecoder:
             check_ttnn_engine(pair, drafter, k, sampling)
         self.engine = engine
         self._device_models: dict[int, tuple] = {}  # batch size -> (target, draft) on the card
+        self._costs: dict[int, CostModel] = {}  # batch size -> the cost model k="auto" measured (or read)
         self.auto = k == "auto"
         if isinstance(drafter, str) and drafter not in DRAFTERS:
             raise ValueError(f"drafter: got {drafter!r}, expected one of {sorted(DRAFTERS)} or a Drafter")
@@ -194,8 +196,11 @@ class SpeculativeDecoder:
             return generate_plain(self.pair.target, prompts, **common)
         policy = None
         if self.auto:  # measured once per batch size and machine, then read from the cache
-            cost = measured(self.pair.target, self.drafter, batch_size=len(prompts), k_max=self.k,
-                            sampling=self.sampling)
+            B = len(prompts)
+            if B not in self._costs:  # once per decoder: a measurement redone on busy cores is not redone per call
+                self._costs[B] = measured(self.pair.target, self.drafter, batch_size=B, k_max=self.k,
+                                          sampling=self.sampling)
+            cost = self._costs[B]
             policy = TreePolicy(cost, self.k) if self.drafter.makes_trees else AdaptiveK(cost, self.k)
         return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
                                     ops=self.ops, **common)
