@@ -154,6 +154,7 @@ class TreePolicy(AdaptiveK):
         self.shrink = shrink  # per draft, how an extrapolated gain shrinks past the sizes measured
         super().__init__(cost, k_max, prior=prior, prior_weight=prior_weight, decay=decay, probe_every=probe_every)
         self.width = self.widths[0]
+        self.step_costs = np.array([cost.step_cost(k) for k in range(self.k_max + 1)])  # [k_max+1], decode steps
 
     def reset(self, batch_size: int) -> None:
         super().reset(batch_size)
@@ -189,10 +190,8 @@ class TreePolicy(AdaptiveK):
         return np.minimum(optimistic, np.arange(K) + 1.0)  # k drafts emit at most k + 1 tokens
 
     def rates(self) -> np.ndarray:
-        """[W, k_max+1] predicted speedup over the target alone of each (width, k)."""
-        E = self.expected()
-        return np.array([[self.cost.speedup_at_length(E[w, k], k) for k in range(self.k_max + 1)]
-                         for w in range(len(self.widths))])
+        """[W, k_max+1] predicted speedup over the target alone of each (width, k): CostModel.speedup_at_length."""
+        return self.expected() * (1.0 + self.cost.o0) / self.step_costs
 
     def best(self, widths: list[int] | None = None) -> tuple[int, int]:
         """(width index, k) with the best predicted speedup among `widths` (indices; default all); ties:
