@@ -116,23 +116,25 @@ class TreeDrafter:
         cache lacks, the longest feed sets the call's width, shorter rows re-feed cached tokens before
         theirs (and a row shorter than the call is padded on the right, past everything it keeps)."""
         B = len(ctxs)
-        seqs, valid = [], []
+        fed, ends, valid = [], [], []  # per row: its path, where it ends, how much of the cache is valid
         for b in range(B):
             held, path = self.held[b], paths[b] if paths[b] is not None else self.held[b]
             same = 0  # held is non-empty only when cached[b] is the root's position (sync)
             while same < min(len(path), len(held)) and path[same] == held[same]:
                 same += 1
-            seqs.append(ctxs[b][:len(ctxs[b]) - 1] + path)
+            fed.append(path)
+            ends.append(len(ctxs[b]) - 1 + len(path))  # the row's tokens: ctx[:L-1] + path
             valid.append(self.cached[b] + same)
-        span = max(1, max(len(s) - v for s, v in zip(seqs, valid)))
-        starts = [max(0, len(s) - span) for s in seqs]
-        tokens = [s[st:st + span] + [s[-1] if s else 0] * (st + span - len(s))
-                  for s, st in zip(seqs, starts)]  # [B, span]
+        span = max(1, max(e - v for e, v in zip(ends, valid)))
+        starts = [max(0, e - span) for e in ends]
+        tokens = []  # [B, span]: ctx[:L-1] + path from start, padded on the right with its last token
+        for ctx, path, st, end in zip(ctxs, fed, starts, ends):
+            row = (ctx[st:len(ctx) - 1] + path) if st < len(ctx) - 1 else path[st - (len(ctx) - 1):]
+            tokens.append(row + [row[-1] if row else 0] * (span - len(row)))
         logits = self.model.forward(torch.tensor(tokens), torch.tensor(starts))  # [B, span, V]
-        last = torch.tensor([max(len(s) - 1 - st, 0) for s, st in zip(seqs, starts)])
-        for b in range(B):  # the cache now holds each row's seq (and padding past it)
-            self.cached[b] = len(ctxs[b]) - 1
-            self.held[b] = seqs[b][self.cached[b]:]
+        last = torch.tensor([max(e - 1 - st, 0) for e, st in zip(ends, starts)])
+        for b in range(B):  # the cache now holds each row's context and path (and padding past them)
+            self.cached[b], self.held[b] = len(ctxs[b]) - 1, fed[b]
         return torch.log_softmax(logits[torch.arange(B), last].float(), -1)
 
     @torch.inference_mode()
