@@ -7,13 +7,16 @@ follows G[i:], as ops.accept_prefix.accept_tree does when the target's argmax at
 token, and emits that many + 1. This measures acceptance exactly, with outputs identical to the target
 alone by construction. --run also runs the best tree drafter for real in the speculative loop
 (speculative_generate: a tree-masked verify per step, accept_tree, rollback's compaction; all prompts
-as one batch) and counts outputs identical to the target alone.
+as one batch) and counts outputs identical to the target alone. --policy runs it with the cost model's
+TreePolicy choosing chain or tree and k, on the measured v(T) and on free rows (v(T) = 1).
 
     .venv/bin/python bench/bench_tree.py --json out/bench_tree.json
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import json
 import sys
 import time
@@ -26,8 +29,11 @@ from tt_specdec.bench.harness import cpu_model_name
 from tt_specdec.bench.prompts_smollm2 import PROMPTS
 from tt_specdec.drafters.ngram import NgramDrafter
 from tt_specdec.drafters.tree import Tree, TreeDrafter
+from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.sampling import Sampling
 from tt_specdec.speculative import generate_plain, speculative_generate
+from tt_specdec.speculative.measure import measured
+from tt_specdec.speculative.policy import TreePolicy
 
 
 def as_tree(proposal) -> Tree:
@@ -75,6 +81,10 @@ def main(argv=None) -> int:
     ap.add_argument("--run", action="store_true",
                     help="also run the best-first + lookup tree for real (tree-masked verify on the CPU engine, "
                          "accept_tree, rollback compaction) and check its outputs equal the target alone's")
+    ap.add_argument("--policy", action="store_true",
+                    help="also run the best-first + lookup tree drafter one prompt at a time with TreePolicy (k auto), on "
+                         "this machine's measured cost model and with v(T) = 1 (free verify rows, a 32-row tile): "
+                         "tokens per target step and the shapes it picks")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -111,6 +121,21 @@ def main(argv=None) -> int:
                          "tokens_per_step": gen.stats.mean_accepted_length, "seconds": time.perf_counter() - t0})
             print(f"[bench_tree] real tree run, rows {rows}: {same}/{len(prompts)} identical, "
                   f"{real[-1]['tokens_per_step']:.2f} tokens/step", file=sys.stderr, flush=True)
+    picked = []
+    if args.policy:
+        d = TreeDrafter(pair.draft, top_children=4, lookup=True)
+        here = measured(pair.target, d, batch_size=1, k_max=MAX_DRAFT)
+        for name, cost in (("measured v(T)", here), ("v(T) = 1", dataclasses.replace(here, v=(1.0,) * len(here.v)))):
+            gens = [speculative_generate(pair.target, d, [p], k=MAX_DRAFT, max_new_tokens=args.tokens,
+                                         eos_token_id=tok.eos_token_id, policy=TreePolicy(cost, MAX_DRAFT))
+                    for p in prompts]
+            shapes = collections.Counter()
+            for g in gens:
+                shapes.update(g.stats.shape_steps)
+            picked.append({"cost": name, "v": list(cost.v), "identical_outputs": sum(g.tokens[0] == r for g, r in
+                                                                                      zip(gens, greedy)),
+                           "tokens_per_step": sum(g.stats.emitted for g in gens) / sum(g.stats.row_steps for g in gens),
+                           "shapes": dict(shapes.most_common())})
     print(f"smollm2, {len(prompts)} prompts x up to {args.tokens} greedy tokens ({emitted} in all), CPU: "
           f"{cpu_model_name()}, target path {pair.target.matrix_path}; tokens per target step")
     for rows in args.rows:
@@ -124,11 +149,15 @@ def main(argv=None) -> int:
         for r in (r for r in real if r["rows"] == rows):
             print(f"    run for real (tree: best-first + lookup): {r['identical_outputs']}/{r['prompts']} outputs "
                   f"identical to the target alone, {r['tokens_per_step']:.2f} tokens/step")
+    for r in picked:
+        print(f"TreePolicy with {r['cost']}: {r['tokens_per_step']:.2f} tokens/step, {r['identical_outputs']}/"
+              f"{len(prompts)} identical; shapes (k drafts, w children per node; w=1 a chain), most frequent: "
+              + ", ".join(f"{shape} {n}" for shape, n in list(r["shapes"].items())[:6]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": {"prompts": len(prompts), "tokens": args.tokens, "emitted": emitted,
                                 "cpu_model": cpu_model_name(), "matrix_path": pair.target.matrix_path},
-                       "results": results, "real_tree_runs": real}, f, indent=1)
+                       "results": results, "real_tree_runs": real, "policy": picked}, f, indent=1)
     return 0
 
 
