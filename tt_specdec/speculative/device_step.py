@@ -94,6 +94,8 @@ class DeviceStep:
         (greedy), which becomes `last`. A second start() writes the new state into the same buffers (ttnn.copy):
         a captured trace keeps replaying."""
         ttnn, op = self.ttnn, self.ops
+        for model, T in ((self.target, self.k + 1), (self.draft, 2), (self.draft, 1)):
+            model.step_constants(T)  # made (written from the host) here, so that the step body writes nothing
         logits = self.target.prefill(prompts)  # [B, 1, V]
         first = op(ttnn.argmax, op(ttnn.to_layout, logits, ttnn.ROW_MAJOR_LAYOUT), dim=-1)
         self.draft.prefill(prompts)
