@@ -91,6 +91,31 @@ def test_untraced_every_step_runs_the_body_and_says_why_once(monkeypatch, capsys
         assert reason in err
 
 
+@pytest.mark.parametrize("trace", [None, True])
+def test_a_failed_capture_is_released_and_not_tried_again(monkeypatch, capsys, trace):
+    step, ttnn = make_step(monkeypatch, trace=trace)
+    body = step.body
+
+    def body_failing_under_capture():
+        if ttnn.capturing:
+            raise RuntimeError("op X cannot be captured")
+        return body()
+
+    step.body = body_failing_under_capture
+    step.step()  # the compile run
+    ttnn.calls.clear()
+    if trace:  # required: the failure is the caller's to see
+        with pytest.raises(RuntimeError, match="op X cannot be captured"):
+            step.step()
+    else:  # this step and every later one run untraced, said once
+        for _ in range(3):
+            step.step()
+        assert "the trace capture failed (RuntimeError: op X cannot be captured)" in capsys.readouterr().err
+    assert ttnn.calls[:3] == [("begin", 0), ("end", "trace1"), ("release", "trace1")]
+    assert step.traces == {} and "capture failed" in step.trace_reason
+    assert [c for c in ttnn.calls[3:] if c[0] != "read"] == ([] if trace else [("body", False)] * 3)
+
+
 def test_trace_required_where_it_cannot_run_is_refused_with_the_reason(monkeypatch):
     with pytest.raises(ValueError, match=r"trace: got True, but this device cannot replay a trace: slow"):
         make_step(monkeypatch, reason="slow dispatch", trace=True)

@@ -76,6 +76,7 @@ class DeviceStep:
         self.state: StepState | None = None
         self.readback_bytes = 0
         self.trace_reason = reason  # None: steps after the first replay a captured trace
+        self.trace_required = trace is True  # a failed capture raises instead of falling back
         self.compiled = False  # the first body ran untraced: every program is built and cached
         self.traces: dict[tuple[int, int], tuple[object, tuple]] = {}  # (B, k) -> (trace id, its outputs)
 
@@ -152,8 +153,15 @@ class DeviceStep:
             trace_id = ttnn.begin_trace_capture(dev, cq_id=0)
             try:
                 outputs = self.body()
-            finally:
+            except Exception as error:  # nothing ran (capture only records): free it, never capture again
                 ttnn.end_trace_capture(dev, trace_id, cq_id=0)
+                ttnn.release_trace(dev, trace_id)
+                self.trace_reason = f"the trace capture failed ({type(error).__name__}: {error})"
+                if self.trace_required:
+                    raise
+                print(f"tt_specdec: the device step runs untraced: {self.trace_reason}", file=sys.stderr)
+                return self.body()
+            ttnn.end_trace_capture(dev, trace_id, cq_id=0)
             self.traces[key] = (trace_id, outputs)
         trace_id, outputs = self.traces[key]
         ttnn.execute_trace(dev, trace_id, cq_id=0, blocking=False)  # the readback that follows waits for it
