@@ -618,6 +618,7 @@ def test_sampled_tree_is_deterministic_when_seeded_and_rows_independent():
 # tree's depth + 1, it must equal the target's own distribution of that many tokens, exactly.
 PROOF_PARENTS = [-1, 0, 0, 0, 1, 1, 4]  # three siblings at the root, two under node 1, depth 3: [T = 7]
 PROOF_V = 3
+PROOF_LENGTH = 4  # tokens compared: the deepest path (3) and its last token
 
 
 def path_of(node, parents=PROOF_PARENTS):
@@ -669,13 +670,13 @@ def drafted_trees(q_of, parents=PROOF_PARENTS, V=PROOF_V):
 
 
 def method_joint(target, trees, told=None):
-    """The method's output over the drafter's trees, continued by the target to depth + 1 tokens.
+    """The method's output over the drafter's trees, continued by the target to PROOF_LENGTH tokens.
     told(q) is the q the method is given (default: the drafter's own)."""
     joint = {}
     for chance, tokens, q in trees:
         p = [target[tuple(tokens[s] for s in path_of(t))] for t in range(len(tokens))]
         dist = reference.tree_output_distribution(p, q if told is None else told(q), tokens, PROOF_PARENTS)
-        for seq, pr in continued(dist, target, 4).items():
+        for seq, pr in continued(dist, target, PROOF_LENGTH).items():
             joint[seq] = joint.get(seq, 0) + chance * pr
     return joint
 
@@ -698,7 +699,7 @@ def test_sampled_tree_output_is_exactly_the_target_distribution(drafter, seed):
     V, depth = PROOF_V, 3
     target = {s: random_dist(rng, V, zeros=True) for s in prefixes(V, depth)}
     base = {s: random_dist(rng, V, zeros=drafter == "i.i.d. children") for s in prefixes(V, depth - 1)}
-    expected = continued({(): Fraction(1)}, target, depth + 1)
+    expected = continued({(): Fraction(1)}, target, PROOF_LENGTH)
     if drafter.startswith("deterministic"):
         # each fixed tree on its own: all token assignments (repeats: one-hot draft_probs), or distinct siblings
         trees = list(drafted_trees(lambda prefix, taken: [Fraction(1, V)] * V))
@@ -721,7 +722,7 @@ def test_the_proof_rejects_a_q_that_did_not_draw_the_tree():
     target = {s: random_dist(rng, PROOF_V, zeros=True) for s in prefixes(PROOF_V, 3)}
     base = {s: random_dist(rng, PROOF_V, zeros=False) for s in prefixes(PROOF_V, 2)}
     trees = list(drafted_trees(lambda prefix, taken: base[prefix]))
-    expected = continued({(): Fraction(1)}, target, 4)
+    expected = continued({(): Fraction(1)}, target, PROOF_LENGTH)
     assert method_joint(target, trees) == expected
     wrong = method_joint(target, trees, told=lambda q: [[Fraction(1, PROOF_V)] * PROOF_V] * len(q))
     assert sum(wrong.values()) == 1 and wrong != expected  # still a distribution, not the target's
@@ -863,6 +864,9 @@ def tree_args(**change):
     (dict(top_k=-2), ValueError, "top_k: got -2"),
     (dict(parents=torch.tensor([[-1.0, 0.0, 0.0]])), TypeError, "parents: got dtype torch.float32"),
     (dict(target_logits=torch.zeros(1, 3, 5, dtype=torch.int64)), TypeError, "target_logits: got dtype torch.int64"),
+    # a NaN in a row the walk never reaches (node 2's: node 1 is accepted, a leaf) is still refused
+    (dict(target_logits=torch.tensor([[[0.0, 1e3, 0, 0, 0]] * 2 + [[float("nan")] * 5]])), ValueError,
+     r"target_logits: got a non-finite value \(NaN or inf\) at index \[0, 2, 0\]"),
     # a deterministic drafter's repeated sibling could never be accepted: refused, as greedy refuses it
     (dict(tree_tokens=torch.tensor([[0, 1, 1]]), draft_probs=None), ValueError,
      r"tree_tokens: got nodes 1 and 2 of sequence 0 with the same parent and token 1, .*deterministic drafter"),

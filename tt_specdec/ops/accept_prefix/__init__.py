@@ -113,6 +113,8 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
     """
     if backend != "torch":
         raise NotImplementedError(f"backend: got {backend!r}, expected 'torch' (the tree accept kernel is not written)")
-    check_tree_args(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed)
+    # the torch version's argmax pass over every row checks the logits are finite
+    check_tree_args(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed,
+                    finite_logits=False)
     from tt_specdec.ops.accept_prefix import torch_impl
     return torch_impl.accept_tree(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed)

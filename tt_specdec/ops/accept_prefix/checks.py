@@ -66,11 +66,12 @@ def check_draft_probs(draft_probs, draft_tokens, num_draft, first: int = 0) -> N
 
 
 def check_tree_args(target_logits, tree_tokens, parents, draft_probs=None, temperature=0.0, top_k=0, top_p=1.0,
-                    seed=None):
+                    seed=None, finite_logits: bool = True):
     """Validate accept_tree's arguments; returns (B, T, V). The tree is in topological order: node 0 the
     root (parent -1), node t's parent in 0 .. t-1. Siblings carry distinct tokens (so at most one child can
     match the target's token and the accepted nodes form one path), except when sampling with draft_probs:
-    children drawn i.i.d. repeat tokens, and recursive rejection handles a repeat (accept_tree says how)."""
+    children drawn i.i.d. repeat tokens, and recursive rejection handles a repeat (accept_tree says how).
+    finite_logits=False leaves the finiteness of target_logits to the caller (the torch version's argmax pass)."""
     check_shape("target_logits", target_logits, (None, None, None), "= [B, T, V] (one row per tree node)")
     check_float_dtype("target_logits", target_logits)
     B, T, V = target_logits.shape
@@ -80,7 +81,8 @@ def check_tree_args(target_logits, tree_tokens, parents, draft_probs=None, tempe
     check_tokens("tree_tokens", tree_tokens, V)
     check_shape("parents", parents, (B, T), "= [B, T]")
     check_int_dtype("parents", parents, "(node t's parent, -1 for the root)")
-    check_finite("target_logits", target_logits)
+    if finite_logits:
+        check_finite("target_logits", target_logits)
     par = parents.long()
     if B and bool((par[:, 0] != -1).any()):
         raise ValueError(f"parents: got {par[:, 0].tolist()} for node 0, expected -1 (node 0 is the root)")

@@ -6,6 +6,8 @@ kernels are compared with. The signature and return type are those of the public
 
 Randomness uses the same counter-based uniforms (`sampling.uniform`) with the
 same streams and indices as the vectorized op, so seeded results match exactly.
+tree_output_distribution is a third derivation of sampled accept_tree: its exact
+output distribution, enumerated instead of sampled.
 """
 from __future__ import annotations
 
@@ -178,9 +180,7 @@ def residual_step(r: list, w: list, q: list) -> tuple[list, list]:
     norm(max(0, r - q)) and its unnormalised weights, which the last token is drawn from. Where r <= q
     everywhere the rejection had probability 0 (rounding): r and w stay. Any number type (Fraction too)."""
     weights = [max(r[v] - q[v], 0) for v in range(len(r))]
-    mass = 0
-    for x in weights:  # summed in order, as the vectorized op's cumsum
-        mass += x
+    mass = sum(weights)  # the vectorized op sums pairwise: they agree to rounding (~1e-16)
     if not mass > 0:
         return r, w
     return [x / mass for x in weights], weights

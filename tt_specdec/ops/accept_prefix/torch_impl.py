@@ -91,8 +91,10 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
     depth = np.zeros((B, T), np.int64)
     for t in range(1, T):  # parents come first
         depth[:, t] = depth[rows, par[:, t]] + 1
+    # one pass over every row: greedy's target tokens, and the finiteness check of both paths (sampling
+    # reads only the rows it reaches)
+    target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, T]
     if temperature == 0.0:
-        target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, T]
         ok = np.zeros((B, T), bool)  # node t is on the accepted path
         ok[:, 0] = True
         for t in range(1, T):
@@ -152,7 +154,7 @@ def accept_tree_sampled(target_logits: torch.Tensor, tokens: np.ndarray, par: np
                 residual[np.arange(down.size), x[~accepted]] = 0.0
             else:
                 residual = np.maximum(r[down] - q[~accepted], 0.0)
-            mass = np.cumsum(residual, 1)[:, -1]  # summed in order, as the reference's loop
+            mass = residual.sum(1)  # pairwise: the reference's loop rounds differently, ~1e-16 apart
             # r <= q everywhere: the rejection had probability 0 (rounding); r stays
             moved = mass > 0
             w[down[moved]] = residual[moved]
