@@ -613,6 +613,20 @@ def test_sampled_tree_is_deterministic_when_seeded_and_rows_independent():
         assert all(torch.equal(x[0], y[b]) for x, y in zip(one, first))
 
 
+def test_a_tree_without_rows_or_children():
+    from tt_specdec.ops.accept_prefix import accept_tree
+
+    # no sequences at all: empty results of the documented shapes, greedy or sampled
+    for kwargs in (dict(), dict(temperature=1.0, seed=0, draft_probs=torch.zeros(0, 4, 8))):
+        n, out, slots = accept_tree(torch.zeros(0, 4, 8), torch.zeros(0, 4, dtype=torch.long),
+                                    torch.zeros(0, 4, dtype=torch.long), **kwargs)
+        assert n.shape == (0,) and out.shape == slots.shape == (0, 4) and n.dtype == out.dtype == torch.int64
+    # the root alone: plain decoding, the bonus token drawn from p_0 (one-hot here)
+    logits = one_hot_logits(torch.tensor([[5], [2]]), 8, scale=1000.0)  # [B = 2, T = 1, V = 8]
+    n, out, slots = accept_tree(logits, torch.tensor([[1], [1]]), torch.tensor([[-1], [-1]]), temperature=1.0, seed=3)
+    assert n.tolist() == [0, 0] and out.tolist() == [[5], [2]] and slots.tolist() == [[0], [0]]
+
+
 # The proof: for every drafted tree, tree_output_distribution gives the exact probability of each emitted
 # sequence (fractions, no uniforms); summed over the drafter's trees and continued by the target up to the
 # tree's depth + 1, it must equal the target's own distribution of that many tokens, exactly.
