@@ -147,6 +147,8 @@ def cmd_bench(args) -> int:
     from tt_specdec import __version__
     from tt_specdec.bench import harness as bench
 
+    if args.no_trace and not args.device:
+        raise ValueError("--no-trace: given without --device, expected only with --device (the card's step)")
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
         from tt_specdec.bench.card import bench_card
         return bench_card(args)
@@ -280,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="time the fused ops' kernels on a Tenstorrent card (ttnn.generic_op) against the torch path, "
                         "checking they agree; skipped with the reason when no card or no ttnn")
     b.add_argument("--repeats", type=int, default=1, help="--device only: timing repeats (x10, at least 3)")
+    b.add_argument("--no-trace", action="store_true",
+                   help="with --device: the whole-step timing runs every step untraced (default: a captured "
+                        "ttnn trace replays from the second step on, where the device can)")
     add_model_args(b)
     add_sampling_args(b)
     b.set_defaults(func=cmd_bench)

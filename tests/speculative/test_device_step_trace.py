@@ -142,6 +142,8 @@ def test_trace_option_is_refused_off_the_card_engine():
         SpeculativeDecoder(load_pair("tiny"), "model", 2, trace=True)
 
 
-def test_cli_no_trace_without_device_is_refused(capsys):
-    assert main(["generate", "x", "--pair", "tiny", "--no-trace", "--k", "2"]) == 2
+@pytest.mark.parametrize("argv", [["generate", "x", "--pair", "tiny", "--no-trace", "--k", "2"],
+                                  ["bench", "--pair", "tiny", "--no-trace", "--k", "2"]])
+def test_cli_no_trace_without_device_is_refused(capsys, argv):
+    assert main(argv) == 2
     assert "--no-trace: given without --device" in capsys.readouterr().err
