@@ -89,7 +89,8 @@ void kernel_main() {
     const uint32_t pos = pos_words[b];
 
     // row r = (t, g) of the tile: its bitmask (padding rows: the last query's); `common`: bits all rows
-    // share, `span`: tree keys pos .. pos + span - 1 are seen by some row (T for the chain)
+    // share; tree keys pos .. pos + span - 1 are seen by some row (the chain: T); row 0's own key is its
+    // highest bit (the chain: pos)
     uint32_t seen[32];
     uint32_t common = 0xFFFFFFFFu, any = 0;
     for (uint32_t r = 0; r < 32; ++r) {
@@ -102,17 +103,14 @@ void kernel_main() {
         common &= seen[r];
         any |= seen[r];
     }
-    uint32_t span = 0;
-    while (span < 32 && (any >> span) != 0) {
-        ++span;
-    }
+    const uint32_t span = bit_length(any), own = pos + bit_length(seen[0]) - 1;
 
     // the chunks that hold keys 0 .. pos + span - 1, and this split's share of them; the same four
     // words go to compute (cb_pos) and the writer (cb_range)
     const uint32_t shown = shown_keys(pos, common);
     const uint32_t chunks = (pos + span + 31) / 32;
     ASSERT(chunks <= (paged ? max_blocks * block_tiles : s_tiles));  // pos + span - 1 is inside the cache
-    const SplitRange share = split_range(pos, chunks, splits, split);
+    const SplitRange share = split_range(own, chunks, splits, split);
     const uint32_t begin = share.begin, end = share.end;
     const uint32_t merges = split == 0 ? share.active - 1 : WORKER;
     cb_reserve_back(cb_range, 1);

@@ -92,11 +92,11 @@ constexpr uint32_t CB_O1 = 31;
 inline uint32_t tile_offset(uint32_t r, uint32_t c) { return ((r >> 4) * 2 + (c >> 4)) * 256 + (r & 15) * 16 + (c & 15); }
 
 // Work split across cores: (b, h) x KV split j; split 0 is the combine core, it merges the
-// workers' (m, l, O). The chunks holding keys <= pos are dealt ceil(full / splits) per split; the
-// chunk past them (tree keys only) joins the last active split. Every split's first chunk holds a
-// key every row attends, so its running max stays finite: a cache key (< pos) or, when the chunk
-// starts at pos, each row's own key pos + t (rows see themselves, t < 32). On a short context the
-// trailing splits are idle.
+// workers' (m, l, O). The chunks holding keys <= own (the tile's first row's own key; the chain's:
+// pos) are dealt ceil(full / splits) per split; the chunks past them join the last active split.
+// Every split's first chunk holds a key every row attends, so its running max stays finite: a
+// cache key (< pos), or else each row's own key (>= own, < pos + 32: rows see themselves and only
+// earlier rows, T <= 32). On a short context the trailing splits are idle.
 constexpr uint32_t WORKER = 0xFFFFFFFFu;  // merges word of a split that sends its partial away
 
 struct SplitRange {
@@ -104,8 +104,8 @@ struct SplitRange {
     uint32_t active;      // splits with at least one chunk
 };
 
-inline SplitRange split_range(uint32_t pos, uint32_t chunks, uint32_t splits, uint32_t j) {
-    const uint32_t full = pos / 32 + 1;
+inline SplitRange split_range(uint32_t own, uint32_t chunks, uint32_t splits, uint32_t j) {
+    const uint32_t full = own / 32 + 1;
     const uint32_t per = (full + splits - 1) / splits;
     const uint32_t begin = j * per < full ? j * per : full;
     uint32_t end = begin + per < full ? begin + per : full;
@@ -120,6 +120,15 @@ inline SplitRange split_range(uint32_t pos, uint32_t chunks, uint32_t splits, ui
 inline uint32_t staircase_bits(uint32_t t) { return t >= 31 ? 0xFFFFFFFFu : (2u << t) - 1; }
 inline bool key_is_seen(uint32_t key, uint32_t pos, uint32_t seen) {
     return key < pos || (key - pos < 32 && ((seen >> (key - pos)) & 1u));
+}
+
+// bits in x up to its highest set one (0 for 0)
+inline uint32_t bit_length(uint32_t x) {
+    uint32_t n = 0;
+    while (n < 32 && (x >> n) != 0) {
+        ++n;
+    }
+    return n;
 }
 
 // Keys 0 .. shown - 1 are seen by every row: the cache and the tree keys all rows share (the bitmasks'
