@@ -189,3 +189,13 @@ def test_tree_rows_past_32_are_refused_naming_tree_mask():
     tree = torch.ones(1, 33, 33, dtype=torch.bool).tril()
     with pytest.raises(NotImplementedError, match=r"tree_mask: got T=33 tree rows, the kernels take at most 32"):
         verify_attention_emu(q, k, k, torch.tensor([0]), tree_mask=tree)
+
+
+def test_a_row_that_does_not_see_itself_is_caught_by_the_reader():
+    """Bitmasks that bypass check_tree_mask (given to the program directly) are refused by the reader:
+    row 0's own bit places the splits."""
+    from tt_specdec.ops.verify_attention.program import host_inputs
+    q, k = torch.randn(1, 2, 1, 32), torch.randn(1, 1, 64, 32)
+    prog, tensors = host_inputs(q, k, k, torch.tensor([3]), tree_bits=torch.tensor([[0, 3]], dtype=torch.int32))
+    with pytest.raises(emu.EmuError, match=r"reader_verify_attention.*ASSERT failed: seen\[0\] != 0"):
+        emu.run(prog, tensors)

@@ -1,7 +1,8 @@
 // verify_attention, reader (NCRISC): one (sequence b, KV head h) per core. Pushes the
 // step's position for the compute kernel, the constant tiles (scale, ones), the packed
-// query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+T-1
-// the K tiles, the mask when the chunk holds a key some row does not see, and the V tiles.
+// query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+span-1 (the
+// chain: pos+T-1) the K tiles, the mask when the chunk holds a key some row does not see, and
+// the V tiles.
 // The mask: row (t, g) sees the cache (keys < pos) and key pos + i iff bit i of row t's bitmask:
 // read from the tree tensor (a token tree: its ancestors and itself), or the chain's staircase
 // (bits 0 .. t) made here. The chain keeps its own program variant (CT tree = 0) so every chain step
@@ -103,6 +104,7 @@ void kernel_main() {
         common &= seen[r];
         any |= seen[r];
     }
+    ASSERT(seen[0] != 0);  // every row sees itself (the host checks tree_mask's diagonal)
     const uint32_t span = bit_length(any), own = pos + bit_length(seen[0]) - 1;
 
     // the chunks that hold keys 0 .. pos + span - 1, and this split's share of them; the same four
