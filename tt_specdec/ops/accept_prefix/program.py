@@ -54,9 +54,19 @@ class ArgmaxPass:
     chunk: int
     cbs: list[P.CircularBuffer]  # cb_logits, cb_partial, cb_gather
 
+    sem_partials = 0  # the semaphore on core 0 counting the partials that arrived
+
     @property
     def num_cores(self) -> int:
         return len(self.slices)
+
+    def program(self, name: str, reader: str, writer: str, reader_ct: list, writer_ct: list, reader_rt: dict,
+                writer_rt: dict, cbs: list[P.CircularBuffer], tensors: list[P.Tensor]) -> P.Program:
+        """The reader and writer kernels (files of kernels/) on the pass's cores, its CBs then `cbs`."""
+        kernels = [P.Kernel(str(KERNELS / reader), "reader", self.cores, reader_ct, reader_rt),
+                   P.Kernel(str(KERNELS / writer), "writer", self.cores, writer_ct, writer_rt)]
+        # same L1 address on every core; only core 0 counts
+        return P.Program(name, kernels, self.cbs + cbs, tensors, [P.Semaphore(self.sem_partials, self.cores, 0)])
 
 
 def argmax_pass(rows: int, V: int, logits_dtype: torch.dtype, max_cores: int, *, cb_logits: int, cb_partial: int,
@@ -90,12 +100,11 @@ def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
 
     slices, cores, chunk, num_cores = pas.slices, pas.cores, pas.chunk, pas.num_cores
     reduce_core = (0, 0)
-    cbs = pas.cbs + [
+    cbs = [
         P.CircularBuffer(cb["num_draft"], cores, 1, P.align(B * 4, 16), P.DataFormat.Int32, "num_draft"),
         P.CircularBuffer(cb["drafts"], cores, 1, P.align(k * 4, 16), P.DataFormat.Int32, "drafts"),
         P.CircularBuffer(cb["out"], cores, 2, P.align(max(rows, B) * 4, 16), P.DataFormat.Int32, "out"),
     ]
-    sem_partials = 0
 
     reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], chunk=chunk,
                              batch=B, rows=rows, logits_ta=P.tensor_accessor_args(logits),
@@ -103,7 +112,7 @@ def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
     writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"],
                              cb_partial=cb["partial"], cb_gather=cb["gather"], cb_drafts=cb["drafts"],
                              cb_out=cb["out"], chunk=chunk, batch=B, rows=rows, num_cores=num_cores,
-                             sem_partials=sem_partials, drafts_ta=P.tensor_accessor_args(drafts),
+                             sem_partials=pas.sem_partials, drafts_ta=P.tensor_accessor_args(drafts),
                              num_accepted_ta=P.tensor_accessor_args(num_accepted),
                              output_ta=P.tensor_accessor_args(output))
 
@@ -117,12 +126,8 @@ def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
                                        drafts_addr=P.BufferAddress("drafts"),
                                        num_accepted_addr=P.BufferAddress("num_accepted"),
                                        output_addr=P.BufferAddress("output_tokens"))
-    kernels = [
-        P.Kernel(str(KERNELS / "reader_accept_prefix.cpp"), "reader", cores, reader_ct, reader_rt),
-        P.Kernel(str(KERNELS / "writer_accept_prefix.cpp"), "writer", cores, writer_ct, writer_rt),
-    ]
-    return P.Program("accept_prefix", kernels, cbs, [logits, drafts, num_draft, num_accepted, output],
-                     [P.Semaphore(sem_partials, cores, 0)])  # same L1 address on every core; only core 0 counts
+    return pas.program("accept_prefix", "reader_accept_prefix.cpp", "writer_accept_prefix.cpp", reader_ct, writer_ct,
+                       reader_rt, writer_rt, cbs, [logits, drafts, num_draft, num_accepted, output])
 
 
 def accept_tree_program(B: int, T: int, V: int, logits_dtype: torch.dtype, *,
@@ -141,16 +146,15 @@ def accept_tree_program(B: int, T: int, V: int, logits_dtype: torch.dtype, *,
 
     cores, reduce_core = pas.cores, (0, 0)
     row_slot = P.dram_align(T * 4)  # every staging slot takes a DRAM read or write at its start
-    cbs = pas.cbs + [
+    cbs = [
         P.CircularBuffer(cb["tree"], cores, 1, 2 * row_slot, P.DataFormat.Int32, "tree"),  # tokens, parents
         P.CircularBuffer(cb["out"], cores, 1, 2 * row_slot + P.dram_align(B * 4), P.DataFormat.Int32, "out"),
     ]
-    sem_partials = 0
     reader_ct = P.arg_vector(ARGS, "TCT_READER_", cb_logits=cb["logits"], chunk=pas.chunk, batch=B, nodes=T,
                              logits_ta=P.tensor_accessor_args(logits))
     writer_ct = P.arg_vector(ARGS, "TCT_WRITER_", cb_logits=cb["logits"], cb_partial=cb["partial"],
                              cb_gather=cb["gather"], cb_tree=cb["tree"], cb_out=cb["out"], chunk=pas.chunk, batch=B,
-                             nodes=T, num_cores=pas.num_cores, sem_partials=sem_partials,
+                             nodes=T, num_cores=pas.num_cores, sem_partials=pas.sem_partials,
                              tokens_ta=P.tensor_accessor_args(tokens), parents_ta=P.tensor_accessor_args(parents),
                              num_accepted_ta=P.tensor_accessor_args(num_accepted),
                              output_ta=P.tensor_accessor_args(output), slots_ta=P.tensor_accessor_args(slots))
@@ -165,12 +169,8 @@ def accept_tree_program(B: int, T: int, V: int, logits_dtype: torch.dtype, *,
                                          num_accepted_addr=P.BufferAddress("num_accepted"),
                                          output_addr=P.BufferAddress("output_tokens"),
                                          slots_addr=P.BufferAddress("accepted_slots"))
-    kernels = [
-        P.Kernel(str(KERNELS / "reader_accept_tree.cpp"), "reader", cores, reader_ct, reader_rt),
-        P.Kernel(str(KERNELS / "writer_accept_tree.cpp"), "writer", cores, writer_ct, writer_rt),
-    ]
-    return P.Program("accept_tree", kernels, cbs, [logits, tokens, parents, num_accepted, output, slots],
-                     [P.Semaphore(sem_partials, cores, 0)])  # same L1 address on every core; only core 0 counts
+    return pas.program("accept_tree", "reader_accept_tree.cpp", "writer_accept_tree.cpp", reader_ct, writer_ct,
+                       reader_rt, writer_rt, cbs, [logits, tokens, parents, num_accepted, output, slots])
 
 
 def double_words(x: float) -> tuple[int, int]:
