@@ -113,6 +113,8 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
         >>> logits = torch.eye(4)[[1, 0, 3, 0]].unsqueeze(0)  # argmax per node: 1, 0, 3, 0
         >>> accept_tree(logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]))
         (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
+        >>> accept_tree(logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]), backend="emu")
+        (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
     Sampled, the same tree with a target sure of the same path (logits 100x: p one-hot at temperature 1):
         >>> accept_tree(100 * logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]),
         ...             temperature=1.0, seed=0)
