@@ -10,35 +10,12 @@ from hypothesis import strategies as st
 
 from tt_specdec.ops import PLACEHOLDER, accept_prefix, rollback_kv
 from tt_specdec.ops.accept_prefix import accept_tree, reference
+from tt_specdec.ops.accept_prefix.reference import random_tree
 from tt_specdec.ops.accept_prefix.program import accept_prefix_emu, accept_tree_emu, split_vocab
-from tt_specdec.ops.verify_attention.reference import random_parents
 from tt_specdec.runtime import emu
 
 # edge sizes: 1, around 32, around the 2048-entry chunk / slice, not multiples of 32
 VOCABS = [1, 2, 31, 33, 100, 2047, 2049, 4103, 6001]
-
-
-def make_tree(B, T, V, dtype, seed, tie_heavy=False, follow=0.7):
-    """logits [B, T, V], tree_tokens [B, T], parents [B, T]: a random tree whose node takes its parent's
-    target token with probability `follow` (so paths are accepted), else another; siblings distinct."""
-    g = torch.Generator().manual_seed(seed)
-    parents = random_parents(B, T, g)
-    if tie_heavy:  # few distinct values: many rows have several maxima
-        logits = torch.randint(0, 4, (B, T, V), generator=g).to(dtype)
-    else:
-        logits = (torch.randn(B, T, V, generator=g) * 3).to(dtype)
-    target = logits.argmax(-1)  # [B, T] the first maximum
-    tokens = torch.randint(0, V, (B, T), generator=g)
-    for b in range(B):
-        for t in range(1, T):
-            taken = {int(tokens[b, s]) for s in range(1, t) if int(parents[b, s]) == int(parents[b, t])}
-            if len(taken) == V:  # every token taken under that parent: hang the node under t - 1 (no children yet)
-                parents[b, t], taken = t - 1, set()
-            pick = int(target[b, parents[b, t]]) if float(torch.rand((), generator=g)) < follow else int(tokens[b, t])
-            while pick in taken:
-                pick = int(torch.randint(0, V, (), generator=g))
-            tokens[b, t] = pick
-    return logits, tokens, parents
 
 
 def check_against_torch_and_reference(logits, tokens, parents, max_cores=8):
@@ -65,14 +42,14 @@ def check_against_torch_and_reference(logits, tokens, parents, max_cores=8):
        dtype=st.sampled_from([torch.bfloat16, torch.float32]), seed=st.integers(0, 2**31 - 1),
        tie_heavy=st.booleans(), follow=st.sampled_from([0.0, 0.5, 0.9, 1.0]), max_cores=st.sampled_from([1, 3, 8]))
 def test_greedy_tree_matches_torch_and_reference(B, T, V, dtype, seed, tie_heavy, follow, max_cores):
-    check_against_torch_and_reference(*make_tree(B, T, V, dtype, seed, tie_heavy, follow), max_cores=max_cores)
+    check_against_torch_and_reference(*random_tree(B, T, V, dtype, seed, tie_heavy, follow), max_cores=max_cores)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_vocab_49152_over_8_cores(dtype):
     """SmolLM2's vocabulary really split over 8 cores, a 17-node tree, two sequences; paths accepted."""
     assert len(split_vocab(49152)) == 8
-    logits, tokens, parents = make_tree(2, 17, 49152, dtype, seed=49152, follow=0.95)
+    logits, tokens, parents = random_tree(2, 17, 49152, dtype, seed=49152, follow=0.95)
     n, _ = check_against_torch_and_reference(logits, tokens, parents)
     assert int(n.max()) >= 2, n  # the walk went down the tree, not only the root's argmax
 
@@ -130,7 +107,7 @@ def test_bad_parents_end_the_walk_without_hanging():
     by the node count and a parent outside 0 .. t-1 never matches, so such a node is unreachable, as the
     reference walks a tree where those nodes hang nowhere (parent T)."""
     T = 8
-    logits, tokens, parents = make_tree(2, T, 50, torch.float32, seed=3, follow=1.0)
+    logits, tokens, parents = random_tree(2, T, 50, torch.float32, seed=3, follow=1.0)
     bad = parents.clone()
     bad[0, 3], bad[0, 5], bad[1, 2], bad[1, 6], bad[1, 7] = 3, 1000, -7, 7, T + 1  # self, far, negative, ...
     t = torch.arange(T).view(1, T)
@@ -143,7 +120,7 @@ def test_bad_parents_end_the_walk_without_hanging():
 
 
 def test_reads_the_logits_once():
-    logits, tokens, parents = make_tree(2, 9, 49152, torch.bfloat16, seed=1)
+    logits, tokens, parents = random_tree(2, 9, 49152, torch.bfloat16, seed=1)
     _, result = check_against_torch_and_reference(logits, tokens, parents)
     logits_bytes = logits.numel() * logits.element_size()
     read = result.total("dram_bytes_read")
@@ -152,9 +129,9 @@ def test_reads_the_logits_once():
 
 def test_program_cache_hit_on_new_step():
     """Two steps with other logits, tokens and tree shapes compile nothing new."""
-    check_against_torch_and_reference(*make_tree(3, 6, 3000, torch.bfloat16, seed=3))
+    check_against_torch_and_reference(*random_tree(3, 6, 3000, torch.bfloat16, seed=3))
     before = emu.compile_stats.compiled, emu.compile_stats.disk_hits
-    check_against_torch_and_reference(*make_tree(3, 6, 3000, torch.bfloat16, seed=4, tie_heavy=True))
+    check_against_torch_and_reference(*random_tree(3, 6, 3000, torch.bfloat16, seed=4, tie_heavy=True))
     assert (emu.compile_stats.compiled, emu.compile_stats.disk_hits) == before
 
 
@@ -162,7 +139,7 @@ def test_kernel_slots_compact_the_kv_on_the_emulator():
     """The accept half then the rollback half on the kernels: rollback_kv's compaction kernels take the tree
     kernel's accepted_slots and leave the cache, pos and last of the torch ops."""
     B, T, V = 3, 9, 500
-    logits, tokens, parents = make_tree(B, T, V, torch.float32, seed=11, follow=0.9)
+    logits, tokens, parents = random_tree(B, T, V, torch.float32, seed=11, follow=0.9)
     g = torch.Generator().manual_seed(11)
     pos, last = torch.randint(0, 64 - T, (B,), generator=g), tokens[:, 0].clone()
     caches = torch.randn(2, B, 2, 64, 32, generator=g)  # K and V [B, Hkv, S, D]
@@ -180,6 +157,6 @@ def test_empty_batch_and_sampling_on_the_kernels():
     n, out, slots = accept_tree(torch.zeros(0, 4, 8), torch.zeros(0, 4, dtype=torch.long),
                                 torch.zeros(0, 4, dtype=torch.long), backend="emu")
     assert n.shape == (0,) and out.shape == slots.shape == (0, 4) and n.dtype == out.dtype == torch.int64
-    logits, tokens, parents = make_tree(1, 3, 8, torch.float32, seed=0)
+    logits, tokens, parents = random_tree(1, 3, 8, torch.float32, seed=0)
     with pytest.raises(NotImplementedError, match="temperature: got 1.0 with backend 'emu'"):
         accept_tree(logits, tokens, parents, temperature=1.0, seed=0, backend="emu")
