@@ -12,7 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tt_specdec.ops import accept_prefix, rollback_kv, verify_attention
+from tt_specdec.ops.accept_prefix import accept_tree
 from tt_specdec.ops.accept_prefix.reference import accept_prefix as accept_prefix_reference
+from tt_specdec.ops.accept_prefix.reference import accept_tree as accept_tree_reference
+from tt_specdec.ops.accept_prefix.reference import random_tree
 from tt_specdec.ops.rollback_kv.reference import random_rollback_step
 from tt_specdec.ops.rollback_kv.reference import rollback_kv as rollback_kv_reference
 from tt_specdec.ops.verify_attention import tree_mask_from_parents
@@ -46,6 +49,18 @@ def test_greedy_accept_prefix_on_the_card(B, k, V, dtype, seed, flip_rate, dynam
     ref_n, ref_out = accept_prefix_reference(logits, drafts, num_draft=num_draft)
     assert torch.equal(n, ref_n), (n, ref_n)
     assert torch.equal(out, ref_out), (out, ref_out)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 4), T=st.sampled_from([1, 2, 5, 17, 32]), V=st.sampled_from(VOCABS),
+       dtype=st.sampled_from([torch.bfloat16, torch.float32]), seed=st.integers(0, 2**31 - 1),
+       tie_heavy=st.booleans(), follow=st.sampled_from([0.0, 0.7, 1.0]))
+def test_greedy_accept_tree_on_the_card(B, T, V, dtype, seed, tie_heavy, follow):
+    logits, tokens, parents = random_tree(B, T, V, dtype, seed, tie_heavy, follow)
+    got = accept_tree(logits, tokens, parents, backend="device")
+    want = accept_tree_reference(logits, tokens, parents)
+    for g, w, name in zip(got, want, ("num_accepted", "output_tokens", "accepted_slots")):
+        assert torch.equal(g, w), (name, g, w)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -257,6 +257,7 @@ def rv32_survey():
 
 
 @pytest.mark.parametrize("kernel", ["reader_accept_prefix.cpp", "writer_accept_prefix.cpp",
+                                    "reader_accept_tree.cpp", "writer_accept_tree.cpp",
                                     "reader_accept_prefix_sampling.cpp", "reader_rollback_kv.cpp",
                                     "writer_rollback_kv.cpp", "reader_rollback_kv_compact.cpp",
                                     "writer_rollback_kv_compact.cpp", "reader_verify_attention.cpp",

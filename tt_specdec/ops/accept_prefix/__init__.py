@@ -67,7 +67,7 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
                 draft_probs: torch.Tensor | None = None, temperature: float = 0.0, top_k: int = 0,
                 top_p: float = 1.0, seed: int | torch.Tensor | None = None,
                 backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Accept a token tree: the accepted root-to-leaf path, greedy or sampled (torch only).
+    """Accept a token tree: the accepted root-to-leaf path, greedy or sampled.
 
     Shapes:
         target_logits  [B, T, V]  target rows for the tree's nodes (verify_attention with tree_mask)
@@ -78,15 +78,22 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
                                   None = a deterministic drafter, q_t one-hot on node t's token
         seed           int or [B] sampling only, as accept_prefix: an int is one seed for the call, rows
                                   independent (sampling.row_seeds); [B] per-row seeds as given
-        backend        "torch" (the kernels' tree accept is not written)
+        backend        "torch", or greedy only: "emu", the TT-Metal kernels of kernels/
+                       (reader_accept_tree.cpp, writer_accept_tree.cpp) on the host emulator, or "device":
+                       the same kernels on a Tenstorrent card (also chosen for ttnn tensors; then the
+                       results stay on the card, int32, and accepted_slots goes to rollback_kv as it is)
         returns        num_accepted [B] (n: accepted drafts, the path's depth),
                        output_tokens [B, T] (the path's n tokens, then the target's token at its end
                        node: recovered, or bonus at a leaf; PLACEHOLDER = -1 padded),
                        accepted_slots [B, T] (node of path token j, j <= n; j beyond: identity), the
-                       compaction that rollback_kv(..., accepted_slots=, k_cache=, v_cache=) applies
+                       compaction that rollback_kv(..., accepted_slots=, k_cache=, v_cache=) applies;
+                       int64 (int32 ttnn tensors on a card)
 
     Greedy (temperature == 0): a node is accepted when its parent is and its token is the target's argmax
-    at its parent; siblings must carry distinct tokens. Then the argmax at the path's end.
+    at its parent; siblings must carry distinct tokens. Then the argmax at the path's end. The kernels take
+    the argmax of every node row (ties: the first maximum; a NaN outranks every number, as torch.argmax),
+    the vocabulary split over up to 8 cores as accept_prefix's, then core 0 walks from the root: the first
+    child in index order whose token is the node's argmax. B = 0 returns the empty results on every backend.
 
     Sampling: recursive rejection over siblings (SpecInfer, Miao et al. 2024; Chen et al. 2023's rule at
     each node). The walk starts at the root with r = p_0 (the target after temperature, top-k, top-p). Its
@@ -106,15 +113,24 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
         >>> logits = torch.eye(4)[[1, 0, 3, 0]].unsqueeze(0)  # argmax per node: 1, 0, 3, 0
         >>> accept_tree(logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]))
         (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
+        >>> accept_tree(logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]), backend="emu")
+        (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
     Sampled, the same tree with a target sure of the same path (logits 100x: p one-hot at temperature 1):
         >>> accept_tree(100 * logits, torch.tensor([[1, 2, 1, 3]]), torch.tensor([[-1, 0, 0, 2]]),
         ...             temperature=1.0, seed=0)
         (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
     """
-    if backend != "torch":
-        raise NotImplementedError(f"backend: got {backend!r}, expected 'torch' (the tree accept kernel is not written)")
-    # the torch version's argmax pass over every row checks the logits are finite
-    check_tree_args(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed,
-                    finite_logits=False)
-    from tt_specdec.ops.accept_prefix import torch_impl
-    return torch_impl.accept_tree(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed)
+    backend = dispatch.backend_for(backend, target_logits)
+    if backend != "torch" and temperature != 0.0:
+        raise NotImplementedError(f"temperature: got {temperature} with backend {backend!r}, expected 0.0 (greedy): "
+                                  "the sampled tree accept has no kernel yet, it runs on backend='torch'")
+    if not dispatch.is_ttnn_tensor(target_logits):  # ttnn tensors stay on the card: nothing is read back
+        # on "torch", the argmax pass over every row checks the logits are finite
+        check_tree_args(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed,
+                        finite_logits=backend != "torch")
+    if backend == "torch" or (target_logits.shape[0] == 0 and not dispatch.is_ttnn_tensor(target_logits)):
+        from tt_specdec.ops.accept_prefix import torch_impl  # B = 0: the same empty answer on every backend
+        return torch_impl.accept_tree(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p,
+                                      seed)
+    from tt_specdec.ops.accept_prefix import program
+    return program.run_tree(dispatch.executor(backend), target_logits, tree_tokens, parents)[0]

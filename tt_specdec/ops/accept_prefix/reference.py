@@ -7,7 +7,7 @@ kernels are compared with. The signature and return type are those of the public
 Randomness uses the same counter-based uniforms (`sampling.uniform`) with the
 same streams and indices as the vectorized op, so seeded results match exactly.
 tree_output_distribution is a third derivation of sampled accept_tree: its exact
-output distribution, enumerated instead of sampled.
+output distribution, enumerated instead of sampled. random_tree draws greedy tree cases for the tests.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from tt_specdec.ops.verify_attention.reference import random_parents
 from tt_specdec.sampling import STREAM_ACCEPT, STREAM_SAMPLE, seeds_for_rows, uniform
 
 PLACEHOLDER = -1
@@ -173,6 +174,30 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
         slots.append(path + list(range(n + 1, T)))
     as_long = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
     return as_long(num), as_long(out), as_long(slots)
+
+
+def random_tree(B, T, V, dtype, seed, tie_heavy=False, follow=0.7):
+    """A greedy accept_tree case for the tests: logits [B, T, V], tree_tokens [B, T], parents [B, T]
+    (verify_attention's random_parents). A node takes its parent's target token with probability `follow`
+    (so paths are accepted), else another; siblings distinct, as greedy requires."""
+    g = torch.Generator().manual_seed(seed)
+    parents = random_parents(B, T, g)
+    if tie_heavy:  # few distinct values: many rows have several maxima
+        logits = torch.randint(0, 4, (B, T, V), generator=g).to(dtype)
+    else:
+        logits = (torch.randn(B, T, V, generator=g) * 3).to(dtype)
+    target = logits.argmax(-1)  # [B, T] the first maximum
+    tokens = torch.randint(0, V, (B, T), generator=g)
+    for b in range(B):
+        for t in range(1, T):
+            taken = {int(tokens[b, s]) for s in range(1, t) if int(parents[b, s]) == int(parents[b, t])}
+            if len(taken) == V:  # every token taken under that parent: hang the node under t - 1 (no children yet)
+                parents[b, t], taken = t - 1, set()
+            pick = int(target[b, parents[b, t]]) if float(torch.rand((), generator=g)) < follow else int(tokens[b, t])
+            while pick in taken:
+                pick = int(torch.randint(0, V, (), generator=g))
+            tokens[b, t] = pick
+    return logits, tokens, parents
 
 
 def residual_step(r: list, w: list, q: list) -> tuple[list, list]:

@@ -1,8 +1,11 @@
-// Shared by the host (tt_specdec/ops/accept_prefix_program.py reads these names) and the
-// kernels: argument indices, so the two sides cannot drift.
+// Shared by the host (tt_specdec/ops/accept_prefix/program.py reads these names) and the
+// kernels: argument indices, so the two sides cannot drift; and the greedy argmax pass that the
+// chain kernels (*_accept_prefix.cpp) and the tree kernels (*_accept_tree.cpp) both run.
 #pragma once
 
 #include <cstdint>
+
+#include "api/dataflow/dataflow_api.h"
 
 namespace accept_prefix {
 
@@ -46,6 +49,47 @@ constexpr uint32_t CT_WRITER_SEM_PARTIALS = 10;  // semaphore on core 0: partial
 constexpr uint32_t CT_WRITER_DRAFTS_TA = 11;       // TensorAccessorArgs (2 args each)
 constexpr uint32_t CT_WRITER_NUM_ACCEPTED_TA = 13;
 constexpr uint32_t CT_WRITER_OUTPUT_TA = 15;
+
+// reader_accept_tree.cpp runtime args
+constexpr uint32_t TRT_READER_LOGITS_ADDR = 0;  // logits [B, T, V], one page per node row
+constexpr uint32_t TRT_READER_V_START = 1;      // this core's vocabulary slice [v_start, v_end)
+constexpr uint32_t TRT_READER_V_END = 2;
+
+// reader_accept_tree.cpp compile-time args
+constexpr uint32_t TCT_READER_CB_LOGITS = 0;
+constexpr uint32_t TCT_READER_CHUNK = 1;      // vocabulary entries per cb_logits page
+constexpr uint32_t TCT_READER_BATCH = 2;      // B
+constexpr uint32_t TCT_READER_NODES = 3;      // T
+constexpr uint32_t TCT_READER_LOGITS_TA = 4;  // TensorAccessorArgs of logits (2 args)
+
+// writer_accept_tree.cpp runtime args
+constexpr uint32_t TRT_WRITER_V_START = 0;
+constexpr uint32_t TRT_WRITER_V_END = 1;
+constexpr uint32_t TRT_WRITER_CORE_ID = 2;           // 0 .. num_cores-1; core 0 reduces, walks and writes
+constexpr uint32_t TRT_WRITER_REDUCE_NOC_X = 3;      // NoC coordinates of core 0
+constexpr uint32_t TRT_WRITER_REDUCE_NOC_Y = 4;
+constexpr uint32_t TRT_WRITER_TOKENS_ADDR = 5;       // tree_tokens [B, T] int32, one page per row
+constexpr uint32_t TRT_WRITER_PARENTS_ADDR = 6;      // parents [B, T] int32, one page per row
+constexpr uint32_t TRT_WRITER_NUM_ACCEPTED_ADDR = 7;  // num_accepted [B] int32, one page
+constexpr uint32_t TRT_WRITER_OUTPUT_ADDR = 8;       // output_tokens [B, T] int32, one page per row
+constexpr uint32_t TRT_WRITER_SLOTS_ADDR = 9;        // accepted_slots [B, T] int32, one page per row
+
+// writer_accept_tree.cpp compile-time args
+constexpr uint32_t TCT_WRITER_CB_LOGITS = 0;
+constexpr uint32_t TCT_WRITER_CB_PARTIAL = 1;  // this core's Partial per node row
+constexpr uint32_t TCT_WRITER_CB_GATHER = 2;   // core 0: every core's partials
+constexpr uint32_t TCT_WRITER_CB_TREE = 3;     // core 0: one row of tree_tokens, then one of parents
+constexpr uint32_t TCT_WRITER_CB_OUT = 4;      // core 0: one row of output tokens, one of slots, then num_accepted
+constexpr uint32_t TCT_WRITER_CHUNK = 5;
+constexpr uint32_t TCT_WRITER_BATCH = 6;
+constexpr uint32_t TCT_WRITER_NODES = 7;
+constexpr uint32_t TCT_WRITER_NUM_CORES = 8;
+constexpr uint32_t TCT_WRITER_SEM_PARTIALS = 9;  // semaphore on core 0: partials arrived
+constexpr uint32_t TCT_WRITER_TOKENS_TA = 10;    // TensorAccessorArgs (2 args each)
+constexpr uint32_t TCT_WRITER_PARENTS_TA = 12;
+constexpr uint32_t TCT_WRITER_NUM_ACCEPTED_TA = 14;
+constexpr uint32_t TCT_WRITER_OUTPUT_TA = 16;
+constexpr uint32_t TCT_WRITER_SLOTS_TA = 18;
 
 // reader_accept_prefix_sampling.cpp runtime args
 constexpr uint32_t SRT_READER_LOGITS_ADDR = 0;       // logits [B, k+1, V], one page per row
@@ -160,6 +204,93 @@ inline uint32_t fp32_argmax_key(uint32_t bits) {
 inline uint32_t bf16_argmax_key(uint32_t bits) {
     const uint32_t mag = bits & 0x7FFFu, neg = 0u - ((bits >> 15) & 1u);
     return mag > 0x7F80u ? NAN_KEY : 0x8000u + ((mag ^ neg) - neg);
+}
+
+// ---- The greedy argmax pass, chain and tree alike: each core's reader streams its vocabulary slice
+// of the rows, its writer reduces them to one Partial per row, core 0 gathers every core's. ----------
+
+// One gather page: a core's Partials of `rows` rows (the host sizes cb_partial / cb_gather alike).
+constexpr uint32_t partials_bytes(uint32_t rows) { return align_up(rows * sizeof(Partial), 16); }
+
+// Reader: [v_start, v_end) of logits page `page` into cb_logits, one chunk per CB page. The slice's
+// byte offset is DRAM-aligned because the host splits V in multiples of 32 entries.
+template <uint32_t cb_logits, uint32_t chunk, uint32_t elem_size, typename Accessor>
+inline void read_row_slice(const Accessor& logits, uint32_t page, uint32_t v_start, uint32_t v_end) {
+    for (uint32_t v = v_start; v < v_end; v += chunk) {
+        const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
+        cb_reserve_back(cb_logits, 1);  // wait for one free page
+        noc_async_read(get_noc_addr(page, logits, v * elem_size), get_write_ptr(cb_logits), n * elem_size);
+        noc_async_read_barrier();  // the chunk has landed
+        cb_push_back(cb_logits, 1);  // hand it to the writer
+    }
+}
+
+// One chunk into the running argmax: first the chunk's top key in a branch-light pass, then, only when
+// it beats the best so far (rare after the first chunks), the first index holding it. Ties keep the
+// earlier index: an equal key never replaces.
+template <typename Vals, typename KeyOf>
+inline void scan_chunk(Vals vals, uint32_t n, uint32_t v, KeyOf key_of, Partial& best) {
+    uint32_t top = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+        const uint32_t key = key_of(vals[i]);
+        top = key > top ? key : top;
+    }
+    if (top > best.key) {
+        uint32_t i = 0;
+        while (key_of(vals[i]) != top) {
+            ++i;
+        }
+        best.key = top;
+        best.index = v + i;
+    }
+}
+
+// Writer: the argmax of one row's slice [v_start, v_end), consuming the chunks its reader pushed.
+template <uint32_t cb_logits, uint32_t chunk>
+inline Partial argmax_row_slice(uint32_t v_start, uint32_t v_end) {
+    constexpr DataFormat logits_format = get_dataformat(cb_logits);
+    static_assert(logits_format == DataFormat::Float16_b || logits_format == DataFormat::Float32,
+                  "logits must be bf16 or fp32");
+    Partial best{0, v_start};  // key 0 is below every key: the first entry always takes it
+    for (uint32_t v = v_start; v < v_end; v += chunk) {
+        const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
+        cb_wait_front(cb_logits, 1);  // one chunk of the row
+        const uint32_t l1 = get_read_ptr(cb_logits);
+        if constexpr (logits_format == DataFormat::Float16_b) {
+            scan_chunk(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1), n, v, bf16_argmax_key, best);
+        } else {
+            scan_chunk(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1), n, v, fp32_argmax_key, best);
+        }
+        cb_pop_front(cb_logits, 1);  // free the page for the reader
+    }
+    return best;
+}
+
+// Writer: this core's partials (one gather page at partial_l1) to slot core_id of core 0's gather CB
+// (the same L1 address on every core), then counted in on core 0's semaphore at sem_l1.
+inline void send_partials(uint32_t partial_l1, uint32_t gather_l1, uint32_t page_bytes, uint32_t core_id,
+                          uint32_t reduce_noc_x, uint32_t reduce_noc_y, uint32_t sem_l1) {
+    noc_async_write(partial_l1, get_noc_addr(reduce_noc_x, reduce_noc_y, gather_l1 + core_id * page_bytes),
+                    page_bytes);
+    noc_async_write_barrier();  // data lands before the count
+    noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_l1), 1);
+    noc_async_atomic_barrier();  // acked before this core goes on or exits (the firmware asserts it at exit)
+}
+
+// Core 0: the argmax of row `row` over every core's partial, in core order: a later core wins only with
+// a strictly greater key, so ties keep the lowest index (torch.argmax's first maximum).
+template <uint32_t num_cores>
+inline int32_t gathered_argmax(uint32_t gather_l1, uint32_t page_bytes, uint32_t row) {
+    uint32_t best = 0;
+    uint32_t best_index = 0;
+    for (uint32_t c = 0; c < num_cores; ++c) {
+        volatile tt_l1_ptr Partial* p = reinterpret_cast<volatile tt_l1_ptr Partial*>(gather_l1 + c * page_bytes) + row;
+        if (c == 0 || p->key > best) {
+            best = p->key;
+            best_index = p->index;
+        }
+    }
+    return static_cast<int32_t>(best_index);
 }
 
 // core 0 -> every core's reader: what to bring into L1 next
