@@ -142,7 +142,8 @@ def fixed_weights(bits: np.ndarray, max_bits: np.ndarray, scale: int, shift: int
     return np.where(xi >= 32, 0, (m + ((1 << small) >> 1)) >> small)
 
 
-def fixed_probs(bits: np.ndarray, scale: int, shift: int, top_k: int, top_p_fixed: int) -> tuple[np.ndarray, np.ndarray]:
+def fixed_probs(bits: np.ndarray, scale: int, shift: int, top_k: int,
+                top_p_fixed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of p as integers, logits [..., V] (fp32 bits): (w on the kept set, 0 elsewhere [..., V] int64; z [...],
     their sums), p = w / z (sampling.fixed_params steps 1-7). top_k 0: off; top_p_fixed 0: off."""
     V = bits.shape[-1]
