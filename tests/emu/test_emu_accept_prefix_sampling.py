@@ -211,3 +211,30 @@ def test_the_kernel_header_holds_the_exp2_tables_of_sampling():
     for j, table in enumerate(exp2_tables(), 1):
         body = re.search(rf"EXP2_T{j}\[256\] = \{{(.*?)\}};", header, re.S).group(1)
         assert [int(v) for v in re.findall(r"(\d+)u", body)] == list(table)
+
+
+EXTREME_LOGITS = [3e38, -3e38, 1e30, -1e30, 7e4, 1.0, 1e-40, -1e-40, 1e-45, 0.0, -0.0, -7e4]
+EXTREME_Q = [1e-45, 1e-40, 1e-30, 0.25, 1.0, 3.0, 1e20, 3e38]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1e-30, 1e-3, 1.0, 1e30])
+def test_extreme_logits_probabilities_and_temperatures_match_the_reference(dtype, temperature):
+    """Every branch of the integer procedure: exponents more than 38 apart (the right shift), subnormal
+    logits and q, x past 2^30 / 2^24 (r <= 0), q >= 1 (no residual) and q >= 2^47 (the accept test's g < 0)."""
+    g = torch.Generator().manual_seed(int(temperature > 1))
+    B, k, V = 3, 3, 64
+    # each row mixes 3 of the values, so that its largest varies and other tokens keep a weight
+    picks = torch.rand(B, k + 1, len(EXTREME_LOGITS), generator=g).argsort(-1)[..., :3]  # [B, k+1, 3]
+    row_values = torch.tensor(EXTREME_LOGITS)[picks]
+    logits = row_values.gather(-1, torch.randint(0, 3, (B, k + 1, V), generator=g)).to(dtype)
+    q = torch.tensor(EXTREME_Q)[torch.randint(0, len(EXTREME_Q), (B, k, V), generator=g)]
+    # drafts: the row's largest logit (p > 0: the accept test runs on q) or any token
+    drafts = torch.where(torch.rand(B, k, generator=g) < 0.7, logits[:, :k].float().argmax(-1),
+                         torch.randint(0, V, (B, k), generator=g))
+    for seed in range(6):
+        for probs, top_k, top_p in ((q, 5 * (seed % 3), (1.0, 0.7, 0.3)[seed % 3]), (None, 0, 0.5)):
+            n, out, _ = check(logits, drafts, probs, None, temperature, seed, 2, top_k, top_p)
+            torch_n, torch_out = accept_prefix(logits, drafts, draft_probs=probs, temperature=temperature,
+                                               top_k=top_k, top_p=top_p, seed=seed)
+            assert torch.equal(torch_n, n) and torch.equal(torch_out, out)
