@@ -320,6 +320,16 @@ def test_fixed_point_p_is_softmax_within_its_bound(V, dtype):
     assert worst > 0  # the comparison saw the rounding: it can fail
 
 
+def test_bit_length_where_float64_rounds_up():
+    """torch_impl.bit_length takes frexp's exponent: 2^k - 1 past 2^53 rounds up to 2^k, and is corrected."""
+    import numpy as np
+
+    from tt_specdec.ops.accept_prefix.torch_impl import bit_length
+
+    values = [0] + [v for k in range(63) for v in ((1 << k) - 1, 1 << k, (1 << k) + 1) if v < 1 << 63]
+    assert bit_length(np.array(values, dtype=np.int64)).tolist() == [v.bit_length() for v in values]
+
+
 @settings(deadline=None, max_examples=40)
 @given(V=st.integers(1, 300), temperature=st.sampled_from([0.05, 0.7, 1.0, 3.0]), top_k=st.integers(0, 40),
        top_p=st.sampled_from([1.0, 0.9, 0.5, 0.01]), ties=st.booleans(), seed=st.integers(0, 2**31 - 1),

@@ -110,13 +110,10 @@ def sort_keys(bits: np.ndarray) -> np.ndarray:
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
-    """Bit lengths [...] of non-negative int64 [...], by binary search."""
-    length, x = np.zeros_like(x), x.copy()
-    for step in (32, 16, 8, 4, 2, 1):
-        big = (x >> step) > 0
-        x = np.where(big, x >> step, x)
-        length += big * step
-    return length + (x > 0)
+    """Bit lengths [...] of non-negative int64 [...]: frexp's exponent of x as float64, which rounding can raise by
+    one (to the next power of two), corrected by one integer compare."""
+    exponent = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    return exponent - ((x >> np.maximum(exponent - 1, 0)) == 0) * (x > 0)
 
 
 def fixed_weights(bits: np.ndarray, max_bits: np.ndarray, scale: int, shift: int) -> np.ndarray:
@@ -156,9 +153,13 @@ def fixed_probs(bits: np.ndarray, scale: int, shift: int, top_k: int,
         z_k = w.sum(-1)
         low = (np.uint64(top_p_fixed) * (z_k & MASK32).astype(np.uint64) + np.uint64(MASK32)) >> np.uint64(32)
         target = top_p_fixed * (z_k >> 32) + low.astype(np.int64)
-        order = np.argsort(-keys, axis=-1, kind="stable")  # key descending, then index ascending
+        # key descending, then index ascending; one wide row sorts only its tokens of weight > 0 (the others add
+        # nothing to the sums, and their p is 0 kept or not)
+        live = np.flatnonzero(w) if w.ndim == 1 else None
+        order = np.argsort(-keys, axis=-1, kind="stable") if live is None else \
+            live[np.argsort(-keys[live], kind="stable")]
         ordered = np.take_along_axis(w, order, -1)
-        kept = np.empty(keys.shape, dtype=bool)
+        kept = np.zeros(keys.shape, dtype=bool)
         np.put_along_axis(kept, order, np.cumsum(ordered, -1) - ordered < target[..., None], -1)
         w = np.where(kept, w, 0)
     return w, w.sum(-1)
