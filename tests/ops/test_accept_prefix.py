@@ -330,19 +330,37 @@ def test_bit_length_where_float64_rounds_up():
     assert bit_length(np.array(values, dtype=np.int64)).tolist() == [v.bit_length() for v in values]
 
 
-@settings(deadline=None, max_examples=40)
-@given(V=st.integers(1, 300), temperature=st.sampled_from([0.05, 0.7, 1.0, 3.0]), top_k=st.integers(0, 40),
-       top_p=st.sampled_from([1.0, 0.9, 0.5, 0.01]), ties=st.booleans(), seed=st.integers(0, 2**31 - 1),
+EXTREME_LOGITS = [3e38, -3e38, 1e30, -1e30, 7e4, 30.0, 1.0, 1e-40, -1e-40, 1e-45, 0.0, -0.0, -7e4]
+
+
+@settings(deadline=None, max_examples=60)
+@given(V=st.integers(1, 300), temperature=st.sampled_from([1e-30, 0.05, 0.7, 1.0, 3.0, 1e30]),
+       top_k=st.integers(0, 40), top_p=st.sampled_from([1.0, 0.9, 0.5, 0.01]),
+       kind=st.sampled_from(["normal", "ties", "extreme"]), seed=st.integers(0, 2**31 - 1),
        dtype=st.sampled_from([torch.float32, torch.bfloat16]))
-def test_fixed_point_p_vectorised_equals_the_plain_loop(V, temperature, top_k, top_p, ties, seed, dtype):
+def test_fixed_point_p_vectorised_equals_the_plain_loop(V, temperature, top_k, top_p, kind, seed, dtype):
+    """One row (the wide rows' path: weights only above torch_impl.weight_cut_key) and a batch of rows, against
+    the plain loop; extreme logits (exponents far apart, subnormals, +-0) and temperatures included."""
+    import numpy as np
+
     from tt_specdec.ops.accept_prefix.torch_impl import fixed_probs, fp32_bits
     from tt_specdec.sampling import fixed_params
 
     g = torch.Generator().manual_seed(seed)
-    logits = (torch.randint(-3, 3, (V,), generator=g) * 0.7 if ties else 3 * torch.randn(V, generator=g)).to(dtype)
+    if kind == "extreme":  # 3 of the values per row: its largest varies, and other tokens keep a weight
+        values = torch.tensor(EXTREME_LOGITS)[torch.randperm(len(EXTREME_LOGITS), generator=g)[:3]]
+        logits = values[torch.randint(0, 3, (2, V), generator=g)].to(dtype)
+    else:
+        logits = (torch.randint(-3, 3, (2, V), generator=g) * 0.7 if kind == "ties" else
+                  3 * torch.randn(2, V, generator=g)).to(dtype)
     scale, shift, top_p_fixed = fixed_params(temperature, top_p)
-    w, _ = fixed_probs(fp32_bits(logits), scale, shift, top_k if top_k < V else 0, top_p_fixed)
-    assert w.tolist() == reference.fixed_row(logits.float().tolist(), temperature, top_k, top_p)
+    top_k = top_k if top_k < V else 0
+    expected = [reference.fixed_row(row, temperature, top_k, top_p) for row in logits.float().tolist()]
+    w, _ = fixed_probs(fp32_bits(logits[0]), scale, shift, top_k, top_p_fixed)
+    assert w.tolist() == expected[0]
+    rows, _ = fixed_probs(fp32_bits(logits), scale, shift, top_k, top_p_fixed)
+    assert rows.tolist() == expected
+    assert np.count_nonzero(rows) > 0
 
 
 SAMPLING_SETTINGS = [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8)]

@@ -2,6 +2,8 @@
 tt_specdec.ops.accept_prefix."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -139,13 +141,33 @@ def fixed_weights(bits: np.ndarray, max_bits: np.ndarray, scale: int, shift: int
     return np.where(xi >= 32, 0, (m + ((1 << small) >> 1)) >> small)
 
 
+def weight_cut_key(max_bits: int, scale: int, shift: int) -> int:
+    """A key below which every token's weight is 0: that of an fp32 s_cut <= s_max - 33.5 / c (c = scale * 2^-shift,
+    the procedure's own). Below it x > 33.5, and the integer x is within 2^-25 + x * 2^-30 of that: >= 32, weight 0.
+    Floats on one value (a host-side bound, as fixed_params): s_cut in float64, to the nearest fp32, then two fp32
+    steps lower (one for that rounding, one for float64's)."""
+    c = math.ldexp(scale, -shift) if shift > -900 else math.inf  # ldexp overflow: x is infinite past s_max
+    s_max = float(np.array([max_bits], dtype=np.uint32).view(np.float32)[0])
+    with np.errstate(over="ignore"):  # below fp32's range: -inf, every token a candidate
+        cut = np.array([s_max - 33.5 / c if c > 0 else -math.inf], dtype=np.float32)
+    down = np.float32(-np.inf)
+    cut = np.nextafter(np.nextafter(cut, down), down)
+    return int(sort_keys(cut.view(np.uint32).astype(np.int64))[0])
+
+
 def fixed_probs(bits: np.ndarray, scale: int, shift: int, top_k: int,
                 top_p_fixed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of p as integers, logits [..., V] (fp32 bits): (w on the kept set, 0 elsewhere [..., V] int64; z [...],
     their sums), p = w / z (sampling.fixed_params steps 1-7). top_k 0: off; top_p_fixed 0: off."""
     V = bits.shape[-1]
     keys = sort_keys(bits)
-    w = fixed_weights(bits, np.take_along_axis(bits, keys.argmax(-1)[..., None], -1), scale, shift)
+    max_bits = np.take_along_axis(bits, keys.argmax(-1)[..., None], -1)
+    if bits.ndim == 1:  # one wide row: only the tokens that can have a weight
+        w = np.zeros(V, dtype=np.int64)
+        candidates = np.flatnonzero(keys >= weight_cut_key(int(max_bits[0]), scale, shift))
+        w[candidates] = fixed_weights(bits[candidates], max_bits, scale, shift)
+    else:
+        w = fixed_weights(bits, max_bits, scale, shift)
     if top_k:
         w = np.where(keys >= np.partition(keys, V - top_k, axis=-1)[..., V - top_k:V - top_k + 1], w, 0)
     if top_p_fixed:
