@@ -22,7 +22,7 @@ MASK32 = 0xFFFFFFFF
 SMALL_HASH = 64  # values hashed as Python ints (below) rather than as numpy arrays
 # streams: which random decision a uniform is for
 STREAM_DRAFT = 1  # draft token t sampled from q_t
-STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t)
+STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t) (a tree's node t: index t - 1)
 STREAM_SAMPLE = 3  # the recovered / bonus token (and plain decoding's token)
 STREAM_GUMBEL = 4  # coupled mode: the Gumbel noise of (row seed, absolute position, token id)
 MASKED = -1e30  # coupled scores of tokens outside the processed distribution's support (finite: argmax checks)

@@ -15,6 +15,8 @@ from tt_specdec.ops import accept_prefix, rollback_kv, verify_attention
 from tt_specdec.ops.accept_prefix.reference import accept_prefix as accept_prefix_reference
 from tt_specdec.ops.rollback_kv.reference import random_rollback_step
 from tt_specdec.ops.rollback_kv.reference import rollback_kv as rollback_kv_reference
+from tt_specdec.ops.verify_attention import tree_mask_from_parents
+from tt_specdec.ops.verify_attention.reference import random_parents
 from tt_specdec.ops.verify_attention.reference import verify_attention as verify_attention_reference
 from tt_specdec.runtime import device
 
@@ -113,10 +115,11 @@ def test_rollback_kv_compaction_on_the_card(B, k, block_size, layers, dtype, see
 @given(B=st.integers(1, 4), T=st.integers(1, 8), Hkv=st.integers(1, 4), group=st.sampled_from([1, 2, 4, 8]),
        D=st.sampled_from([32, 64, 128]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
        block_size=st.sampled_from([None, 32, 64]), S=st.sampled_from([32, 64, 100, 160, 2048]),
-       seed=st.integers(0, 2**31 - 1))
-def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S, seed):
+       tree=st.sampled_from([None, "tree", "forest"]), seed=st.integers(0, 2**31 - 1))
+def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S, tree, seed):
     """Tolerance as on the emulator (tests/emu/test_emu_verify_attention.py): fp32 1e-5 relative and
-    absolute; bf16 one bf16 ulp (2^-7 relative) over the float64 reference."""
+    absolute; bf16 one bf16 ulp (2^-7 relative) over the float64 reference. tree: a random token tree
+    (tree_mask) instead of the staircase."""
     g = torch.Generator().manual_seed(seed)
     Hq = Hkv * group
     q = torch.randn(B, T, Hq, D, generator=g).to(dtype)
@@ -128,8 +131,9 @@ def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S,
         max_blocks = -(-S // block_size)
         k, v = (torch.randn(B * max_blocks, Hkv, block_size, D, generator=g).to(dtype) for _ in range(2))
         page_table = torch.randperm(B * max_blocks, generator=g).view(B, max_blocks)
-    out = verify_attention(q, k, v, pos, page_table=page_table, backend="device")
-    ref = verify_attention_reference(q, k, v, pos, page_table=page_table).double()
+    tree_mask = None if tree is None else tree_mask_from_parents(random_parents(B, T, g, forest=tree == "forest"))
+    out = verify_attention(q, k, v, pos, page_table=page_table, tree_mask=tree_mask, backend="device")
+    ref = verify_attention_reference(q, k, v, pos, page_table=page_table, tree_mask=tree_mask).double()
     rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
     err = (out.double() - ref).abs()
     assert bool((err <= atol + rtol * ref.abs()).all()), f"max error {err.max().item()}"

@@ -129,6 +129,11 @@ CASES: dict[str, list[dict]] = {
         dict(B=8, T=1, Hq=8, Hkv=8, S=128, D=64, dtype=BF16, scale=0.125),  # plain decode, no GQA
         dict(B=2, T=4, Hq=16, Hkv=2, S=1024, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
              block_size=32, max_blocks=32, kv_splits=2),  # paged, GQA 8 (32 packed rows), 2 splits
+        # token trees: the row bitmasks [B, T] read into a DRAM-aligned CB
+        dict(B=2, T=5, Hq=9, Hkv=3, S=256, D=64, dtype=BF16, scale=0.125, tree=True),
+        dict(B=1, T=32, Hq=3, Hkv=3, S=2048, D=64, dtype=BF16, scale=0.125, kv_splits=4, tree=True),
+        dict(B=4, T=16, Hq=8, Hkv=4, S=512, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
+             block_size=64, max_blocks=8, kv_splits=2, tree=True),  # paged, GQA 2 (32 packed rows), 2 splits
     ],
     "kv_write_program": [
         dict(B=1, T=1, Hkv=1, D=32, dtype=BF16, S=32),

@@ -7,6 +7,8 @@ exact rationals (fractions.Fraction). The signature and return type are those of
 
 Randomness uses the same counter-based uniforms (`sampling.uniform`) with the
 same streams and indices as the vectorized op, so seeded results match exactly.
+tree_output_distribution is a third derivation of sampled accept_tree: its exact
+output distribution, enumerated instead of sampled.
 """
 from __future__ import annotations
 
@@ -133,6 +135,14 @@ def fixed_probs_row(logits: list[float], temperature: float, top_k: int = 0, top
     return [w / sum(weights) for w in weights]
 
 
+def residual_fixed(r: list[int], q: list[float]) -> list[int]:
+    """After a draft from q [V] (fp32 values) is rejected against integer weights r [V]: max(0, r - floor(q * sum(r)))
+    (sampling.fixed_params step 9). Where that is all 0 the rejection had probability 0: r stays."""
+    z = sum(r)
+    residual = [max(0, r[v] - math.floor(Fraction(q[v]) * z)) for v in range(len(r))]
+    return residual if sum(residual) > 0 else r
+
+
 def sample_fixed(weights: list[int], u: int) -> int:
     """Inverse-CDF sample from integer weights [V] with uniform u / 2^24: the first index whose running sum
     exceeds u * sum / 2^24."""
@@ -187,13 +197,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
                     n += 1
                 else:
                     break
-            if n < k_eff:
-                z = sum(w[n])
-                residual = [max(0, w[n][v] - math.floor(Fraction(q[n][v]) * z)) for v in range(V)]
-                if sum(residual) == 0:
-                    residual = w[n]  # p == q on the support: rejection has probability 0
-            else:
-                residual = w[n]  # bonus token
+            residual = residual_fixed(w[n], q[n]) if n < k_eff else w[n]  # recovered, or the bonus token
             final = sample_fixed(residual, int(uniform_bits(row_seed, STREAM_SAMPLE, 0)))
         num_accepted[b] = n
         for t in range(n):
@@ -203,27 +207,96 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
             torch.tensor(output, dtype=torch.int64).reshape(B, k1))
 
 
-def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor,
-                parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy tree acceptance by walking down from the root: at each node, the child whose token is the
-    target's argmax there is accepted; the walk ends at a node without one, whose argmax is emitted."""
-    B, T, _ = target_logits.shape
+def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents: torch.Tensor, *,
+                draft_probs: torch.Tensor | None = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                seed: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tree acceptance by walking down from the root. Greedy: the child whose token is the target's argmax
+    at the node is accepted; the walk ends at a node without one, whose argmax is emitted. Sampling: the
+    node's children are tested in index order by recursive rejection (residual_fixed: the integers of
+    sampling.fixed_params); the first accepted one is walked into; when all are rejected (or there are none)
+    the last token is drawn from the residual."""
+    B, T, V = target_logits.shape
     logits, tokens, par = target_logits.double().tolist(), tree_tokens.tolist(), parents.tolist()
+    if temperature > 0:
+        seeds = seeds_for_rows(seed, B).tolist()  # an int: one seed for the call, rows independent
+        q_rows = None if draft_probs is None else draft_probs.float().tolist()  # q is read as fp32
+        logits32 = target_logits.float().tolist()  # so are the logits (bf16 exactly)
     num, out, slots = [], [], []
     for b in range(B):
         node, path, emitted = 0, [0], []
+        if temperature > 0:
+            row_seed = torch.tensor(seeds[b], dtype=torch.int64)
+            r = fixed_row(logits32[b][0], temperature, top_k, top_p)  # integer weights, p = r / sum(r)
         while True:
-            want = argmax_row(logits[b][node])
-            child = next((c for c in range(T) if par[b][c] == node and tokens[b][c] == want), None)
+            children = [c for c in range(T) if par[b][c] == node]
+            if temperature == 0.0:
+                want = argmax_row(logits[b][node])
+                child = next((c for c in children if tokens[b][c] == want), None)
+            else:
+                child = None
+                for c in children:
+                    x = tokens[b][c]
+                    # a drafter without probabilities is deterministic: q one-hot on its token
+                    q = [1.0 if v == x else 0.0 for v in range(V)] if q_rows is None else q_rows[b][c]
+                    u = Fraction(int(uniform_bits(row_seed, STREAM_ACCEPT, c - 1)), 1 << U_BITS)  # draft c - 1
+                    if u * Fraction(q[x]) < Fraction(r[x], sum(r)):  # u < r/q, without dividing by q: exact
+                        child = c
+                        break
+                    r = residual_fixed(r, q)
             if child is None:
-                emitted.append(want)
+                emitted.append(want if temperature == 0.0 else
+                               sample_fixed(r, int(uniform_bits(row_seed, STREAM_SAMPLE, 0))))
                 break
             emitted.append(tokens[b][child])
             path.append(child)
             node = child
+            if temperature > 0:
+                r = fixed_row(logits32[b][node], temperature, top_k, top_p)
         n = len(path) - 1
         num.append(n)
         out.append(emitted + [PLACEHOLDER] * (T - n - 1))
         slots.append(path + list(range(n + 1, T)))
     as_long = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
     return as_long(num), as_long(out), as_long(slots)
+
+
+def residual_step(r: list, w: list, q: list) -> tuple[list, list]:
+    """tree_output_distribution's rule in exact arithmetic (the ops draw with residual_fixed's integers): after a
+    sibling drawn from q is rejected against the residual r [V] (normalised), the next residual norm(max(0, r - q))
+    and its unnormalised weights, which the last token is drawn from. Where r <= q everywhere the rejection had
+    probability 0: r and w stay. Any number type (Fraction too)."""
+    weights = [max(r[v] - q[v], 0) for v in range(len(r))]
+    mass = sum(weights)
+    if not mass > 0:
+        return r, w
+    return [x / mass for x in weights], weights
+
+
+def tree_output_distribution(p: list, q: list, tree_tokens: list, parents: list) -> dict:
+    """The exact distribution of what sampled accept_tree emits for one drafted tree, by enumerating its
+    branches with their probabilities instead of drawing uniforms: {emitted tokens (accepted, then the
+    recovered / bonus token): probability}.
+
+    p [T][V]: the target's processed distribution at each node; q [T][V]: the distribution each node's token
+    was drawn from (one-hot for a deterministic drafter; row 0 unused). Exact with fractions.Fraction
+    entries: a test sums it over every drafted tree and compares with the target's own distribution."""
+    T, V = len(tree_tokens), len(p[0])
+    dist: dict = {}
+
+    def visit(prefix: tuple, r: list, w: list, children: list, chance) -> None:
+        if not children:  # the last token: drawn from the residual
+            mass = sum(w)
+            for v in range(V):
+                if w[v] > 0:
+                    dist[prefix + (v,)] = dist.get(prefix + (v,), 0) + chance * w[v] / mass
+            return
+        c, rest = children[0], children[1:]
+        x = tree_tokens[c]
+        accept = min(1, r[x] / q[c][x])  # P(u < r/q) for u uniform in [0, 1)
+        if accept > 0:
+            visit(prefix + (x,), p[c], p[c], [d for d in range(T) if parents[d] == c], chance * accept)
+        if accept < 1:
+            visit(prefix, *residual_step(r, w, q[c]), rest, chance * (1 - accept))
+
+    visit((), p[0], p[0], [d for d in range(T) if parents[d] == 0], 1)
+    return dist

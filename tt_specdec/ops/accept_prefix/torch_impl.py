@@ -208,30 +208,88 @@ def sample_fixed(weights: np.ndarray, u: int) -> int:
     return min(int(np.searchsorted(np.cumsum(weights), threshold, side="right")), weights.shape[0] - 1)
 
 
-def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor,
-                parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents: torch.Tensor,
+                draft_probs: torch.Tensor | None = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                seed: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """num_accepted [B], output_tokens [B, T], accepted_slots [B, T] (int64), as
-    tt_specdec.ops.accept_prefix.accept_tree documents (greedy)."""
+    tt_specdec.ops.accept_prefix.accept_tree documents (greedy, or sampled by recursive rejection)."""
     B, T, _ = target_logits.shape
     rows = np.arange(B)
-    target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, T]
     tokens, par = tree_tokens.long().numpy(), parents.long().numpy()
-    ok = np.zeros((B, T), bool)  # node t is on the accepted path
-    ok[:, 0] = True
     depth = np.zeros((B, T), np.int64)
     for t in range(1, T):  # parents come first
-        p = par[:, t]
-        ok[:, t] = ok[rows, p] & (tokens[:, t] == target_tokens[rows, p])
-        depth[:, t] = depth[rows, p] + 1
-    # the accepted nodes form one path (siblings have distinct tokens): its end is the deepest of them
-    best = np.where(ok, depth, -1).argmax(1)  # [B]
-    n = depth[rows, best]
+        depth[:, t] = depth[rows, par[:, t]] + 1
+    # one pass over every row: greedy's target tokens, and the finiteness check of both paths (sampling
+    # reads only the rows it reaches)
+    target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, T]
+    if temperature == 0.0:
+        ok = np.zeros((B, T), bool)  # node t is on the accepted path
+        ok[:, 0] = True
+        for t in range(1, T):
+            ok[:, t] = ok[rows, par[:, t]] & (tokens[:, t] == target_tokens[rows, par[:, t]])
+        # the accepted nodes form one path (siblings have distinct tokens): its end is the deepest of them
+        end = np.where(ok, depth, -1).argmax(1)  # [B]
+        final = target_tokens[rows, end]  # recovered (end has children) or bonus (a leaf)
+    else:
+        end, final = accept_tree_sampled(target_logits, tokens, par, draft_probs, temperature, top_k, top_p,
+                                         seeds_for_rows(seed, B))
+    n = depth[rows, end]
     slots = np.tile(np.arange(T), (B, 1))  # rows j > n: identity (rollback copies nothing)
-    node = best.copy()
+    node = end.copy()
     for j in range(T - 1, -1, -1):  # walk up from the end: path node j of row b is at depth j
         at = n >= j
         slots[rows[at], j] = node[at]
         node = np.where(at, np.maximum(par[rows, node], 0), node)
     output = np.where(np.arange(T) < n.reshape(B, 1), np.take_along_axis(tokens, np.roll(slots, -1, 1), 1), PLACEHOLDER)
-    output[rows, n] = target_tokens[rows, best]  # recovered (best has children) or bonus (a leaf)
+    output[rows, n] = final
     return torch.from_numpy(n), torch.from_numpy(output.astype(np.int64)), torch.from_numpy(slots)
+
+
+def accept_tree_sampled(target_logits: torch.Tensor, tokens: np.ndarray, par: np.ndarray,
+                        draft_probs: torch.Tensor | None, temperature: float, top_k: int, top_p: float,
+                        seed: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Recursive rejection over siblings, vectorized over rows, in the integers of sampling.fixed_params: (the
+    accepted path's end node [B], the recovered / bonus token [B]).
+
+    Nodes are visited in index order. Node t is tested in the rows whose walk stands at its parent (so its
+    earlier siblings were all rejected there): accepted when u * q_t(x_t) < r(x_t) / sum(r), r the integer
+    weights the walk carries (accepts), then the walk moves to t with r = p_t's weights; rejected, r becomes
+    max(0, r - floor(q_t * sum(r))) (residual_weights; one-hot q: r without x_t). A later sibling of an accepted
+    node finds the walk elsewhere and is skipped, a child comes after its parent: one pass. The last token is
+    drawn from r (sample_fixed), as accept_prefix draws it: a chain gives its bits. p_t is computed only for the
+    rows that reach node t."""
+    B, T, V = target_logits.shape
+    scale, shift, top_p_fixed = fixed_params(temperature, top_p)
+    top_k = top_k if 0 < top_k < V else 0
+    u = uniform_bits(seed.view(B, 1).numpy(), STREAM_ACCEPT, np.arange(max(T - 1, 1)).reshape(1, -1))  # [B, T-1]
+    q_bits = None if draft_probs is None else draft_probs.float().contiguous().view(torch.int32)  # [B, T, V]
+    at_node = np.zeros(B, np.int64)  # where each row's walk stands
+    weights = lambda rows, t: fixed_probs(fp32_bits(target_logits[torch.from_numpy(rows), t]), scale, shift, top_k,  # noqa: E731
+                                          top_p_fixed)[0]
+    r = weights(np.arange(B), 0)  # [B, V] int64: p = r / sum(r) is what a child is tested against
+    for t in range(1, T):
+        rows = np.flatnonzero(at_node == par[:, t])
+        if not rows.size:
+            continue
+        x = tokens[rows, t]
+        q_x = np.full(rows.size, ONE_BITS) if q_bits is None else q_bits[torch.from_numpy(rows), t].numpy()[
+            np.arange(rows.size), x].astype(np.int64) & MASK32
+        z = r[rows].sum(1)  # [R]
+        accepted = np.array([accepts(int(u[b, t - 1]), int(qb), int(zb), int(r[b, xb]))
+                             for b, qb, zb, xb in zip(rows, q_x, z, x)], dtype=bool)
+        up = rows[accepted]
+        if up.size:
+            at_node[up] = t
+            r[up] = weights(up, t)
+        down = rows[~accepted]
+        if down.size:
+            if q_bits is None:
+                residual = r[down]  # a copy (fancy indexing)
+                residual[np.arange(down.size), x[~accepted]] = 0
+            else:
+                q_rows = q_bits[torch.from_numpy(down), t].numpy().astype(np.int64) & MASK32
+                residual = residual_weights(r[down], z[~accepted, None], q_rows)
+            moved = residual.sum(1) > 0  # r <= floor(q z) everywhere: the rejection had probability 0; r stays
+            r[down[moved]] = residual[moved]
+    u_sample = uniform_bits(seed.numpy(), STREAM_SAMPLE, 0)
+    return at_node, np.array([sample_fixed(r[b], int(u_sample[b])) for b in range(B)], dtype=np.int64)
