@@ -282,9 +282,88 @@ def speculative_samples(temperature, top_k, top_p, recover_from_target=False):
         p = process_logits(logits, temperature, top_k, top_p)
         wrong = sample_inverse_cdf(p[rows, n], uniform(seeds, STREAM_SAMPLE, 0))
         out[rows, n] = torch.where(n < k, wrong, out[rows, n])
-    expected = torch.tensor([reference.process_row(row, temperature, top_k, top_p) for row in target.tolist()],
+    # the integer p of sampling.fixed_params, which the chain must emit; within its stated bound of the float one
+    expected = torch.tensor([reference.fixed_probs_row(row, temperature, top_k, top_p) for row in target.tolist()],
                             dtype=torch.float64)
+    softmax = torch.tensor([reference.process_row(row, temperature, top_k, top_p) for row in target.tolist()],
+                           dtype=torch.float64)
+    assert bool((expected - softmax).abs().le(fixed_point_bound(softmax)).all())
     return drafts, n, out, expected
+
+
+def fixed_point_bound(softmax: torch.Tensor) -> torch.Tensor:
+    """|p_fixed - softmax| [..., V] allowed by sampling.fixed_params's error statement (without top-p):
+    2 * 4.5e-8 relative, plus (1 + V * e) * 2^-31 from the weights' last rounding, (1 + 1e-7) on top."""
+    V = softmax.shape[-1]
+    return (9e-8 * softmax + (1 + V * softmax) * 2.0 ** -31) * (1 + 1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("V", [2, 1000, 49152, 128256])
+def test_fixed_point_p_is_softmax_within_its_bound(V, dtype):
+    """The integer p (torch_impl.fixed_probs) against the float64 softmax of the same fp32 logits, over
+    temperatures from 0.05 to 4 and logit spreads from 0.5 to 8, with and without top-k."""
+    from tt_specdec.ops.accept_prefix.torch_impl import fixed_probs, fp32_bits
+    from tt_specdec.sampling import fixed_params, process_logits_torch
+
+    g = torch.Generator().manual_seed(V)
+    worst = 0.0
+    for temperature in (0.05, 0.3, 1.0, 2.5, 4.0):
+        for spread in (0.5, 2.0, 8.0):
+            logits = (spread * torch.randn(V, generator=g)).to(dtype)
+            for top_k in (0, 50):
+                scale, shift, _ = fixed_params(temperature, 1.0)
+                w, z = fixed_probs(fp32_bits(logits), scale, shift, top_k if top_k < V else 0, 0)
+                p = torch.from_numpy(w).double() / int(z)
+                softmax = process_logits_torch(logits.float(), temperature, top_k, 1.0)
+                error = (p - softmax).abs()
+                assert bool(error.le(fixed_point_bound(softmax)).all()), float(error.max())
+                assert float(error.sum()) < 1e-7 + V * 2.0 ** -30
+                worst = max(worst, float(error.max()))
+    assert worst > 0  # the comparison saw the rounding: it can fail
+
+
+def test_bit_length_where_float64_rounds_up():
+    """torch_impl.bit_length takes frexp's exponent: 2^k - 1 past 2^53 rounds up to 2^k, and is corrected."""
+    import numpy as np
+
+    from tt_specdec.ops.accept_prefix.torch_impl import bit_length
+
+    values = [0] + [v for k in range(63) for v in ((1 << k) - 1, 1 << k, (1 << k) + 1) if v < 1 << 63]
+    assert bit_length(np.array(values, dtype=np.int64)).tolist() == [v.bit_length() for v in values]
+
+
+EXTREME_LOGITS = [3e38, -3e38, 1e30, -1e30, 7e4, 30.0, 1.0, 1e-40, -1e-40, 1e-45, 0.0, -0.0, -7e4]
+
+
+@settings(deadline=None, max_examples=60)
+@given(V=st.integers(1, 300), temperature=st.sampled_from([1e-30, 0.05, 0.7, 1.0, 3.0, 1e30]),
+       top_k=st.integers(0, 40), top_p=st.sampled_from([1.0, 0.9, 0.5, 0.01]),
+       kind=st.sampled_from(["normal", "ties", "extreme"]), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_fixed_point_p_vectorised_equals_the_plain_loop(V, temperature, top_k, top_p, kind, seed, dtype):
+    """One row (the wide rows' path: weights only above torch_impl.weight_cut_key) and a batch of rows, against
+    the plain loop; extreme logits (exponents far apart, subnormals, +-0) and temperatures included."""
+    import numpy as np
+
+    from tt_specdec.ops.accept_prefix.torch_impl import fixed_probs, fp32_bits
+    from tt_specdec.sampling import fixed_params
+
+    g = torch.Generator().manual_seed(seed)
+    if kind == "extreme":  # 3 of the values per row: its largest varies, and other tokens keep a weight
+        values = torch.tensor(EXTREME_LOGITS)[torch.randperm(len(EXTREME_LOGITS), generator=g)[:3]]
+        logits = values[torch.randint(0, 3, (2, V), generator=g)].to(dtype)
+    else:
+        logits = (torch.randint(-3, 3, (2, V), generator=g) * 0.7 if kind == "ties" else
+                  3 * torch.randn(2, V, generator=g)).to(dtype)
+    scale, shift, top_p_fixed = fixed_params(temperature, top_p)
+    top_k = top_k if top_k < V else 0
+    expected = [reference.fixed_row(row, temperature, top_k, top_p) for row in logits.float().tolist()]
+    w, _ = fixed_probs(fp32_bits(logits[0]), scale, shift, top_k, top_p_fixed)
+    assert w.tolist() == expected[0]
+    rows, _ = fixed_probs(fp32_bits(logits), scale, shift, top_k, top_p_fixed)
+    assert rows.tolist() == expected
+    assert np.count_nonzero(rows) > 0
 
 
 SAMPLING_SETTINGS = [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8)]

@@ -40,8 +40,11 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, *,
     Greedy (temperature == 0): n is the longest prefix with argmax(row t) == d_{t+1}; then
     the argmax of row n. Sampling: d_t is accepted with probability min(1, p_t(d_t)/q_t(d_t)),
     stopping at the first rejection, whose token is drawn from norm(max(0, p_n - q_n));
-    the bonus token is drawn from p_k. p is the target after temperature, top-k, top-p.
-    Either way, output has exactly the target's distribution (Leviathan et al. 2023).
+    the bonus token is drawn from p_k. p is the target after temperature, top-k, top-p, computed in
+    integers on every backend (sampling.fixed_params: the float64 softmax within 4.5e-8 relative
+    plus (1 + V p) 2^-31 per token), so seeded results are the same token for token on each.
+    Either way, output has the target's distribution (Leviathan et al. 2023): p's, exactly but for the
+    residual's floor(q z), within V 2^-30 in total.
     B = 0 returns empty results, int64 [0] and [0, k+1], on every backend.
 
     Example (greedy, k = 3, V = 4):

@@ -13,12 +13,12 @@ them (softmax max and mass, radix select of the top-k / top-p thresholds, residu
 sample). The kernel headers say which core does what.
 
 Compile-time: B, k+1, V split, chunk, formats. Runtime: buffer addresses, per-core
-slices, core coordinates, temperature, top_k, top_p; the effective k per row and the seeds
+slices, core coordinates, temperature (as sampling.fixed_params's integer scale and shift), top_k,
+top_p (as ceil(top_p * 2^32)); the effective k per row and the seeds
 arrive in tensors, so a new step never recompiles.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from tt_specdec.errors import is_int
 from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
 from tt_specdec.runtime import device, emu
 from tt_specdec.runtime import program as P
-from tt_specdec.sampling import row_seed_values, seeds_for_rows
+from tt_specdec.sampling import fixed_params, row_seed_values, seeds_for_rows
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 ARGS = P.read_arg_indices(KERNELS / "accept_prefix_common.hpp")
@@ -173,11 +173,6 @@ def accept_tree_program(B: int, T: int, V: int, logits_dtype: torch.dtype, *,
                        reader_rt, writer_rt, cbs, [logits, tokens, parents, num_accepted, output, slots])
 
 
-def double_words(x: float) -> tuple[int, int]:
-    """A float64 as the (low, high) uint32 words of two runtime args."""
-    return struct.unpack("<II", struct.pack("<d", float(x)))
-
-
 def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.dtype, temperature: float, *,
                                    has_draft_probs: bool, top_k: int = 0, top_p: float = 1.0,
                                    max_cores: int = MAX_CORES) -> P.Program:
@@ -240,8 +235,7 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
                              num_accepted_ta=P.tensor_accessor_args(num_accepted),
                              output_ta=P.tensor_accessor_args(output))
 
-    t_lo, t_hi = double_words(temperature)
-    p_lo, p_hi = double_words(top_p)
+    exp_scale, exp_shift, top_p_fixed = fixed_params(temperature, top_p)  # the host's floats end here
     probs_addr = P.BufferAddress("draft_probs") if has_draft_probs else 0
     noc_coords = [a for c in range(num_cores) for a in (P.NocX((c, 0)), P.NocY((c, 0)))]
     reader_rt, writer_rt = {}, {}
@@ -251,8 +245,8 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
                                        draft_probs_addr=probs_addr, v_start=v0, v_end=v1)
         writer_rt[core] = P.arg_vector(ARGS, "SRT_WRITER_", v_start=v0, v_end=v1, core_id=c,
                                        reduce_noc_x=P.NocX(reduce_core), reduce_noc_y=P.NocY(reduce_core),
-                                       temperature_lo=t_lo, temperature_hi=t_hi, top_k=int(top_k),
-                                       top_p_lo=p_lo, top_p_hi=p_hi,
+                                       exp_scale=exp_scale, exp_shift=exp_shift & 0xFFFFFFFF, top_k=int(top_k),
+                                       top_p_fixed=top_p_fixed,
                                        logits_addr=P.BufferAddress("logits"), drafts_addr=P.BufferAddress("drafts"),
                                        draft_probs_addr=probs_addr, seeds_addr=P.BufferAddress("seeds"),
                                        num_draft_addr=P.BufferAddress("num_draft"),
