@@ -224,8 +224,10 @@ def test_two_processes_writing_the_cost_cache_lose_nothing(cache):
 
 # ---- the SmolLM2 weights cache (models/gguf.py), on a tiny synthetic GGUF --------------------------
 
-def write_tiny_gguf(path: pathlib.Path, seed: int = 0, V: int = 300, d: int = 32, ffn: int = 64) -> pathlib.Path:
-    """A one-layer llama GGUF (fp32 tensors) with a small byte-level tokenizer: SmolLM2's layout, tiny."""
+def write_tiny_gguf(path: pathlib.Path, seed: int = 0, V: int = 300, d: int = 32, ffn: int = 64,
+                    extra: dict | None = None) -> pathlib.Path:
+    """A one-layer llama GGUF (fp32 tensors) with a small byte-level tokenizer: SmolLM2's layout, tiny;
+    `extra` tensors {name: array} added as they are."""
     gguf = pytest.importorskip("gguf")
     from tt_specdec.models.hf_tokenizer import byte_alphabet
 
@@ -253,6 +255,8 @@ def write_tiny_gguf(path: pathlib.Path, seed: int = 0, V: int = 300, d: int = 32
               "blk.0.ffn_gate.weight": (ffn, d), "blk.0.ffn_up.weight": (ffn, d), "blk.0.ffn_down.weight": (d, ffn)}
     for name, shape in shapes.items():
         w.add_tensor(name, (rng.standard_normal(shape) * 0.1).astype(np.float32))
+    for name, value in (extra or {}).items():
+        w.add_tensor(name, value)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -145,11 +145,13 @@ class SpeculativeDecoder:
     engine = "ttnn" runs the whole step on a Tenstorrent card (speculative/device_step.py): the pair's target
     and draft as ttnn decoders (models/ttnn_llama.py, weights copied from the host models), our three kernels
     between them, the host reading back only the accepted counts and tokens; greedy, drafter "model", int k.
+    trace (engine "ttnn" only): None replays each batch size's step as a captured ttnn trace where the device can
+    (a card with fast dispatch; the reason is said once where it cannot), True requires it, False never traces.
     """
 
     def __init__(self, pair: Pair, drafter: str | Drafter = "model", k: int | str = "auto",
-                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int | None = None, ops: str = "torch",
-                 engine: str = "host"):
+                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int | None = None,
+                 ops: str = "torch", engine: str = "host", trace: bool | None = None):
         if not (k == "auto" or (is_int(k) and 0 <= k <= MAX_DRAFT)):
             raise ValueError(f"k: got {k!r}, expected an int in 0..{MAX_DRAFT} (0 = the target alone) or 'auto'")
         if not (k_max is None or (is_int(k_max) and 1 <= k_max <= MAX_DRAFT)):
@@ -161,11 +163,15 @@ class SpeculativeDecoder:
                              "(the vocabulary)")
         if engine not in DECODER_ENGINES:
             raise ValueError(f"engine: got {engine!r}, expected one of {DECODER_ENGINES}")
+        if trace not in (None, True, False) or (trace is not None and engine != "ttnn"):
+            raise ValueError(f"trace: got {trace!r} with engine {engine!r}, expected None, or True / False with "
+                             "engine='ttnn' (a trace replays the step on a card)")
         if engine == "ttnn":
             check_ttnn_engine(pair, drafter, k, sampling)
-        self.engine = engine
+        self.engine, self.trace = engine, trace
         self._device_models: dict[int, tuple] = {}  # batch size -> (target, draft) on the card
         self._costs: dict[int, CostModel] = {}  # batch size -> the cost model k="auto" measured (or read)
+        self._device_steps: dict[int, object] = {}  # batch size -> its DeviceStep (and its captured trace)
         self.auto = k == "auto"
         if isinstance(drafter, str) and drafter not in DRAFTERS:
             raise ValueError(f"drafter: got {drafter!r}, expected one of {sorted(DRAFTERS)} or a Drafter")
@@ -229,7 +235,9 @@ class SpeculativeDecoder:
         if self.k == 0:
             from tt_specdec.speculative.stats import Stats
             return Generation(device_generate_plain(target, prompts, max_new_tokens, self.eos_token_id), Stats())
-        return device_generate(DeviceStep(target, draft, self.k), prompts, max_new_tokens, self.eos_token_id)
+        if len(prompts) not in self._device_steps:  # kept: its trace replays in every later call
+            self._device_steps[len(prompts)] = DeviceStep(target, draft, self.k, trace=self.trace)
+        return device_generate(self._device_steps[len(prompts)], prompts, max_new_tokens, self.eos_token_id)
 
     def generate(self, prompt: str, max_new_tokens: int = 64, seed: int = 0,
                  on_text: Callable[[str], None] | None = None, chat: bool = False) -> tuple[str, Generation]:

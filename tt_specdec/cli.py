@@ -115,6 +115,8 @@ def cmd_generate(args) -> int:
 
     sampling = sampling_of(args)  # bad settings fail before any model loads
     check_common(args)
+    if args.no_trace and not args.device:
+        raise ValueError("--no-trace: given without --device, expected only with --device (the card's step)")
     if args.device:  # the whole step on a card: greedy, the draft model, a fixed k
         from tt_specdec.runtime import device
         reason = device.unavailable_reason()
@@ -122,7 +124,8 @@ def cmd_generate(args) -> int:
             print(f"tt-specdec generate --device: {reason}", file=sys.stderr)
             return 2
         k = 4 if args.k == "auto" else args.k
-        dec = SpeculativeDecoder(load(args), args.drafter or "model", k, sampling, engine="ttnn")
+        dec = SpeculativeDecoder(load(args), args.drafter or "model", k, sampling, engine="ttnn",
+                                 trace=False if args.no_trace else None)
     else:
         dec = SpeculativeDecoder(load(args), args.drafter or DEFAULT_DRAFTER[args.pair], args.k, sampling,
                                  ops=args.ops)
@@ -144,6 +147,8 @@ def cmd_bench(args) -> int:
     from tt_specdec import __version__
     from tt_specdec.bench import harness as bench
 
+    if args.no_trace and not args.device:
+        raise ValueError("--no-trace: given without --device, expected only with --device (the card's step)")
     if args.device:  # the fused ops' kernels on a card (ttnn.generic_op) against the torch path
         from tt_specdec.bench.card import bench_card
         return bench_card(args)
@@ -254,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--device", action="store_true",
                    help="the whole speculative step on a Tenstorrent card (ttnn decoders, our kernels; greedy, "
                         "drafter model, k 4 unless given); refused with the reason when no card or no ttnn")
+    g.add_argument("--no-trace", action="store_true",
+                   help="with --device: run every step untraced (default: replay a captured ttnn trace from the "
+                        "second step on, where the device can)")
     add_model_args(g)
     add_sampling_args(g)
     g.set_defaults(func=cmd_generate)
@@ -274,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="time the fused ops' kernels on a Tenstorrent card (ttnn.generic_op) against the torch path, "
                         "checking they agree; skipped with the reason when no card or no ttnn")
     b.add_argument("--repeats", type=int, default=1, help="--device only: timing repeats (x10, at least 3)")
+    b.add_argument("--no-trace", action="store_true",
+                   help="with --device: the whole-step timing runs every step untraced (default: a captured "
+                        "ttnn trace replays from the second step on, where the device can)")
     add_model_args(b)
     add_sampling_args(b)
     b.set_defaults(func=cmd_bench)

@@ -9,6 +9,8 @@ what else is in the batch, and a seeded run reproduces exactly.
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import functools
 import math
 
 import numpy as np
@@ -20,7 +22,7 @@ MASK32 = 0xFFFFFFFF
 SMALL_HASH = 64  # values hashed as Python ints (below) rather than as numpy arrays
 # streams: which random decision a uniform is for
 STREAM_DRAFT = 1  # draft token t sampled from q_t
-STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t)
+STREAM_ACCEPT = 2  # accept test of draft t: u < p_t(d_t) / q_t(d_t) (a tree's node t: index t - 1)
 STREAM_SAMPLE = 3  # the recovered / bonus token (and plain decoding's token)
 STREAM_GUMBEL = 4  # coupled mode: the Gumbel noise of (row seed, absolute position, token id)
 MASKED = -1e30  # coupled scores of tokens outside the processed distribution's support (finite: argmax checks)
@@ -64,7 +66,12 @@ def hash_seed(seed: torch.Tensor, *counters) -> torch.Tensor:
 
 def uniform(seed: torch.Tensor, stream: int, index) -> torch.Tensor:
     """Uniforms in [0, 1) (float64, 24-bit) for per-row seeds [B] and indices broadcast against them."""
-    return torch.from_numpy(np.asarray((_hash(seed, stream, index) >> 8) * (1.0 / (1 << 24))))  # 0-d stays an array
+    return torch.from_numpy(np.asarray(uniform_bits(seed, stream, index) * (1.0 / (1 << U_BITS))))  # 0-d stays an array
+
+
+def uniform_bits(seed, stream: int, index) -> np.ndarray:
+    """The integers U [...] (int64, 0 .. 2^24 - 1) of uniform's U / 2^24: what the integer accept rule uses."""
+    return _hash(seed, stream, index) >> (32 - U_BITS)
 
 
 def step_seeds(seed: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -314,3 +321,77 @@ def sample_next(logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, i
         return coupled_sample(process_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p),
                               seeds, index)
     return greedy_or_sample(logits, sampling.temperature, sampling.top_k, sampling.top_p, step_seeds(seeds, index))
+
+
+# ---- speculative sampling's accept rule in integers (accept_prefix: torch, reference, kernels) ----------------
+X_FRAC = 24  # fractional bits of x = (s_max - s) * log2(e) / temperature
+W_ONE_SHIFT = 31  # the most likely token's weight is 2^31
+ALIGN_BITS = 38  # the larger-exponent logit of a difference is shifted left by this much (below 2^62)
+U_BITS = 24  # a uniform is U / 2^24, U = hash >> 8
+TOP_P_BITS = 32  # top_p as ceil(top_p * 2^32)
+
+
+def fixed_params(temperature: float, top_p: float) -> tuple[int, int, int]:
+    """(scale, shift, top_p_fixed): what the host computes once per call (floats allowed here) for the sampled
+    accept rule, which is integer arithmetic from then on. It is written three times, bit for bit: vectorised
+    (tt_specdec/ops/accept_prefix/torch_impl.py), plain loops over Python ints (reference.py) and the
+    data-movement kernel (kernels/writer_accept_prefix_sampling.cpp, rv32im: no float or double anywhere).
+
+    Per row of logits (fp32 bits; bf16 is exact in fp32; other dtypes are rounded to fp32 first):
+    1. Logit v as A_v * 2^e_v (E, F its exponent and fraction fields: A = +-(F | 2^23 if E else F),
+       e = max(E, 1) - 150), exact. Order: the unsigned key of accept_prefix_common.hpp (-0 == +0).
+    2. The difference to the largest logit, d = s_max - s_v >= 0: with e0 = max(e_max, e_v) - 38, each A * 2^(e - e0)
+       (a left shift <= 38, or an arithmetic right shift: floor), d_int = their difference (< 2^63); exact
+       unless the exponents are more than 38 apart, then off by < 1 in 2^61 of d. Kept to 32 bits: nb =
+       bitlength(d_int), D = d_int >> max(0, nb - 32), De = e0 + max(0, nb - 32) (truncation, relative < 2^-31).
+    3. x = d * log2(e) / temperature in Q24: c = log2(e) / temperature = scale * 2^-shift, 2^30 <= scale < 2^31
+       (rounded: relative < 2^-31); P = D * scale (< 2^63), r = shift - 24 - De; X = 0 if D == 0, "infinite"
+       if r <= 0 (then X >= 2^30), else ((P >> (r - 1)) + 1) >> 1 (r capped at 64: rounded half up).
+    4. w = 2^31 * 2^-x from X = xi * 2^24 + f1 * 2^16 + f2 * 2^8 + f3: three 256-entry tables T_j[i] =
+       round(2^31 * 2^(-i / 2^(8 j))) (exp2_tables; the kernel header holds the same numbers), m = (T1[f1] *
+       T2[f2] + 2^30) >> 31, m = (m * T3[f3] + 2^30) >> 31, w = (m + (2^xi >> 1)) >> xi; w = 0 when xi >= 32.
+       The largest logit gets exactly 2^31.
+    5. top-k: tokens whose key >= the k-th largest key (ties kept); z_k = sum of their w (uint64).
+    6. top-p (top_p_fixed = ceil(top_p * 2^32), off when >= 2^32, i.e. top_p == 1): T = ceil(top_p_fixed * z_k /
+       2^32) (multiword); among the top-k tokens ordered by key descending then index ascending, a token is
+       kept when the w of the tokens before it sums to < T (the first always: T >= 1). z = sum of the kept w.
+    7. p(v) = w_v / z on the kept set, 0 elsewhere.
+    8. Accept d with u = U / 2^24 (U = the counter hash >> 8) and q = q_t(d) as fp32 = M * 2^-sh (M its 24-bit
+       significand, sh = 150 - max(E, 1); no draft probs: q = 1.0): accepted iff U * M * z * 2^max(0, -g) <
+       w_d * 2^max(0, g), g = 24 + sh: u * q < p(d) exactly, 128-bit words in the kernel.
+    9. Residual at a rejection: R_v = max(0, pw_v - qz_v), pw = w on the kept set (0 elsewhere), qz_v =
+       floor(q_v * z) (z = zh * 2^24 + zl: floor((M * zh + ((M * zl) >> 24)) >> min(sh - 24, 63)); q >= 1 (sh
+       <= 23): R_v = 0). Without draft probs q is one-hot on d (R_d = 0, R_v = pw_v elsewhere). If sum R == 0
+       (p == q on the support), R = pw. The bonus row: R = pw.
+   10. Sample with U' (the STREAM_SAMPLE uniform): threshold = floor(U' * sum R / 2^24) = U' * (S >> 24) +
+       ((U' * (S & (2^24 - 1))) >> 24); the token is the first v whose running sum of R exceeds it.
+
+    Bit budgets: w <= 2^31 and V < 2^32 keep every sum below 2^63 (z >> 24 < 2^39: M * zh < 2^63); U * M * z <
+    2^111 and w * 2^g are compared in 128 bits. No 64-bit division anywhere (ceilings are per row, on core 0).
+
+    Error against float64 (process_logits): |x - x_exact| <= 2^-25 (rounding) + 2 * 32 * 2^-31 (D, scale) <=
+    2^-24 where w > 0, so w_v = 2^31 * 2^-x_v * (1 + e_v) + f_v with |e_v| <= 2^-24 ln 2 + 5 * 2^-31 < 4.5e-8
+    (tables and products) and |f_v| <= 1/2 (the final shift; tokens with x >= 32 get 0, losing < 1/2 each). For
+    softmax e_v (no top-p): |p_v - e_v| <= 2 * 4.5e-8 * e_v + (1 + V * e_v) * 2^-31 (1 + 1e-7); summed over v,
+    < 1e-7 + V * 2^-30. top-p decides on these p: a token whose float mass-before is within that of top_p may
+    fall on the other side. The residual's floor moves each R_v by < 1: the chain's output distribution is p
+    within (1 + V * R_v / sum R) / z per token, < V * 2^-30 in total (z >= 2^31); the accept test is exact.
+    """
+    ft, et = math.frexp(temperature)  # c = (log2(e) / ft) * 2^-et: no overflow at any temperature > 0
+    fm, em = math.frexp(math.log2(math.e) / ft)
+    scale = round(fm * (1 << 31))
+    if scale == 1 << 31:
+        scale, em = 1 << 30, em + 1
+    top_p_fixed = math.ceil(top_p * (1 << TOP_P_BITS))  # top_p * 2^32 is exact in a double
+    return scale, 31 + et - em, top_p_fixed if top_p_fixed < 1 << TOP_P_BITS else 0
+
+
+@functools.cache
+def exp2_tables() -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """T1, T2, T3 [256] of fixed_params step 4: round(2^31 * 2^(-i / 2^8)), 2^(-i / 2^16), 2^(-i / 2^24),
+    correctly rounded (60-digit decimals)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        two = decimal.Decimal(2)
+        return tuple(tuple(int((two ** (31 - decimal.Decimal(i) / (1 << bits))).to_integral_value(
+            decimal.ROUND_HALF_EVEN)) for i in range(256)) for bits in (8, 16, 24))

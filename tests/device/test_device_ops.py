@@ -12,9 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tt_specdec.ops import accept_prefix, rollback_kv, verify_attention
+from tt_specdec.ops.accept_prefix import accept_tree
 from tt_specdec.ops.accept_prefix.reference import accept_prefix as accept_prefix_reference
+from tt_specdec.ops.accept_prefix.reference import accept_tree as accept_tree_reference
+from tt_specdec.ops.accept_prefix.reference import random_tree
 from tt_specdec.ops.rollback_kv.reference import random_rollback_step
 from tt_specdec.ops.rollback_kv.reference import rollback_kv as rollback_kv_reference
+from tt_specdec.ops.verify_attention import tree_mask_from_parents
+from tt_specdec.ops.verify_attention.reference import random_parents
 from tt_specdec.ops.verify_attention.reference import verify_attention as verify_attention_reference
 from tt_specdec.runtime import device
 
@@ -44,6 +49,18 @@ def test_greedy_accept_prefix_on_the_card(B, k, V, dtype, seed, flip_rate, dynam
     ref_n, ref_out = accept_prefix_reference(logits, drafts, num_draft=num_draft)
     assert torch.equal(n, ref_n), (n, ref_n)
     assert torch.equal(out, ref_out), (out, ref_out)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 4), T=st.sampled_from([1, 2, 5, 17, 32]), V=st.sampled_from(VOCABS),
+       dtype=st.sampled_from([torch.bfloat16, torch.float32]), seed=st.integers(0, 2**31 - 1),
+       tie_heavy=st.booleans(), follow=st.sampled_from([0.0, 0.7, 1.0]))
+def test_greedy_accept_tree_on_the_card(B, T, V, dtype, seed, tie_heavy, follow):
+    logits, tokens, parents = random_tree(B, T, V, dtype, seed, tie_heavy, follow)
+    got = accept_tree(logits, tokens, parents, backend="device")
+    want = accept_tree_reference(logits, tokens, parents)
+    for g, w, name in zip(got, want, ("num_accepted", "output_tokens", "accepted_slots")):
+        assert torch.equal(g, w), (name, g, w)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -113,10 +130,11 @@ def test_rollback_kv_compaction_on_the_card(B, k, block_size, layers, dtype, see
 @given(B=st.integers(1, 4), T=st.integers(1, 8), Hkv=st.integers(1, 4), group=st.sampled_from([1, 2, 4, 8]),
        D=st.sampled_from([32, 64, 128]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
        block_size=st.sampled_from([None, 32, 64]), S=st.sampled_from([32, 64, 100, 160, 2048]),
-       seed=st.integers(0, 2**31 - 1))
-def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S, seed):
+       tree=st.sampled_from([None, "tree", "forest"]), seed=st.integers(0, 2**31 - 1))
+def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S, tree, seed):
     """Tolerance as on the emulator (tests/emu/test_emu_verify_attention.py): fp32 1e-5 relative and
-    absolute; bf16 one bf16 ulp (2^-7 relative) over the float64 reference."""
+    absolute; bf16 one bf16 ulp (2^-7 relative) over the float64 reference. tree: a random token tree
+    (tree_mask) instead of the staircase."""
     g = torch.Generator().manual_seed(seed)
     Hq = Hkv * group
     q = torch.randn(B, T, Hq, D, generator=g).to(dtype)
@@ -128,8 +146,9 @@ def test_verify_attention_on_the_card(B, T, Hkv, group, D, dtype, block_size, S,
         max_blocks = -(-S // block_size)
         k, v = (torch.randn(B * max_blocks, Hkv, block_size, D, generator=g).to(dtype) for _ in range(2))
         page_table = torch.randperm(B * max_blocks, generator=g).view(B, max_blocks)
-    out = verify_attention(q, k, v, pos, page_table=page_table, backend="device")
-    ref = verify_attention_reference(q, k, v, pos, page_table=page_table).double()
+    tree_mask = None if tree is None else tree_mask_from_parents(random_parents(B, T, g, forest=tree == "forest"))
+    out = verify_attention(q, k, v, pos, page_table=page_table, tree_mask=tree_mask, backend="device")
+    ref = verify_attention_reference(q, k, v, pos, page_table=page_table, tree_mask=tree_mask).double()
     rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (2**-7, 1e-6)
     err = (out.double() - ref).abs()
     assert bool((err <= atol + rtol * ref.abs()).all()), f"max error {err.max().item()}"

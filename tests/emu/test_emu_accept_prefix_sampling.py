@@ -1,7 +1,11 @@
 """accept_prefix sampling kernels (tt_specdec/ops/accept_prefix/kernels/*_sampling.cpp) on the emulator: seeded
-results equal the plain-loop reference token for token (same counter-based uniforms, float64
-math), with temperature, top-k and top-p, with and without draft probabilities, over B 1..8,
-k 1..15, edge vocabularies, tie-heavy logits, bf16 and fp32; each row is read from DRAM once."""
+results equal the plain-loop reference token for token (same counter-based uniforms, the integer
+procedure of sampling.fixed_params: no rounding edge anywhere, top-p's included), with temperature,
+top-k and top-p, with and without draft probabilities, over B 1..8, k 1..15, edge vocabularies,
+tie-heavy logits, bf16 and fp32; each row is read from DRAM once."""
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +15,7 @@ from tt_specdec.ops import accept_prefix
 from tt_specdec.ops.accept_prefix import reference
 from tt_specdec.ops.accept_prefix.program import accept_prefix_sampling_emu, split_vocab
 from tt_specdec.runtime import emu
-from tt_specdec.sampling import process_logits
+from tt_specdec.sampling import exp2_tables, process_logits
 
 VOCABS = [2, 31, 33, 100, 2047, 2049, 4103, 6001]
 
@@ -37,17 +41,6 @@ def make_case(B, k, V, dtype, seed, draft_kind):
         q = torch.softmax(torch.randn(B, k, V, generator=g) * 2, -1)
     drafts = torch.multinomial(q.reshape(-1, V).double(), 1, generator=g).view(B, k)
     return logits, drafts, q
-
-
-def near_top_p_edge(logits, temperature, top_k, top_p):
-    """True when some mass of more likely tokens is within rounding of top_p: there the kernels,
-    the torch op and the reference sum in different orders and may keep different sets."""
-    if top_p >= 1.0:
-        return False
-    p = process_logits(logits.reshape(-1, logits.shape[-1]), temperature, top_k, 1.0)
-    sorted_p = torch.sort(p, dim=-1, descending=True, stable=True).values
-    mass_before = torch.cumsum(sorted_p, -1) - sorted_p
-    return bool(((mass_before - top_p).abs() < 1e-9).any())
 
 
 def check(logits, drafts, q, num_draft, temperature, seed, max_cores=8, top_k=0, top_p=1.0):
@@ -79,8 +72,7 @@ def test_sampling_matches_reference(B, k, V, dtype, case_seed, draft_kind, dynam
     num_draft = torch.randint(-1, k + 1, (B,), generator=torch.Generator().manual_seed(case_seed)) if dynamic_k else None
     for temperature, top_k, top_p, seed in runs:
         top_k = V - 1 if top_k == -1 else top_k
-        if not near_top_p_edge(logits, temperature, top_k, top_p):
-            check(logits, drafts, q, num_draft, temperature, seed, max_cores, top_k, top_p)
+        check(logits, drafts, q, num_draft, temperature, seed, max_cores, top_k, top_p)  # integers: no edge to skip
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
@@ -211,3 +203,38 @@ def test_an_int_seed_is_one_seed_for_the_call_with_rows_independent():
     for kwargs in (dict(seed=9), dict(seed=row_seeds(9, B), backend="emu")):
         n_other, out_other = accept_prefix(logits, drafts, temperature=1.0, **kwargs)
         assert torch.equal(n, n_other) and torch.equal(out, out_other)
+
+
+def test_the_kernel_header_holds_the_exp2_tables_of_sampling():
+    """The kernels' T1..T3 (accept_prefix_common.hpp) are sampling.exp2_tables, number for number."""
+    header = (Path(reference.__file__).parent / "kernels" / "accept_prefix_common.hpp").read_text()
+    for j, table in enumerate(exp2_tables(), 1):
+        body = re.search(rf"EXP2_T{j}\[256\] = \{{(.*?)\}};", header, re.S).group(1)
+        assert [int(v) for v in re.findall(r"(\d+)u", body)] == list(table)
+
+
+EXTREME_LOGITS = [3e38, -3e38, 1e30, -1e30, 7e4, 1.0, 1e-40, -1e-40, 1e-45, 0.0, -0.0, -7e4]
+EXTREME_Q = [1e-45, 1e-40, 1e-30, 0.25, 1.0, 3.0, 1e20, 3e38]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1e-30, 1e-3, 1.0, 1e30])
+def test_extreme_logits_probabilities_and_temperatures_match_the_reference(dtype, temperature):
+    """Every branch of the integer procedure: exponents more than 38 apart (the right shift), subnormal
+    logits and q, x past 2^30 / 2^24 (r <= 0), q >= 1 (no residual) and q >= 2^47 (the accept test's g < 0)."""
+    g = torch.Generator().manual_seed(int(temperature > 1))
+    B, k, V = 3, 3, 64
+    # each row mixes 3 of the values, so that its largest varies and other tokens keep a weight
+    picks = torch.rand(B, k + 1, len(EXTREME_LOGITS), generator=g).argsort(-1)[..., :3]  # [B, k+1, 3]
+    row_values = torch.tensor(EXTREME_LOGITS)[picks]
+    logits = row_values.gather(-1, torch.randint(0, 3, (B, k + 1, V), generator=g)).to(dtype)
+    q = torch.tensor(EXTREME_Q)[torch.randint(0, len(EXTREME_Q), (B, k, V), generator=g)]
+    # drafts: the row's largest logit (p > 0: the accept test runs on q) or any token
+    drafts = torch.where(torch.rand(B, k, generator=g) < 0.7, logits[:, :k].float().argmax(-1),
+                         torch.randint(0, V, (B, k), generator=g))
+    for seed in range(6):
+        for probs, top_k, top_p in ((q, 5 * (seed % 3), (1.0, 0.7, 0.3)[seed % 3]), (None, 0, 0.5)):
+            n, out, _ = check(logits, drafts, probs, None, temperature, seed, 2, top_k, top_p)
+            torch_n, torch_out = accept_prefix(logits, drafts, draft_probs=probs, temperature=temperature,
+                                               top_k=top_k, top_p=top_p, seed=seed)
+            assert torch.equal(torch_n, n) and torch.equal(torch_out, out)

@@ -1,7 +1,9 @@
 """verify_attention kernels (tt_specdec/ops/verify_attention/kernels/) on the emulator against
 the plain-loop reference: T 1..8 query rows, GQA ratios 1..8 packed into one 32-row tile, D 32 to
 128, positions across tile and page boundaries, contiguous and paged caches, bf16 and fp32, the
-chunks of one (b, h) split over 1..5 cores and merged (idle splits on short contexts included).
+chunks of one (b, h) split over 1..5 cores and merged (idle splits on short contexts included);
+token trees (tree_mask, up to 32 rows, forests included) the same ways, and a chain's tree mask
+giving the chain program's bits.
 
 Tolerance, what a card meets: the matrix unit reads fp32 as TF32 (10 mantissa bits), so
 |out - ref| <= 2^-8 (1 + |ref|) for fp32 inputs and 2^-7 (1 + |ref|) for bf16 (its output rounding on top)."""
@@ -10,14 +12,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tt_specdec.ops.verify_attention import reference
+from tt_specdec.ops.verify_attention import reference, tree_mask_from_parents
+from tt_specdec.ops.verify_attention.reference import random_parents
 from tt_specdec.ops.verify_attention.program import verify_attention_emu
 from tt_specdec.runtime import emu
 
 
-def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=None):
-    """block_size: a paged cache of S / block_size blocks per sequence, shuffled over the pool,
-    blocks past pos + T - 1 left unallocated (-1)."""
+def make_case(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None):
+    """(q, k, v, pos, page_table). block_size: a paged cache of S / block_size blocks per sequence,
+    shuffled over the pool, blocks past pos + T - 1 left unallocated (-1)."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(B, T, Hq, D, generator=g).to(dtype)
     pos = torch.tensor(pos)
@@ -33,8 +36,14 @@ def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=No
         ids = torch.randperm(pool, generator=g)[:B * max_blocks].view(B, max_blocks)
         used = (pos + T - 1).div(block_size, rounding_mode="floor") + 1  # blocks holding keys 0 .. pos + T - 1
         page_table = torch.where(torch.arange(max_blocks).view(1, -1) < used.view(-1, 1), ids, -1)
-    out, result = verify_attention_emu(q, k, v, pos, page_table=page_table, kv_splits=kv_splits)
-    ref = reference.verify_attention(q, k, v, pos, page_table=page_table).double()
+    return q, k, v, pos, page_table
+
+
+def check(B, T, Hq, Hkv, S, D, pos, dtype, seed=0, block_size=None, kv_splits=None, tree_mask=None):
+    """The kernels against the reference on make_case's inputs; tree_mask [B, T, T] or the staircase."""
+    q, k, v, pos, page_table = make_case(B, T, Hq, Hkv, S, D, pos, dtype, seed, block_size)
+    out, result = verify_attention_emu(q, k, v, pos, page_table=page_table, kv_splits=kv_splits, tree_mask=tree_mask)
+    ref = reference.verify_attention(q, k, v, pos, page_table=page_table, tree_mask=tree_mask).double()
     # What a card meets: the matrix unit's sources are TF32 (fp32 loses 13 mantissa bits, up to 2^-10
     # relative per operand, on P, V, l and the fp32 intermediates), so errors scale with the values summed
     # (|V| ~ 1 here), not with the output alone; bf16 output adds its own rounding.
@@ -109,3 +118,84 @@ def test_llama_8b_shape_spreads_over_half_the_grid():
     assert B * Hkv * auto_kv_splits(B, Hkv, S) >= 32
     result = check(B, T, Hq, Hkv, S, D, [S - T], torch.bfloat16)
     assert len({s["core"] for s in result.stats if s["kernel"] == "compute_verify_attention"}) >= 32
+
+
+# ---- token trees: row t sees the cache and its ancestors (tree_mask), T <= 32 --------------------
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 3), T=st.integers(1, 32), Hkv=st.integers(1, 2), group=st.sampled_from([1, 2, 4, 8]),
+       D=st.sampled_from([32, 64]), dtype=st.sampled_from([torch.bfloat16, torch.float32]),
+       block_size=st.sampled_from([None, 32, 64]), kv_splits=st.sampled_from([None, 1, 2, 3]),
+       forest=st.booleans(), data=st.data())
+def test_tree_matches_reference(B, T, Hkv, group, D, dtype, block_size, kv_splits, forest, data):
+    """Random trees from random parent arrays; T * group > 32 runs as row blocks that keep pos."""
+    S = data.draw(st.sampled_from([64, 100, 160]))
+    edges = [p for p in (0, 1, 30, 31, 32, 33, 63, 64, S - T) if 0 <= p <= S - T]
+    pos = data.draw(st.lists(st.sampled_from(edges), min_size=B, max_size=B))
+    seed = data.draw(st.integers(0, 1000))
+    tree = tree_mask_from_parents(random_parents(B, T, torch.Generator().manual_seed(seed), forest=forest))
+    check(B, T, Hkv * group, Hkv, S, D, pos, dtype, seed=seed, block_size=block_size, kv_splits=kv_splits,
+          tree_mask=tree)
+
+
+@pytest.mark.parametrize("group, block_size", [(1, None), (2, 64)])  # one tile row; two row blocks of 16, paged
+def test_tree_of_32_rows_across_chunks_split_over_cores(group, block_size):
+    """32 tree rows whose keys pos .. pos + 31 straddle a chunk boundary, each (b, h)'s chunks dealt over
+    3 cores and merged."""
+    B, T, Hkv, S, D = 2, 32, 2, 320, 64
+    tree = tree_mask_from_parents(random_parents(B, T, torch.Generator().manual_seed(7)))
+    result = check(B, T, Hkv * group, Hkv, S, D, [70, 250], torch.bfloat16, seed=7, block_size=block_size,
+                   kv_splits=3, tree_mask=tree)
+    q_bytes, chunk_bytes = (D // 32) * 2048, 2 * (D // 32) * 2048
+    with_chunks = [s for s in result.stats
+                   if s["kernel"] == "reader_verify_attention" and s["dram_bytes_read"] >= q_bytes + chunk_bytes]
+    assert len(with_chunks) == group * B * Hkv * 3  # each row block: all 3 splits of every (b, h) active
+
+
+@pytest.mark.parametrize("pos", [0, 32, 63])
+def test_rows_that_see_only_themselves(pos):
+    """A forest of T roots: past the cache each row sees its own key alone, including the key at pos
+    (no longer seen by every row), with a split starting at the chunk that holds pos."""
+    B, T = 1, 8
+    tree = torch.eye(T, dtype=torch.bool).view(1, T, T)
+    check(B, T, 4, 2, 128, 32, [pos], torch.float32, kv_splits=2, tree_mask=tree)
+
+
+@pytest.mark.parametrize("B, T, Hq, Hkv, S, D, pos, dtype, block_size, kv_splits", [
+    (2, 6, 4, 2, 100, 32, [30, 64], torch.float32, None, 1),
+    (2, 8, 8, 2, 320, 64, [31, 200], torch.bfloat16, 64, 3),
+    (1, 12, 8, 1, 160, 32, [60], torch.bfloat16, None, 2),  # GQA 8: row blocks of 4 rows, at 60, 64, 68
+    (1, 32, 1, 1, 128, 32, [40], torch.float32, 32, 2),
+])
+def test_chain_tree_mask_is_the_chain_bit_for_bit(B, T, Hq, Hkv, S, D, pos, dtype, block_size, kv_splits):
+    """The staircase as a tree mask (parents t - 1) through the tree program gives the chain program's
+    bits, and costs only each core's read of its bitmask row."""
+    q, k, v, pos, page_table = make_case(B, T, Hq, Hkv, S, D, pos, dtype, 5, block_size)
+    chain = tree_mask_from_parents(torch.arange(-1, T - 1).repeat(B, 1))
+    out_tree, r_tree = verify_attention_emu(q, k, v, pos, page_table=page_table, kv_splits=kv_splits,
+                                            tree_mask=chain)
+    out_chain, r_chain = verify_attention_emu(q, k, v, pos, page_table=page_table, kv_splits=kv_splits)
+    assert torch.equal(out_tree, out_chain)
+    reads = lambda r: r.bytes_by_kernel("dram_bytes_read")["reader_verify_attention"]  # noqa: E731
+    cores = sum(1 for s in r_tree.stats if s["kernel"] == "reader_verify_attention")
+    rows = max(32 // (Hq // Hkv), 1)
+    bitmask_bytes = sum(min(rows, T - t) * 4 for t in range(0, T, rows)) * B * Hkv * kv_splits
+    assert cores == len(range(0, T, rows)) * B * Hkv * kv_splits
+    assert reads(r_tree) - reads(r_chain) == bitmask_bytes
+
+
+def test_tree_rows_past_32_are_refused_naming_tree_mask():
+    q, k = torch.randn(1, 33, 1, 32), torch.randn(1, 1, 64, 32)
+    tree = torch.ones(1, 33, 33, dtype=torch.bool).tril()
+    with pytest.raises(NotImplementedError, match=r"tree_mask: got T=33 tree rows, the kernels take at most 32"):
+        verify_attention_emu(q, k, k, torch.tensor([0]), tree_mask=tree)
+
+
+def test_a_row_that_does_not_see_itself_is_caught_by_the_reader():
+    """Bitmasks that bypass check_tree_mask (given to the program directly) are refused by the reader:
+    row 0's own bit places the splits."""
+    from tt_specdec.ops.verify_attention.program import host_inputs
+    q, k = torch.randn(1, 2, 1, 32), torch.randn(1, 1, 64, 32)
+    prog, tensors = host_inputs(q, k, k, torch.tensor([3]), tree_bits=torch.tensor([[0, 3]], dtype=torch.int32))
+    with pytest.raises(emu.EmuError, match=r"reader_verify_attention.*ASSERT failed: seen\[0\] != 0"):
+        emu.run(prog, tensors)

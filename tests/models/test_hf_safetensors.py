@@ -1,17 +1,16 @@
 """The Hugging Face safetensors loader (models/hf_safetensors.py) on small synthetic checkpoints written by
-transformers itself (single file and sharded), and the ttnn decoder's RoPE tables against transformers'
-(llama3 scaling included). No hub: the models are built from configs."""
+transformers itself (single file and sharded); RoPE and its llama3 scaling: test_rope.py. No hub: the models
+are built from configs."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
 from tt_specdec.models.hf_safetensors import load_hf_llama  # noqa: E402
-from tt_specdec.models.llama import Llama, LlamaConfig  # noqa: E402
-from tt_specdec.models.ttnn_llama import LLAMA_3_1_8B, LLAMA_3_2_1B, TtLlamaConfig, rope_tables  # noqa: E402
+from tt_specdec.models.llama import Llama  # noqa: E402
+from tt_specdec.models.ttnn_llama import TtLlamaConfig  # noqa: E402
 
 TINY = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, rope_theta=10000.0, rms_norm_eps=1e-5, max_position_embeddings=128)
@@ -33,8 +32,7 @@ def test_loader_gives_our_llama_the_same_logits_as_transformers(tmp_path, tie, s
         assert (tmp_path / "model.safetensors.index.json").is_file()
     cfg, state = load_hf_llama(tmp_path, torch.float32)
     assert (cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.tie_embeddings) == (64, 2, 4, 2, tie)
-    ours = Llama(LlamaConfig(cfg.vocab_size, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.ffn_dim, 128,
-                             cfg.rope_theta, cfg.norm_eps, cfg.tie_embeddings))
+    ours = Llama(cfg.llama_config(max_seq_len=128))
     ours.load_state_dict(state, strict=True)
     tokens = torch.randint(0, 300, (2, 17), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -52,22 +50,6 @@ def test_loader_refuses_a_missing_tensor_naming_it(tmp_path):
     save_file(state, str(f), metadata={"format": "pt"})
     with pytest.raises(ValueError, match="layers.1.w_up.weight"):
         load_hf_llama(tmp_path)
-
-
-@pytest.mark.parametrize("ours", [LLAMA_3_2_1B, LLAMA_3_1_8B])
-def test_rope_tables_match_transformers_with_llama3_scaling(ours):
-    factor, low, high, original = ours.rope_scaling
-    hf = transformers.LlamaConfig(hidden_size=ours.dim, num_attention_heads=ours.n_heads, rope_theta=ours.rope_theta,
-                                  max_position_embeddings=131072,
-                                  rope_scaling=dict(rope_type="llama3", factor=factor, low_freq_factor=low,
-                                                    high_freq_factor=high, original_max_position_embeddings=original))
-    rope = transformers.models.llama.modeling_llama.LlamaRotaryEmbedding(hf)
-    x = torch.zeros(1, 1, ours.head_dim)
-    positions = torch.tensor([[0, 1, 5, 1000, 4095]])
-    cos, sin = rope(x, positions)
-    our_cos, our_sin = rope_tables(ours, 4096)
-    np.testing.assert_allclose(our_cos[positions[0].numpy()], cos[0].numpy(), atol=2e-4)
-    np.testing.assert_allclose(our_sin[positions[0].numpy()], sin[0].numpy(), atol=2e-4)
 
 
 def test_config_from_a_hf_config_json():

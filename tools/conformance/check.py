@@ -119,6 +119,12 @@ CASES: dict[str, list[dict]] = {
         dict(B=4, k=4, V=4103, logits_dtype=FP32, temperature=1.0, has_draft_probs=True),
         dict(B=8, k=7, V=49152, logits_dtype=BF16, temperature=0.3, has_draft_probs=True),
     ],
+    "accept_tree_program": [  # greedy token trees: T node rows, [B, T] tokens and parents
+        dict(B=1, T=1, V=32, logits_dtype=BF16),  # the root alone
+        dict(B=4, T=5, V=2049, logits_dtype=BF16),
+        dict(B=8, T=32, V=49152, logits_dtype=FP32),
+        dict(B=3, T=16, V=6001, logits_dtype=FP32, max_cores=3),
+    ],
     "verify_attention_program": [
         dict(B=1, T=1, Hq=1, Hkv=1, S=32, D=32, dtype=BF16, scale=0.17677669529663687),
         dict(B=2, T=5, Hq=9, Hkv=3, S=256, D=64, dtype=BF16, scale=0.125),
@@ -129,6 +135,11 @@ CASES: dict[str, list[dict]] = {
         dict(B=8, T=1, Hq=8, Hkv=8, S=128, D=64, dtype=BF16, scale=0.125),  # plain decode, no GQA
         dict(B=2, T=4, Hq=16, Hkv=2, S=1024, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
              block_size=32, max_blocks=32, kv_splits=2),  # paged, GQA 8 (32 packed rows), 2 splits
+        # token trees: the row bitmasks [B, T] read into a DRAM-aligned CB
+        dict(B=2, T=5, Hq=9, Hkv=3, S=256, D=64, dtype=BF16, scale=0.125, tree=True),
+        dict(B=1, T=32, Hq=3, Hkv=3, S=2048, D=64, dtype=BF16, scale=0.125, kv_splits=4, tree=True),
+        dict(B=4, T=16, Hq=8, Hkv=4, S=512, D=128, dtype=FP32, scale=0.08838834764831845, num_blocks=64,
+             block_size=64, max_blocks=8, kv_splits=2, tree=True),  # paged, GQA 2 (32 packed rows), 2 splits
     ],
     "kv_write_program": [
         dict(B=1, T=1, Hkv=1, D=32, dtype=BF16, S=32),
@@ -392,12 +403,22 @@ def check_op_wrappers(dev, report: Report) -> None:
                         accepted_slots=slots, k_cache=kc, v_cache=vc)
         assert list(r.pos.shape) == [B], r.pos.shape
 
+    def tree_accept():
+        from tt_specdec.ops.accept_prefix import accept_tree
+        T = k + 1  # a chain-shaped tree of T nodes
+        tree_logits = ttnn.empty([B, T, V], ttnn.bfloat16, rm, dev, ttnn.DRAM_MEMORY_CONFIG)
+        tokens = ttnn.Tensor([1] * (B * T), [B, T], ttnn.int32, rm, dev)
+        parents = ttnn.Tensor(list(range(-1, T - 1)) * B, [B, T], ttnn.int32, rm, dev)
+        n, out, tree_slots = accept_tree(tree_logits, tokens, parents)
+        assert all(D.is_ttnn_tensor(x) for x in (n, out, tree_slots)), (type(n), type(out), type(tree_slots))
+        assert list(n.shape) == [B] and list(out.shape) == list(tree_slots.shape) == [B, T], (n.shape, out.shape)
+
     def kv_write_paged():
         from tt_specdec.ops.kv_write import kv_write
         kc, vc = tiles([16, 2, 64, 64]), tiles([16, 2, 64, 64])  # [blocks, Hkv, block, D]
         kv_write(tiles([B, 5, 2, 64]), tiles([B, 5, 2, 64]), kc, vc, row, page_table=table)
 
-    wrappers = {"rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
+    wrappers = {"accept_tree greedy": tree_accept, "rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
                 "rollback_kv compaction (paged)": lambda: rollback_compaction(True), "kv_write (paged)": kv_write_paged}
     for name, run in wrappers.items():
         try:

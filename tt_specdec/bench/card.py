@@ -76,7 +76,7 @@ def bench_step_card(args, ks: list[int]) -> int:
           f"{args.max_new_tokens} new tokens)")
     base, tok_s = None, {}
     for k in [0] + ks:
-        dec = SpeculativeDecoder(pair, "model", k, engine="ttnn")
+        dec = SpeculativeDecoder(pair, "model", k, engine="ttnn", trace=False if args.no_trace else None)
         t0, out, n = time.perf_counter(), [], 0
         for p in prompts:
             gen = dec.generate_ids([p], args.max_new_tokens)

@@ -47,7 +47,7 @@ class EagleHead(nn.Module):
         self.fc = nn.Linear(2 * cfg.dim, cfg.dim, bias=True)
         self.layer = Block(self.cfg)
         self.register_buffer("vocab_ids", vocab_ids.long())  # [N] full id of each head row, most frequent first
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rope_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.k_cache: torch.Tensor | None = None  # [B, Hkv, S, D]

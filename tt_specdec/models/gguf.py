@@ -113,6 +113,10 @@ def config_from_gguf(reader) -> LlamaConfig:
     if _field(reader, "llama.rope.scaling.type", "none") not in ("none", None):
         raise ValueError("GGUF llama.rope.scaling.type: RoPE scaling is not supported")
     names = {t.name for t in reader.tensors}
+    if "rope_freqs.weight" in names:  # llama.cpp's convert_hf_to_gguf.py writes llama3 scaling as this tensor
+        raise ValueError("GGUF tensor 'rope_freqs.weight': llama.cpp's per-frequency RoPE factors (Llama 3.x "
+                         "'llama3' scaling) are not read by this loader, expected none; load the Hugging Face "
+                         "directory instead (models/hf_safetensors.py reads rope_scaling from its config.json)")
     vocab = _field(reader, "llama.vocab_size")
     if vocab is None:
         vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
@@ -265,7 +269,7 @@ def _build(cfg: LlamaConfig, state: dict[str, torch.Tensor], dtype: torch.dtype)
     with torch.device("meta"):
         model = Llama(cfg)
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
-    cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)  # non-persistent buffers
+    cos, sin = rope_tables(cfg)  # non-persistent buffers
     model.rope_cos, model.rope_sin = cos, sin
     return model.to(dtype).eval().requires_grad_(False)
 

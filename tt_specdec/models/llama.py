@@ -16,6 +16,8 @@ from torch import nn
 
 from tt_specdec import ops
 from tt_specdec.errors import check_tokens, value_range
+from tt_specdec.models import rope
+from tt_specdec.models.rope import Llama3Scaling
 from tt_specdec.ops.verify_attention import tree_mask_from_parents
 
 
@@ -31,6 +33,11 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
+    rope_scaling: Llama3Scaling | None = None  # Llama 3.x "llama3" scaling (models/rope.py)
+
+    def __post_init__(self):
+        if self.rope_scaling is not None:  # a tuple or JSON list -> the named tuple
+            object.__setattr__(self, "rope_scaling", Llama3Scaling(*self.rope_scaling))
 
     @property
     def head_dim(self) -> int:
@@ -71,12 +78,10 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin [max_len, head_dim] in the rotate-half layout (HF Llama)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().float(), angles.sin().float()
+def rope_tables(cfg: LlamaConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [max_seq_len, head_dim] fp32 in the rotate-half layout, llama3-scaled when cfg says so."""
+    cos, sin = rope.rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
+    return torch.from_numpy(cos), torch.from_numpy(sin)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -126,7 +131,7 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rope_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch  # dtype names for the kernels' program description (tools/conformance/torchless.py provides them)
 
+from tt_specdec.models.rope import Llama3Scaling, rope_from_hf, rope_tables
 from tt_specdec.ops.kv_write.program import kv_write_program
 from tt_specdec.ops.verify_attention.program import auto_kv_splits, verify_attention_program
 from tt_specdec.runtime import device as D
@@ -54,8 +55,11 @@ class TtLlamaConfig:
     rope_theta: float = 10000.0  # rope_theta
     norm_eps: float = 1e-5  # rms_norm_eps
     tie_embeddings: bool = True  # tie_word_embeddings
-    # Llama 3.x "llama3" rope_scaling: (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)
-    rope_scaling: tuple[float, float, float, int] | None = None
+    rope_scaling: Llama3Scaling | None = None  # rope_scaling of rope_type "llama3" (models/rope.py)
+
+    def __post_init__(self):
+        if self.rope_scaling is not None:  # a plain tuple -> the named tuple
+            object.__setattr__(self, "rope_scaling", Llama3Scaling(*self.rope_scaling))
 
     @property
     def head_dim(self) -> int:
@@ -64,48 +68,34 @@ class TtLlamaConfig:
     @classmethod
     def from_hf(cls, name: str, hf: dict) -> "TtLlamaConfig":
         """From a Hugging Face config.json (a dict)."""
-        scaling = hf.get("rope_scaling") or None
-        if scaling is not None:
-            if scaling.get("rope_type", scaling.get("type")) != "llama3":
-                raise ValueError(f"rope_scaling: got {scaling}, expected none or rope_type 'llama3'")
-            scaling = (float(scaling["factor"]), float(scaling["low_freq_factor"]),
-                       float(scaling["high_freq_factor"]), int(scaling["original_max_position_embeddings"]))
+        theta, scaling = rope_from_hf(hf)
         return cls(name, int(hf["vocab_size"]), int(hf["hidden_size"]), int(hf["num_hidden_layers"]),
                    int(hf["num_attention_heads"]), int(hf.get("num_key_value_heads", hf["num_attention_heads"])),
-                   int(hf["intermediate_size"]), float(hf.get("rope_theta", 10000.0)),
-                   float(hf.get("rms_norm_eps", 1e-5)), bool(hf.get("tie_word_embeddings", False)), scaling)
+                   int(hf["intermediate_size"]), theta, float(hf.get("rms_norm_eps", 1e-5)),
+                   bool(hf.get("tie_word_embeddings", False)), scaling)
 
     @classmethod
     def from_llama_config(cls, name: str, cfg) -> "TtLlamaConfig":
         """From tt_specdec.models.llama.LlamaConfig (the GGUF and safetensors loaders' config)."""
         return cls(name, cfg.vocab_size, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.ffn_dim,
-                   cfg.rope_theta, cfg.norm_eps, cfg.tie_embeddings)
+                   cfg.rope_theta, cfg.norm_eps, cfg.tie_embeddings, cfg.rope_scaling)
+
+    def llama_config(self, max_seq_len: int):
+        """The torch Llama's / CPU engine's LlamaConfig of the same model (the host decoders a card is checked
+        against)."""
+        from tt_specdec.models.llama import LlamaConfig  # torch: not in the conformance environment
+        return LlamaConfig(self.vocab_size, self.dim, self.n_layers, self.n_heads, self.n_kv_heads, self.ffn_dim,
+                           max_seq_len, self.rope_theta, self.norm_eps, self.tie_embeddings, self.rope_scaling)
 
 
-_LLAMA3_SCALING_1B = (32.0, 1.0, 4.0, 8192)
-_LLAMA3_SCALING_8B = (8.0, 1.0, 4.0, 8192)
+_LLAMA3_SCALING_1B = Llama3Scaling(32.0, 1.0, 4.0, 8192)  # the models' config.json
+_LLAMA3_SCALING_8B = Llama3Scaling(8.0, 1.0, 4.0, 8192)
 SMOLLM2_135M = TtLlamaConfig("SmolLM2-135M", 49152, 576, 30, 9, 3, 1536, 100000.0, 1e-5, True)
 SMOLLM2_DRAFT = TtLlamaConfig("smollm2_draft", 49152, 128, 2, 4, 2, 512, 100000.0, 1e-5, True)  # weights/
 LLAMA_3_2_1B = TtLlamaConfig("Llama-3.2-1B", 128256, 2048, 16, 32, 8, 8192, 500000.0, 1e-5, True, _LLAMA3_SCALING_1B)
 LLAMA_3_1_8B = TtLlamaConfig("Llama-3.1-8B", 128256, 4096, 32, 32, 8, 14336, 500000.0, 1e-5, False,
                              _LLAMA3_SCALING_8B)
 CONFIGS = {c.name: c for c in (SMOLLM2_135M, SMOLLM2_DRAFT, LLAMA_3_2_1B, LLAMA_3_1_8B)}
-
-
-def rope_tables(cfg: TtLlamaConfig, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin [max_len, head_dim] float32 in the rotate-half layout (HF Llama), llama3 scaling applied."""
-    hd = cfg.head_dim
-    inv_freq = 1.0 / (cfg.rope_theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
-    if cfg.rope_scaling is not None:  # transformers' _compute_llama3_parameters
-        factor, low, high, original = cfg.rope_scaling
-        wavelen = 2 * math.pi / inv_freq
-        smooth = (original / wavelen - low) / (high - low)
-        scaled = np.where(wavelen > original / low, inv_freq / factor, inv_freq)
-        mid = (wavelen <= original / low) & (wavelen >= original / high)
-        inv_freq = np.where(mid, (1 - smooth) * inv_freq / factor + smooth * inv_freq, scaled)
-    angles = np.outer(np.arange(max_len, dtype=np.float64), inv_freq)
-    angles = np.concatenate([angles, angles], axis=-1)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 def rotate_half_matrix(hd: int) -> np.ndarray:
@@ -178,7 +168,7 @@ class TtLlama:
         if block_size % TILE:
             raise ValueError(f"block_size: got {block_size}, expected a multiple of {TILE} (whole key chunks)")
         hd, rm = cfg.head_dim, ttnn.ROW_MAJOR_LAYOUT
-        cos, sin = rope_tables(cfg, self.max_seq_len)
+        cos, sin = rope_tables(hd, self.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
         self.cos = ttnn.Tensor(cos, ttnn.bfloat16, dev, rm)  # [max_seq_len, hd]: gathered per row by embedding
         self.sin = ttnn.Tensor(sin, ttnn.bfloat16, dev, rm)
         self.rot = ttnn.Tensor(rotate_half_matrix(hd), ttnn.bfloat16, dev, ttnn.TILE_LAYOUT)

@@ -57,10 +57,15 @@ def ttnn_version() -> str | None:
         return None
 
 
+def mock_cluster() -> bool:
+    """tt-metal runs on a mock cluster (TT_METAL_MOCK_CLUSTER_DESC_PATH names its descriptor): no card."""
+    return bool(os.environ.get("TT_METAL_MOCK_CLUSTER_DESC_PATH"))
+
+
 def card_present() -> bool:
     """A Tenstorrent card is visible to this machine (the kernel driver's device nodes exist).
     A mock cluster (TT_METAL_MOCK_CLUSTER_DESC_PATH) is not a card."""
-    if os.environ.get("TT_METAL_MOCK_CLUSTER_DESC_PATH"):
+    if mock_cluster():
         return False
     try:
         return any(os.scandir("/dev/tenstorrent"))
@@ -83,15 +88,21 @@ def is_ttnn_tensor(x) -> bool:
     return type(x).__module__.split(".")[0] == "ttnn"
 
 
+# the device's DRAM reserved for captured traces: tt-transformers' text demo opens its device with 30,000,000
+# (models/tt_transformers/demo/simple_text_demo.py, device_params {"trace_region_size": 30000000,
+# "num_command_queues": 1}); ttnn's default (ttnn.device.DEFAULT_TRACE_REGION_SIZE) is 0: no trace fits
+TRACE_REGION_SIZE = 30_000_000
 _device = None
+_trace_region: dict[int, int] = {}  # id(device) -> the trace_region_size it was opened with here
 
 
 def device(device_id: int = 0):
-    """The process-wide ttnn device (opened on first use; closed at exit)."""
+    """The process-wide ttnn device (opened on first use with TRACE_REGION_SIZE; closed at exit)."""
     global _device
     if _device is None:
         ttnn = require_ttnn()
-        _device = ttnn.open_device(device_id=device_id)
+        _device = ttnn.open_device(device_id=device_id, trace_region_size=TRACE_REGION_SIZE)
+        _trace_region[id(_device)] = TRACE_REGION_SIZE
         import atexit
         atexit.register(close_device)
     return _device
@@ -100,8 +111,27 @@ def device(device_id: int = 0):
 def close_device() -> None:
     global _device
     if _device is not None:
+        _trace_region.pop(id(_device), None)
         require_ttnn().close_device(_device)
         _device = None
+
+
+def trace_unavailable_reason(dev) -> str | None:
+    """Why a trace cannot be captured and replayed on `dev`, or None when it can; decided from the environment
+    and how the device was opened, never by trying (on a mock device ttnn's execute_trace crashes the process)."""
+    if mock_cluster():
+        return ("a mock device (TT_METAL_MOCK_CLUSTER_DESC_PATH is set): ttnn 0.81.1 crashes in execute_trace "
+                "there")
+    # tt-metal takes the variable being set at all as slow dispatch (getenv(...) != nullptr throughout)
+    if "TT_METAL_SLOW_DISPATCH_MODE" in os.environ:
+        return "slow dispatch (TT_METAL_SLOW_DISPATCH_MODE is set): trace capture needs fast dispatch"
+    size = _trace_region.get(id(dev))
+    if size is None:  # ttnn 0.81.1 has no query for a device's trace region
+        return ("the device's trace region is unknown (not opened by tt_specdec.runtime.device.device(), which "
+                f"opens it with trace_region_size={TRACE_REGION_SIZE})")
+    if size <= 0:
+        return f"the device was opened with trace_region_size={size}: no room for a trace"
+    return None
 
 
 def aligned():

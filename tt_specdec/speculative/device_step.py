@@ -21,16 +21,28 @@ A step (DESIGN.md's algorithm):
    (pos + n, prev = output[n-1], or the old last when n = 0: a row with -1 is left as it was).
 The host reads back only num_accepted and output_tokens (4B + 4B(k+1) bytes). Every shape is fixed from the
 first step on, so the program cache is hit from the second step on; nothing inside a step reads the host, and the
-state tensors are updated in place (ttnn.copy), so their buffers stay the same from start() on.
+state tensors are updated in place (ttnn.copy), so their buffers stay the same from the first start() on.
+
+Traced (after tt-transformers' Generator: models/tt_transformers/tt/generator.py, _capture_decode_trace_text /
+_decode_forward_trace_text): step 1 runs `body` untraced (the compile run: every program built and cached, the
+per-T constants made); step 2 captures `body` once per (B, k) with ttnn.begin_trace_capture / end_trace_capture
+(which records the commands without running them) and replays it with ttnn.execute_trace; later steps only
+replay. Its outputs (num_accepted, output_tokens) are the tensors the capture allocated, read back after each
+replay. Where a trace cannot run (runtime/device.py trace_unavailable_reason: a mock device, slow dispatch, no
+trace region) every step runs `body` untraced, the same ops, and the reason is said once on stderr.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from tt_specdec.ops.accept_prefix import accept_prefix
 from tt_specdec.ops.rollback_kv import rollback_kv
+from tt_specdec.runtime import device as D
+
+_said: set[str] = set()  # the reasons for running untraced already said on stderr (once per process)
 
 
 @dataclass
@@ -43,18 +55,30 @@ class StepState:
 
 
 class DeviceStep:
-    def __init__(self, target, draft, k: int):
+    """trace: None (default) traces where the device can (trace_reason says why not), True requires it (refused
+    with the reason where it cannot), False never traces."""
+
+    def __init__(self, target, draft, k: int, *, trace: bool | None = None):
         if target.B != draft.B or target.vocab_size != draft.vocab_size:
             raise ValueError(f"draft: batch {draft.B} / vocab {draft.vocab_size}, expected the target's "
                              f"{target.B} / {target.vocab_size}")
         if k < 1:
             raise ValueError(f"k: got {k}, expected >= 1")
+        if trace not in (None, True, False):
+            raise ValueError(f"trace: got {trace!r}, expected None (when the device can), True or False")
+        reason = D.trace_unavailable_reason(target.dev) if trace is not False else "trace=False"
+        if trace and reason:
+            raise ValueError(f"trace: got True, but this device cannot replay a trace: {reason}")
         self.target, self.draft, self.k, self.B = target, draft, k, target.B
         self.ttnn = target.ttnn
         self.ops = target.ops  # one log for the whole step (the draft's decoder shares it)
         draft.ops = self.ops
         self.state: StepState | None = None
         self.readback_bytes = 0
+        self.trace_reason = reason  # None: steps after the first replay a captured trace
+        self.trace_required = trace is True  # a failed capture raises instead of falling back
+        self.compiled = False  # the first body ran untraced: every program is built and cached
+        self.traces: dict[tuple[int, int], tuple[object, tuple]] = {}  # (B, k) -> (trace id, its outputs)
 
     def _row(self, values) -> object:
         ttnn = self.ttnn
@@ -68,15 +92,23 @@ class DeviceStep:
 
     def start(self, prompts: list[list[int]]) -> list[int]:
         """Prefills the target, then the draft, on the prompts; returns the target's first token per row
-        (greedy), which becomes `last`."""
+        (greedy), which becomes `last`. A second start() writes the new state into the same buffers (ttnn.copy):
+        a captured trace keeps replaying."""
         ttnn, op = self.ttnn, self.ops
+        for model, T in ((self.target, self.k + 1), (self.draft, 2), (self.draft, 1)):
+            model.step_constants(T)  # made (written from the host) here, so that the step body writes nothing
         logits = self.target.prefill(prompts)  # [B, 1, V]
         first = op(ttnn.argmax, op(ttnn.to_layout, logits, ttnn.ROW_MAJOR_LAYOUT), dim=-1)
         self.draft.prefill(prompts)
         firsts = [int(np.asarray(r).reshape(-1)[0]) for r in self.readback(first)]
         lengths = [len(p) for p in prompts]
-        self.state = StepState(pos=self._row(lengths), last=self._row(firsts), prev=self._row([p[-1] for p in prompts]),
-                               draft_pos=self._row([n - 1 for n in lengths]), num_draft=self._row([self.k] * self.B))
+        state = StepState(pos=self._row(lengths), last=self._row(firsts), prev=self._row([p[-1] for p in prompts]),
+                          draft_pos=self._row([n - 1 for n in lengths]), num_draft=self._row([self.k] * self.B))
+        if self.state is None:
+            self.state = state
+        else:
+            for name in ("pos", "last", "prev", "draft_pos", "num_draft"):
+                op(ttnn.copy, getattr(state, name), getattr(self.state, name))
         return firsts
 
     def propose(self, s: StepState):
@@ -102,6 +134,49 @@ class DeviceStep:
         """One speculative step; returns (num_accepted [B], output tokens [B, k+1], -1 padded) read back."""
         if self.state is None:
             raise RuntimeError("step: call start(prompts) first")
+        if self.trace_reason not in (None, "trace=False") and self.trace_reason not in _said:
+            _said.add(self.trace_reason)
+            print(f"tt_specdec: the device step runs untraced: {self.trace_reason}", file=sys.stderr)
+        if not self.compiled or self.trace_reason is not None:
+            n, out = self.body()
+            self.compiled = True
+        else:
+            n, out = self.replay()
+        accepted = [int(v) for v in np.asarray(self.readback(n)).reshape(-1)]
+        return accepted, [list(map(int, r)) for r in self.readback(out)]
+
+    def replay(self) -> tuple:
+        """The step as a trace: captured on first use per (B, k) (ttnn.begin_trace_capture records `body`'s
+        commands without running them), then ttnn.execute_trace; returns the outputs the capture allocated."""
+        ttnn, dev, key = self.ttnn, self.target.dev, (self.B, self.k)
+        if key not in self.traces:
+            trace_id = ttnn.begin_trace_capture(dev, cq_id=0)
+            try:
+                outputs = self.body()
+            except Exception as error:  # nothing ran (capture only records): free it, never capture again
+                ttnn.end_trace_capture(dev, trace_id, cq_id=0)
+                ttnn.release_trace(dev, trace_id)
+                self.trace_reason = f"the trace capture failed ({type(error).__name__}: {error})"
+                if self.trace_required:
+                    raise
+                print(f"tt_specdec: the device step runs untraced: {self.trace_reason}", file=sys.stderr)
+                return self.body()
+            ttnn.end_trace_capture(dev, trace_id, cq_id=0)
+            self.traces[key] = (trace_id, outputs)
+        trace_id, outputs = self.traces[key]
+        ttnn.execute_trace(dev, trace_id, cq_id=0, blocking=False)  # the readback that follows waits for it
+        return outputs
+
+    def release(self) -> None:
+        """Frees the captured traces' device storage (ttnn.release_trace)."""
+        for trace_id, _ in self.traces.values():
+            self.ttnn.release_trace(self.target.dev, trace_id)
+        self.traces = {}
+
+    def body(self) -> tuple:
+        """The step on the device, nothing read or written by the host (what a trace replays): draft, verify,
+        accept, rollback, the state updated in place; returns (num_accepted [B], output_tokens [B, k+1])
+        device tensors."""
         ttnn, op, s, B, k = self.ttnn, self.ops, self.state, self.B, self.k
         drafts = self.propose(s)  # [B, k] int32
         tokens = op(ttnn.concat, [self._tokens(s.last), drafts], dim=1)  # [B, k+1]: last, d_1 .. d_k
@@ -113,8 +188,7 @@ class DeviceStep:
         # the state's tensors are updated in place (fixed buffers from start() on: what a captured trace replays)
         for new, state in ((after.pos, s.pos), (after.last, s.last), (before.last, s.prev), (before.pos, s.draft_pos)):
             op(ttnn.copy, op(ttnn.reshape, new, [1, B]), state)  # rollback_kv's [B] -> the state's [1, B]
-        accepted = [int(v) for v in np.asarray(self.readback(n)).reshape(-1)]
-        return accepted, [list(map(int, r)) for r in self.readback(out)]
+        return n, out
 
     def _tokens(self, row):
         """[1, B] -> [B, 1]."""

@@ -1,21 +1,25 @@
 """Program descriptions of the accept_prefix kernels (kernels/), greedy and sampling, and their
-runs on either executor (`run`): inputs converted to the kernels' tensors, outputs back.
+runs on either executor (`run`; the greedy accept_tree kernels: `run_tree`): inputs converted to
+the kernels' tensors, outputs back.
 
 Work split: the vocabulary V is cut into `num_cores` slices of whole 32-entry groups
 (core c: [c * slice, min(V, (c+1) * slice))). Greedy: each core's reader streams its slice
 of the rows that matter, its writer reduces them to a running (value, index) per row sent
-to core 0, which decides and writes the outputs. Sampling: core 0 walks the rows one at a
+to core 0, which decides and writes the outputs (a chain: the longest agreeing prefix; a tree:
+the walk from the root). That argmax pass is one code for both: `argmax_pass` here,
+accept_prefix_common.hpp in the kernels. Sampling: core 0 walks the rows one at a
 time; each core keeps its slice of the current row in L1 while core 0 runs rounds over
 them (softmax max and mass, radix select of the top-k / top-p thresholds, residual, the
 sample). The kernel headers say which core does what.
 
 Compile-time: B, k+1, V split, chunk, formats. Runtime: buffer addresses, per-core
-slices, core coordinates, temperature, top_k, top_p; the effective k per row and the seeds
+slices, core coordinates, temperature (as sampling.fixed_params's integer scale and shift), top_k,
+top_p (as ceil(top_p * 2^32)); the effective k per row and the seeds
 arrive in tensors, so a new step never recompiles.
 """
 from __future__ import annotations
 
-import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +28,7 @@ from tt_specdec.errors import is_int
 from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
 from tt_specdec.runtime import device, emu
 from tt_specdec.runtime import program as P
-from tt_specdec.sampling import row_seed_values, seeds_for_rows
+from tt_specdec.sampling import fixed_params, row_seed_values, seeds_for_rows
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 ARGS = P.read_arg_indices(KERNELS / "accept_prefix_common.hpp")
@@ -40,36 +44,67 @@ def split_vocab(V: int, max_cores: int = MAX_CORES) -> list[tuple[int, int]]:
     return [(s, min(V, s + slice_)) for s in range(0, V, slice_)]
 
 
+@dataclass
+class ArgmaxPass:
+    """The greedy argmax pass the chain and the tree kernels share (accept_prefix_common.hpp): V split
+    over `cores` (slices), each core's reader streaming `chunk`-entry pages of its slice of every row, its
+    writer reducing them to one Partial per row, gathered on core 0."""
+    slices: list[tuple[int, int]]
+    cores: list[P.CoreRange]
+    chunk: int
+    cbs: list[P.CircularBuffer]  # cb_logits, cb_partial, cb_gather
+
+    sem_partials = 0  # the semaphore on core 0 counting the partials that arrived
+
+    @property
+    def num_cores(self) -> int:
+        return len(self.slices)
+
+    def program(self, name: str, reader: str, writer: str, reader_ct: list, writer_ct: list, reader_rt: dict,
+                writer_rt: dict, cbs: list[P.CircularBuffer], tensors: list[P.Tensor]) -> P.Program:
+        """The reader and writer kernels (files of kernels/) on the pass's cores, its CBs then `cbs`."""
+        kernels = [P.Kernel(str(KERNELS / reader), "reader", self.cores, reader_ct, reader_rt),
+                   P.Kernel(str(KERNELS / writer), "writer", self.cores, writer_ct, writer_rt)]
+        # same L1 address on every core; only core 0 counts
+        return P.Program(name, kernels, self.cbs + cbs, tensors, [P.Semaphore(self.sem_partials, self.cores, 0)])
+
+
+def argmax_pass(rows: int, V: int, logits_dtype: torch.dtype, max_cores: int, *, cb_logits: int, cb_partial: int,
+                cb_gather: int) -> ArgmaxPass:
+    """The argmax pass over `rows` logits rows of V (bf16 or fp32) on up to max_cores cores."""
+    if logits_dtype not in (torch.bfloat16, torch.float32):
+        raise TypeError(f"target_logits: got dtype {logits_dtype}, expected bfloat16 or float32 for the kernels")
+    slices = split_vocab(V, max_cores)
+    cores = [P.CoreRange((0, 0), (len(slices) - 1, 0))]
+    chunk = min(MAX_CHUNK, P.align(slices[0][1] - slices[0][0], 32))
+    elem = torch.empty((), dtype=logits_dtype).element_size()
+    partial_bytes = P.align(rows * 8, P.L1_ALIGNMENT)  # partials_bytes: Partial {uint32 key; uint32 index}
+    cbs = [P.CircularBuffer(cb_logits, cores, 2, chunk * elem, P.data_format(logits_dtype), "logits"),
+           P.CircularBuffer(cb_partial, cores, 1, partial_bytes, P.DataFormat.UInt32, "partial"),
+           P.CircularBuffer(cb_gather, cores, len(slices), partial_bytes, P.DataFormat.UInt32, "gather")]
+    return ArgmaxPass(slices, cores, chunk, cbs)
+
+
 def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
                           max_cores: int = MAX_CORES) -> P.Program:
     """Greedy accept_prefix for logits [B, k+1, V] (bf16 or fp32)."""
-    if logits_dtype not in (torch.bfloat16, torch.float32):
-        raise TypeError(f"target_logits: got dtype {logits_dtype}, expected bfloat16 or float32 for the kernels")
     rows = k + 1
+    cb = dict(logits=0, num_draft=1, partial=2, gather=3, drafts=4, out=16)
+    pas = argmax_pass(B * rows, V, logits_dtype, max_cores, cb_logits=cb["logits"], cb_partial=cb["partial"],
+                      cb_gather=cb["gather"])
     logits = P.Tensor("logits", (B, rows, V), logits_dtype)
     drafts = P.Tensor("drafts", (B, k), torch.int32)
     num_draft = P.Tensor("num_draft", (1, B), torch.int32)
     num_accepted = P.Tensor("num_accepted", (1, B), torch.int32, is_output=True)
     output = P.Tensor("output_tokens", (B, rows), torch.int32, is_output=True)
 
-    slices = split_vocab(V, max_cores)
-    num_cores = len(slices)
-    cores = [P.CoreRange((0, 0), (num_cores - 1, 0))]
+    slices, cores, chunk, num_cores = pas.slices, pas.cores, pas.chunk, pas.num_cores
     reduce_core = (0, 0)
-    chunk = min(MAX_CHUNK, P.align(slices[0][1] - slices[0][0], 32))
-    elem = logits.page_size // V
-    partial_bytes = P.align(B * rows * 8, P.L1_ALIGNMENT)  # Partial {float value; uint32 index}
-
-    cb = dict(logits=0, num_draft=1, partial=2, gather=3, drafts=4, out=16)
     cbs = [
-        P.CircularBuffer(cb["logits"], cores, 2, chunk * elem, P.data_format(logits_dtype), "logits"),
         P.CircularBuffer(cb["num_draft"], cores, 1, P.align(B * 4, 16), P.DataFormat.Int32, "num_draft"),
-        P.CircularBuffer(cb["partial"], cores, 1, partial_bytes, P.DataFormat.UInt32, "partial"),
-        P.CircularBuffer(cb["gather"], cores, num_cores, partial_bytes, P.DataFormat.UInt32, "gather"),
         P.CircularBuffer(cb["drafts"], cores, 1, P.align(k * 4, 16), P.DataFormat.Int32, "drafts"),
         P.CircularBuffer(cb["out"], cores, 2, P.align(max(rows, B) * 4, 16), P.DataFormat.Int32, "out"),
     ]
-    sem_partials = 0
 
     reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"], chunk=chunk,
                              batch=B, rows=rows, logits_ta=P.tensor_accessor_args(logits),
@@ -77,7 +112,7 @@ def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
     writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_logits=cb["logits"], cb_num_draft=cb["num_draft"],
                              cb_partial=cb["partial"], cb_gather=cb["gather"], cb_drafts=cb["drafts"],
                              cb_out=cb["out"], chunk=chunk, batch=B, rows=rows, num_cores=num_cores,
-                             sem_partials=sem_partials, drafts_ta=P.tensor_accessor_args(drafts),
+                             sem_partials=pas.sem_partials, drafts_ta=P.tensor_accessor_args(drafts),
                              num_accepted_ta=P.tensor_accessor_args(num_accepted),
                              output_ta=P.tensor_accessor_args(output))
 
@@ -91,17 +126,51 @@ def accept_prefix_program(B: int, k: int, V: int, logits_dtype: torch.dtype, *,
                                        drafts_addr=P.BufferAddress("drafts"),
                                        num_accepted_addr=P.BufferAddress("num_accepted"),
                                        output_addr=P.BufferAddress("output_tokens"))
-    kernels = [
-        P.Kernel(str(KERNELS / "reader_accept_prefix.cpp"), "reader", cores, reader_ct, reader_rt),
-        P.Kernel(str(KERNELS / "writer_accept_prefix.cpp"), "writer", cores, writer_ct, writer_rt),
+    return pas.program("accept_prefix", "reader_accept_prefix.cpp", "writer_accept_prefix.cpp", reader_ct, writer_ct,
+                       reader_rt, writer_rt, cbs, [logits, drafts, num_draft, num_accepted, output])
+
+
+def accept_tree_program(B: int, T: int, V: int, logits_dtype: torch.dtype, *,
+                        max_cores: int = MAX_CORES) -> P.Program:
+    """Greedy accept_tree for logits [B, T, V] (bf16 or fp32), tree_tokens and parents [B, T] int32: the
+    argmax pass of the chain over every node row, then core 0 walks each tree (writer_accept_tree.cpp)."""
+    cb = dict(logits=0, partial=1, gather=2, tree=3, out=16)
+    pas = argmax_pass(B * T, V, logits_dtype, max_cores, cb_logits=cb["logits"], cb_partial=cb["partial"],
+                      cb_gather=cb["gather"])
+    logits = P.Tensor("logits", (B, T, V), logits_dtype)
+    tokens = P.Tensor("tree_tokens", (B, T), torch.int32)
+    parents = P.Tensor("parents", (B, T), torch.int32)
+    num_accepted = P.Tensor("num_accepted", (1, B), torch.int32, is_output=True)
+    output = P.Tensor("output_tokens", (B, T), torch.int32, is_output=True)
+    slots = P.Tensor("accepted_slots", (B, T), torch.int32, is_output=True)
+
+    cores, reduce_core = pas.cores, (0, 0)
+    row_slot = P.dram_align(T * 4)  # every staging slot takes a DRAM read or write at its start
+    cbs = [
+        P.CircularBuffer(cb["tree"], cores, 1, 2 * row_slot, P.DataFormat.Int32, "tree"),  # tokens, parents
+        P.CircularBuffer(cb["out"], cores, 1, 2 * row_slot + P.dram_align(B * 4), P.DataFormat.Int32, "out"),
     ]
-    return P.Program("accept_prefix", kernels, cbs, [logits, drafts, num_draft, num_accepted, output],
-                     [P.Semaphore(sem_partials, cores, 0)])  # same L1 address on every core; only core 0 counts
-
-
-def double_words(x: float) -> tuple[int, int]:
-    """A float64 as the (low, high) uint32 words of two runtime args."""
-    return struct.unpack("<II", struct.pack("<d", float(x)))
+    reader_ct = P.arg_vector(ARGS, "TCT_READER_", cb_logits=cb["logits"], chunk=pas.chunk, batch=B, nodes=T,
+                             logits_ta=P.tensor_accessor_args(logits))
+    writer_ct = P.arg_vector(ARGS, "TCT_WRITER_", cb_logits=cb["logits"], cb_partial=cb["partial"],
+                             cb_gather=cb["gather"], cb_tree=cb["tree"], cb_out=cb["out"], chunk=pas.chunk, batch=B,
+                             nodes=T, num_cores=pas.num_cores, sem_partials=pas.sem_partials,
+                             tokens_ta=P.tensor_accessor_args(tokens), parents_ta=P.tensor_accessor_args(parents),
+                             num_accepted_ta=P.tensor_accessor_args(num_accepted),
+                             output_ta=P.tensor_accessor_args(output), slots_ta=P.tensor_accessor_args(slots))
+    reader_rt, writer_rt = {}, {}
+    for c, (v0, v1) in enumerate(pas.slices):
+        reader_rt[(c, 0)] = P.arg_vector(ARGS, "TRT_READER_", logits_addr=P.BufferAddress("logits"), v_start=v0,
+                                         v_end=v1)
+        writer_rt[(c, 0)] = P.arg_vector(ARGS, "TRT_WRITER_", v_start=v0, v_end=v1, core_id=c,
+                                         reduce_noc_x=P.NocX(reduce_core), reduce_noc_y=P.NocY(reduce_core),
+                                         tokens_addr=P.BufferAddress("tree_tokens"),
+                                         parents_addr=P.BufferAddress("parents"),
+                                         num_accepted_addr=P.BufferAddress("num_accepted"),
+                                         output_addr=P.BufferAddress("output_tokens"),
+                                         slots_addr=P.BufferAddress("accepted_slots"))
+    return pas.program("accept_tree", "reader_accept_tree.cpp", "writer_accept_tree.cpp", reader_ct, writer_ct,
+                       reader_rt, writer_rt, cbs, [logits, tokens, parents, num_accepted, output, slots])
 
 
 def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.dtype, temperature: float, *,
@@ -166,8 +235,7 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
                              num_accepted_ta=P.tensor_accessor_args(num_accepted),
                              output_ta=P.tensor_accessor_args(output))
 
-    t_lo, t_hi = double_words(temperature)
-    p_lo, p_hi = double_words(top_p)
+    exp_scale, exp_shift, top_p_fixed = fixed_params(temperature, top_p)  # the host's floats end here
     probs_addr = P.BufferAddress("draft_probs") if has_draft_probs else 0
     noc_coords = [a for c in range(num_cores) for a in (P.NocX((c, 0)), P.NocY((c, 0)))]
     reader_rt, writer_rt = {}, {}
@@ -177,8 +245,8 @@ def accept_prefix_sampling_program(B: int, k: int, V: int, logits_dtype: torch.d
                                        draft_probs_addr=probs_addr, v_start=v0, v_end=v1)
         writer_rt[core] = P.arg_vector(ARGS, "SRT_WRITER_", v_start=v0, v_end=v1, core_id=c,
                                        reduce_noc_x=P.NocX(reduce_core), reduce_noc_y=P.NocY(reduce_core),
-                                       temperature_lo=t_lo, temperature_hi=t_hi, top_k=int(top_k),
-                                       top_p_lo=p_lo, top_p_hi=p_hi,
+                                       exp_scale=exp_scale, exp_shift=exp_shift & 0xFFFFFFFF, top_k=int(top_k),
+                                       top_p_fixed=top_p_fixed,
                                        logits_addr=P.BufferAddress("logits"), drafts_addr=P.BufferAddress("drafts"),
                                        draft_probs_addr=probs_addr, seeds_addr=P.BufferAddress("seeds"),
                                        num_draft_addr=P.BufferAddress("num_draft"),
@@ -232,6 +300,35 @@ def run(ex, target_logits, draft_tokens, *, draft_probs=None, num_draft=None, te
     if on_card:
         return (device.reshape(n, [B]), out), r
     return (ex.to_torch(n).reshape(B).long(), ex.to_torch(out).reshape(B, rows).long()), r
+
+
+def run_tree(ex, target_logits, tree_tokens, parents, *, max_cores: int = MAX_CORES):
+    """Greedy accept_tree's kernels on executor `ex`, arguments validated: ((num_accepted [B],
+    output_tokens [B, T], accepted_slots [B, T]), RunResult). torch inputs give int64 torch results; ttnn
+    inputs (on a card) give int32 ttnn results that stay there (accepted_slots goes to rollback_kv as is)."""
+    on_card = is_ttnn_tensor(target_logits)
+    B, T, V = (int(s) for s in target_logits.shape)
+    dtype = device.torch_dtype(target_logits) if on_card else target_logits.dtype
+    if dtype is None:
+        raise TypeError(f"target_logits: got ttnn dtype {target_logits.dtype}, expected bfloat16 or float32")
+    with ex.aligned():
+        prog = accept_tree_program(B, T, V, dtype, max_cores=max_cores)
+    int32 = lambda x: x.to(torch.int32)  # noqa: E731
+    r = ex.run(prog, {"logits": host_converted(target_logits, lambda x: x.contiguous()),
+                      "tree_tokens": host_converted(tree_tokens, int32), "parents": host_converted(parents, int32)})
+    n, out, slots = (r.outputs[name] for name in ("num_accepted", "output_tokens", "accepted_slots"))
+    if on_card:
+        return (device.reshape(n, [B]), out, slots), r
+    return (ex.to_torch(n).reshape(B).long(), ex.to_torch(out).reshape(B, T).long(),
+            ex.to_torch(slots).reshape(B, T).long()), r
+
+
+def accept_tree_emu(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents: torch.Tensor, *,
+                    max_cores: int = MAX_CORES):
+    """The greedy tree kernels on the emulator, no argument checks (tests give them what the host would
+    refuse): (num_accepted [B], output_tokens [B, T], accepted_slots [B, T], RunResult)."""
+    (n, out, slots), r = run_tree(emu, target_logits, tree_tokens, parents, max_cores=max_cores)
+    return n, out, slots, r
 
 
 def accept_prefix_emu(target_logits: torch.Tensor, draft_tokens: torch.Tensor,

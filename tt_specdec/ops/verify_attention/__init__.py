@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from tt_specdec.ops import dispatch
-from tt_specdec.ops.verify_attention.checks import check_verify_args
+from tt_specdec.ops.verify_attention.checks import check_tree_mask, check_verify_args
 
 __all__ = ["check_verify_args", "tree_mask_from_parents", "verify_attention"]
 
@@ -40,8 +40,9 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         page_table  [B, max_blocks] block ids (int), only for a paged cache
         tree_mask   [B, T, T] bool, token-tree verify: row t sees the cache (keys 0 .. pos[b]-1)
                     and key pos[b]+j where tree_mask[b, t, j] (its ancestors and itself; rows in
-                    topological order, so only j <= t). None: the chain's staircase. "torch" only
-                    for now (the kernels' tree mask is issue 18's kernel half)
+                    topological order, so only j <= t). None: the chain's staircase. A torch tensor
+                    on every backend; the kernels ("emu", "device") take T <= 32 tree rows (each
+                    row's mask is one uint32 bitmask, packed on the host like q)
         backend     "torch", or "emu": the TT-Metal kernels of kernels/ on the host emulator
                     (D a multiple of 32; more than 32 // (Hq/Hkv) rows run as several row blocks),
                     or "device": the same kernels on a Tenstorrent card (also chosen for ttnn tensors;
@@ -64,14 +65,15 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         torch.Size([1, 3, 4, 32])
     """
     backend = dispatch.backend_for(backend, q)
-    if tree_mask is not None and backend != "torch":
-        raise NotImplementedError(f"tree_mask: the {backend!r} kernels have no tree mask yet; backend='torch' has")
     if not dispatch.is_ttnn_tensor(q):  # ttnn tensors stay on the card: nothing is read back
         check_verify_args(q, k_cache, v_cache, pos, page_table, tree_mask)
         if q.shape[0] == 0 or q.shape[1] == 0:  # B = 0 or T = 0: nothing to attend, on every backend
             return q.new_empty(q.shape)
+    elif tree_mask is not None:  # the mask is a host tensor either way: checked against q's [B, T]
+        check_tree_mask(tree_mask, int(q.shape[0]), int(q.shape[1]))
     if backend == "torch":
         from tt_specdec.ops.verify_attention import torch_impl
         return torch_impl.verify_attention(q, k_cache, v_cache, pos, page_table, scale, tree_mask)
     from tt_specdec.ops.verify_attention import program
-    return program.run(dispatch.executor(backend), q, k_cache, v_cache, pos, page_table=page_table, scale=scale)[0]
+    return program.run(dispatch.executor(backend), q, k_cache, v_cache, pos, page_table=page_table, scale=scale,
+                       tree_mask=tree_mask)[0]

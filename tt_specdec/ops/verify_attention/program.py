@@ -5,7 +5,9 @@ T query rows times the Hq/Hkv heads of the group are packed into one 32-row tile
 over the split cores (flash-decoding) and split 0 merges their (max, sum, unnormalized output)
 partials, gathered into its L1 over the NoC. Shapes (B, T, heads, S, D), kv_splits and formats
 are compile-time; positions arrive in the pos tensor (each split's chunks follow from it on
-the device).
+the device). The mask: row t sees the cache (keys < pos) and key pos + i iff bit i of its row
+bitmask, the chain's staircase made by the reader, or with `tree` a token tree's, read from the
+tree tensor [B, T] (uint32 bits in int32 words: its ancestors and itself).
 
 Host glue (`run`, for either executor): q [B, T, Hq, D] is packed to [B*Hkv, 32, D] (row
 t*group + g) and tilized, the caches are tilized per (b, h), and the packed output is unpacked.
@@ -37,10 +39,11 @@ def auto_kv_splits(B: int, Hkv: int, S: int) -> int:
 
 def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, dtype: torch.dtype,
                              scale: float, *, num_blocks: int = 0, block_size: int = 0,
-                             max_blocks: int = 0, kv_splits: int = 1) -> P.Program:
+                             max_blocks: int = 0, kv_splits: int = 1, tree: bool = False) -> P.Program:
     """Contiguous caches [B, Hkv, S, D]; or paged ones [num_blocks, Hkv, block_size, D] with
     page_table [B, max_blocks] when num_blocks > 0 (block_size a multiple of 32). Core
-    (b * Hkv + h) * kv_splits + j runs split j of (b, h)."""
+    (b * Hkv + h) * kv_splits + j runs split j of (b, h). tree: a tensor "tree" [B, T] of row
+    bitmasks (tree_row_bits) masks the rows instead of the staircase."""
     group = Hq // Hkv
     paged = num_blocks > 0
     d_tiles, s_tiles = D // 32, -(-S // 32)
@@ -50,6 +53,7 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
     v = P.Tensor("v", cache_shape, dtype, "tile")
     pos = P.Tensor("pos", (1, B), torch.int32)
     page_table = P.Tensor("page_table", (B, max_blocks) if paged else (1, 1), torch.int32)
+    tree_bits = P.Tensor("tree", (B, T) if tree else (1, 1), torch.int32)
     out = P.Tensor("out", (B * Hkv, 32, D), dtype, "tile", is_output=True)
     splits = kv_splits
     n = B * Hkv * splits
@@ -59,7 +63,7 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
     grid = [(i % 8, i // 8) for i in range(n)]
     cores = [P.CoreRange((x, y), (x, y)) for x, y in grid]
     C = {name: ARGS[f"CB_{name}"] for name in
-         ("Q", "K", "V", "MASK", "SCALE", "ONES", "POS", "TABLE", "RANGE", "PART", "GATHER", "OUT", "ALPHA",
+         ("Q", "K", "V", "MASK", "SCALE", "ONES", "POS", "TABLE", "RANGE", "PART", "GATHER", "TREE", "OUT", "ALPHA",
           "TMP", "PV", "LC", "S2", "S", "P", "M0", "M1", "L0", "L1", "O0", "O1")}
     tile_in, tile_f32 = q.page_size, 4096
     fmt_in, f32 = P.data_format(dtype), P.DataFormat.Float32
@@ -80,6 +84,8 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
     if splits > 1:  # a worker's partial [m, l, O], and split 0's slots for the others'
         cbs += [P.CircularBuffer(C["PART"], cores, d_tiles + 2, tile_f32, f32, "part"),
                 P.CircularBuffer(C["GATHER"], cores, (splits - 1) * (d_tiles + 2), tile_f32, f32, "gather")]
+    if tree:  # the DRAM read lands at the CB's base, which the allocator aligns to DRAM_ALIGNMENT
+        cbs.append(P.CircularBuffer(C["TREE"], cores, 1, P.dram_align(T * 4), P.DataFormat.UInt32, "tree"))
     sem_partials = 0
     ta = P.tensor_accessor_args
     reader_ct = P.arg_vector(ARGS, "CT_READER_", cb_q=C["Q"], cb_k=C["K"], cb_v=C["V"], cb_mask=C["MASK"],
@@ -87,7 +93,8 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
                              s_tiles=s_tiles, t=T, group=group, hkv=Hkv, q_ta=ta(q), k_ta=ta(k), v_ta=ta(v),
                              pos_ta=ta(pos), block_tiles=block_size // 32 if paged else 0,
                              max_blocks=max_blocks, cb_table=C["TABLE"], page_table_ta=ta(page_table),
-                             splits=splits, cb_range=C["RANGE"], sem_partials=sem_partials)
+                             splits=splits, cb_range=C["RANGE"], sem_partials=sem_partials, tree=int(tree),
+                             cb_tree=C["TREE"], tree_ta=ta(tree_bits))
     compute_ct = P.arg_vector(ARGS, "CT_COMPUTE_", d_tiles=d_tiles)
     writer_ct = P.arg_vector(ARGS, "CT_WRITER_", cb_out=C["OUT"], d_tiles=d_tiles, out_ta=ta(out),
                              sem_partials=sem_partials)
@@ -95,7 +102,8 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
     reader_rt = {c: P.arg_vector(ARGS, "RT_READER_", q_addr=P.BufferAddress("q"), k_addr=P.BufferAddress("k"),
                                  v_addr=P.BufferAddress("v"), pos_addr=P.BufferAddress("pos"), bh=i // splits,
                                  scale_bits=scale_bits,
-                                 page_table_addr=P.BufferAddress("page_table") if paged else 0, split=i % splits)
+                                 page_table_addr=P.BufferAddress("page_table") if paged else 0, split=i % splits,
+                                 tree_addr=P.BufferAddress("tree") if tree else 0)
                  for i, c in enumerate(grid)}
     writer_rt = {c: P.arg_vector(ARGS, "RT_WRITER_", out_addr=P.BufferAddress("out"), bh=i // splits,
                                  split=i % splits, combine_noc_x=P.NocX(grid[i - i % splits]),
@@ -105,15 +113,26 @@ def verify_attention_program(B: int, T: int, Hq: int, Hkv: int, S: int, D: int, 
                P.Kernel(str(KERNELS / "compute_verify_attention.cpp"), "compute", cores, compute_ct,
                         {c: [] for c in grid}, fp32_dest_acc_en=True),
                P.Kernel(str(KERNELS / "writer_verify_attention.cpp"), "writer", cores, writer_ct, writer_rt)]
-    return P.Program("verify_attention", kernels, cbs, [q, k, v, pos] + ([page_table] if paged else []) + [out],
+    tensors = [q, k, v, pos] + ([page_table] if paged else []) + ([tree_bits] if tree else []) + [out]
+    return P.Program("verify_attention", kernels, cbs, tensors,
                      [P.Semaphore(sem_partials, cores, 0)])  # counts on each combine core
 
 
+def tree_row_bits(tree_mask: torch.Tensor) -> torch.Tensor:
+    """tree_mask [B, T, T] bool (T <= 32) -> [B, T] int32 words holding uint32 bits: bit j of row t
+    set where row t sees row j (a chain: 2^(t+1) - 1)."""
+    T = tree_mask.shape[-1]
+    bits = (tree_mask.long() << torch.arange(T)).sum(-1)  # [B, T] in 0 .. 2^32 - 1
+    return (bits - ((bits >> 31) << 32)).to(torch.int32)  # the same 32 bits as a signed word
+
+
 def host_inputs(q: torch.Tensor, k_cache, v_cache, pos: torch.Tensor, *, page_table=None,
-                scale: float | None = None, kv_splits: int | None = None) -> tuple[P.Program, dict]:
+                scale: float | None = None, kv_splits: int | None = None,
+                tree_bits: torch.Tensor | None = None) -> tuple[P.Program, dict]:
     """The program for these shapes and its inputs in the kernels' layout (q packed per (b, h) into
     one 32-row tile row, caches padded to whole chunks), for either executor. q [B, T, Hq, D],
-    caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table [B, max_blocks], pos [B].
+    caches [B, Hkv, S, D] or paged [blocks, Hkv, block, D] with page_table [B, max_blocks], pos [B],
+    tree_bits [B, T] (tree_row_bits of these rows, bits relative to pos) or None: the staircase.
     Caches and page table that are not torch tensors (ttnn tensors on the card) pass as they are."""
     B, T, Hq, D = q.shape
     Hkv = k_cache.shape[1]
@@ -135,6 +154,9 @@ def host_inputs(q: torch.Tensor, k_cache, v_cache, pos: torch.Tensor, *, page_ta
     qp = torch.zeros(B, Hkv, 32, D, dtype=q.dtype)
     qp[:, :, :T * group] = q.view(B, T, Hkv, group, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, T * group, D)
     inputs = {"q": qp.reshape(B * Hkv, 32, D), "pos": pos.to(torch.int32).view(1, B)}
+    tree = tree_bits is not None
+    if tree:
+        inputs["tree"] = tree_bits.to(torch.int32).view(B, T)
 
     def kernel_cache(c, rows: int):
         """[B or blocks, Hkv, S, D] -> [B * Hkv or blocks * Hkv, rows, D] in q's dtype, zero padded."""
@@ -145,11 +167,11 @@ def host_inputs(q: torch.Tensor, k_cache, v_cache, pos: torch.Tensor, *, page_ta
     if paged:
         nb, blk = k_cache.shape[0], k_cache.shape[2]
         prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, num_blocks=nb, block_size=blk,
-                                        max_blocks=page_table.shape[1], kv_splits=splits)
+                                        max_blocks=page_table.shape[1], kv_splits=splits, tree=tree)
         inputs.update(k=kernel_cache(k_cache, blk), v=kernel_cache(v_cache, blk),
                       page_table=page_table.to(torch.int32) if isinstance(page_table, torch.Tensor) else page_table)
     else:
-        prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, kv_splits=splits)
+        prog = verify_attention_program(B, T, Hq, Hkv, S, D, q.dtype, scale, kv_splits=splits, tree=tree)
         inputs.update(k=kernel_cache(k_cache, s_pad), v=kernel_cache(v_cache, s_pad))
     return prog, inputs
 
@@ -161,25 +183,35 @@ def unpack_output(out: torch.Tensor, B: int, T: int, Hq: int, Hkv: int, D: int) 
     return o.reshape(B, Hkv, T, group, D).permute(0, 2, 1, 3, 4).reshape(B, T, Hq, D)
 
 
+MAX_TREE_ROWS = 32  # a row's bitmask is one uint32 word
+
+
 def run(ex, q, k_cache, v_cache, pos, *, page_table=None, scale: float | None = None,
-        kv_splits: int | None = None):
+        kv_splits: int | None = None, tree_mask: torch.Tensor | None = None):
     """verify_attention's kernels on executor `ex` (tt_specdec.runtime.emu or .device), arguments
     validated: ([B, T, Hq, D], RunResult with every row block's stats). A tile row holds 32 // group
     query rows; more rows (a prefill) run as row blocks, block j at pos + j * rows. torch inputs give
     a torch result; ttnn inputs (on a card) leave the caches where they are, pack q [B, T, Hq, D] and
     pos [B] (a few KB) on the host and give a ttnn result on the card. kv_splits: cores per (b, h)
-    sharing its chunks; None = auto_kv_splits."""
+    sharing its chunks; None = auto_kv_splits. tree_mask [B, T, T] bool (a torch tensor, T <= 32):
+    packed to row bitmasks [B, T] on the host like q; each row block keeps pos and takes its rows'
+    bitmasks (their keys before the block are tree keys, seen by the bits, not the cache)."""
     on_card = is_ttnn_tensor(q)
     q_host, pos_host = (ex.to_torch(q), ex.to_torch(pos).reshape(-1)) if on_card else (q, pos)
     B, T, Hq, D = q_host.shape
+    if tree_mask is not None and T > MAX_TREE_ROWS:
+        raise NotImplementedError(f"tree_mask: got T={T} tree rows, the kernels take at most {MAX_TREE_ROWS} "
+                                  "(one uint32 bitmask per row); backend='torch' takes any T")
+    bits = None if tree_mask is None else tree_row_bits(tree_mask)
     Hkv = int(k_cache.shape[1])
     rows = max(32 // (Hq // Hkv), 1)  # group > 32 is refused by host_inputs
     outs, stats = [], []
     for t in range(0, T, rows):
         q_rows = q_host[:, t:t + rows]
         with ex.aligned():
-            prog, tensors = host_inputs(q_rows, k_cache, v_cache, pos_host + t, page_table=page_table, scale=scale,
-                                        kv_splits=kv_splits)
+            prog, tensors = host_inputs(q_rows, k_cache, v_cache, pos_host + t if bits is None else pos_host,
+                                        page_table=page_table, scale=scale, kv_splits=kv_splits,
+                                        tree_bits=None if bits is None else bits[:, t:t + rows])
         r = ex.run(prog, tensors)
         outs.append(unpack_output(ex.to_torch(r.outputs["out"]).to(q_host.dtype), B, q_rows.shape[1], Hq, Hkv, D))
         stats += r.stats
@@ -189,6 +221,7 @@ def run(ex, q, k_cache, v_cache, pos, *, page_table=None, scale: float | None = 
 
 def verify_attention_emu(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, *,
                          page_table: torch.Tensor | None = None, scale: float | None = None,
-                         kv_splits: int | None = None):
+                         kv_splits: int | None = None, tree_mask: torch.Tensor | None = None):
     """The kernels on the emulator: ([B, T, Hq, D] in q's dtype, RunResult)."""
-    return run(emu, q, k_cache, v_cache, pos, page_table=page_table, scale=scale, kv_splits=kv_splits)
+    return run(emu, q, k_cache, v_cache, pos, page_table=page_table, scale=scale, kv_splits=kv_splits,
+               tree_mask=tree_mask)

@@ -3,6 +3,8 @@
 Python loops over batch, rows, heads and keys, float64 math on Python floats,
 no masking or batching tricks: a second derivation the vectorized op and its
 kernels are compared with. The signature and return type are those of the public op.
+
+`random_parents` draws token trees (parent arrays) for the tests.
 """
 from __future__ import annotations
 
@@ -65,3 +67,12 @@ def verify_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
                         row[d] += w * value[d]
                 out[b, t, h] = torch.tensor(row, dtype=torch.float64)
     return out.to(q.dtype)
+
+
+def random_parents(B: int, T: int, g: torch.Generator, *, forest: bool = False) -> torch.Tensor:
+    """[B, T]: node 0 the root (-1), node t's parent drawn from 0 .. t-1; forest: from -1 .. t-1
+    (-1: another root, a row that sees only itself past the cache)."""
+    parents = torch.full((B, T), -1)
+    for t in range(1, T):
+        parents[:, t] = torch.randint(-1 if forest else 0, t, (B,), generator=g)
+    return parents

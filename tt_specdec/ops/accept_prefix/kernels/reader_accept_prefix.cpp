@@ -11,7 +11,6 @@
 #include <cstdint>
 
 #include "accept_prefix_common.hpp"
-#include "api/dataflow/dataflow_api.h"
 
 using namespace accept_prefix;
 
@@ -59,14 +58,7 @@ void kernel_main() {
     for (uint32_t b = 0; b < batch; ++b) {
         // rows 0..k_eff[b]; none for a finished row (k_eff <= -1)
         for (int32_t t = 0; t <= k_eff[b]; ++t) {
-            const uint32_t page = b * rows + static_cast<uint32_t>(t);
-            for (uint32_t v = v_start; v < v_end; v += chunk) {
-                const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
-                cb_reserve_back(cb_logits, 1);  // wait for one free page
-                noc_async_read(get_noc_addr(page, logits, v * elem_size), get_write_ptr(cb_logits), n * elem_size);
-                noc_async_read_barrier();  // the chunk has landed
-                cb_push_back(cb_logits, 1);  // hand it to the writer
-            }
+            read_row_slice<cb_logits, chunk, elem_size>(logits, b * rows + static_cast<uint32_t>(t), v_start, v_end);
         }
     }
 }

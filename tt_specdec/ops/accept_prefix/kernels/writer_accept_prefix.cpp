@@ -13,7 +13,6 @@
 #include <cstdint>
 
 #include "accept_prefix_common.hpp"
-#include "api/dataflow/dataflow_api.h"
 
 using namespace accept_prefix;
 
@@ -50,30 +49,11 @@ void kernel_main() {
     static_assert(rows >= 2 && rows <= MAX_ROWS, "k + 1 target rows must fit one 32-row tile");
     static_assert(num_cores >= 1, "at least one core");
     constexpr uint32_t k = rows - 1;
-    constexpr uint32_t partial_bytes = (batch * rows * sizeof(Partial) + 15) / 16 * 16;  // one gather page
+    constexpr uint32_t partial_bytes = partials_bytes(batch * rows);  // one gather page
 
     // num_draft [B] from this core's reader: which rows arrive, in which order
     cb_wait_front(cb_num_draft, 1);
     volatile tt_l1_ptr int32_t* k_eff = reinterpret_cast<volatile tt_l1_ptr int32_t*>(get_read_ptr(cb_num_draft));
-
-    // One chunk into the running argmax (best key, best index): first the chunk's top key in a
-    // branch-light pass, then, only when it beats the best so far (rare after the first chunks), the
-    // first index holding it. Ties keep the earlier index: an equal key never replaces.
-    auto scan = [](auto vals, uint32_t n, uint32_t v, auto key_of, uint32_t& best, uint32_t& best_index) {
-        uint32_t top = 0;
-        for (uint32_t i = 0; i < n; ++i) {
-            const uint32_t key = key_of(vals[i]);
-            top = key > top ? key : top;
-        }
-        if (top > best) {
-            uint32_t i = 0;
-            while (key_of(vals[i]) != top) {
-                ++i;
-            }
-            best = top;
-            best_index = v + i;
-        }
-    };
 
     // 1. running argmax of this core's slice, per row that arrives
     const uint32_t partial_l1 = get_write_ptr(cb_partial);
@@ -81,36 +61,18 @@ void kernel_main() {
     for (uint32_t b = 0; b < batch; ++b) {
         const int32_t k_b = clamp_num_draft(k_eff[b], k);  // as the reader clamped it
         for (uint32_t t = 0; t < rows; ++t) {
-            uint32_t best = 0;  // below every key: the first entry always takes it
-            uint32_t best_index = v_start;
-            if (static_cast<int32_t>(t) <= k_b) {
-                for (uint32_t v = v_start; v < v_end; v += chunk) {
-                    const uint32_t n = (v_end - v < chunk ? v_end - v : chunk);
-                    cb_wait_front(cb_logits, 1);  // one chunk of row (b, t)
-                    const uint32_t l1 = get_read_ptr(cb_logits);
-                    if constexpr (logits_format == DataFormat::Float16_b) {
-                        scan(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1), n, v, bf16_argmax_key, best,
-                             best_index);
-                    } else {
-                        scan(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1), n, v, fp32_argmax_key, best,
-                             best_index);
-                    }
-                    cb_pop_front(cb_logits, 1);  // free the page for the reader
-                }
-            }
-            partial[b * rows + t].key = best;
-            partial[b * rows + t].index = best_index;
+            // a row the reader skips (past k_b) keeps key 0: core 0 never reads it
+            const Partial best = static_cast<int32_t>(t) <= k_b ? argmax_row_slice<cb_logits, chunk>(v_start, v_end)
+                                                                : Partial{0, v_start};
+            partial[b * rows + t].key = best.key;
+            partial[b * rows + t].index = best.index;
         }
     }
 
     // 2. send the partials to slot core_id of core 0's gather CB, then count them in
     const uint32_t gather_l1 = get_write_ptr(cb_gather);  // same L1 address on every core
-    noc_async_write(partial_l1, get_noc_addr(reduce_noc_x, reduce_noc_y, gather_l1 + core_id * partial_bytes),
-                    partial_bytes);
-    noc_async_write_barrier();  // data lands before the count
     const uint32_t sem_l1 = get_semaphore(sem_partials);
-    noc_semaphore_inc(get_noc_addr(reduce_noc_x, reduce_noc_y, sem_l1), 1);
-    noc_async_atomic_barrier();  // acked before this core goes on or exits (the firmware asserts it at exit)
+    send_partials(partial_l1, gather_l1, partial_bytes, core_id, reduce_noc_x, reduce_noc_y, sem_l1);
 
     if (core_id != 0) {
         cb_pop_front(cb_num_draft, 1);
@@ -132,19 +94,9 @@ void kernel_main() {
     volatile tt_l1_ptr int32_t* out = reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1);
     volatile tt_l1_ptr int32_t* accepted = reinterpret_cast<volatile tt_l1_ptr int32_t*>(accepted_l1);
 
-    // argmax of row (b, t) over all cores: core order, strictly greater wins
-    auto target = [&](uint32_t b, uint32_t t) -> int32_t {
-        uint32_t best = 0;
-        uint32_t best_index = 0;
-        for (uint32_t c = 0; c < num_cores; ++c) {
-            volatile tt_l1_ptr Partial* p =
-                reinterpret_cast<volatile tt_l1_ptr Partial*>(gather_l1 + c * partial_bytes) + b * rows + t;
-            if (c == 0 || p->key > best) {  // equal keys: the lower core, so the lower index
-                best = p->key;
-                best_index = p->index;
-            }
-        }
-        return static_cast<int32_t>(best_index);
+    // argmax of row (b, t) over all cores
+    auto target = [&](uint32_t b, uint32_t t) {
+        return gathered_argmax<num_cores>(gather_l1, partial_bytes, b * rows + t);
     };
 
     for (uint32_t b = 0; b < batch; ++b) {

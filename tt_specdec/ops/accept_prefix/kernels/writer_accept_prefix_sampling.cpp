@@ -1,10 +1,14 @@
 // accept_prefix sampling, writer (BRISC): the lossless speculative-sampling rule (Leviathan et
-// al. 2023) with temperature, top-k and top-p, V split over cores.
+// al. 2023) with temperature, top-k and top-p, V split over cores, in integers only.
 //
-// p is tt_specdec.ops.sampling.process_logits: s = logit / temperature; top-k keeps every token
-// with s >= the k-th largest s (ties with it kept); softmax over those; top-p keeps, in order of
-// p descending then index ascending, each token whose mass of earlier tokens is < top_p, and
-// renormalises. Tokens are ordered by an unsigned key of their logit (accept_prefix_common.hpp).
+// The arithmetic is tt_specdec/sampling.py's fixed_params procedure (the helpers of
+// accept_prefix_common.hpp): each token's weight w = 2^31 * 2^-((s_max - s) * log2(e) / temperature)
+// from its logit's bits, the host's fixed-point log2(e) / temperature (a runtime arg) and three
+// 256-entry tables; sums in uint64; p(v) = w(v) / z. top-k keeps every token whose key is >= the
+// k-th largest key (ties kept); top-p, in order of key descending then index ascending, keeps each
+// token whose weight before it sums to < ceil(top_p * z_k). Tokens are ordered by an unsigned key
+// of their logit (accept_prefix_common.hpp). The data-movement RISC-Vs are RV32IM without an FPU: no
+// float or double here (bench/rv32_dataflow.py finds no soft-float call; tests/emu/test_emu_rules.py).
 //
 // Which core does what, and why:
 // - Core 0 walks the rows in order: for sequence b, rows t = 0, 1, ... until the first rejection
@@ -14,27 +18,24 @@
 // - A round: core 0 writes a RoundCommand to every core's mailbox; every core (core 0 too) scans
 //   its slice and sends a RoundPartial back; core 0 combines them and decides the next round.
 //   Only V-sized work is spread over cores; combining num_cores partials is small.
-//   START: max key (softmax max), the draft's logit and tie rank (by its owner), and with top-k
+//   START: max key (the softmax max), the draft's key and tie rank (by its owner), and with top-k
 //          a count histogram of the key's top digit.
 //   TOP_K: with the digits found so far as prefix, a count histogram of the next digit: radix
 //          select of the k-th largest key, 2 rounds in all for bf16 keys, 4 for fp32.
-//   MASS:  sum of w = exp(s - max_s) over the top-k set (z_k), and with top-p a mass histogram
-//          of the top digit; TOP_P rounds refine it to the nucleus key: the smallest key whose
-//          mass of larger keys is < top_p. Tokens sharing that key are kept in index order while
-//          the mass stays < top_p: core 0 gives each core a quota of them, in core order.
-//   Core 0 then has p(d_t) = exp(s_d - max_s) / z_k / z_p (0 outside the sets) and runs the
-//   accept test u * q_t(d_t) < p_t(d_t), q_t(d_t) read as one 32-byte entry (1 without draft
-//   probabilities). On the row n that ends the sequence:
-//   RESIDUAL: every core's mass of max(0, p - q) and of p (q: its slice of q's row n, one-hot on
-//          the draft, or 0 on the bonus row); core 0 finds the slice where u * total falls.
-//   SAMPLE: that core scans its slice for the first token whose running mass exceeds it, as
-//          torch.searchsorted(right) in sample_inverse_cdf.
-// Math is float64 with the formulas of tt_specdec.ops.reference, so seeded results match the
-// torch op token for token, except where a sum lands exactly on a boundary (top_p, u * total):
-// sums run in another order there. On a card this runs soft-float on the RISC and a row costs a
-// few NoC round trips per round: correct, not fast; exp on the SFPU and rows of several
-// sequences per round are the follow-ups.
-#include <cmath>
+//   MASS:  sum of w over the top-k set (z_k), and with top-p a mass histogram of the top digit;
+//          TOP_P rounds refine it to the nucleus key: the key whose weight above it is < the
+//          target and with it >= the target. Tokens sharing that key are kept in index order
+//          while the sum stays < the target: core 0 gives each core a quota of them, in core order.
+//   Core 0 then has w(d_t) and z and runs the exact accept test u * q_t(d_t) < w(d_t) / z
+//   (accepts), q_t(d_t) read as one 32-byte entry (1 without draft probabilities). On the row n
+//   that ends the sequence:
+//   RESIDUAL: every core's sums of max(0, w - floor(q * z)) and of w (q: its slice of q's row n,
+//          one-hot on the draft, or 0 on the bonus row); core 0 finds the slice where
+//          floor(u * total / 2^24) falls.
+//   SAMPLE: that core scans its slice for the first token whose running sum exceeds it, as
+//          torch_impl.sample_fixed.
+// Seeded results equal the torch op's and the plain-loop reference's token for token. A row costs
+// a few NoC round trips per round; rows of several sequences per round are the follow-up.
 #include <cstdint>
 
 #include "accept_prefix_common.hpp"
@@ -50,16 +51,10 @@ void kernel_main() {
     const uint32_t core_id = get_arg_val<uint32_t>(SRT_WRITER_CORE_ID);
     const uint32_t reduce_noc_x = get_arg_val<uint32_t>(SRT_WRITER_REDUCE_NOC_X);
     const uint32_t reduce_noc_y = get_arg_val<uint32_t>(SRT_WRITER_REDUCE_NOC_Y);
-    auto arg_double = [](uint32_t lo_index, uint32_t hi_index) -> double {
-        const uint64_t bits =
-            (static_cast<uint64_t>(get_arg_val<uint32_t>(hi_index)) << 32) | get_arg_val<uint32_t>(lo_index);
-        double value;
-        __builtin_memcpy(&value, &bits, sizeof value);
-        return value;
-    };
-    const double temperature = arg_double(SRT_WRITER_TEMPERATURE_LO, SRT_WRITER_TEMPERATURE_HI);
+    const uint32_t exp_scale = get_arg_val<uint32_t>(SRT_WRITER_EXP_SCALE);
+    const int32_t exp_shift = static_cast<int32_t>(get_arg_val<uint32_t>(SRT_WRITER_EXP_SHIFT));
     const uint32_t top_k = get_arg_val<uint32_t>(SRT_WRITER_TOP_K);
-    const double top_p = arg_double(SRT_WRITER_TOP_P_LO, SRT_WRITER_TOP_P_HI);
+    const uint32_t top_p_fixed = get_arg_val<uint32_t>(SRT_WRITER_TOP_P_FIXED);
 
     // Compile-time args
     // -----------------
@@ -101,7 +96,7 @@ void kernel_main() {
                   "num_cores <= MAX_SAMPLING_CORES slices of `slice` entries cover V, none empty");
     constexpr uint32_t k = rows - 1;
     const bool use_top_k = top_k > 0 && top_k < vocab;
-    const bool use_top_p = top_p < 1.0;
+    const bool use_top_p = top_p_fixed != 0;
     const uint32_t count = v_end - v_start;
 
     // L1: mailboxes (same address on every core), then core 0's staging copies behind them
@@ -118,14 +113,7 @@ void kernel_main() {
     const uint32_t sem_partials_l1 = get_semaphore(sem_partials);
     const uint32_t sem_read_l1 = get_semaphore(sem_read);
 
-    // logit / key of entry i of an L1 slice
-    auto logit_at = [](uint32_t l1, uint32_t i) -> double {
-        if constexpr (logits_format == DataFormat::Float16_b) {
-            return bfloat16_to_float(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1)[i]);
-        } else {
-            return reinterpret_cast<volatile tt_l1_ptr float*>(l1)[i];
-        }
-    };
+    // key of entry i of an L1 slice; the fp32 bits of a key's logit (bf16 widened exactly)
     auto key_at = [](uint32_t l1, uint32_t i) -> uint32_t {
         if constexpr (logits_format == DataFormat::Float16_b) {
             return bf16_key(reinterpret_cast<volatile tt_l1_ptr uint16_t*>(l1)[i]);
@@ -133,15 +121,16 @@ void kernel_main() {
             return fp32_key(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(l1)[i]);
         }
     };
-    auto key_logit = [](uint32_t key) -> double {
+    auto logit_bits = [](uint32_t key) -> uint32_t {
         if constexpr (logits_format == DataFormat::Float16_b) {
-            return bfloat16_to_float(static_cast<uint16_t>(bf16_key_bits(key)));
+            return bf16_key_bits(key) << 16;
         } else {
-            const uint32_t bits = fp32_key_bits(key);
-            float value;
-            __builtin_memcpy(&value, &bits, sizeof value);
-            return value;
+            return fp32_key_bits(key);
         }
+    };
+    // w of a token by its key, below the row's largest key
+    auto weight = [&](uint32_t key, uint32_t max_key) -> uint32_t {
+        return fixed_weight(logit_bits(key), logit_bits(max_key), exp_scale, exp_shift);
     };
     auto in_prefix = [](uint32_t key, uint32_t shift, uint32_t prefix) -> bool {
         return shift + RADIX_BITS >= key_bits || (key >> (shift + RADIX_BITS)) == (prefix >> (shift + RADIX_BITS));
@@ -181,45 +170,46 @@ void kernel_main() {
         if (binned) {
             for (uint32_t j = 0; j < RADIX_BINS; ++j) {
                 mine->bins[j].count = 0;
-                mine->bins[j].mass = 0.0;
+                mine->bins[j].mass = 0;
             }
         }
         // a token goes to its digit's bin when it is in the top-k set and under the prefix
-        auto bin = [&](uint32_t key, double w) {
+        auto bin = [&](uint32_t key, uint32_t w) {
             if (binned && key >= cmd.kth_key && in_prefix(key, cmd.shift, cmd.prefix)) {
                 Bin& b = mine->bins[(key >> cmd.shift) & (RADIX_BINS - 1)];
                 b.count += 1;
                 b.mass += w;
             }
         };
-        // p of entry i and its residual weight, in index order (ties: nucleus-key tokens seen so far)
+        // p's weight of entry i and its residual weight, in index order (ties: nucleus-key tokens seen so far)
         const uint32_t quota = cmd.tie_quota[core_id];
-        auto weights = [&](uint32_t i, uint32_t& ties, double& p, double& r) {
+        auto weights = [&](uint32_t i, uint32_t& ties, uint32_t& p, uint32_t& r) {
             const uint32_t key = key_at(row_l1, i);
             bool kept = key >= cmd.kth_key && key >= cmd.nucleus_key;
             if (kept && key == cmd.nucleus_key) {
                 kept = ties++ < quota;
             }
-            p = kept ? std::exp(logit_at(row_l1, i) / temperature - cmd.max_s) / cmd.z_k / cmd.z_p : 0.0;
+            p = kept ? weight(key, cmd.max_key) : 0;
             r = p;
             if (cmd.residual == RESIDUAL_Q) {
                 if constexpr (has_draft_probs) {
-                    r = p - reinterpret_cast<volatile tt_l1_ptr float*>(get_read_ptr(cb_q))[i];
+                    const uint64_t qz = q_times_z(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_read_ptr(cb_q))[i],
+                                                  cmd.z);
+                    r = p > qz ? p - static_cast<uint32_t>(qz) : 0;
                 }
             } else if (cmd.residual == RESIDUAL_ONE_HOT && v_start + i == cmd.draft) {
-                r = p - 1.0;
+                r = 0;  // q = 1 at the draft: floor(q * z) = z >= p
             }
-            r = r > 0.0 ? r : 0.0;
         };
 
-        mine->mass = 0.0;
-        mine->p_mass = 0.0;
+        mine->mass = 0;
+        mine->p_mass = 0;
         if (cmd.op == ROUND_START) {
             uint32_t max_key = 0;
             for (uint32_t i = 0; i < count; ++i) {
                 const uint32_t key = key_at(row_l1, i);
                 max_key = key > max_key ? key : max_key;
-                bin(key, 0.0);
+                bin(key, 0);
             }
             mine->max_key = max_key;
             if (cmd.draft != NO_TOKEN && cmd.draft >= v_start && cmd.draft < v_end) {
@@ -231,36 +221,35 @@ void kernel_main() {
                 }
                 mine->draft_key = draft_key;
                 mine->draft_rank = rank;
-                mine->draft_logit = logit_at(row_l1, d);
             }
         } else if (cmd.op == ROUND_TOP_K) {
             for (uint32_t i = 0; i < count; ++i) {
-                bin(key_at(row_l1, i), 0.0);
+                bin(key_at(row_l1, i), 0);
             }
         } else if (cmd.op == ROUND_MASS || cmd.op == ROUND_TOP_P) {
             const bool total = cmd.op == ROUND_MASS;
             for (uint32_t i = 0; i < count; ++i) {
                 const uint32_t key = key_at(row_l1, i);
                 if (key < cmd.kth_key || !(total || in_prefix(key, cmd.shift, cmd.prefix))) {
-                    continue;  // outside the top-k set, or a TOP_P round's prefix: no exp needed
+                    continue;  // outside the top-k set, or a TOP_P round's prefix: no weight needed
                 }
-                const double w = std::exp(logit_at(row_l1, i) / temperature - cmd.max_s);
-                mine->mass += total ? w : 0.0;
+                const uint32_t w = weight(key, cmd.max_key);
+                mine->mass += total ? w : 0;
                 bin(key, w);
             }
         } else if (cmd.op == ROUND_RESIDUAL) {
             uint32_t ties = 0;
             for (uint32_t i = 0; i < count; ++i) {
-                double p, r;
+                uint32_t p, r;
                 weights(i, ties, p, r);
                 mine->mass += r;
                 mine->p_mass += p;
             }
         } else if (cmd.op == ROUND_SAMPLE && cmd.sample_core == core_id) {
             uint32_t ties = 0, token = v_end - 1;  // not crossed (rounding): the slice's last entry
-            double running = cmd.running;
+            uint64_t running = cmd.running;
             for (uint32_t i = 0; i < count; ++i) {
-                double p, r;
+                uint32_t p, r;
                 weights(i, ties, p, r);
                 running += r;
                 if (running > cmd.threshold) {
@@ -319,13 +308,13 @@ void kernel_main() {
         noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_partials_l1), rounds * num_cores);
     };
     // radix select: the digit whose bin holds the target, scanning from the largest keys down;
-    // amount = count (top-k) or mass / z (top-p); `above` gathers the amounts of the bins passed
-    auto select_digit = [&](bool by_mass, double target, double z, double& above) -> uint32_t {
+    // amount = count (top-k) or weight sum (top-p); `above` gathers the amounts of the bins passed
+    auto select_digit = [&](bool by_mass, uint64_t target, uint64_t& above) -> uint32_t {
         uint32_t lowest = 0;
-        double above_lowest = above;
+        uint64_t above_lowest = above;
         for (int32_t j = RADIX_BINS - 1; j >= 0; --j) {
             uint32_t tokens = 0;
-            double mass = 0.0;
+            uint64_t mass = 0;
             for (uint32_t c = 0; c < num_cores; ++c) {
                 tokens += gathered[c].bins[j].count;
                 mass += gathered[c].bins[j].mass;
@@ -333,7 +322,7 @@ void kernel_main() {
             if (tokens == 0) {
                 continue;
             }
-            const double amount = by_mass ? mass / z : static_cast<double>(tokens);
+            const uint64_t amount = by_mass ? mass : tokens;
             if (above + amount >= target) {
                 return static_cast<uint32_t>(j);
             }
@@ -341,17 +330,17 @@ void kernel_main() {
             lowest = static_cast<uint32_t>(j);
             above += amount;
         }
-        above = above_lowest;  // the mass never reached the target (rounding): every key is kept
+        above = above_lowest;  // not reached (target <= the total by construction): every key is kept
         return lowest;
     };
 
     RoundCommand row;  // the current row's round, and after decide_row its sets and normalisers
     // radix select from the top digit, whose histogram the last round gathered: the key holding the
     // target, one more round per lower digit (next_op)
-    auto radix_select = [&](uint32_t next_op, bool by_mass, double target, double z, double& above) -> uint32_t {
+    auto radix_select = [&](uint32_t next_op, bool by_mass, uint64_t target, uint64_t& above) -> uint32_t {
         row.prefix = 0;
         for (uint32_t shift = top_shift;; shift -= RADIX_BITS) {
-            row.prefix |= select_digit(by_mass, target, z, above) << shift;
+            row.prefix |= select_digit(by_mass, target, above) << shift;
             if (shift == 0) {
                 return row.prefix;
             }
@@ -382,16 +371,15 @@ void kernel_main() {
     noc_async_read(get_noc_addr(0, num_draft), num_draft_l1, batch * sizeof(int32_t));
     noc_async_read_barrier();
 
-    // The sets and normalisers of one row, left in `row` for its RESIDUAL / SAMPLE rounds;
-    // returns p(d) (0 for the bonus row).
-    auto decide_row = [&](uint32_t page, uint32_t d) -> double {
+    // The sets and the normaliser z of one row, left in `row` for its RESIDUAL / SAMPLE rounds;
+    // returns w(d) (0 outside the sets and for the bonus row).
+    auto decide_row = [&](uint32_t page, uint32_t d) -> uint32_t {
         send_read(READ_ROW, page);
         row = RoundCommand{};
         row.op = ROUND_START;
         row.draft = d;
         row.histogram = use_top_k ? HIST_COUNT : HIST_NONE;
         row.shift = top_shift;
-        row.z_p = 1.0;
         run_round(row);
         uint32_t max_key = 0;
         for (uint32_t c = 0; c < num_cores; ++c) {
@@ -399,38 +387,39 @@ void kernel_main() {
         }
         const uint32_t owner = d == NO_TOKEN ? 0 : d / slice;
         const uint32_t draft_key = gathered[owner].draft_key, draft_rank = gathered[owner].draft_rank;
-        const double draft_logit = gathered[owner].draft_logit;
-        row.max_s = key_logit(max_key) / temperature;
+        row.max_key = max_key;
 
         if (use_top_k) {  // the k-th largest key, by counts
-            double above = 0.0;
-            row.kth_key = radix_select(ROUND_TOP_K, false, static_cast<double>(top_k), 1.0, above);
+            uint64_t above = 0;
+            row.kth_key = radix_select(ROUND_TOP_K, false, top_k, above);
         }
         row.op = ROUND_MASS;
         row.histogram = use_top_p ? HIST_MASS : HIST_NONE;
         row.shift = top_shift;
         row.prefix = 0;
         run_round(row);
-        row.z_k = 0.0;
+        uint64_t z_k = 0;
         for (uint32_t c = 0; c < num_cores; ++c) {
-            row.z_k += gathered[c].mass;
+            z_k += gathered[c].mass;
         }
-        if (use_top_p) {  // the nucleus key, by mass
-            double above = 0.0;  // mass of the keys above it
-            row.nucleus_key = radix_select(ROUND_TOP_P, true, top_p, row.z_k, above);
-            // tokens with the nucleus key, kept in index order while the mass before them is < top_p
-            const double p_tie = std::exp(key_logit(row.nucleus_key) / temperature - row.max_s) / row.z_k;
+        row.z = z_k;
+        if (use_top_p) {  // the nucleus key, by weight sums
+            const uint64_t target = top_p_target(top_p_fixed, z_k);
+            uint64_t above = 0;  // weight of the keys above it
+            row.nucleus_key = radix_select(ROUND_TOP_P, true, target, above);
+            // tokens with the nucleus key, kept in index order while the weight before them is < target
+            const uint32_t w_tie = weight(row.nucleus_key, max_key);
             uint32_t ties_on[num_cores], ties = 0, kept = 0;
             for (uint32_t c = 0; c < num_cores; ++c) {
                 ties_on[c] = gathered[c].bins[row.nucleus_key & (RADIX_BINS - 1)].count;  // last round: shift 0
                 ties += ties_on[c];
             }
-            double mass = above;
-            while (kept < ties && mass < top_p) {
-                mass += p_tie;
+            uint64_t mass = above;
+            while (kept < ties && mass < target) {
+                mass += w_tie;
                 ++kept;
             }
-            row.z_p = mass;
+            row.z = mass;
             // the kept ties are the first `kept` in index order: fill the cores' quotas in core order
             uint32_t ties_before_owner = 0, quota_left = kept;
             for (uint32_t c = 0; c < num_cores; ++c) {
@@ -439,17 +428,17 @@ void kernel_main() {
                 quota_left -= row.tie_quota[c];
             }
             if (d != NO_TOKEN && draft_key == row.nucleus_key && ties_before_owner + draft_rank >= kept) {
-                return 0.0;  // a tie past the quota
+                return 0;  // a tie past the quota
             }
         }
         if (d == NO_TOKEN || draft_key < row.kth_key || draft_key < row.nucleus_key) {
-            return 0.0;
+            return 0;
         }
-        return std::exp(draft_logit / temperature - row.max_s) / row.z_k / row.z_p;
+        return weight(draft_key, max_key);
     };
 
-    // one token drawn from `residual` of the row in `row` with uniform u
-    auto sample = [&](uint32_t residual, uint32_t q_page, double u) -> uint32_t {
+    // one token drawn from `residual` of the row in `row` with uniform u / 2^24
+    auto sample = [&](uint32_t residual, uint32_t q_page, uint32_t u) -> uint32_t {
         if (residual == RESIDUAL_Q) {
             send_read(READ_Q, q_page);
         }
@@ -457,14 +446,13 @@ void kernel_main() {
         row.histogram = HIST_NONE;
         row.residual = residual;
         run_round(row);
-        double total = 0.0;
+        uint64_t total = 0;
         for (uint32_t c = 0; c < num_cores; ++c) {
             total += gathered[c].mass;
         }
-        const bool use_p = !(total > 0.0);  // p == q on the support: rejection had probability 0
-        double slice_mass[num_cores];
+        const bool use_p = total == 0;  // p == q on the support: rejection had probability 0
+        uint64_t slice_mass[num_cores];
         if (use_p) {
-            total = 0.0;
             for (uint32_t c = 0; c < num_cores; ++c) {
                 total += gathered[c].p_mass;
             }
@@ -472,8 +460,8 @@ void kernel_main() {
         for (uint32_t c = 0; c < num_cores; ++c) {
             slice_mass[c] = use_p ? gathered[c].p_mass : gathered[c].mass;
         }
-        const double threshold = u * total;
-        double running = 0.0;
+        const uint64_t threshold = sample_threshold(u, total);
+        uint64_t running = 0;
         for (uint32_t c = 0; c < num_cores; ++c) {
             if (running + slice_mass[c] > threshold) {
                 row.op = ROUND_SAMPLE;
@@ -486,7 +474,7 @@ void kernel_main() {
             }
             running += slice_mass[c];
         }
-        return vocab - 1;  // threshold past the total (rounding): the last entry, as the clamp in torch
+        return vocab - 1;  // not reached (threshold < total); the last entry, as torch_impl.sample_fixed's clamp
     };
 
     const uint32_t out_l1 = get_write_ptr(cb_out);
@@ -508,21 +496,21 @@ void kernel_main() {
                 const uint32_t t = static_cast<uint32_t>(n);
                 if (n == k_b) {  // every draft accepted: the bonus token from p itself
                     decide_row(b * rows + t, NO_TOKEN);
-                    out[t] = static_cast<int32_t>(sample(RESIDUAL_P, 0, uniform(seeds[b], STREAM_SAMPLE, 0)));
+                    out[t] = static_cast<int32_t>(sample(RESIDUAL_P, 0, uniform_bits(seeds[b], STREAM_SAMPLE, 0)));
                     break;
                 }
                 const uint32_t d = static_cast<uint32_t>(draft[t]);
-                const double p_d = decide_row(b * rows + t, d);
-                double q_d = 1.0;  // a deterministic drafter: q one-hot on its token
+                const uint32_t w_d = decide_row(b * rows + t, d);
+                uint32_t q_d = ONE_BITS;  // a deterministic drafter: q one-hot on its token
                 if constexpr (has_draft_probs) {
-                    const uint32_t offset = d * sizeof(float);  // the 32-byte aligned block holding q_t(d_t)
+                    const uint32_t offset = d * sizeof(uint32_t);  // q's fp32 bits: the 32-byte block holding q_t(d_t)
                     noc_async_read(get_noc_addr(b * k + t, draft_probs, offset & ~31u), scratch_l1, 32);
                     noc_async_read_barrier();
-                    q_d = *reinterpret_cast<volatile tt_l1_ptr float*>(scratch_l1 + (offset & 31u));
+                    q_d = *reinterpret_cast<volatile tt_l1_ptr uint32_t*>(scratch_l1 + (offset & 31u));  // its bits
                 }
-                if (!(uniform(seeds[b], STREAM_ACCEPT, t) * q_d < p_d)) {  // u < p / q without dividing by q = 0
+                if (!accepts(uniform_bits(seeds[b], STREAM_ACCEPT, t), q_d, row.z, w_d)) {  // u * q < p, exactly
                     out[t] = static_cast<int32_t>(sample(has_draft_probs ? RESIDUAL_Q : RESIDUAL_ONE_HOT, b * k + t,
-                                                         uniform(seeds[b], STREAM_SAMPLE, 0)));
+                                                         uniform_bits(seeds[b], STREAM_SAMPLE, 0)));
                     break;
                 }
                 out[t] = draft[t];

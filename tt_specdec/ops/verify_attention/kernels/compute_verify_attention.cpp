@@ -1,6 +1,6 @@
 // verify_attention, compute: online softmax attention of the packed query rows [32 = (t, g), D]
 // over the chunks of 32 keys the reader streams, all in fp32 tiles:
-//   S = Q K^T * scale (+ staircase mask)      m = max(m_prev, rowmax S)
+//   S = Q K^T * scale (+ mask: 0 / -inf)      m = max(m_prev, rowmax S)
 //   P = exp(S - m)    alpha = exp(m_prev - m) l = l_prev * alpha + rowsum P
 //   O = O_prev * alpha + P V                  out = O / l
 // Running m, l, O alternate between two CBs by update parity, so an update's inputs are still
@@ -52,7 +52,7 @@ void kernel_main() {
     // once, before any other compute API call; Reverse: the first op is the Q·K^T matmul
     compute_kernel_hw_startup<SrcOrder::Reverse>(CB_Q, CB_K, CB_S);
     cb_wait_front(CB_POS, 1);
-    const uint32_t pos = read_tile_value(CB_POS, 0, 0);
+    const uint32_t shown = read_tile_value(CB_POS, 0, 0);  // keys 0 .. shown - 1: seen by every row
     const uint32_t begin = read_tile_value(CB_POS, 0, 1);
     const uint32_t end = read_tile_value(CB_POS, 0, 2);
     const uint32_t merges = read_tile_value(CB_POS, 0, 3);  // partials to merge, or WORKER
@@ -82,8 +82,8 @@ void kernel_main() {
         pack_to(CB_TMP);
         cb_pop_front(CB_K, d_tiles);
 
-        // S *= scale, then + mask when the chunk reaches past pos
-        const bool masked = chunk_is_masked(c, pos);
+        // S *= scale, then + mask when the chunk holds a key some row does not see
+        const bool masked = chunk_is_masked(c, shown);
         cb_wait_front(CB_TMP, 1);
         reconfig_data_format(CB_TMP, CB_SCALE);
         mul_bcast_cols_init(CB_TMP, CB_SCALE);

@@ -1,7 +1,12 @@
 // verify_attention, reader (NCRISC): one (sequence b, KV head h) per core. Pushes the
 // step's position for the compute kernel, the constant tiles (scale, ones), the packed
-// query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+T-1
-// the K tiles, the staircase mask when the chunk reaches past pos, and the V tiles.
+// query tile row [32 rows = (t, g), D] once, then per 32-key chunk of keys 0 .. pos+span-1 (the
+// chain: pos+T-1) the K tiles, the mask when the chunk holds a key some row does not see, and
+// the V tiles.
+// The mask: row (t, g) sees the cache (keys < pos) and key pos + i iff bit i of row t's bitmask:
+// read from the tree tensor (a token tree: its ancestors and itself), or the chain's staircase
+// (bits 0 .. t) made here. The chain keeps its own program variant (CT tree = 0) so every chain step
+// reads and uploads nothing more, while both build the mask in the same loop from the same bitmasks.
 // Each K / V chunk is read once for all T query rows and all heads of the GQA group.
 // With KV splits, this core streams only its split's chunks [begin, end) (see
 // verify_attention_common.hpp); on the combine core (split 0) it then waits until the other
@@ -27,6 +32,7 @@ void kernel_main() {
     const uint32_t scale_bits = get_arg_val<uint32_t>(RT_READER_SCALE_BITS);
     const uint32_t page_table_addr = get_arg_val<uint32_t>(RT_READER_PAGE_TABLE_ADDR);
     const uint32_t split = get_arg_val<uint32_t>(RT_READER_SPLIT);
+    const uint32_t tree_addr = get_arg_val<uint32_t>(RT_READER_TREE_ADDR);
 
     // Compile-time args
     // -----------------
@@ -36,7 +42,7 @@ void kernel_main() {
     constexpr uint32_t cb_mask = get_compile_time_arg_val(CT_READER_CB_MASK);  // fp32 tile: 0 or -inf
     constexpr uint32_t cb_scale = get_compile_time_arg_val(CT_READER_CB_SCALE);  // fp32 tile of the scale
     constexpr uint32_t cb_ones = get_compile_time_arg_val(CT_READER_CB_ONES);    // fp32 tile of 1.0
-    constexpr uint32_t cb_pos = get_compile_time_arg_val(CT_READER_CB_POS);      // [pos, chunks] uint32
+    constexpr uint32_t cb_pos = get_compile_time_arg_val(CT_READER_CB_POS);      // [shown, begin, end, merges] uint32
     constexpr uint32_t d_tiles = get_compile_time_arg_val(CT_READER_D_TILES);
     constexpr uint32_t s_tiles = get_compile_time_arg_val(CT_READER_S_TILES);
     constexpr uint32_t T = get_compile_time_arg_val(CT_READER_T);
@@ -51,11 +57,15 @@ void kernel_main() {
     constexpr uint32_t cb_table = get_compile_time_arg_val(CT_READER_CB_TABLE);
     constexpr auto page_table_args = TensorAccessorArgs<CT_READER_PAGE_TABLE_TA>();
     constexpr uint32_t splits = get_compile_time_arg_val(CT_READER_SPLITS);
-    constexpr uint32_t cb_range = get_compile_time_arg_val(CT_READER_CB_RANGE);  // [pos, begin, end, merges]
+    constexpr uint32_t cb_range = get_compile_time_arg_val(CT_READER_CB_RANGE);  // [shown, begin, end, merges]
     constexpr uint32_t sem_partials = get_compile_time_arg_val(CT_READER_SEM_PARTIALS);
+    constexpr bool tree = get_compile_time_arg_val(CT_READER_TREE) == 1;
+    constexpr uint32_t cb_tree = get_compile_time_arg_val(CT_READER_CB_TREE);  // [T] uint32 row bitmasks
+    constexpr auto tree_args = TensorAccessorArgs<CT_READER_TREE_TA>();
     constexpr bool paged = block_tiles > 0;
     static_assert(splits >= 1, "at least one split per (b, h)");
     static_assert(T * group <= 32, "T * Hq/Hkv query rows must fit one 32-row tile");
+    static_assert(T >= 1, "at least one query row");
     static_assert(get_dataformat(cb_mask) == DataFormat::Float32 && get_dataformat(cb_scale) == DataFormat::Float32,
                   "constant tiles are fp32");
 
@@ -64,23 +74,50 @@ void kernel_main() {
     const auto v = TensorAccessor(v_args, v_addr, get_tile_size(cb_v));
     const uint32_t b = bh / hkv, h = bh % hkv;
 
-    // pos [B]: this sequence's position, the chunks that hold keys 0 .. pos + T - 1, and this
-    // split's share of them; the same four words go to compute (cb_pos) and the writer (cb_range)
+    // pos [B]: this sequence's position
     cb_reserve_back(cb_pos, 1);
     const uint32_t pos_l1 = get_write_ptr(cb_pos);
     const auto pos_acc = TensorAccessor(pos_args, pos_addr);
     noc_async_read(get_noc_addr(0, pos_acc), pos_l1, pos_args.get_aligned_page_size());
+    volatile tt_l1_ptr uint32_t* tree_words = nullptr;
+    if constexpr (tree) {  // this sequence's row bitmasks: a page read to cb_tree's DRAM-aligned base
+        const auto tree_acc = TensorAccessor(tree_args, tree_addr, T * sizeof(uint32_t));
+        noc_async_read(get_noc_addr(b, tree_acc), get_write_ptr(cb_tree), T * sizeof(uint32_t));
+        tree_words = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_write_ptr(cb_tree));
+    }
     noc_async_read_barrier();
     volatile tt_l1_ptr uint32_t* pos_words = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(pos_l1);
     const uint32_t pos = pos_words[b];
-    const uint32_t chunks = (pos + T + 31) / 32;
-    ASSERT(chunks <= (paged ? max_blocks * block_tiles : s_tiles));  // pos + T - 1 is inside the cache
-    const SplitRange share = split_range(pos, chunks, splits, split);
+
+    // row r = (t, g) of the tile: its bitmask (padding rows: the last query's); `common`: bits all rows
+    // share; tree keys pos .. pos + span - 1 are seen by some row (the chain: T); row 0's own key is its
+    // highest bit (the chain: pos)
+    uint32_t seen[32];
+    uint32_t common = 0xFFFFFFFFu, any = 0;
+    for (uint32_t r = 0; r < 32; ++r) {
+        const uint32_t t = r < T * group ? r / group : T - 1;
+        if constexpr (tree) {
+            seen[r] = tree_words[t];
+        } else {
+            seen[r] = staircase_bits(t);
+        }
+        common &= seen[r];
+        any |= seen[r];
+    }
+    ASSERT(seen[0] != 0);  // every row sees itself (the host checks tree_mask's diagonal)
+    const uint32_t span = bit_length(any), own = pos + bit_length(seen[0]) - 1;
+
+    // the chunks that hold keys 0 .. pos + span - 1, and this split's share of them; the same four
+    // words go to compute (cb_pos) and the writer (cb_range)
+    const uint32_t shown = shown_keys(pos, common);
+    const uint32_t chunks = (pos + span + 31) / 32;
+    ASSERT(chunks <= (paged ? max_blocks * block_tiles : s_tiles));  // pos + span - 1 is inside the cache
+    const SplitRange share = split_range(own, chunks, splits, split);
     const uint32_t begin = share.begin, end = share.end;
     const uint32_t merges = split == 0 ? share.active - 1 : WORKER;
     cb_reserve_back(cb_range, 1);
     volatile tt_l1_ptr uint32_t* range = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_write_ptr(cb_range));
-    range[0] = pos_words[0] = pos;
+    range[0] = pos_words[0] = shown;
     range[1] = pos_words[1] = begin;
     range[2] = pos_words[2] = end;
     range[3] = pos_words[3] = merges;
@@ -138,13 +175,12 @@ void kernel_main() {
         noc_async_read_barrier();
         cb_push_back(cb_k, d_tiles);
 
-        if (chunk_is_masked(c, pos)) {  // row (t, g) attends keys 0 .. pos + t
+        if (chunk_is_masked(c, shown)) {  // row r attends the cache and the tree keys of its bitmask
             cb_reserve_back(cb_mask, 1);
             volatile tt_l1_ptr float* mask = reinterpret_cast<volatile tt_l1_ptr float*>(get_write_ptr(cb_mask));
             for (uint32_t r = 0; r < 32; ++r) {
-                const uint32_t t = r < T * group ? r / group : T - 1;  // padding rows: the last query's keys
                 for (uint32_t col = 0; col < 32; ++col) {
-                    mask[tile_offset(r, col)] = 32 * c + col <= pos + t ? 0.0f : -__builtin_inff();
+                    mask[tile_offset(r, col)] = key_is_seen(32 * c + col, pos, seen[r]) ? 0.0f : -__builtin_inff();
                 }
             }
             cb_push_back(cb_mask, 1);

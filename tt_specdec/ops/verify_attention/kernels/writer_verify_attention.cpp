@@ -25,7 +25,7 @@ void kernel_main() {
     constexpr auto out_args = TensorAccessorArgs<CT_WRITER_OUT_TA>();
     constexpr uint32_t sem_partials = get_compile_time_arg_val(CT_WRITER_SEM_PARTIALS);
 
-    // this split's chunks and role, from the reader: [pos, begin, end, merges]
+    // this split's chunks and role, from the reader: [shown, begin, end, merges]
     cb_wait_front(CB_RANGE, 1);
     volatile tt_l1_ptr uint32_t* range = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_read_ptr(CB_RANGE));
     const bool idle = range[1] == range[2], worker = range[3] == WORKER;
