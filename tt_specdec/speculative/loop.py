@@ -113,8 +113,8 @@ def check_tree_request(target: Decoder, sampling: Sampling) -> None:
                          "with forward_tree (Llama, CpuLlama)")
     if not (sampling.greedy or sampling.coupled):
         raise ValueError(f"sampling: got temperature {sampling.temperature} with coupled=False and a tree drafter, "
-                         "expected greedy or coupled sampling (sampled tree acceptance, recursive rejection over "
-                         "siblings, is not in the loop yet)")
+                         "expected greedy or coupled sampling (accept_tree's recursive rejection over siblings is not "
+                         "wired into the loop yet)")
 
 
 def prefill(target: Decoder, rows: Rows, sampling: Sampling, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,8 +202,8 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     check_request(target, prompts, max_new_tokens, k, drafter, seed=seed, eos_token_id=eos_token_id,
                   sampling=sampling)
     if drafter.makes_trees and ops != "torch":
-        raise ValueError(f"ops: got {ops!r} with a tree drafter, expected 'torch' (the kernels' tree mask and tree "
-                         "accept are not written)")
+        raise ValueError(f"ops: got {ops!r} with a tree drafter, expected 'torch' (the loop's tree path runs the "
+                         "target's forward_tree and accept_tree's torch op; their kernels are not wired into it yet)")
     stats, t0 = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)
