@@ -5,14 +5,18 @@ matrix path). Lossless greedy speculative decoding must emit exactly G, so a ste
 the proposal alone: the tree (or chain) proposed after prompt + G[:i] accepts the longest root path that
 follows G[i:], as ops.accept_prefix.accept_tree does when the target's argmax at each node is G's next
 token, and emits that many + 1. This measures acceptance exactly, with outputs identical to the target
-alone by construction. --run also runs the best tree drafter for real on the CPU engine (a tree-masked
-verify per step, accept_tree, rollback's compaction) and counts outputs identical to the target alone.
+alone by construction. --run also runs the best tree drafter for real in the speculative loop
+(speculative_generate: a tree-masked verify per step, accept_tree, rollback's compaction; all prompts
+as one batch) and counts outputs identical to the target alone. --policy runs it with the cost model's
+TreePolicy choosing chain or tree and k, on the measured v(T) and on free rows (v(T) = 1).
 
     .venv/bin/python bench/bench_tree.py --json out/bench_tree.json
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import json
 import sys
 import time
@@ -25,59 +29,44 @@ from tt_specdec.bench.harness import cpu_model_name
 from tt_specdec.bench.prompts_smollm2 import PROMPTS
 from tt_specdec.drafters.ngram import NgramDrafter
 from tt_specdec.drafters.tree import Tree, TreeDrafter
-from tt_specdec.ops import rollback_kv
-from tt_specdec.ops.accept_prefix import accept_tree
-from tt_specdec.speculative import generate_plain
+from tt_specdec.ops.accept_prefix import MAX_DRAFT
+from tt_specdec.sampling import Sampling
+from tt_specdec.speculative import generate_plain, speculative_generate
+from tt_specdec.speculative.measure import measured
+from tt_specdec.speculative.policy import TreePolicy
 
 
-class LookupChain:
+def as_tree(proposal) -> Tree:
+    """A one-row tree Proposal (TreeDrafter's) as a Tree, root first."""
+    tree = Tree.root(-1)
+    for tok, parent in zip(proposal.tokens[0].tolist(), proposal.parents[0, 1:].tolist()):
+        tree.add(parent, tok)
+    return tree
+
+
+def lookup_chain(context: list[int], rows: int) -> Tree:
     """Prompt lookup as a chain (NgramDrafter), for the comparison."""
-
-    def __init__(self):
-        self.ngram = NgramDrafter()
-
-    def start(self, context, cache_len):
-        pass
-
-    def propose(self, context: list[int], rows: int) -> Tree:
-        tree = Tree.root(context[-1])
-        node = 0
-        for tok in self.ngram.lookup(torch.tensor(context), rows - 1).tolist():
-            node = tree.add(node, int(tok))
-        return tree
-
-
-def tree_generate(target, drafter, prompt: list[int], max_new_tokens: int, rows: int,
-                  eos: int | None) -> tuple[list[int], int]:
-    """Greedy tree speculative decoding on the CPU engine, one sequence: propose a tree, verify it in one
-    tree-masked forward (CpuLlama.forward_tree), accept the longest accepted path (ops accept_tree),
-    compact its KV (ops rollback_kv). Returns (the new tokens, target steps)."""
-    target.allocate_cache(1, len(prompt) + max_new_tokens + rows + 1)
-    target.forward(torch.tensor([prompt[:-1]]), torch.tensor([0]), with_logits=False)  # all but the newest
-    drafter.start(prompt, len(prompt) + max_new_tokens + rows + 1)
-    out: list[int] = []
-    steps = 0
-    while len(out) < max_new_tokens and (eos is None or eos not in out):
-        context = prompt + out
-        tree = drafter.propose(context, rows)
-        tokens, parents, pos = torch.tensor([tree.tokens]), torch.tensor([tree.parents]), torch.tensor([len(context) - 1])
-        logits = target.forward_tree(tokens, pos, parents)  # [1, T, V]
-        n, emitted, slots = accept_tree(logits, tokens, parents)
-        rollback_kv(pos, tokens[:, 0], n, emitted, accepted_slots=slots, k_cache=target.k_cache,
-                    v_cache=target.v_cache)  # the accepted path's KV to pos .. pos + n
-        out += emitted[0, :int(n) + 1].tolist()
-        steps += 1
-    if eos is not None and eos in out:
-        out = out[:out.index(eos) + 1]
-    return out[:max_new_tokens], steps
+    tree = Tree.root(context[-1])
+    node = 0
+    for tok in NgramDrafter().lookup(torch.tensor(context), rows - 1).tolist():
+        node = tree.add(node, int(tok))
+    return tree
 
 
 def steps_for(drafter, prompt: list[int], greedy: list[int], rows: int) -> int:
-    """Target steps to emit `greedy` after `prompt` with `drafter`'s proposals of `rows` rows."""
-    drafter.start(prompt, len(prompt) + len(greedy) + rows + 1)
+    """Target steps to emit `greedy` after `prompt` with `drafter`'s proposals of `rows` rows (a TreeDrafter,
+    or lookup_chain)."""
+    cache_len = len(prompt) + len(greedy) + rows + 1
+    if isinstance(drafter, TreeDrafter):
+        drafter.reset(1, cache_len)
     i = steps = 0
     while i < len(greedy):
-        tree = drafter.propose(prompt + greedy[:i], rows)
+        context = prompt + greedy[:i]
+        if isinstance(drafter, TreeDrafter):
+            tree = as_tree(drafter.propose(torch.tensor([context]), torch.tensor([len(context)]), rows - 1,
+                                           Sampling(), torch.zeros(1, dtype=torch.long)))
+        else:
+            tree = drafter(context, rows)
         assert len(tree) <= rows
         i += tree.accepted(greedy[i:]) + 1
         steps += 1
@@ -92,6 +81,10 @@ def main(argv=None) -> int:
     ap.add_argument("--run", action="store_true",
                     help="also run the best-first + lookup tree for real (tree-masked verify on the CPU engine, "
                          "accept_tree, rollback compaction) and check its outputs equal the target alone's")
+    ap.add_argument("--policy", action="store_true",
+                    help="also run the best-first + lookup tree drafter one prompt at a time with TreePolicy (k auto), on "
+                         "this machine's measured cost model and with v(T) = 1 (free verify rows, a 32-row tile): "
+                         "tokens per target step and the shapes it picks")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -102,8 +95,8 @@ def main(argv=None) -> int:
     emitted = sum(len(g) for g in greedy)
     drafters = {
         "chain: draft greedy": ("chain", TreeDrafter(pair.draft, top_children=1)),
-        "chain: prompt lookup": ("chain", LookupChain()),
-        "chain: lookup, then draft greedy": ("chain", TreeDrafter(pair.draft, top_children=1, lookup=True)),
+        "chain: prompt lookup": ("chain", lookup_chain),
+        "tree: draft greedy + lookup branch": ("tree", TreeDrafter(pair.draft, top_children=1, lookup=True)),
         "tree: draft best-first": ("tree", TreeDrafter(pair.draft, top_children=4)),
         "tree: draft best-first + lookup branch": ("tree", TreeDrafter(pair.draft, top_children=4, lookup=True)),
     }
@@ -117,18 +110,32 @@ def main(argv=None) -> int:
             print(f"[bench_tree] rows {rows:2d} {name:40s} {emitted / steps:5.2f} tokens/step "
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     real = []
-    if args.run:
+    if args.run:  # the speculative loop itself, all prompts in one batch of rows
         for rows in args.rows:
             d = TreeDrafter(pair.draft, top_children=4, lookup=True)
             t0 = time.perf_counter()
-            runs = [tree_generate(pair.target, d, p, args.tokens, rows, tok.eos_token_id) for p in prompts]
-            same = sum(o == g for (o, _), g in zip(runs, greedy))
-            steps = sum(st for _, st in runs)
-            real.append({"rows": rows, "identical_outputs": same, "prompts": len(prompts), "steps": steps,
-                         "tokens_per_step": sum(len(o) for o, _ in runs) / steps,
-                         "seconds": time.perf_counter() - t0})
+            gen = speculative_generate(pair.target, d, prompts, k=rows - 1, max_new_tokens=args.tokens,
+                                       eos_token_id=tok.eos_token_id)
+            same = sum(o == g for o, g in zip(gen.tokens, greedy))
+            real.append({"rows": rows, "identical_outputs": same, "prompts": len(prompts), "steps": gen.stats.steps,
+                         "tokens_per_step": gen.stats.mean_accepted_length, "seconds": time.perf_counter() - t0})
             print(f"[bench_tree] real tree run, rows {rows}: {same}/{len(prompts)} identical, "
                   f"{real[-1]['tokens_per_step']:.2f} tokens/step", file=sys.stderr, flush=True)
+    picked = []
+    if args.policy:
+        d = TreeDrafter(pair.draft, top_children=4, lookup=True)
+        here = measured(pair.target, d, batch_size=1, k_max=MAX_DRAFT)
+        for name, cost in (("measured v(T)", here), ("v(T) = 1", dataclasses.replace(here, v=(1.0,) * len(here.v)))):
+            gens = [speculative_generate(pair.target, d, [p], k=MAX_DRAFT, max_new_tokens=args.tokens,
+                                         eos_token_id=tok.eos_token_id, policy=TreePolicy(cost, MAX_DRAFT))
+                    for p in prompts]
+            shapes = collections.Counter()
+            for g in gens:
+                shapes.update(g.stats.shape_steps)
+            picked.append({"cost": name, "v": list(cost.v), "identical_outputs": sum(g.tokens[0] == r for g, r in
+                                                                                      zip(gens, greedy)),
+                           "tokens_per_step": sum(g.stats.emitted for g in gens) / sum(g.stats.row_steps for g in gens),
+                           "shapes": dict(shapes.most_common())})
     print(f"smollm2, {len(prompts)} prompts x up to {args.tokens} greedy tokens ({emitted} in all), CPU: "
           f"{cpu_model_name()}, target path {pair.target.matrix_path}; tokens per target step")
     for rows in args.rows:
@@ -142,11 +149,15 @@ def main(argv=None) -> int:
         for r in (r for r in real if r["rows"] == rows):
             print(f"    run for real (tree: best-first + lookup): {r['identical_outputs']}/{r['prompts']} outputs "
                   f"identical to the target alone, {r['tokens_per_step']:.2f} tokens/step")
+    for r in picked:
+        print(f"TreePolicy with {r['cost']}: {r['tokens_per_step']:.2f} tokens/step, {r['identical_outputs']}/"
+              f"{len(prompts)} identical; shapes (k drafts, w children per node; w=1 a chain), most frequent: "
+              + ", ".join(f"{shape} {n}" for shape, n in list(r["shapes"].items())[:6]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": {"prompts": len(prompts), "tokens": args.tokens, "emitted": emitted,
                                 "cpu_model": cpu_model_name(), "matrix_path": pair.target.matrix_path},
-                       "results": results, "real_tree_runs": real}, f, indent=1)
+                       "results": results, "real_tree_runs": real, "policy": picked}, f, indent=1)
     return 0
 
 

@@ -67,7 +67,7 @@ def test_info_lists_executors(capsys):
 
 def test_unknown_drafter_rejected():
     with pytest.raises(SystemExit):
-        main(["generate", "x", "--drafter", "tree"])
+        main(["generate", "x", "--drafter", "forest"])
 
 
 def test_generate_with_k_auto_matches_target_alone(capsys, cost_cache):
@@ -142,7 +142,7 @@ def test_bench_defaults(monkeypatch):
     assert main(["bench"]) == 0
     assert seen["name"] == "smollm2" and seen["ks"] == [1, 2, 4, "auto"] and seen["max_new_tokens"] == 128
     # built once each; tiny has no EAGLE head
-    assert list(seen["drafters"]) == ["model", "ngram", "lookup+model"] and seen["chat"] and seen["compare"]
+    assert list(seen["drafters"]) == ["model", "ngram", "tree", "lookup+tree", "lookup+model"] and seen["chat"] and seen["compare"]
     assert len(seen["prompts"]) == 24 and seen["sampling"].greedy
 
 

@@ -7,13 +7,14 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter
+from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter, TreeDrafter
 from tt_specdec.errors import check_seed, is_int
 from tt_specdec.sampling import Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
 from tt_specdec.ops.accept_prefix import MAX_DRAFT
 from tt_specdec.speculative import Generation, generate_plain, speculative_generate
-from tt_specdec.speculative.policy import AdaptiveK
+from tt_specdec.speculative.cost import CostModel
+from tt_specdec.speculative.policy import AdaptiveK, TreePolicy
 from tt_specdec.speculative.measure import measured
 
 PAIRS = ("tiny", "smollm2")
@@ -21,6 +22,7 @@ DEFAULT_PAIR = "smollm2"
 # the drafter each pair uses unless told: the fastest measured in `tt-specdec bench` (README)
 DEFAULT_DRAFTER = {"smollm2": "lookup+eagle", "tiny": "model"}
 OPS_BACKENDS = ("torch", "emu")
+K_MAX = 8  # the most drafts k="auto" chooses from for a chain drafter (a tree drafter: MAX_DRAFT)
 ENGINES = ("cpu", "torch")
 DECODER_ENGINES = ("host", "ttnn")  # where SpeculativeDecoder runs the whole step
 
@@ -116,6 +118,8 @@ def eagle_drafter(pair: Pair) -> Drafter:
 # "lookup+X": prompt lookup where the context repeats itself, X elsewhere (drafters/lookup_first.py)
 DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda pair: NgramDrafter(),
                                        "eagle": eagle_drafter,
+                                       "tree": lambda pair: TreeDrafter(model_drafter(pair).model),
+                                       "lookup+tree": lambda pair: TreeDrafter(model_drafter(pair).model, lookup=True),
                                        "lookup+model": lambda pair: LookupFirstDrafter(model_drafter(pair)),
                                        "lookup+eagle": lambda pair: LookupFirstDrafter(eagle_drafter(pair))}
 
@@ -134,7 +138,8 @@ class SpeculativeDecoder:
     Drafter, which several decoders may share) and a tokenizer.
 
     k = 0 decodes with the target alone (the baseline); k = "auto" measures the cost model
-    on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest.
+    on this machine (cached) and lets each row draft the k in 0..k_max it predicts fastest (k_max None: K_MAX,
+    or MAX_DRAFT for a tree drafter, whose TreePolicy also chooses chain or tree).
     ops = "emu" runs the three fused ops (both models' verify_attention, accept_prefix,
     rollback_kv) as their TT-Metal kernels on the host emulator: the same tokens, slowly.
     engine = "ttnn" runs the whole step on a Tenstorrent card (speculative/device_step.py): the pair's target
@@ -145,11 +150,11 @@ class SpeculativeDecoder:
     """
 
     def __init__(self, pair: Pair, drafter: str | Drafter = "model", k: int | str = "auto",
-                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int = 8, ops: str = "torch",
-                 engine: str = "host", trace: bool | None = None):
+                 sampling: Sampling = Sampling(), eos_token_id: int | None = None, k_max: int | None = None,
+                 ops: str = "torch", engine: str = "host", trace: bool | None = None):
         if not (k == "auto" or (is_int(k) and 0 <= k <= MAX_DRAFT)):
             raise ValueError(f"k: got {k!r}, expected an int in 0..{MAX_DRAFT} (0 = the target alone) or 'auto'")
-        if not (is_int(k_max) and 1 <= k_max <= MAX_DRAFT):
+        if not (k_max is None or (is_int(k_max) and 1 <= k_max <= MAX_DRAFT)):
             raise ValueError(f"k_max: got {k_max!r}, expected an int in 1..{MAX_DRAFT} (the most drafts k='auto' "
                              "may choose)")
         V = pair.target.vocab_size
@@ -165,9 +170,9 @@ class SpeculativeDecoder:
             check_ttnn_engine(pair, drafter, k, sampling)
         self.engine, self.trace = engine, trace
         self._device_models: dict[int, tuple] = {}  # batch size -> (target, draft) on the card
+        self._costs: dict[int, CostModel] = {}  # batch size -> the cost model k="auto" measured (or read)
         self._device_steps: dict[int, object] = {}  # batch size -> its DeviceStep (and its captured trace)
         self.auto = k == "auto"
-        k = k_max if self.auto else k
         if isinstance(drafter, str) and drafter not in DRAFTERS:
             raise ValueError(f"drafter: got {drafter!r}, expected one of {sorted(DRAFTERS)} or a Drafter")
         if not isinstance(drafter, str) and not callable(getattr(drafter, "propose", None)):
@@ -178,6 +183,8 @@ class SpeculativeDecoder:
             raise ValueError("k: got 'auto', expected an int with ops='emu' (the cost model times the torch path)")
         # k = 0 never drafts: no drafter is built, so a pair without a draft model still decodes
         self.drafter = None if k == 0 else DRAFTERS[drafter](pair) if isinstance(drafter, str) else drafter
+        if self.auto:  # a tree drafter may fill the whole 32-row verify tile
+            k = k_max or (MAX_DRAFT if self.drafter.makes_trees else K_MAX)
         self.pair, self.k, self.sampling, self.ops = pair, k, sampling, ops
         for model in (pair.target, pair.draft):  # "emu": their attention is ops.verify_attention's kernel
             if model is not None:  # "torch": each decoder's own fast path (CpuLlama: its C++ engine)
@@ -195,9 +202,12 @@ class SpeculativeDecoder:
             return generate_plain(self.pair.target, prompts, **common)
         policy = None
         if self.auto:  # measured once per batch size and machine, then read from the cache
-            cost = measured(self.pair.target, self.drafter, batch_size=len(prompts), k_max=self.k,
-                            sampling=self.sampling)
-            policy = AdaptiveK(cost, self.k)
+            B = len(prompts)
+            if B not in self._costs:  # once per decoder: a measurement redone on busy cores is not redone per call
+                self._costs[B] = measured(self.pair.target, self.drafter, batch_size=B, k_max=self.k,
+                                          sampling=self.sampling)
+            cost = self._costs[B]
+            policy = TreePolicy(cost, self.k) if self.drafter.makes_trees else AdaptiveK(cost, self.k)
         return speculative_generate(self.pair.target, self.drafter, prompts, k=self.k, policy=policy,
                                     ops=self.ops, **common)
 

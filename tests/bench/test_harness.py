@@ -22,7 +22,7 @@ from tt_specdec.speculative.stats import Stats
 ROW_FIELDS = {"config", "stack", "drafter", "k", "prompts", "new_tokens", "seconds", "tokens_per_s", "ttft_ms",
               "acceptance_rate", "mean_accepted_length", "acceptance_per_position", "acceptance_per_category",
               "acceptance_source", "speedup", "vs_transformers", "identical_to_target", "predicted_speedup",
-              "measured_over_predicted", "cost_model", "steps_by_kind"}
+              "measured_over_predicted", "cost_model", "steps_by_kind", "shapes", "tree_row_steps"}
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -165,7 +165,7 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
     rows = report["results"]
     assert [r["config"] for r in rows] == [
         "ours target", "ours model k=1", "ours model k=auto", "ours ngram k=1", "ours ngram k=auto",
-        "ours lookup+model k=1", "ours lookup+model k=auto", "transformers target", "transformers model k=1", "transformers model k=auto", "transformers ngram k=1"]
+        "ours tree k=1", "ours tree k=auto", "ours lookup+tree k=1", "ours lookup+tree k=auto", "ours lookup+model k=1", "ours lookup+model k=auto", "transformers target", "transformers model k=1", "transformers model k=auto", "transformers ngram k=1"]
     for r in rows:
         assert set(r) == ROW_FIELDS, r["config"]
         assert r["prompts"] == 2 and r["new_tokens"] == 16 and r["tokens_per_s"] > 0 and r["ttft_ms"] > 0
@@ -179,7 +179,13 @@ def test_bench_json_has_every_field_for_every_configuration(cost_cache, tmp_path
     for r in rows:
         if r["stack"] == "ours" and r["drafter"] != "target":
             assert r["identical_to_target"] == 2  # lossless
-            assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) <= (8 if r["k"] == "auto" else 1)
+            k_max = 1 if r["k"] == 1 else 31 if r["drafter"].endswith("tree") else 8  # trees: the 32-row tile
+            assert 1 <= r["mean_accepted_length"] and len(r["acceptance_per_position"]) <= k_max
+            if r["drafter"].endswith("tree") and r["acceptance_rate"] is not None:  # shapes: k drafts, w children
+                assert sum(r["shapes"].values()) <= r["prompts"] * 8 and 0 <= r["tree_row_steps"]
+                assert all(int(shape.split()[0][2:]) <= k_max for shape in r["shapes"])
+            else:
+                assert r["shapes"] is None and r["tree_row_steps"] is None
             assert r["predicted_speedup"] > 0 and set(r["cost_model"]) == {"c", "d0", "v", "o", "o0", "o_plain"}
             assert r["measured_over_predicted"] == pytest.approx(r["speedup"] / r["predicted_speedup"])
             kinds = r["steps_by_kind"]  # shares of the row-steps, and what each kind emitted per step
@@ -220,7 +226,7 @@ def test_default_drafters_are_those_the_pair_can_build(monkeypatch, capsys):
     assert "eagle" in tt_specdec.DRAFTERS
     # tiny: the EAGLE head (if shipped) is SmolLM2's width, and "missing" refuses
     built = bench.available_drafters(tt_specdec.load_pair("tiny"))
-    assert list(built) == ["model", "ngram", "lookup+model", "echo"]
+    assert list(built) == ["model", "ngram", "tree", "lookup+tree", "lookup+model", "echo"]
     assert isinstance(built["echo"], NgramDrafter) and built["echo"].max_ngram == 2
     err = capsys.readouterr().err
     assert "drafter=missing left out: drafter: got 'missing', but no weights" in err and "drafter=eagle left out" in err

@@ -88,6 +88,25 @@ def test_loop_overhead_sees_the_loops_own_work(tiny_pair, monkeypatch):
     assert "propose" not in vars(drafter) and "forward" not in vars(target)
 
 
+def test_loop_overhead_leaves_a_trees_verify_out(tiny_pair, monkeypatch):
+    """A tree drafter's steps verify with forward_tree: 5 ms more there is the forward's time, not the loop's."""
+    from tt_specdec.drafters import TreeDrafter
+
+    target, draft = tiny_pair
+    drafter = TreeDrafter(draft, lookup=True)
+    o, _, _ = cost_mod.loop_overhead(target, drafter, 1, 16, steps=6, repeats=2)
+    real = type(target).forward_tree
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.005)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(target), "forward_tree", slow)
+    slow_o, _, _ = cost_mod.loop_overhead(target, drafter, 1, 16, steps=6, repeats=2)
+    assert slow_o < o + 0.004, "the tree verify is timed as the target's forward"
+    assert "forward_tree" not in vars(target) and "propose" not in vars(drafter)
+
+
 def test_measure_times_the_loops_work_on_the_targets_own_text(tiny_pair, monkeypatch):
     """The loops whose work gives o, o0, o_plain run on the target's own greedy text (peaked next-token
     distributions, as in a real run; top-p's work grows with the nucleus), not on random tokens."""
@@ -293,7 +312,7 @@ def test_auto_policy_is_lossless(tiny_pair):
 
 def test_cached_cost_models_tell_drafters_apart(tiny_pair):
     """A lookup-first drafter costs what its fallback costs: two fallbacks, two cache entries."""
-    from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter
+    from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter, TreeDrafter
     from tt_specdec.models import load_tiny_pair
 
     target, draft = tiny_pair
@@ -301,7 +320,9 @@ def test_cached_cost_models_tell_drafters_apart(tiny_pair):
     eagle = EagleDrafter(own_target, EagleHead.for_target(own_target))
     idents = [cost_mod.describe_drafter(d) for d in (ModelDrafter(draft), LookupFirstDrafter(ModelDrafter(draft)),
                                                      LookupFirstDrafter(eagle), eagle,
-                                                     EagleDrafter(own_target, eagle.head.with_vocabulary(torch.arange(9))))]
+                                                     EagleDrafter(own_target, eagle.head.with_vocabulary(torch.arange(9))),
+                                                     TreeDrafter(draft), TreeDrafter(draft, lookup=True),
+                                                     TreeDrafter(draft, top_children=2))]
     assert len({repr(i) for i in idents}) == len(idents)
 
 
@@ -320,7 +341,7 @@ def test_cached_cost_models_tell_the_decoders_paths_apart():
 
 def test_measure_times_k_max_drafts_of_a_drafter_that_stops_early(tiny_pair):
     """On measure's random context an EAGLE head is unsure at once; c must still be k_max - 1 steps' worth."""
-    from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter
+    from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter, TreeDrafter
     from tt_specdec.models import load_tiny_pair
 
     own_target = load_tiny_pair()[0]

@@ -47,7 +47,8 @@ TARGET = "target"  # the `drafter` of the baseline rows
 K_MAX_AUTO = 8  # SpeculativeDecoder's k_max for k = "auto": the cost model is measured (and cached) up to it
 # transformers' counterparts of our drafters: the keyword of model.generate that drafts k tokens
 THEIR_DRAFTERS = ("model", "ngram")
-STATS_COUNTS = ("steps", "drafted", "accepted", "emitted", "row_steps", "proposals", "proposed", "new_tokens", "ttft_s")
+STATS_COUNTS = ("steps", "drafted", "accepted", "emitted", "row_steps", "proposals", "proposed", "new_tokens", "ttft_s",
+                "tree_row_steps")
 
 
 def weight_dtype(model) -> torch.dtype:
@@ -117,6 +118,8 @@ def merge(into: Stats, s: Stats) -> None:
     for name in ("accepted_per_position", "offered_per_position", "kind_steps", "kind_drafted", "kind_accepted"):
         summed = itertools.zip_longest(getattr(into, name), getattr(s, name), fillvalue=0)
         setattr(into, name, [a + b for a, b in summed])
+    for shape, n in s.shape_steps.items():
+        into.shape_steps[shape] = into.shape_steps.get(shape, 0) + n
 
 
 # -- the cost model's prediction ------------------------------------------------------------------
@@ -178,12 +181,13 @@ def our_configs(pair, drafters: "dict[str, Drafter]", ks: list[int | str], sampl
     from tt_specdec.api import SpeculativeDecoder
 
     configs = [ours(SpeculativeDecoder(pair, k=0, sampling=sampling, eos_token_id=eos_token_id), TARGET, 0)]
-    k_max = max([K_MAX_AUTO] + [k for k in ks if k != "auto"])
     for name, drafter in drafters.items():
+        # a tree drafter's policy may fill the 32-row verify tile: its v(T) is measured up to T = 32
+        k_max = max([MAX_DRAFT if drafter.makes_trees else K_MAX_AUTO] + [k for k in ks if k != "auto"])
         progress(f"cost model of drafter={name}, k up to {k_max} (measured once per machine, then cached)")
         cost = measured(pair.target, drafter, batch_size=1, k_max=k_max, sampling=sampling)
-        configs += [ours(SpeculativeDecoder(pair, drafter, k, sampling, eos_token_id=eos_token_id), name, k, cost)
-                    for k in ks]
+        configs += [ours(SpeculativeDecoder(pair, drafter, k, sampling, eos_token_id=eos_token_id, k_max=k_max),
+                         name, k, cost) for k in ks]
     return configs
 
 
@@ -448,6 +452,10 @@ def rows(configs: list[Config], tallies: list[Tally], greedy: bool) -> list[dict
                                          for cat, s in t.per_category.items()} if t.stats.drafted else None),
             "acceptance_source": None if not speculative else ("loop" if c.stack == OURS else "forward-call counts"),
             "steps_by_kind": t.stats.steps_by_kind if speculative and c.stack == OURS else None,
+            # a tree drafter's: steps per shape asked for ("k=<drafts> w=<children per node>", w=1 a chain, as
+            # its policy chose them) and row-steps whose verified tree branched
+            "shapes": dict(sorted(t.stats.shape_steps.items())) if t.stats.shape_steps else None,
+            "tree_row_steps": t.stats.tree_row_steps if t.stats.shape_steps else None,
             "speedup": speedup,
             "vs_transformers": (t.tokens_per_s / counterpart.tokens_per_s
                                 if counterpart is not None and counterpart.tokens_per_s else None),
@@ -497,6 +505,15 @@ def format_table(report: dict) -> str:
                       "(plain: no draft; drafted: the drafter's own; copied: from the context)"]
         lines += [f"{r['config']:28} " + "   ".join(f"{kind} {v['share']:.2f} x {v['tokens_per_step']:.2f}"
                                                    for kind, v in r["steps_by_kind"].items()) for r in kinds]
+    shaped = [r for r in results if r.get("shapes")]
+    if shaped:
+        lines += ["", "proposal shapes (a tree drafter's; w=1: a chain): the most frequent, share of the steps; "
+                      "row-steps whose tree branched"]
+        for r in shaped:
+            total = sum(r["shapes"].values())
+            top = sorted(r["shapes"].items(), key=lambda kv: -kv[1])[:4]
+            lines.append(f"{r['config']:28} " + "  ".join(f"{shape} {n / total:.2f}" for shape, n in top)
+                         + f"  (trees {r['tree_row_steps']} of {total})")
     sampling = "greedy" if meta["temperature"] == 0 else f"temperature {meta['temperature']}"
     lines += ["", f"{meta['prompts']} prompts x up to {meta['max_new_tokens']} new tokens (stop at EOS), {sampling}.",
               "speedup: tok/s over the same stack's target alone, side by side in this process.",

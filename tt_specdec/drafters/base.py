@@ -24,12 +24,16 @@ class Proposal:
     source      [B]         OWN or COPIED per row, whose confidences the policy calibrates apart; None = OWN
     model_steps             draft-model steps this proposal ran (what the cost model charges c for);
                             None = k' (one per draft), 0 for copies
+    parents     [B, k'+1]   a token tree (drafters/tree.py): node 0 is `last` (parent -1), node t = d_t with
+                            its parent in 0 .. t-1, siblings distinct, nodes best first (so any prefix of the
+                            nodes is a tree); None = a chain (parent of d_t is d_{t-1})
     """
     tokens: torch.Tensor
     probs: torch.Tensor | None = None
     confidence: torch.Tensor | None = None
     source: np.ndarray | None = None  # numpy: the loop's and the policy's form for per-row integers
     model_steps: int | None = None
+    parents: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
@@ -45,6 +49,10 @@ class Drafter(Protocol):
     # None: it drafts exactly the k asked. A float: it drafts while some row's product of draft
     # probabilities is at least stop_reach, up to k (the policy then asks it for its k_max and trims)
     stop_reach: float | None
+    # True: its proposals are token trees (Proposal.parents) and propose takes `width`, the most children
+    # per node (1: a chain; default its `top_children`); the loop verifies them with the target's
+    # forward_tree, greedy or coupled
+    makes_trees: bool
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         """Start a new batch of sequences."""

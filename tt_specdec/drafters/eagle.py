@@ -155,6 +155,7 @@ class EagleDrafter:
     # drafts while some row's product of draft probabilities is at least stop_reach, up to the k asked:
     # the adaptive-k policy then asks for its k_max and trims by confidence (EAGLE-2's dynamic depth)
     stop_reach = 0.5
+    makes_trees = False
 
     def __init__(self, target: Llama, head: EagleHead):
         if not hasattr(target, "hidden_cache"):

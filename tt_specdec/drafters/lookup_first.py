@@ -33,6 +33,7 @@ class LookupFirstDrafter:
         self.vocab_size = fallback.vocab_size
         self.needs_target_hidden = fallback.needs_target_hidden
         self.stop_reach = fallback.stop_reach  # it drafts to its confidence, and copies cost nothing
+        self.makes_trees = False  # its copies replace chain drafts row by row
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         self.fallback.reset(batch_size, cache_len)

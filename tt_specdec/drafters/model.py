@@ -19,6 +19,7 @@ class ModelDrafter:
 
     needs_target_hidden = False
     stop_reach = None  # drafts exactly the k asked
+    makes_trees = False
 
     def __init__(self, model: Decoder):
         self.model = model

@@ -18,6 +18,7 @@ class NgramDrafter:
     vocab_size = None
     needs_target_hidden = False
     stop_reach = None
+    makes_trees = False
 
     def __init__(self, max_ngram: int = 4, min_ngram: int = 1):
         if not 1 <= min_ngram <= max_ngram:

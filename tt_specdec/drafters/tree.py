@@ -7,18 +7,24 @@ verifies first), node t's parent before it, siblings with distinct tokens. That 
 
 `TreeDrafter` grows the tree best-first (Li et al. 2024, EAGLE-2): every candidate child carries
 the product of the draft's probabilities along its path, and the most probable candidate is added
-next, until the tree has `rows` nodes; a prompt-lookup branch (the n-gram continuation, as
-NgramDrafter finds it) can go in first. One top child per node is a chain: the draft's greedy.
+next, until the tree has k + 1 nodes; a prompt-lookup branch (the n-gram continuation, as
+NgramDrafter finds it) can compete, its tokens valued by the match's length. One top child per
+node (width 1) is a chain: the draft's greedy. Nodes are added best first, so the first j nodes
+of a proposal are the tree of j nodes.
 """
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from tt_specdec.drafters.base import COPIED, OWN, Proposal
 from tt_specdec.drafters.ngram import NgramDrafter
+from tt_specdec.sampling import Sampling
 
 
 @dataclass
@@ -63,76 +69,138 @@ class Tree:
 
 
 class TreeDrafter:
-    """Best-first token trees from a draft Decoder, optionally with a prompt-lookup branch.
+    """Best-first token trees from a draft Decoder (a Drafter whose proposals carry `parents`), optionally
+    with a prompt-lookup branch.
 
-    draft: a Decoder (CpuLlama or Llama) sharing the target's vocabulary; top_children: candidates
-    pushed per expanded node (1: a chain); lookup: put the n-gram continuation in first, up to
-    `lookup_share` of the rows.
+    draft: a Decoder (CpuLlama or Llama) sharing the target's vocabulary; top_children: the width,
+    candidates pushed per expanded node (1: a chain), unless propose is given another; lookup: the
+    n-gram continuation of the context's tail competes as a branch from the root (copies()).
+
+    One draft forward per round expands one node of every row that still grows (rows share the call, as
+    ModelDrafter's rows do): a tree of k drafts costs about k draft steps, like a chain of k. The cache of
+    row b holds the context's KV up to `cached[b]` and after it `held[b]`, the tree path last fed; a
+    feed re-runs what the rows do not share (a batch-invariant draft rewrites the same bits).
     """
 
-    def __init__(self, draft, top_children: int = 4, lookup: bool = False, lookup_share: float = 0.5,
-                 max_ngram: int = 4):
-        if top_children < 1:
-            raise ValueError(f"top_children: got {top_children}, expected >= 1")
-        self.draft, self.top_children = draft, top_children
+    needs_target_hidden = False
+    stop_reach = None  # k drafts, exactly
+    makes_trees = True
+
+    def __init__(self, draft, top_children: int = 4, lookup: bool = False, max_ngram: int = 4):
+        if not (isinstance(top_children, int) and top_children >= 1):
+            raise ValueError(f"top_children: got {top_children!r}, expected an int >= 1")
+        self.model, self.top_children = draft, top_children  # `model`: as ModelDrafter's (the cost cache's key)
+        self.vocab_size = draft.vocab_size
         self.lookup = NgramDrafter(max_ngram) if lookup else None
-        self.lookup_share = lookup_share
-        self.cached = 0  # context tokens whose KV the draft's cache holds (all but the newest)
-        self.held: list[int] = []  # the path (root first) whose KV follows them in the cache
+        self.cached: list[int] = []  # [B] context positions whose KV the draft cache holds
+        self.held: list[list[int]] = []  # [B] the tokens whose KV follows them in the cache
 
-    def start(self, context: list[int], cache_len: int) -> None:
-        self.draft.allocate_cache(1, cache_len)
-        self.cached, self.held = 0, []
-        self.sync(context)
+    def reset(self, batch_size: int, cache_len: int) -> None:
+        self.model.allocate_cache(batch_size, cache_len)
+        self.cached, self.held = [0] * batch_size, [[] for _ in range(batch_size)]
 
-    def sync(self, context: list[int]) -> None:
-        """Feed the draft the context tokens it lacks, all but the newest (the root's row is a tree row)."""
-        L = len(context) - 1
-        if L > self.cached:
-            self.draft.forward(torch.tensor([context[self.cached:L]]), torch.tensor([self.cached]))
-            self.cached = L
-            self.held = []
-
-    def log_probs(self, context: list[int], tree: Tree, node: int) -> torch.Tensor:
-        """[V] draft log-probabilities after the path to `node`: that path run as a chain at the context's
-        end (its KV overwrites slots past the context, which the next sync rewrites). The part of the path
-        the cache already holds from the previous call is not run again (a batch-invariant draft gives the
-        same bits either way)."""
-        path = [tree.tokens[i] for i in tree.path(node)]
+    def sync(self, ctx: list[int], b: int) -> None:
+        """Row b's cache after new context `ctx` [L]: the held tokens that the context now confirms count as
+        cached (up to L-1: the newest token is the root, a tree row); the rest of held stays only while it
+        can still be the start of a tree path (from the root's position)."""
+        held, c = self.held[b], min(self.cached[b], len(ctx) - 1)
         same = 0
-        while same < min(len(path) - 1, len(self.held)) and path[same] == self.held[same]:
+        while same < len(held) and c + same < len(ctx) - 1 and held[same] == ctx[c + same]:
             same += 1
-        logits = self.draft.forward(torch.tensor([path[same:]]), torch.tensor([len(context) - 1 + same]))[0, -1]
-        self.held = path
-        return torch.log_softmax(logits.float(), -1)
+        self.cached[b] = c + same
+        self.held[b] = held[same:] if c + same == len(ctx) - 1 else []
 
-    def propose(self, context: list[int], rows: int) -> Tree:
-        """A tree of at most `rows` nodes (the root included) after `context`."""
-        self.sync(context)
-        tree = Tree.root(context[-1])
-        if self.lookup is not None and rows > 1:
-            found = self.lookup.match(torch.tensor(context), max(1, int((rows - 1) * self.lookup_share)))
-            if found is not None:
-                node = 0
-                for tok in found[0][:found[1]].tolist():  # only what really followed the match
-                    node = tree.add(node, int(tok))
-        heap: list[tuple[float, int, int, int]] = []  # (-log p of the path, tie-break, parent, token)
-        order = 0
-        expanded = set()
+    def feed(self, ctxs: list[list[int]], paths: list[list[int] | None]) -> torch.Tensor:
+        """One draft forward for all rows: row b runs its tree path paths[b] (None: nothing new) after its
+        context -> log-probabilities [B, V] after each path (rows with None: unused). Each row feeds what its
+        cache lacks, the longest feed sets the call's width, shorter rows re-feed cached tokens before
+        theirs (and a row shorter than the call is padded on the right, past everything it keeps)."""
+        B = len(ctxs)
+        fed, ends, valid = [], [], []  # per row: its path, where it ends, how much of the cache is valid
+        for b in range(B):
+            held, path = self.held[b], paths[b] if paths[b] is not None else self.held[b]
+            same = 0  # held is non-empty only when cached[b] is the root's position (sync)
+            while same < min(len(path), len(held)) and path[same] == held[same]:
+                same += 1
+            fed.append(path)
+            ends.append(len(ctxs[b]) - 1 + len(path))  # the row's tokens: ctx[:L-1] + path
+            valid.append(self.cached[b] + same)
+        span = max(1, max(e - v for e, v in zip(ends, valid)))
+        starts = [max(0, e - span) for e in ends]
+        tokens = []  # [B, span]: ctx[:L-1] + path from start, padded on the right with its last token
+        for ctx, path, st, end in zip(ctxs, fed, starts, ends):
+            row = (ctx[st:len(ctx) - 1] + path) if st < len(ctx) - 1 else path[st - (len(ctx) - 1):]
+            tokens.append(row + [row[-1] if row else 0] * (span - len(row)))
+        logits = self.model.forward(torch.tensor(tokens), torch.tensor(starts))  # [B, span, V]
+        last = torch.tensor([max(e - 1 - st, 0) for e, st in zip(ends, starts)])
+        for b in range(B):  # the cache now holds each row's context and path (and padding past them)
+            self.cached[b], self.held[b] = len(ctxs[b]) - 1, fed[b]
+        return torch.log_softmax(logits[torch.arange(B), last].float(), -1)
 
-        def expand(node: int, logp: float) -> None:
-            nonlocal order
-            expanded.add(node)
-            lp = self.log_probs(context, tree, node)
-            top = torch.topk(lp, self.top_children)
-            for v, tok in zip(top.values.tolist(), top.indices.tolist()):
-                heapq.heappush(heap, (-(logp + v), order, node, int(tok)))
-                order += 1
+    @torch.inference_mode()
+    def propose(self, context, length, k, sampling: Sampling, seeds, width: int | None = None) -> Proposal:
+        """k drafts per row as a tree after each row's context (context [B, S], length [B]); width: the most
+        children per node (default top_children; 1: a chain). Deterministic (greedy or coupled verify)."""
+        width = self.top_children if width is None else width
+        B = context.shape[0]
+        ctxs = [context[b, :n].tolist() for b, n in enumerate(length.tolist())]
+        for b in range(B):
+            self.sync(ctxs[b], b)
+        trees = [Tree.root(c[-1]) for c in ctxs]
+        order = itertools.count()  # heap tie-break: first pushed, first taken
+        # per row, candidates (-log p of the path, order, parent, token, copy index or -1 for the draft's own)
+        heaps: list[list] = [[] for _ in range(B)]
+        copies = [self.copies(c, k) for c in ctxs]  # (tokens, log p of each) or None
+        for b, found in enumerate(copies):
+            if found is not None:  # the copy's first token competes with the draft's from the start
+                heaps[b].append((-found[1], next(order), 0, found[0][0], 0))
+        logp = [{0: 0.0} for _ in range(B)]  # node -> log p of its path, for the nodes reached
+        expanded = [set() for _ in range(B)]
+        todo = [0 if k > 0 else None for _ in range(B)]  # the node each row expands next (None: full)
+        rounds = 0
+        while any(t is not None for t in todo):
+            lp = self.feed(ctxs, [None if t is None else [trees[b].tokens[i] for i in trees[b].path(t)]
+                                  for b, t in enumerate(todo)])  # [B, V]
+            rounds += 1
+            top = torch.topk(lp, min(width, lp.shape[1]))
+            values, indices = top.values.tolist(), top.indices.tolist()
+            for b, node in enumerate(todo):
+                if node is not None:
+                    expanded[b].add(node)
+                    for v, tok in zip(values[b], indices[b]):
+                        heapq.heappush(heaps[b], (-(logp[b][node] + v), next(order), node, int(tok), -1))
+            todo = [self.grow(trees[b], heaps[b], logp[b], expanded[b], copies[b], k + 1, order) for b in range(B)]
+        source = np.array([OWN if c is None else COPIED for c in copies])
+        tokens = torch.tensor([t.tokens[1:] for t in trees], dtype=torch.long).view(B, k)
+        parents = torch.tensor([t.parents for t in trees], dtype=torch.long).view(B, k + 1)
+        return Proposal(tokens, source=source, model_steps=rounds, parents=parents)
 
-        expand(0, 0.0)
-        while len(tree) < rows and heap:
-            neg, _, parent, tok = heapq.heappop(heap)
-            node = tree.add(parent, tok)  # a lookup node already there is reached, not added twice
-            if node not in expanded and -neg > -math.inf:
-                expand(node, -neg)
-        return tree
+    def copies(self, ctx: list[int], k: int) -> tuple[list[int], float] | None:
+        """The prompt-lookup branch of a row: (up to k tokens that followed the latest earlier occurrence of
+        the context's tail, log p of each) or None. Each copied token counts as probability n / (max_ngram
+        + 1) for a match of n tokens (as LookupFirstDrafter's confidence), so copies and the draft's own
+        candidates are taken best first together."""
+        if self.lookup is None or k == 0:
+            return None
+        found = self.lookup.match(torch.tensor(ctx), k)
+        if found is None:
+            return None
+        tokens, real, n = found
+        return tokens[:real].tolist(), math.log(n / (self.lookup.max_ngram + 1))
+
+    @staticmethod
+    def grow(tree: Tree, heap: list, logp: dict[int, float], expanded: set[int],
+             copies: tuple[list[int], float] | None, nodes: int, order) -> int | None:
+        """Take the most probable candidates into `tree` until it has `nodes` nodes (None: full, nothing to
+        expand) or the draft's own candidate adds or reaches a node not expanded yet: that node. A copied
+        token's node is not expanded (copies cost no draft step) unless a draft candidate reaches it; it
+        offers the next copied token as a candidate."""
+        while len(tree) < nodes and heap:
+            neg, _, parent, tok, copy = heapq.heappop(heap)
+            node = tree.add(parent, tok)  # a node already there is reached, not added twice
+            logp.setdefault(node, -neg)
+            if copy >= 0 and copy + 1 < len(copies[0]):
+                heapq.heappush(heap, (-(logp[node] + copies[1]), next(order), node, copies[0][copy + 1], copy + 1))
+            if copy < 0 and len(tree) < nodes and node not in expanded and -neg > -math.inf:
+                return node
+        return None

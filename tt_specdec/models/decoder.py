@@ -28,3 +28,15 @@ class Decoder(Protocol):
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V]; writes their KV (and
         their hidden states to hidden_cache when kept)."""
+
+
+@runtime_checkable
+class TreeDecoder(Decoder, Protocol):
+    """A Decoder that verifies token trees (Llama, CpuLlama): the speculative loop's tree path needs it."""
+    k_cache: torch.Tensor  # [n_layers, B, Hkv, S, D]: rollback_kv compacts an accepted path's KV in them
+    v_cache: torch.Tensor
+
+    def forward_tree(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] (row 0 the root, at position pos[b]), parents [B, T] (-1 for row 0, else an earlier
+        row) -> logits [B, T, V]; row t sits at position pos[b] + its depth, sees the cache and its
+        ancestors, and writes its KV at slot pos[b] + t."""

@@ -18,6 +18,7 @@ from tt_specdec import ops
 from tt_specdec.errors import check_tokens, value_range
 from tt_specdec.models import rope
 from tt_specdec.models.rope import Llama3Scaling
+from tt_specdec.ops.verify_attention import tree_mask_from_parents
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,8 +220,29 @@ class Llama(nn.Module):
         """
         check_forward_args(self, tokens, pos)
         B, T = tokens.shape
+        return self.run_rows(tokens, pos, pos.view(B, 1) + torch.arange(T), None)
+
+    @torch.inference_mode()
+    def forward_tree(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+        """A token tree's verify: tokens [B, T] (row 0 the root), parents [B, T] (-1 for row 0, else an
+        earlier row) -> logits [B, T, V] (fp32). Row t sits at position pos[b] + its depth, writes its KV at
+        slot pos[b] + t and sees the cache (keys 0 .. pos[b]-1) and its ancestors (verify_attention's
+        tree_mask); rollback_kv's compaction then moves an accepted path's KV to pos[b] + depth."""
+        check_forward_args(self, tokens, pos)
+        if self.keep_hidden:
+            raise ValueError("forward_tree: got a cache kept with hidden states, expected keep_hidden=False "
+                             "(a tree's hidden states would need the compaction too)")
+        mask = tree_mask_from_parents(parents)  # [B, T, T]
+        depth = mask.sum(-1) - 1  # [B, T]: ancestors seen, the root excluded
+        return self.run_rows(tokens, pos, pos.view(-1, 1) + depth, mask)
+
+    def run_rows(self, tokens: torch.Tensor, pos: torch.Tensor, positions: torch.Tensor,
+                 tree_mask: torch.Tensor | None) -> torch.Tensor:
+        """forward's body: row t of b at RoPE position positions[b, t], KV written at slot pos[b] + t,
+        attention staircase (tree_mask None) or tree-masked -> logits [B, T, V] fp32."""
+        B, T = tokens.shape
         cfg = self.cfg
-        positions = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        slots = pos.view(B, 1) + torch.arange(T)  # [B, T]
         cos = self.rope_cos[positions].unsqueeze(2)  # [B, T, 1, D]
         sin = self.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
@@ -228,11 +250,12 @@ class Llama(nn.Module):
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, cos, sin, cfg)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
-            k_cache[rows, :, positions] = k  # [B, T, Hkv, D] into slots pos..pos+T-1
-            v_cache[rows, :, positions] = v
-            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.attention)  # [B, T, Hq, D]
+            k_cache[rows, :, slots] = k  # [B, T, Hkv, D] into slots pos..pos+T-1
+            v_cache[rows, :, slots] = v
+            o = ops.verify_attention(q, k_cache, v_cache, pos, tree_mask=tree_mask,
+                                     backend=self.attention)  # [B, T, Hq, D]
             x = x + layer.wo(o.reshape(B, T, -1))
             x = layer.mlp(x)
         if self.keep_hidden:
-            self.hidden_cache[rows, positions] = x.float()
+            self.hidden_cache[rows, slots] = x.float()
         return self.logits(x).float()

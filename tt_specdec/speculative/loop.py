@@ -15,9 +15,9 @@ import torch
 
 from tt_specdec.drafters.base import Drafter
 from tt_specdec.errors import check_seed
-from tt_specdec.models.decoder import Decoder
-from tt_specdec.ops import accept_prefix, rollback_kv
-from tt_specdec.ops.accept_prefix import MAX_DRAFT
+from tt_specdec.models.decoder import Decoder, TreeDecoder
+from tt_specdec.ops import PLACEHOLDER, accept_prefix, rollback_kv
+from tt_specdec.ops.accept_prefix import MAX_DRAFT, accept_tree
 from tt_specdec.sampling import (MASKED, Sampling, greedy_or_sample, process_logits, row_seeds, sample_next, step_seeds,
                                  support_scores)
 from tt_specdec.speculative.policy import AdaptiveK
@@ -76,7 +76,7 @@ def is_int(x) -> bool:
 
 
 def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter: Drafter | None = None, *,
-                  seed: int = 0, eos_token_id: int | None = None) -> None:
+                  seed: int = 0, eos_token_id: int | None = None, sampling: Sampling = Sampling()) -> None:
     """Reject bad requests before any cache or state is touched."""
     check_seed("seed", seed)
     if eos_token_id is not None and not (is_int(eos_token_id) and 0 <= eos_token_id < target.vocab_size):
@@ -88,6 +88,8 @@ def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter
         raise ValueError(f"max_new_tokens: got {max_new_tokens!r}, expected an int >= 1")
     if not prompts:
         raise ValueError("prompts: got no prompts, expected a list of token-id lists")
+    if drafter is not None and drafter.makes_trees:
+        check_tree_request(target, sampling)
     V = target.vocab_size
     if drafter is not None and drafter.vocab_size not in (None, V):
         raise ValueError(f"drafter: got vocabulary size {drafter.vocab_size}, expected the target's {V}")
@@ -101,6 +103,18 @@ def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter
         if need > target.max_seq_len:
             raise ValueError(f"prompts[{b}]: got {len(p)} tokens; with max_new_tokens={max_new_tokens} and k={k} "
                              f"the KV cache needs {need} positions, expected at most {target.max_seq_len}")
+
+
+def check_tree_request(target: Decoder, sampling: Sampling) -> None:
+    """A tree drafter's proposals are verified by the target's forward_tree and accepted greedily (on the
+    coupled mode's perturbed scores when sampling): what the loop's tree path does."""
+    if not isinstance(target, TreeDecoder):
+        raise ValueError(f"drafter: got a tree drafter with a {type(target).__name__} target, expected a target "
+                         "with forward_tree (Llama, CpuLlama)")
+    if not (sampling.greedy or sampling.coupled):
+        raise ValueError(f"sampling: got temperature {sampling.temperature} with coupled=False and a tree drafter, "
+                         "expected greedy or coupled sampling (accept_tree's recursive rejection over siblings is not "
+                         "wired into the loop yet)")
 
 
 def prefill(target: Decoder, rows: Rows, sampling: Sampling, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +199,11 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     Per-row state: pos, last [B] as torch (what the decoders and the ops take); the loop's own per-row
     integers (num_draft, num_accepted, the policy's) as numpy, each converted once per step.
     """
-    check_request(target, prompts, max_new_tokens, k, drafter, seed=seed, eos_token_id=eos_token_id)
+    check_request(target, prompts, max_new_tokens, k, drafter, seed=seed, eos_token_id=eos_token_id,
+                  sampling=sampling)
+    if drafter.makes_trees and ops != "torch":
+        raise ValueError(f"ops: got {ops!r} with a tree drafter, expected 'torch' (the loop's tree path runs the "
+                         "target's forward_tree and accept_tree's torch op; their kernels are not wired into it yet)")
     stats, t0 = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)
@@ -199,7 +217,8 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
         proposal = confidence = source = None
         if num_draft.max() > 0:
             # 1. draft: d_1..d_k after last (and q_1..q_k when sampling); a drafter may stop before k
-            proposal = drafter.propose(rows.context, rows.length, int(num_draft.max()), sampling, step_seed)
+            shape = {"width": policy.width} if drafter.makes_trees and policy is not None and policy.width else {}
+            proposal = drafter.propose(rows.context, rows.length, int(num_draft.max()), sampling, step_seed, **shape)
             num_draft = np.minimum(num_draft, proposal.tokens.shape[1])
             stats.proposals += 1
             stats.proposed += proposal.steps
@@ -208,54 +227,98 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             if policy is not None:  # a row verifies only the drafts worth their rows
                 num_draft = policy.trim(num_draft, confidence, source)
         k_step = int(num_draft.max())
+        slots = parents = None  # a tree's accepted path: where its KV was written (rollback compacts it)
         if k_step <= 0:  # no row verifies a draft: a plain target step
             num_accepted, output = plain_step(target, last, pos, rows.done, sampling, step_seed)
+        elif proposal.parents is not None:  # 2-3 for a token tree: nodes 0..k (a prefix is a tree)
+            parents = proposal.parents[:, :k_step + 1]
+            label = f"k={k_step} w={shape.get('width', drafter.top_children)}"  # what was asked for
+            stats.shape_steps[label] = stats.shape_steps.get(label, 0) + 1
+            num_accepted, output, slots = verify_tree(target, last, proposal.tokens[:, :k_step], parents,
+                                                      num_draft, pos, sampling, step_seed)
         else:
             draft_tokens = proposal.tokens[:, :k_step]
             draft_probs = None if proposal.probs is None else proposal.probs[:, :k_step]
             # 2. verify: one target forward over [last, d_1..d_k] at pos..pos+k -> logits [B, k+1, V]
-            logits = target.forward(torch.cat([last.view(B, 1), draft_tokens], 1), pos)
+            verify_tokens = torch.cat([last.view(B, 1), draft_tokens], 1)
+            logits = target.forward(verify_tokens, pos)
             # 3. accept: n agreeing drafts, then one recovered/bonus token -> output [B, k+1], -1 padded
             if sampling.coupled and not sampling.greedy:  # greedy on the target's perturbed scores
-                logits = coupled_verify_scores(logits, draft_tokens, num_draft, pos, sampling, step_seed)
+                logits = coupled_verify_scores(logits, verify_tokens, None, num_draft, pos, sampling, step_seed)
                 draft_probs = None
             num_accepted, output = accept_prefix(
                 logits, draft_tokens, draft_probs=draft_probs, num_draft=torch.from_numpy(num_draft),
                 temperature=0.0 if sampling.coupled else sampling.temperature, top_k=sampling.top_k,
                 top_p=sampling.top_p, seed=step_seed, backend=ops)
-        # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale
-        pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops)
+        # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale (a tree's accepted
+        # path is first compacted to pos .. pos + n)
+        tree_kv = {} if slots is None else dict(accepted_slots=slots, k_cache=target.k_cache, v_cache=target.v_cache)
+        pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops, **tree_kv)
         n = num_accepted.numpy()  # [B], -1 for finished rows
         if policy is not None:
-            policy.update(num_draft, n, confidence, source)
-        record(stats, rows, n, num_draft, output, source)
+            tree_path = {} if slots is None else {"slots": slots.numpy()}  # the accepted path's nodes (trees)
+            policy.update(num_draft, n, confidence, source, **tree_path)
+        record(stats, rows, n, num_draft, output, source, parents)
     stats.total_s = time.perf_counter() - t0
     stats.new_tokens = sum(map(len, rows.new_tokens))
     return Generation(rows.new_tokens, stats)
 
 
-def coupled_verify_scores(logits: torch.Tensor, draft_tokens: torch.Tensor, num_draft: np.ndarray, pos: torch.Tensor,
-                          sampling: Sampling, seeds: torch.Tensor) -> torch.Tensor:
-    """The coupled mode's accept test as greedy: target logits [B, k+1, V] -> perturbed scores [B, k+1, V]
-    (fp32) whose argmax in row t is the target's own coupled sample of the token at position pos + 1 + t,
-    the one plain decoding draws there; a draft is accepted when it equals it. seeds [B]: the run's.
+def coupled_verify_scores(logits: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor | None,
+                          num_draft: np.ndarray, pos: torch.Tensor, sampling: Sampling,
+                          seeds: torch.Tensor) -> torch.Tensor:
+    """The coupled mode's accept test as greedy: target logits [B, T, V] of the verified nodes tokens [B, T]
+    ([last, d_1 ..]; parents [B, T] for a tree, None for a chain) -> perturbed scores [B, T, V] (fp32) whose
+    argmax in node t's row is the target's own coupled sample of the token after t's path, at position
+    pos + 1 + depth(t), the one plain decoding draws there; a draft is accepted when it equals it. seeds [B]:
+    the run's.
 
-    A sequence's rows are scored up to its first draft that is not the target's sample (most are rejected
-    early: ~0.4 ms a 49152-wide row); the greedy accept stops there and never reads the rows after it, left
-    MASKED, nor a skipped row's (num_draft -1)."""
-    B, k1, V = logits.shape
-    scores = torch.full((B, k1, V), MASKED, dtype=torch.float32)
-    out, drafts = scores.numpy(), draft_tokens.numpy()
+    A sequence's nodes are scored along the path its samples take, from the root until no verified child
+    carries the sample (most are rejected early: ~0.4 ms a 49152-wide row); the greedy accept stops there
+    and never reads the rows off that path, left MASKED, nor a skipped row's (num_draft -1)."""
+    B, T, V = logits.shape
+    scores = torch.full((B, T, V), MASKED, dtype=torch.float32)
+    out, node_tokens = scores.numpy(), tokens.tolist()
+    par = [list(range(-1, T - 1))] * B if parents is None else parents.tolist()
     seed_rows, pos_rows = seeds.tolist(), pos.tolist()
     for b in range(B):
-        for t in range(int(num_draft[b]) + 1):  # nothing for a skipped row (-1)
-            p = process_logits(logits[b, t], sampling.temperature, sampling.top_k, sampling.top_p,
+        kids = {(par[b][t], node_tokens[b][t]): t for t in range(1, int(num_draft[b]) + 1)}  # (parent, token) -> node
+        node, depth = 0, 0
+        while num_draft[b] >= 0:  # nothing for a skipped row (-1)
+            p = process_logits(logits[b, node], sampling.temperature, sampling.top_k, sampling.top_p,
                                check="target_logits").numpy()
-            support, row = support_scores(p, seed_rows[b], pos_rows[b] + 1 + t)
-            out[b, t, support] = row
-            if t == num_draft[b] or support[np.argmax(row)] != drafts[b, t]:
+            support, row = support_scores(p, seed_rows[b], pos_rows[b] + 1 + depth)
+            out[b, node, support] = row
+            node = kids.get((node, int(support[np.argmax(row)])))
+            if node is None:
                 break
+            depth += 1
     return scores
+
+
+def verify_tree(target: TreeDecoder, last: torch.Tensor, draft_tokens: torch.Tensor, parents: torch.Tensor,
+                num_draft: np.ndarray, pos: torch.Tensor, sampling: Sampling,
+                seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 2-3 for a token tree: one tree-masked target forward over [last, d_1..d_k] (parents [B, k+1]),
+    then the longest accepted root path of each row's first num_draft[b] + 1 nodes (greedy; coupled: on the
+    perturbed scores). Returns num_accepted [B] (-1 for skipped rows), output [B, k+1] (-1 padded) and
+    accepted_slots [B, k+1] (the verify slot of accepted token j), as accept_tree gives them."""
+    B = len(num_draft)
+    tokens = torch.cat([last.view(B, 1), draft_tokens], 1)  # [B, T]: node 0 is last, at position pos
+    logits = target.forward_tree(tokens, pos, parents)  # [B, T, V]
+    if sampling.coupled and not sampling.greedy:
+        logits = coupled_verify_scores(logits, tokens, parents, num_draft, pos, sampling, seeds)
+    T = tokens.shape[1]
+    num_accepted = torch.full((B,), -1, dtype=torch.long)
+    output = torch.full((B, T), PLACEHOLDER, dtype=torch.long)
+    slots = torch.arange(T).repeat(B, 1)  # identity: nothing to move
+    for made in np.unique(num_draft[num_draft >= 0]).tolist():  # rows verifying the same node count: one call
+        rows = torch.from_numpy(np.flatnonzero(num_draft == made))
+        t = made + 1  # the first t nodes of a best-first tree are a tree
+        # greedy accept; the sampled tree accept (recursive rejection over siblings) would be called here
+        n, out, sl = accept_tree(logits[rows, :t], tokens[rows, :t], parents[rows, :t])
+        num_accepted[rows], output[rows, :t], slots[rows, :t] = n, out, sl
+    return num_accepted, output, slots
 
 
 def plain_step(target: Decoder, last: torch.Tensor, pos: torch.Tensor, done: np.ndarray, sampling: Sampling,
@@ -272,11 +335,16 @@ def plain_step(target: Decoder, last: torch.Tensor, pos: torch.Tensor, done: np.
 
 
 def record(stats: Stats, rows: Rows, n: np.ndarray, num_draft: np.ndarray, output: torch.Tensor,
-           source: np.ndarray | None) -> None:
-    """Emit each live row's n + 1 tokens and count the step (per position, per kind of step)."""
+           source: np.ndarray | None, parents: torch.Tensor | None = None) -> None:
+    """Emit each live row's n + 1 tokens and count the step (per position, per kind of step). For a tree
+    (parents [B, k+1]), position t counts node t+1 as offered and the path's (t+1)-th token as accepted,
+    and a row-step whose verified nodes branch counts in tree_row_steps."""
     sources = [0] * len(n) if source is None else source.tolist()
     out_rows = output.tolist()
     stats.steps += 1
+    if parents is not None:
+        par = parents.tolist()
+        stats.tree_row_steps += sum(len(set(par[b][1:t + 1])) < t for b, t in enumerate(num_draft.tolist()) if t > 1)
     for b, (n_b, offered) in enumerate(zip(n.tolist(), num_draft.tolist())):
         if n_b < 0:  # a finished row
             continue

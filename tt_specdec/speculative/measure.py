@@ -18,7 +18,7 @@ import time
 import torch
 
 from tt_specdec.drafters.base import Drafter
-from tt_specdec.models.decoder import Decoder
+from tt_specdec.models.decoder import Decoder, TreeDecoder
 from tt_specdec.runtime import cachefile
 from tt_specdec.sampling import Sampling
 from tt_specdec.speculative.cost import CostModel
@@ -131,7 +131,10 @@ def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: i
             lambda: speculative_generate(target, drafter, prompts, k=2, max_new_tokens=steps, policy=never,
                                          on_tokens=on_tokens, sampling=sampling)]
     best = [float("inf")] * len(runs)
-    target.forward, drafter.propose = timed(target.forward), timed(drafter.propose)  # instance attributes
+    forwards = ["forward"] + (["forward_tree"] if isinstance(target, TreeDecoder) else [])  # a tree's verify too
+    for name in forwards:
+        setattr(target, name, timed(getattr(target, name)))  # instance attributes
+    drafter.propose = timed(drafter.propose)
     try:
         for _ in range(repeats):
             for i, run in enumerate(runs):
@@ -142,7 +145,9 @@ def loop_overhead(target: Decoder, drafter: Drafter, batch_size: int, context: i
                 (t0, s0), = mark[:1]
                 best[i] = min(best[i], max((end - t0) - (spent[0] - s0), 0.0) / max(gen.stats.steps, 1))
     finally:
-        del target.forward, drafter.propose  # the methods again
+        for name in forwards:
+            delattr(target, name)  # the methods again
+        del drafter.propose
     return best[0], best[1], best[2]
 
 
@@ -164,11 +169,15 @@ def describe(model) -> str | None:
 
 
 def describe_drafter(drafter) -> list:
-    """What a drafter's cost depends on: its class, its model, its head's vocabulary, its fallback's."""
+    """What a drafter's cost depends on: its class, its model, its head's vocabulary, its fallback's; a tree
+    drafter's width and lookup branch."""
     head = getattr(drafter, "head", None)
     fallback = getattr(drafter, "fallback", None)
-    return [type(drafter).__name__, describe(getattr(drafter, "model", None)),
-            None if head is None else len(head.vocab_ids), None if fallback is None else describe_drafter(fallback)]
+    ident = [type(drafter).__name__, describe(getattr(drafter, "model", None)),
+             None if head is None else len(head.vocab_ids), None if fallback is None else describe_drafter(fallback)]
+    if getattr(drafter, "makes_trees", False):  # the others' keys stay as they were (their cached entries too)
+        ident.append(f"tree:w={drafter.top_children}:lookup={drafter.lookup is not None}")
+    return ident
 
 
 def sampling_kind(sampling: Sampling) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tt_specdec.speculative.cost import CostModel
+from tt_specdec.speculative.cost import CostModel, expected_tokens
 
 
 class AdaptiveK:
@@ -21,6 +21,8 @@ class AdaptiveK:
     `bins` confidence bins, learnt as the run goes (drafts are over- or under-confident by
     drafter and text); d_t is accepted with about the product of d_1..d_t's estimates.
     """
+
+    width: int | None = None  # children per node a tree drafter is asked for; None: its own (TreePolicy sets it)
 
     def __init__(self, cost: CostModel, k_max: int, *, prior: float = 0.6, prior_weight: float = 4.0,
                  decay: float = 0.9, probe_every: int = 8, bins: int = 10):
@@ -112,9 +114,9 @@ class AdaptiveK:
         return np.where(probe, 1, ks)
 
     def update(self, num_draft: np.ndarray, num_accepted: np.ndarray, confidence: np.ndarray | None = None,
-               source: np.ndarray | None = None) -> None:
+               source: np.ndarray | None = None, slots: np.ndarray | None = None) -> None:
         """num_draft [B] offered (-1 skipped), num_accepted [B] from accept_prefix, confidence [B, k] and
-        source [B] the drafter's or None (see trim)."""
+        source [B] the drafter's or None (see trim); slots [B, k+1]: a tree's accepted path (TreePolicy)."""
         self.observe(num_draft, num_accepted, confidence, source)
         made = np.asarray(num_draft)
         offered = np.maximum(made, 0).astype(np.float64)
@@ -124,3 +126,127 @@ class AdaptiveK:
         self.success = np.where(live, self.success * self.decay + n, self.success)
         self.trials = np.where(live, self.trials * self.decay + n + failed, self.trials)
         self.plain_steps = np.where(made == 0, self.plain_steps + 1, 0)
+
+
+class TreePolicy(AdaptiveK):
+    """Chain or token tree, and how many drafts, for a tree drafter: the (width, k) whose predicted
+    tokens per second E_w(k) / step_cost(k) is best, from the cost model's measured v(T) and the
+    acceptance measured on this run.
+
+    E_w(k), the tokens a step emits when it verifies the best-first tree of k drafts with at most w
+    children per node (w = 1: a chain), is measured exactly for every k' <= k by each step that verified
+    k drafts at width w: the first k' nodes of a best-first proposal are the k'-draft tree, and the
+    accepted path restricted to them is the path's first nodes below k' (`prefix_accepted`). Counts
+    decay geometrically; a size measured little leans on its prior, extrapolated from the sizes below
+    it, and is predicted optimistically (`expected`), so that k grows while growing pays and stops
+    when measurements say otherwise. Every `probe_every` steps the best (w, k) of another width is tried,
+    so that each width's estimate stays current. A step asks all live rows for the same shape: they
+    share the verify forward. Ties go to the chain, then to fewer drafts.
+    """
+
+    def __init__(self, cost: CostModel, k_max: int, widths: tuple[int, ...] = (1, 4), *, prior: float = 0.6,
+                 prior_weight: float = 2.0, decay: float = 0.95, probe_every: int = 8, explore: float = 1.0,
+                 shrink: float = 0.9):
+        if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(f"widths: got {widths!r}, expected ints >= 1 (children per node; 1: a chain)")
+        self.widths = tuple(sorted(set(widths)))
+        self.explore = explore  # tokens of optimism for a size measured once (over sqrt of its weight)
+        self.shrink = shrink  # per draft, how an extrapolated gain shrinks past the sizes measured
+        super().__init__(cost, k_max, prior=prior, prior_weight=prior_weight, decay=decay, probe_every=probe_every)
+        self.width = self.widths[0]
+        self.step_costs = np.array([cost.step_cost(k) for k in range(self.k_max + 1)])  # [k_max+1], decode steps
+
+    def reset(self, batch_size: int) -> None:
+        super().reset(batch_size)
+        W, K = len(self.widths), self.k_max + 1
+        # shape_tokens[w, k] / shape_trials[w, k]: decayed sum and count of the tokens a step emitted within
+        # its first k drafts at width w (k = 0: a plain step, 1 token)
+        self.shape_tokens = np.zeros((W, K))
+        self.shape_trials = np.zeros((W, K))
+        self.steps = 0
+
+    def expected(self) -> np.ndarray:
+        """[W, k_max+1] E_w(k), optimistic: the mean tokens per step measured at each size, pulled towards a
+        prior with `prior_weight` steps and made non-decreasing in k, plus explore / sqrt(the size's weight)
+        (one step's count is noisy: a size measured once may be better than it looked), at most k + 1. The
+        prior: the chain's at acceptance `prior` up to the first size measured; past the last size measured,
+        the mean gain per draft over the upper half of the sizes below it, shrinking by `shrink` per draft
+        (a best-first tree's gains shrink), so sizes measured little or long ago follow those measured."""
+        W, K = len(self.widths), self.k_max + 1
+        mean = np.ones((W, K))  # k = 0: a plain step emits one token
+        weight = self.shape_trials + self.prior_weight  # [W, K]
+        for w in range(W):
+            last, gain = 0, 0.0  # the largest size measured so far, and the gain per draft below it
+            for k in range(1, K):
+                if last == 0:
+                    prior = expected_tokens(self.prior, k)
+                else:
+                    prior = mean[w, k - 1] + gain * self.shrink ** (k - last)
+                mean[w, k] = max(mean[w, k - 1], (self.shape_tokens[w, k] + prior * self.prior_weight) / weight[w, k])
+                if self.shape_trials[w, k] >= 0.5:
+                    last, half = k, k // 2
+                    gain = (mean[w, k] - mean[w, half]) / (k - half)
+        optimistic = np.maximum.accumulate(mean + self.explore / np.sqrt(weight), axis=1)
+        return np.minimum(optimistic, np.arange(K) + 1.0)  # k drafts emit at most k + 1 tokens
+
+    def rates(self) -> np.ndarray:
+        """[W, k_max+1] predicted speedup over the target alone of each (width, k): CostModel.speedup_at_length."""
+        return self.expected() * (1.0 + self.cost.o0) / self.step_costs
+
+    def best(self, widths: list[int] | None = None) -> tuple[int, int]:
+        """(width index, k) with the best predicted speedup among `widths` (indices; default all); ties:
+        the narrower width, then fewer drafts."""
+        S = self.rates()
+        allowed = range(len(self.widths)) if widths is None else widths
+        return max(((w, k) for w in allowed for k in range(self.k_max + 1)), key=lambda wk: (S[wk], -wk[0], -wk[1]))
+
+    def choose(self) -> np.ndarray:
+        """[B] the same k for every row (0: a plain step) and self.width, for the next step."""
+        w, k = self.best()
+        self.steps += 1
+        if len(self.widths) > 1 and self.steps % self.probe_every == 0:  # keep the other widths measured
+            w, k = self.best([i for i in range(len(self.widths)) if i != w])
+        if k == 0 and self.plain_steps.size and int(self.plain_steps.min()) + 1 >= self.probe_every:
+            k = 1  # a row at plain decoding probes with one draft so that its estimate can recover
+        self.width = self.widths[0] if k <= 1 else self.widths[w]  # one draft is a chain at any width
+        return np.full(len(self.plain_steps), k, dtype=np.int64)
+
+    def trim(self, num_draft: np.ndarray, confidence: np.ndarray | None,
+             source: np.ndarray | None = None) -> np.ndarray:
+        return num_draft  # the shape was chosen before drafting
+
+    def update(self, num_draft: np.ndarray, num_accepted: np.ndarray, confidence: np.ndarray | None = None,
+               source: np.ndarray | None = None, slots: np.ndarray | None = None) -> None:
+        """Learn E_width(k') for every k' up to each row's num_draft from its accepted path (slots [B, k+1],
+        accept_tree's; None: a chain, whose path is its first n drafts)."""
+        made = np.asarray(num_draft)
+        self.plain_steps = np.where(made == 0, self.plain_steps + 1, 0)
+        live = made > 0
+        if not live.any():
+            return
+        w = self.widths.index(self.width)
+        self.shape_tokens[w] *= self.decay
+        self.shape_trials[w] *= self.decay
+        got = prefix_accepted(made, np.asarray(num_accepted), slots, self.k_max)  # [B, k_max+1], -1: not offered
+        seen = got >= 0
+        self.shape_tokens[w] += np.where(seen, got + 1, 0).sum(0)
+        self.shape_trials[w] += seen.sum(0)
+
+
+def prefix_accepted(num_draft: np.ndarray, num_accepted: np.ndarray, slots: np.ndarray | None,
+                    k_max: int) -> np.ndarray:
+    """[B, k_max+1]: for each row and k' <= num_draft[b], the drafts its step would have accepted had it
+    verified only its first k' nodes (-1 where k' > num_draft[b]). The accepted path's j-th token sits at
+    node slots[b, j] (increasing with j), so within the first k' nodes the path keeps the j with
+    slots[b, j] <= k'. A chain (slots None): min(n, k')."""
+    B = len(num_draft)
+    ks = np.arange(k_max + 1)
+    n = np.maximum(num_accepted, 0).reshape(B, 1)
+    if slots is None:
+        got = np.minimum(n, ks)
+    else:
+        j = np.arange(1, slots.shape[1])
+        on_path = (j <= n) & (slots[:, 1:] >= 1)  # [B, k]: path tokens 1..n
+        node = np.where(on_path, slots[:, 1:], k_max + 1)  # their node indices (past k_max: none)
+        got = (node[:, None, :] <= ks[None, :, None]).sum(2)  # [B, k_max+1]
+    return np.where(ks <= num_draft.reshape(B, 1), got, -1)

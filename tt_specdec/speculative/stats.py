@@ -29,6 +29,9 @@ class Stats:
     kind_steps: list[int] = dataclasses.field(default_factory=lambda: [0] * len(STEP_KINDS))
     kind_drafted: list[int] = dataclasses.field(default_factory=lambda: [0] * len(STEP_KINDS))
     kind_accepted: list[int] = dataclasses.field(default_factory=lambda: [0] * len(STEP_KINDS))
+    tree_row_steps: int = 0  # row-steps that verified a token tree with a branch (a node with 2+ children)
+    # steps per proposal shape the policy asked for: "k=<drafts> w=<children per node>" (w=1: a chain)
+    shape_steps: dict[str, int] = dataclasses.field(default_factory=dict)
     new_tokens: int = 0  # tokens returned to the caller, all rows
     ttft_s: float = 0.0  # prompt in -> first token out
     total_s: float = 0.0
