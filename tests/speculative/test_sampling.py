@@ -1,11 +1,12 @@
 """Speculative sampling is lossless end to end: with the tiny pair, the tokens it emits have
 the target's own distribution (after temperature, top-k, top-p), checked with a chi-square
-test on 1000 seeded rows, under the rejection rule and under coupled sampling (Gumbel-max). Seeded runs reproduce exactly, different seeds differ, and a row's
+test on 1000 seeded rows, under the rejection rule (chains, and token trees by recursive rejection over
+siblings) and under coupled sampling (Gumbel-max). Seeded runs reproduce exactly, different seeds differ, and a row's
 output does not depend on its batch neighbours."""
 import pytest
 import torch
 
-from tt_specdec.drafters import ModelDrafter, NgramDrafter
+from tt_specdec.drafters import ModelDrafter, NgramDrafter, TreeDrafter
 from tt_specdec.sampling import Sampling
 from tt_specdec.sampling import process_logits
 from tt_specdec.speculative.loop import speculative_generate
@@ -26,9 +27,13 @@ B = 1000
 K = 3
 MAX_NEW = 4  # token 1 from the prefill, tokens 2..4 from speculative steps
 SETTINGS = [(1.0, 0, 1.0), (0.8, 20, 1.0), (1.0, 0, 0.9)]  # (temperature, top_k, top_p)
-# (drafter, (temperature, top_k, top_p, coupled)): the rejection rule, then coupled sampling
+# (drafter, (temperature, top_k, top_p, coupled)): the rejection rule, then coupled sampling; "tree": token
+# trees of width 3 (the rejection rule recurses over siblings)
 RUNS = ([("model", s + (False,)) for s in SETTINGS] + [("ngram", SETTINGS[0] + (False,))]
+        + [("tree", s + (False,)) for s in SETTINGS]
         + [("model", s + (True,)) for s in SETTINGS] + [("ngram", SETTINGS[0] + (True,))])
+DRAFTERS = {"model": ModelDrafter, "ngram": lambda draft: NgramDrafter(),
+            "tree": lambda draft: TreeDrafter(draft, top_children=3)}
 
 
 def test_critical_values_are_the_0999_quantiles():
@@ -74,7 +79,7 @@ def runs(tiny_pair):
     target, draft = tiny_pair
     out = {}
     for name, setting in RUNS:
-        drafter = ModelDrafter(draft) if name == "model" else NgramDrafter()
+        drafter = DRAFTERS[name](draft)
         gen = speculative_generate(target, drafter, [PROMPT] * B, k=K, max_new_tokens=MAX_NEW,
                                    sampling=Sampling(*setting), seed=20240)
         out[name, setting] = torch.tensor(gen.tokens), gen.stats

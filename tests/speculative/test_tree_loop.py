@@ -110,10 +110,13 @@ def test_the_tree_policy_runs_the_loop_exactly(cpu_pair):
     assert sum(gen.stats.shape_steps.values()) == gen.stats.proposals
 
 
-def test_sampled_trees_without_coupling_are_refused(cpu_pair):
-    with pytest.raises(ValueError, match="sampling: got temperature 0.8 with coupled=False and a tree drafter"):
-        speculative_generate(cpu_pair.target, TreeDrafter(cpu_pair.draft), PROMPTS, k=3, max_new_tokens=4,
-                             sampling=Sampling(0.8, coupled=False))
+def test_sampled_trees_seeded_reproduce_and_branch(cpu_pair):
+    # the rejection rule over a tree (its distribution: tests/speculative/test_sampling.py, chi-square)
+    sampling = Sampling(0.8, 0, 0.9, coupled=False)
+    runs = [speculative_generate(cpu_pair.target, Recording(TreeDrafter(cpu_pair.draft, top_children=3)), PROMPTS,
+                                 k=5, max_new_tokens=MAX_NEW, sampling=sampling, seed=s) for s in (3, 3, 4)]
+    assert runs[0].tokens == runs[1].tokens and runs[0].tokens != runs[2].tokens
+    assert 0 < runs[0].stats.accepted < runs[0].stats.drafted and runs[0].stats.tree_row_steps > 0
 
 
 def test_trees_on_the_emulator_are_refused(cpu_pair):

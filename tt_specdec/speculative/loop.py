@@ -89,7 +89,7 @@ def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter
     if not prompts:
         raise ValueError("prompts: got no prompts, expected a list of token-id lists")
     if drafter is not None and drafter.makes_trees:
-        check_tree_request(target, sampling)
+        check_tree_request(target)
     V = target.vocab_size
     if drafter is not None and drafter.vocab_size not in (None, V):
         raise ValueError(f"drafter: got vocabulary size {drafter.vocab_size}, expected the target's {V}")
@@ -105,16 +105,12 @@ def check_request(target: Decoder, prompts, max_new_tokens: int, k: int, drafter
                              f"the KV cache needs {need} positions, expected at most {target.max_seq_len}")
 
 
-def check_tree_request(target: Decoder, sampling: Sampling) -> None:
-    """A tree drafter's proposals are verified by the target's forward_tree and accepted greedily (on the
-    coupled mode's perturbed scores when sampling): what the loop's tree path does."""
+def check_tree_request(target: Decoder) -> None:
+    """A tree drafter's proposals are verified by the target's forward_tree (then accept_tree: greedy, coupled
+    or sampled): what the loop's tree path needs."""
     if not isinstance(target, TreeDecoder):
         raise ValueError(f"drafter: got a tree drafter with a {type(target).__name__} target, expected a target "
                          "with forward_tree (Llama, CpuLlama)")
-    if not (sampling.greedy or sampling.coupled):
-        raise ValueError(f"sampling: got temperature {sampling.temperature} with coupled=False and a tree drafter, "
-                         "expected greedy or coupled sampling (accept_tree's recursive rejection over siblings is not "
-                         "wired into the loop yet)")
 
 
 def prefill(target: Decoder, rows: Rows, sampling: Sampling, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,8 +296,8 @@ def verify_tree(target: TreeDecoder, last: torch.Tensor, draft_tokens: torch.Ten
                 num_draft: np.ndarray, pos: torch.Tensor, sampling: Sampling,
                 seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steps 2-3 for a token tree: one tree-masked target forward over [last, d_1..d_k] (parents [B, k+1]),
-    then the longest accepted root path of each row's first num_draft[b] + 1 nodes (greedy; coupled: on the
-    perturbed scores). Returns num_accepted [B] (-1 for skipped rows), output [B, k+1] (-1 padded) and
+    then the accepted root path of each row's first num_draft[b] + 1 nodes (greedy; coupled: greedy on the
+    perturbed scores; sampled: recursive rejection over siblings, seeds [B] this step's). Returns num_accepted [B] (-1 for skipped rows), output [B, k+1] (-1 padded) and
     accepted_slots [B, k+1] (the verify slot of accepted token j), as accept_tree gives them."""
     B = len(num_draft)
     tokens = torch.cat([last.view(B, 1), draft_tokens], 1)  # [B, T]: node 0 is last, at position pos
@@ -315,8 +311,11 @@ def verify_tree(target: TreeDecoder, last: torch.Tensor, draft_tokens: torch.Ten
     for made in np.unique(num_draft[num_draft >= 0]).tolist():  # rows verifying the same node count: one call
         rows = torch.from_numpy(np.flatnonzero(num_draft == made))
         t = made + 1  # the first t nodes of a best-first tree are a tree
-        # greedy accept; the sampled tree accept (recursive rejection over siblings) would be called here
-        n, out, sl = accept_tree(logits[rows, :t], tokens[rows, :t], parents[rows, :t])
+        # greedy (coupled: on the perturbed scores), or sampled: recursive rejection over siblings, the tree
+        # drafter deterministic (q one-hot on each node's token)
+        sampled = {} if sampling.greedy or sampling.coupled else dict(
+            temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, seed=seeds[rows])
+        n, out, sl = accept_tree(logits[rows, :t], tokens[rows, :t], parents[rows, :t], **sampled)
         num_accepted[rows], output[rows, :t], slots[rows, :t] = n, out, sl
     return num_accepted, output, slots
 
