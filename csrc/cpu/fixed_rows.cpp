@@ -1,0 +1,190 @@
+// The integer rows of the sampled accept rule (fixed_rows.hpp): sampling.fixed_params steps 1-10.
+#include "fixed_rows.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "pool.hpp"
+
+namespace tt_cpu {
+
+namespace {
+
+constexpr int kXFrac = 24;      // sampling.X_FRAC
+constexpr int kAlignBits = 38;  // sampling.ALIGN_BITS
+
+inline uint32_t bits_of(float v) {
+    uint32_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+// accept_prefix_common.hpp's fp32_key (torch_impl.sort_keys): unsigned keys ordered as the logits, -0 == +0
+inline uint32_t key_of(uint32_t b) {
+    if ((b & 0x7FFFFFFFu) == 0) b = 0;
+    return (b >> 31) ? ~b : (b | 0x80000000u);
+}
+
+// |value| = M * 2^e exactly, e = max(E, 1) - 150 (torch_impl.significand, e = -sh)
+inline int64_t significand(uint32_t b, int64_t* e) {
+    uint32_t E = (b >> 23) & 0xFF;
+    *e = static_cast<int64_t>(E ? E : 1) - 150;
+    return static_cast<int64_t>((b & 0x7FFFFFu) | (E ? 0x800000u : 0u));
+}
+
+struct RowMax {
+    int64_t A, e;  // the largest logit as A * 2^e, A signed
+};
+
+// torch_impl.fixed_weights for one logit (fp32 bits b) below the row's largest: steps 2-4
+inline int64_t weight(uint32_t b, const RowMax& top, int64_t scale, int64_t shift, const int64_t* t1,
+                      const int64_t* t2, const int64_t* t3) {
+    int64_t e;
+    int64_t M = significand(b, &e);
+    int64_t A = (b >> 31) ? -M : M;
+    int64_t e0 = std::max(e, top.e) - kAlignBits;
+    auto aligned = [e0](int64_t a, int64_t ea) {  // a * 2^(ea - e0): a left shift <= 38, or floor of a right one
+        int64_t up = std::max<int64_t>(ea - e0, 0), down = std::min<int64_t>(std::max<int64_t>(e0 - ea, 0), 63);
+        return static_cast<int64_t>(static_cast<uint64_t>(a) << up) >> down;
+    };
+    int64_t d = aligned(top.A, top.e) - aligned(A, e);  // [0, 2^63)
+    int64_t nb = d ? 64 - __builtin_clzll(static_cast<uint64_t>(d)) : 0;
+    int64_t cut = std::max<int64_t>(nb - 32, 0);
+    int64_t D = d >> cut, r = shift - kXFrac - (e0 + cut);
+    if (D > 0 && r <= 0) return 0;  // x >= 2^30 / 2^24
+    r = std::clamp<int64_t>(r, 1, 64);
+    int64_t X = D == 0 ? 0 : (((D * scale) >> (r - 1)) + 1) >> 1;  // rounded half up
+    int64_t xi = X >> kXFrac, f = X & ((int64_t{1} << kXFrac) - 1);
+    if (xi >= 32) return 0;
+    int64_t m = (t1[f >> 16] * t2[(f >> 8) & 0xFF] + (int64_t{1} << 30)) >> 31;
+    m = (m * t3[f & 0xFF] + (int64_t{1} << 30)) >> 31;
+    return (m + ((int64_t{1} << xi) >> 1)) >> xi;
+}
+
+// torch_impl.weight_cut_key: a key below which every weight is 0 (floats on one value, as the host computes them)
+inline uint32_t weight_cut_key(uint32_t max_bits, int64_t scale, int64_t shift) {
+    double c = shift > -900 ? std::ldexp(static_cast<double>(scale), static_cast<int>(-std::max<int64_t>(shift, -2000)))
+                            : INFINITY;
+    float s_max;
+    std::memcpy(&s_max, &max_bits, sizeof s_max);
+    float cut = c > 0 ? static_cast<float>(static_cast<double>(s_max) - 33.5 / c) : -INFINITY;
+    cut = std::nextafter(std::nextafter(cut, -INFINITY), -INFINITY);
+    return key_of(bits_of(cut));
+}
+
+// Top-p on the live tokens (w > 0, in index order) of one row: keeps, in key-descending then index-ascending
+// order, a token while the w before it sums to < target, zeroing the others' w; returns the kept sum. The kept
+// set is a prefix of that order (w >= 0), so it is found by a radix select of its last key K (11, 11, 10 bits
+// a pass over the shrinking candidates) instead of a sort: keys above K kept, K's ties in index order.
+int64_t nucleus_fixed(const uint32_t* keys, int64_t* w, const std::vector<int32_t>& live, int64_t target) {
+    thread_local std::vector<int32_t> cand;
+    cand.assign(live.begin(), live.end());
+    int64_t above = 0;  // the w of the keys above the candidates' prefix
+    uint32_t prefix = 0;
+    for (auto [shift, bits] : {std::pair{21, 11}, std::pair{10, 11}, std::pair{0, 10}}) {
+        int64_t sums[2048] = {};
+        uint32_t mask = (1u << bits) - 1;
+        for (int32_t i : cand) sums[(keys[i] >> shift) & mask] += w[i];
+        uint32_t b = mask;
+        for (; above + sums[b] < target; --b) above += sums[b];  // target <= the candidates' sum: stops
+        prefix |= b << shift;
+        cand.erase(std::remove_if(cand.begin(), cand.end(), [&](int32_t i) { return ((keys[i] >> shift) & mask) != b; }),
+                   cand.end());
+    }
+    int64_t tie_w = w[cand.front()], kept_ties = 0;
+    while (kept_ties < static_cast<int64_t>(cand.size()) && above + kept_ties * tie_w < target) ++kept_ties;
+    int64_t z = 0, ties_seen = 0;
+    for (int32_t i : live) {
+        bool keep = keys[i] > prefix || (keys[i] == prefix && ties_seen++ < kept_ties);
+        if (keep) z += w[i];
+        else w[i] = 0;
+    }
+    return z;
+}
+
+}  // namespace
+
+bool fixed_probs_rows(const float* x, int64_t R, int64_t V, int64_t scale, int64_t shift, int64_t top_k,
+                      int64_t top_p_fixed, const int64_t* tables, int64_t* w, int64_t* z) {
+    std::atomic<bool> finite{true};
+    pool().run(R, [&](int64_t r) {
+        const float* xr = x + r * V;
+        int64_t* wr = w + r * V;
+        thread_local std::vector<uint32_t> keys;
+        keys.resize(static_cast<size_t>(V));
+        uint32_t max_key = 0, bad = 0;
+        int64_t at_max = 0;
+        for (int64_t i = 0; i < V; ++i) {
+            uint32_t b = bits_of(xr[i]);
+            bad |= (b & 0x7F800000u) == 0x7F800000u;
+            uint32_t k = keys[static_cast<size_t>(i)] = key_of(b);
+            if (k > max_key) max_key = k, at_max = i;  // the first maximum, as numpy's argmax
+        }
+        if (bad) {
+            finite = false;
+            return;
+        }
+        uint32_t max_bits = bits_of(xr[at_max]);
+        RowMax top;
+        top.A = significand(max_bits, &top.e);
+        if (max_bits >> 31) top.A = -top.A;
+        uint32_t floor = weight_cut_key(max_bits, scale, shift);
+        if (top_k > 0 && top_k < V) {  // keys >= the k-th largest (ties kept)
+            thread_local std::vector<uint32_t> scratch;
+            scratch.assign(keys.begin(), keys.end());
+            std::nth_element(scratch.begin(), scratch.begin() + (top_k - 1), scratch.end(), std::greater<uint32_t>());
+            floor = std::max(floor, scratch[static_cast<size_t>(top_k - 1)]);
+        }
+        const int64_t *t1 = tables, *t2 = tables + 256, *t3 = tables + 512;
+        thread_local std::vector<int32_t> live;
+        live.clear();
+        int64_t total = 0;
+        for (int64_t i = 0; i < V; ++i) {
+            int64_t wi = keys[static_cast<size_t>(i)] >= floor ? weight(bits_of(xr[i]), top, scale, shift, t1, t2, t3) : 0;
+            wr[i] = wi;
+            total += wi;
+            if (wi) live.push_back(static_cast<int32_t>(i));
+        }
+        if (top_p_fixed) {  // T = ceil(top_p_fixed * total / 2^32), total = z1 * 2^32 + z0: each product below 2^64
+            uint64_t p = static_cast<uint64_t>(top_p_fixed), z0 = static_cast<uint64_t>(total) & 0xFFFFFFFFu;
+            int64_t target = top_p_fixed * (total >> 32) + static_cast<int64_t>((p * z0 + 0xFFFFFFFFu) >> 32);
+            total = nucleus_fixed(keys.data(), wr, live, target);
+        }
+        z[r] = total;
+    });
+    return finite;
+}
+
+void residual_rows(const int64_t* pw, const int64_t* z, const float* q, int64_t R, int64_t V, int64_t* out) {
+    for (int64_t r = 0; r < R; ++r) {
+        int64_t zh = z[r] >> 24, zl = z[r] & 0xFFFFFF;
+        for (int64_t i = r * V; i < (r + 1) * V; ++i) {
+            int64_t e;
+            int64_t M = significand(bits_of(q[i]), &e);  // q = M * 2^e, sh = -e
+            if (-e <= 23) {  // q >= 1: floor(q z) >= z covers every weight
+                out[i] = 0;
+                continue;
+            }
+            int64_t qz = (M * zh + ((M * zl) >> 24)) >> std::min<int64_t>(-e - 24, 63);
+            out[i] = std::max<int64_t>(pw[i] - qz, 0);
+        }
+    }
+}
+
+void sample_fixed_rows(const int64_t* w, int64_t R, int64_t V, const int64_t* u, int64_t* out) {
+    for (int64_t r = 0; r < R; ++r) {
+        const int64_t* wr = w + r * V;
+        int64_t total = 0;
+        for (int64_t i = 0; i < V; ++i) total += wr[i];
+        int64_t threshold = u[r] * (total >> 24) + ((u[r] * (total & 0xFFFFFF)) >> 24), cum = 0, i = 0;
+        for (; i < V - 1; ++i)
+            if ((cum += wr[i]) > threshold) break;
+        out[r] = i;
+    }
+}
+
+}  // namespace tt_cpu
