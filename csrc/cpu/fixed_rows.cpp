@@ -55,14 +55,14 @@ inline int64_t weight(uint32_t b, const RowMax& top, int64_t scale, int64_t shif
     int64_t nb = d ? 64 - __builtin_clzll(static_cast<uint64_t>(d)) : 0;
     int64_t cut = std::max<int64_t>(nb - 32, 0);
     int64_t D = d >> cut, r = shift - kXFrac - (e0 + cut);
-    if (D > 0 && r <= 0) return 0;  // x >= 2^30 / 2^24
+    bool vanishing = D > 0 && r <= 0;  // x >= 2^30 / 2^24
     r = std::clamp<int64_t>(r, 1, 64);
-    int64_t X = D == 0 ? 0 : (((D * scale) >> (r - 1)) + 1) >> 1;  // rounded half up
+    int64_t X = (((D * scale) >> (r - 1)) + 1) >> 1;  // rounded half up (0 for D = 0)
     int64_t xi = X >> kXFrac, f = X & ((int64_t{1} << kXFrac) - 1);
-    if (xi >= 32) return 0;
     int64_t m = (t1[f >> 16] * t2[(f >> 8) & 0xFF] + (int64_t{1} << 30)) >> 31;
     m = (m * t3[f & 0xFF] + (int64_t{1} << 30)) >> 31;
-    return (m + ((int64_t{1} << xi) >> 1)) >> xi;
+    int64_t small = std::min<int64_t>(xi, 31);
+    return vanishing || xi >= 32 ? 0 : (m + ((int64_t{1} << small) >> 1)) >> small;
 }
 
 // torch_impl.weight_cut_key: a key below which every weight is 0 (floats on one value, as the host computes them)
@@ -76,21 +76,47 @@ inline uint32_t weight_cut_key(uint32_t max_bits, int64_t scale, int64_t shift) 
     return key_of(bits_of(cut));
 }
 
-// Top-p on the live tokens (w > 0, in index order) of one row: keeps, in key-descending then index-ascending
-// order, a token while the w before it sums to < target, zeroing the others' w; returns the kept sum. The kept
-// set is a prefix of that order (w >= 0), so it is found by a radix select of its last key K (11, 11, 10 bits
-// a pass over the shrinking candidates) instead of a sort: keys above K kept, K's ties in index order.
-int64_t nucleus_fixed(const uint32_t* keys, int64_t* w, const std::vector<int32_t>& live, int64_t target) {
+// The k-th largest of keys [V] (with repeats), k < V: a min-heap of the k largest for a small k (most keys fail
+// one compare with its least), else nth_element on a copy
+uint32_t kth_largest(const std::vector<uint32_t>& keys, int64_t k) {
+    thread_local std::vector<uint32_t> heap;
+    if (k > 1024) {
+        heap.assign(keys.begin(), keys.end());
+        std::nth_element(heap.begin(), heap.begin() + (k - 1), heap.end(), std::greater<uint32_t>());
+        return heap[static_cast<size_t>(k - 1)];
+    }
+    heap.assign(keys.begin(), keys.begin() + k);
+    std::make_heap(heap.begin(), heap.end(), std::greater<uint32_t>());
+    for (size_t i = static_cast<size_t>(k); i < keys.size(); ++i)
+        if (keys[i] > heap.front()) {
+            std::pop_heap(heap.begin(), heap.end(), std::greater<uint32_t>());
+            heap.back() = keys[i];
+            std::push_heap(heap.begin(), heap.end(), std::greater<uint32_t>());
+        }
+    return heap.front();
+}
+
+constexpr int kTopBits = 11;  // the radix select's first digit: the key's top 11 bits
+
+// Top-p on one row's weights w [V] (keys [V]): keeps, in key-descending then index-ascending order, a token while
+// the w before it sums to < target, zeroing the others' w; returns the kept sum. The kept set is a prefix of that
+// order (w >= 0), so it is found by a radix select of its last key K instead of a sort: the first digit's sums
+// (top [2^11], summed in the weight pass), then 11 and 10 bits over the few tokens left; keys above K kept,
+// K's ties in index order.
+int64_t nucleus_fixed(const uint32_t* keys, int64_t* w, int64_t V, const int64_t* top, int64_t target) {
+    int64_t above = 0;  // the w of the keys above the chosen digits
+    uint32_t b = (1u << kTopBits) - 1;
+    for (; above + top[b] < target; --b) above += top[b];  // target <= the row's sum: stops
+    uint32_t prefix = b << (32 - kTopBits);
     thread_local std::vector<int32_t> cand;
-    cand.assign(live.begin(), live.end());
-    int64_t above = 0;  // the w of the keys above the candidates' prefix
-    uint32_t prefix = 0;
-    for (auto [shift, bits] : {std::pair{21, 11}, std::pair{10, 11}, std::pair{0, 10}}) {
+    cand.clear();
+    for (int64_t i = 0; i < V; ++i)
+        if ((keys[i] >> (32 - kTopBits)) == b && w[i]) cand.push_back(static_cast<int32_t>(i));
+    for (auto [shift, bits] : {std::pair{10, 11}, std::pair{0, 10}}) {
         int64_t sums[2048] = {};
         uint32_t mask = (1u << bits) - 1;
         for (int32_t i : cand) sums[(keys[i] >> shift) & mask] += w[i];
-        uint32_t b = mask;
-        for (; above + sums[b] < target; --b) above += sums[b];  // target <= the candidates' sum: stops
+        for (b = mask; above + sums[b] < target; --b) above += sums[b];
         prefix |= b << shift;
         cand.erase(std::remove_if(cand.begin(), cand.end(), [&](int32_t i) { return ((keys[i] >> shift) & mask) != b; }),
                    cand.end());
@@ -98,10 +124,10 @@ int64_t nucleus_fixed(const uint32_t* keys, int64_t* w, const std::vector<int32_
     int64_t tie_w = w[cand.front()], kept_ties = 0;
     while (kept_ties < static_cast<int64_t>(cand.size()) && above + kept_ties * tie_w < target) ++kept_ties;
     int64_t z = 0, ties_seen = 0;
-    for (int32_t i : live) {
-        bool keep = keys[i] > prefix || (keys[i] == prefix && ties_seen++ < kept_ties);
-        if (keep) z += w[i];
-        else w[i] = 0;
+    for (int64_t i = 0; i < V; ++i) {
+        bool keep = keys[i] > prefix || (keys[i] == prefix && w[i] && ties_seen++ < kept_ties);
+        w[i] = keep ? w[i] : 0;
+        z += w[i];
     }
     return z;
 }
@@ -133,26 +159,20 @@ bool fixed_probs_rows(const float* x, int64_t R, int64_t V, int64_t scale, int64
         top.A = significand(max_bits, &top.e);
         if (max_bits >> 31) top.A = -top.A;
         uint32_t floor = weight_cut_key(max_bits, scale, shift);
-        if (top_k > 0 && top_k < V) {  // keys >= the k-th largest (ties kept)
-            thread_local std::vector<uint32_t> scratch;
-            scratch.assign(keys.begin(), keys.end());
-            std::nth_element(scratch.begin(), scratch.begin() + (top_k - 1), scratch.end(), std::greater<uint32_t>());
-            floor = std::max(floor, scratch[static_cast<size_t>(top_k - 1)]);
-        }
+        if (top_k > 0 && top_k < V) floor = std::max(floor, kth_largest(keys, top_k));  // top-k: ties kept
         const int64_t *t1 = tables, *t2 = tables + 256, *t3 = tables + 512;
-        thread_local std::vector<int32_t> live;
-        live.clear();
-        int64_t total = 0;
+        int64_t total = 0, top_digit[1 << kTopBits] = {};
         for (int64_t i = 0; i < V; ++i) {
-            int64_t wi = keys[static_cast<size_t>(i)] >= floor ? weight(bits_of(xr[i]), top, scale, shift, t1, t2, t3) : 0;
+            uint32_t k = keys[static_cast<size_t>(i)];
+            int64_t wi = k >= floor ? weight(bits_of(xr[i]), top, scale, shift, t1, t2, t3) : 0;
             wr[i] = wi;
             total += wi;
-            if (wi) live.push_back(static_cast<int32_t>(i));
+            top_digit[k >> (32 - kTopBits)] += wi;
         }
         if (top_p_fixed) {  // T = ceil(top_p_fixed * total / 2^32), total = z1 * 2^32 + z0: each product below 2^64
             uint64_t p = static_cast<uint64_t>(top_p_fixed), z0 = static_cast<uint64_t>(total) & 0xFFFFFFFFu;
             int64_t target = top_p_fixed * (total >> 32) + static_cast<int64_t>((p * z0 + 0xFFFFFFFFu) >> 32);
-            total = nucleus_fixed(keys.data(), wr, live, target);
+            total = nucleus_fixed(keys.data(), wr, V, top_digit, target);
         }
         z[r] = total;
     });
