@@ -286,7 +286,7 @@ void sample_rows(py::handle p, py::handle u, py::handle out) {
 }
 
 bool fixed_probs_rows(py::handle x, int64_t scale, int64_t shift, int64_t top_k, int64_t top_p_fixed, py::handle tables,
-                      py::handle w, py::handle z) {
+                      py::handle w, py::handle z, bool avx512) {
     // sampling.fixed_params' ranges: the products of step 3 stay below 2^63, top_p_fixed below 2^32 (0: off)
     require(scale >= (int64_t{1} << 30) && scale < (int64_t{1} << 31), "scale", std::to_string(scale),
             "2^30 <= scale < 2^31 (sampling.fixed_params)");
@@ -307,7 +307,7 @@ bool fixed_probs_rows(py::handle x, int64_t scale, int64_t shift, int64_t top_k,
     Tensor zs = tensor(z, "z", {DType::i64}, "[R]", {R});
     py::gil_scoped_release release;
     return tt_cpu::fixed_probs_rows(data<float>(xs), R, V, scale, shift, top_k, top_p_fixed, t, data<int64_t>(ws),
-                                    data<int64_t>(zs));
+                                    data<int64_t>(zs), avx512);
 }
 
 void residual_rows(py::handle pw, py::handle z, py::handle q, py::handle out) {

@@ -8,6 +8,8 @@
 #include <functional>
 #include <vector>
 
+#include <immintrin.h>
+
 #include "pool.hpp"
 
 namespace tt_cpu {
@@ -65,6 +67,81 @@ inline int64_t weight(uint32_t b, const RowMax& top, int64_t scale, int64_t shif
     return vanishing || xi >= 32 ? 0 : (m + ((int64_t{1} << small) >> 1)) >> small;
 }
 
+// a * 2^(ea - e0) in 8 lanes: a << max(ea - e0, 0) >> min(max(e0 - ea, 0), 63), as weight()'s
+__attribute__((target("avx512f,avx512dq,avx512cd"))) inline __m512i aligned8(__m512i a, __m512i ea, __m512i e0) {
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i up = _mm512_max_epi64(_mm512_sub_epi64(ea, e0), zero);
+    __m512i down = _mm512_min_epi64(_mm512_max_epi64(_mm512_sub_epi64(e0, ea), zero), _mm512_set1_epi64(63));
+    return _mm512_srav_epi64(_mm512_sllv_epi64(a, up), down);
+}
+
+// weight() of 8 logits (bits [8]) whose keys are >= floor, 0 for the others, to w [8]: the same integer steps in
+// 64-bit lanes (variable shifts, lzcnt for the bit length, 64-bit products, gathers from the tables)
+__attribute__((target("avx512f,avx512dq,avx512cd"))) inline __m512i weight8(
+    const uint32_t* bits, const uint32_t* keys, uint32_t floor, const RowMax& top, int64_t scale, int64_t shift,
+    const int64_t* t1, const int64_t* t2, const int64_t* t3) {
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1), half = _mm512_set1_epi64(int64_t{1} << 30);
+    __m512i b = _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits)));
+    __m512i E = _mm512_and_si512(_mm512_srli_epi64(b, 23), _mm512_set1_epi64(0xFF));
+    __m512i e = _mm512_sub_epi64(_mm512_max_epi64(E, one), _mm512_set1_epi64(150));
+    __mmask8 normal = _mm512_cmpneq_epi64_mask(E, zero), negative = _mm512_test_epi64_mask(b, _mm512_set1_epi64(1u << 31));
+    __m512i M = _mm512_mask_or_epi64(_mm512_and_si512(b, _mm512_set1_epi64(0x7FFFFF)), normal,
+                                     _mm512_and_si512(b, _mm512_set1_epi64(0x7FFFFF)), _mm512_set1_epi64(0x800000));
+    __m512i A = _mm512_mask_sub_epi64(M, negative, zero, M);
+    __m512i top_e = _mm512_set1_epi64(top.e), e0 = _mm512_sub_epi64(_mm512_max_epi64(e, top_e), _mm512_set1_epi64(kAlignBits));
+    __m512i d = _mm512_sub_epi64(aligned8(_mm512_set1_epi64(top.A), top_e, e0), aligned8(A, e, e0));
+    __m512i nb = _mm512_sub_epi64(_mm512_set1_epi64(64), _mm512_lzcnt_epi64(d));  // lzcnt(0) = 64
+    __m512i cut = _mm512_max_epi64(_mm512_sub_epi64(nb, _mm512_set1_epi64(32)), zero);
+    __m512i D = _mm512_srlv_epi64(d, cut);
+    __m512i r = _mm512_sub_epi64(_mm512_set1_epi64(shift - kXFrac), _mm512_add_epi64(e0, cut));
+    __mmask8 vanishing = _mm512_cmpgt_epi64_mask(D, zero) & _mm512_cmple_epi64_mask(r, zero);
+    r = _mm512_min_epi64(_mm512_max_epi64(r, one), _mm512_set1_epi64(64));
+    __m512i X = _mm512_srli_epi64(_mm512_add_epi64(_mm512_srlv_epi64(_mm512_mullo_epi64(D, _mm512_set1_epi64(scale)),
+                                                                     _mm512_sub_epi64(r, one)), one), 1);
+    __m512i xi = _mm512_srli_epi64(X, kXFrac), f = _mm512_and_si512(X, _mm512_set1_epi64((1 << kXFrac) - 1));
+    __m512i byte = _mm512_set1_epi64(0xFF);
+    __m512i g1 = _mm512_i64gather_epi64(_mm512_srli_epi64(f, 16), t1, 8);
+    __m512i g2 = _mm512_i64gather_epi64(_mm512_and_si512(_mm512_srli_epi64(f, 8), byte), t2, 8);
+    __m512i g3 = _mm512_i64gather_epi64(_mm512_and_si512(f, byte), t3, 8);
+    __m512i m = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mullo_epi64(g1, g2), half), 31);
+    m = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mullo_epi64(m, g3), half), 31);
+    __m512i small = _mm512_min_epi64(xi, _mm512_set1_epi64(31));
+    __m512i w = _mm512_srlv_epi64(_mm512_add_epi64(m, _mm512_srli_epi64(_mm512_sllv_epi64(one, small), 1)), small);
+    __m512i k = _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys)));
+    __mmask8 live = _mm512_cmpge_epu64_mask(k, _mm512_set1_epi64(floor)) & ~vanishing &
+                    _mm512_cmplt_epi64_mask(xi, _mm512_set1_epi64(32));
+    return _mm512_maskz_mov_epi64(live, w);
+}
+
+// the weight pass from i = 0 in blocks of 8 (AVX-512 F, DQ, CD): returns where it stopped
+__attribute__((target("avx512f,avx512dq,avx512cd"))) int64_t weights_avx512(
+    const float* x, const uint32_t* keys, int64_t V, uint32_t floor, const RowMax& top, int64_t scale, int64_t shift,
+    const int64_t* tables, int64_t* w, int64_t* total, int64_t* top_digit, int top_bits) {
+    int64_t i = 0, sum = 0;
+    const __m512i floor8 = _mm512_set1_epi64(floor);
+    for (; i + 8 <= V; i += 8) {
+        __m512i k8 = _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + i)));
+        if (!_mm512_cmpge_epu64_mask(k8, floor8)) {  // a block below the cut or top-k (most of a top-k row)
+            _mm512_storeu_si512(w + i, _mm512_setzero_si512());
+            continue;
+        }
+        __m512i w8 = weight8(reinterpret_cast<const uint32_t*>(x + i), keys + i, floor, top, scale, shift, tables,
+                             tables + 256, tables + 512);
+        _mm512_storeu_si512(w + i, w8);
+        sum += _mm512_reduce_add_epi64(w8);
+        if (top_digit != nullptr)
+            for (int j = 0; j < 8; ++j) top_digit[keys[i + j] >> (32 - top_bits)] += w[i + j];
+    }
+    *total = sum;
+    return i;
+}
+
+bool has_avx512() {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                            __builtin_cpu_supports("avx512cd");
+    return yes;
+}
+
 // torch_impl.weight_cut_key: a key below which every weight is 0 (floats on one value, as the host computes them)
 inline uint32_t weight_cut_key(uint32_t max_bits, int64_t scale, int64_t shift) {
     double c = shift > -900 ? std::ldexp(static_cast<double>(scale), static_cast<int>(-std::max<int64_t>(shift, -2000)))
@@ -95,6 +172,12 @@ uint32_t kth_largest(const std::vector<uint32_t>& keys, int64_t k) {
         }
     return heap.front();
 }
+
+}  // namespace
+
+bool fixed_rows_avx512() { return has_avx512(); }
+
+namespace {
 
 constexpr int kTopBits = 11;  // the radix select's first digit: the key's top 11 bits
 
@@ -135,7 +218,7 @@ int64_t nucleus_fixed(const uint32_t* keys, int64_t* w, int64_t V, const int64_t
 }  // namespace
 
 bool fixed_probs_rows(const float* x, int64_t R, int64_t V, int64_t scale, int64_t shift, int64_t top_k,
-                      int64_t top_p_fixed, const int64_t* tables, int64_t* w, int64_t* z) {
+                      int64_t top_p_fixed, const int64_t* tables, int64_t* w, int64_t* z, bool avx512) {
     std::atomic<bool> finite{true};
     pool().run(R, [&](int64_t r) {
         const float* xr = x + r * V;
@@ -161,8 +244,11 @@ bool fixed_probs_rows(const float* x, int64_t R, int64_t V, int64_t scale, int64
         uint32_t floor = weight_cut_key(max_bits, scale, shift);
         if (top_k > 0 && top_k < V) floor = std::max(floor, kth_largest(keys, top_k));  // top-k: ties kept
         const int64_t *t1 = tables, *t2 = tables + 256, *t3 = tables + 512;
-        int64_t total = 0, top_digit[1 << kTopBits] = {};
-        for (int64_t i = 0; i < V; ++i) {
+        int64_t total = 0, top_digit[1 << kTopBits] = {}, i = 0;
+        if (avx512 && has_avx512())
+            i = weights_avx512(xr, keys.data(), V, floor, top, scale, shift, tables, wr, &total,
+                               top_p_fixed ? top_digit : nullptr, kTopBits);
+        for (; i < V; ++i) {
             uint32_t k = keys[static_cast<size_t>(i)];
             int64_t wi = k >= floor ? weight(bits_of(xr[i]), top, scale, shift, t1, t2, t3) : 0;
             wr[i] = wi;

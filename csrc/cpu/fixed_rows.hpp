@@ -10,9 +10,13 @@ namespace tt_cpu {
 
 // w [R, V] = the kept weights (0 elsewhere) and z [R] their sums of the fp32 logit rows x [R, V]: torch_impl's
 // fixed_probs. tables [3, 256] = sampling.exp2_tables() (passed in: one definition of the constants).
-// top_k 0 / top_p_fixed 0: off. Returns whether every logit was finite (non-finite rows' output is undefined).
+// top_k 0 / top_p_fixed 0: off. avx512: the weights 8 at a time where the CPU has AVX-512 F, DQ and CD (the
+// same integers). Returns whether every logit was finite (non-finite rows' output is undefined).
 bool fixed_probs_rows(const float* x, int64_t R, int64_t V, int64_t scale, int64_t shift, int64_t top_k,
-                      int64_t top_p_fixed, const int64_t* tables, int64_t* w, int64_t* z);
+                      int64_t top_p_fixed, const int64_t* tables, int64_t* w, int64_t* z, bool avx512 = true);
+
+// whether fixed_probs_rows' AVX-512 loop runs on this CPU
+bool fixed_rows_avx512();
 
 // out [R, V] = max(0, pw - floor(q * z)) of pw [R, V] (kept weights), z [R] and q [R, V] (fp32): torch_impl's
 // residual_weights (step 9)

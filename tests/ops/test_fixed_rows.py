@@ -13,12 +13,14 @@ from tt_specdec.ops.accept_prefix import accept_prefix, accept_tree, reference, 
 from tt_specdec.sampling import exp2_tables, fixed_params
 
 
-def engine_probs(logits: torch.Tensor, scale: int, shift: int, top_k: int, top_p_fixed: int, tables=None):
-    """_cpu.fixed_probs_rows of logits [R, V] (fp32): (w [R, V], z [R]) int64 numpy."""
+def engine_probs(logits: torch.Tensor, scale: int, shift: int, top_k: int, top_p_fixed: int, tables=None,
+                 avx512=True):
+    """_cpu.fixed_probs_rows of logits [R, V] (fp32): (w [R, V], z [R]) int64 numpy; avx512=False: its scalar loop
+    (else the AVX-512 one where this CPU has it, _cpu.fixed_rows_avx512())."""
     rows = logits.float().contiguous()
     w, z = torch.empty(rows.shape, dtype=torch.int64), torch.empty(rows.shape[0], dtype=torch.int64)
     finite = _cpu.fixed_probs_rows(rows, scale, shift, top_k, top_p_fixed,
-                                   torch_impl.exp2_table_tensor() if tables is None else tables, w, z)
+                                   torch_impl.exp2_table_tensor() if tables is None else tables, w, z, avx512=avx512)
     assert finite
     return w.numpy(), z.numpy()
 
@@ -49,6 +51,8 @@ def test_engine_weights_equal_numpy_and_the_plain_loop(R, V, temperature, top_k,
     w, z = engine_probs(logits, scale, shift, top_k, top_p_fixed)
     spec_w, spec_z = torch_impl.fixed_probs(torch_impl.fp32_bits(logits), scale, shift, top_k, top_p_fixed)
     assert np.array_equal(w, spec_w) and np.array_equal(z, spec_z)
+    scalar_w, scalar_z = engine_probs(logits, scale, shift, top_k, top_p_fixed, avx512=False)
+    assert np.array_equal(scalar_w, spec_w) and np.array_equal(scalar_z, spec_z)
     assert np.array_equal(w[0], torch_impl.fixed_probs(torch_impl.fp32_bits(logits[0]), scale, shift, top_k,
                                                        top_p_fixed)[0])
     assert w.tolist() == [reference.fixed_row(row, temperature, top_k, top_p) for row in logits.float().tolist()]
@@ -62,6 +66,7 @@ def test_engine_weights_of_wide_rows_equal_numpy(V, temperature, top_k, top_p):
     logits = logit_rows("normal", 2, V, torch.bfloat16, torch.Generator().manual_seed(V))
     scale, shift, top_p_fixed = fixed_params(temperature, top_p)
     w, z = engine_probs(logits, scale, shift, top_k, top_p_fixed)
+    assert np.array_equal(w, engine_probs(logits, scale, shift, top_k, top_p_fixed, avx512=False)[0])
     for r in range(2):
         spec_w, spec_z = torch_impl.fixed_probs(torch_impl.fp32_bits(logits[r]), scale, shift, top_k, top_p_fixed)
         assert np.array_equal(w[r], spec_w) and z[r] == spec_z
