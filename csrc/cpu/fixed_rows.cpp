@@ -226,17 +226,18 @@ bool fixed_probs_rows(const float* x, int64_t R, int64_t V, int64_t scale, int64
         thread_local std::vector<uint32_t> keys;
         keys.resize(static_cast<size_t>(V));
         uint32_t max_key = 0, bad = 0;
-        int64_t at_max = 0;
-        for (int64_t i = 0; i < V; ++i) {
+        uint32_t* kr = keys.data();
+        for (int64_t i = 0; i < V; ++i) {  // a plain reduction: the compiler vectorizes it
             uint32_t b = bits_of(xr[i]);
             bad |= (b & 0x7F800000u) == 0x7F800000u;
-            uint32_t k = keys[static_cast<size_t>(i)] = key_of(b);
-            if (k > max_key) max_key = k, at_max = i;  // the first maximum, as numpy's argmax
+            kr[i] = key_of(b);
+            max_key = std::max(max_key, kr[i]);
         }
         if (bad) {
             finite = false;
             return;
         }
+        int64_t at_max = std::find(kr, kr + V, max_key) - kr;  // the first maximum, as numpy's argmax
         uint32_t max_bits = bits_of(xr[at_max]);
         RowMax top;
         top.A = significand(max_bits, &top.e);
