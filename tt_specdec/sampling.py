@@ -333,8 +333,9 @@ TOP_P_BITS = 32  # top_p as ceil(top_p * 2^32)
 
 def fixed_params(temperature: float, top_p: float) -> tuple[int, int, int]:
     """(scale, shift, top_p_fixed): what the host computes once per call (floats allowed here) for the sampled
-    accept rule, which is integer arithmetic from then on. It is written three times, bit for bit: vectorised
-    (tt_specdec/ops/accept_prefix/torch_impl.py), plain loops over Python ints (reference.py) and the
+    accept rule, which is integer arithmetic from then on. It is written four times, bit for bit: vectorised
+    (tt_specdec/ops/accept_prefix/torch_impl.py, numpy: the specification), its host loops (csrc/cpu/fixed_rows.cpp,
+    which torch_impl runs when tt_specdec._cpu is built), plain loops over Python ints (reference.py) and the
     data-movement kernel (kernels/writer_accept_prefix_sampling.cpp, rv32im: no float or double anywhere).
 
     Per row of logits (fp32 bits; bf16 is exact in fp32; other dtypes are rounded to fp32 first):

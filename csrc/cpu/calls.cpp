@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "fixed_rows.hpp"
 #include "fma_peak.hpp"
 #include "sampling_rows.hpp"
 
@@ -282,6 +283,58 @@ void sample_rows(py::handle p, py::handle u, py::handle out) {
     Tensor os = tensor(out, "out", {DType::i64}, "[R]", {R});
     py::gil_scoped_release release;
     tt_cpu::sample_rows(data<double>(ps), R, V, data<double>(us), data<int64_t>(os));
+}
+
+bool fixed_probs_rows(py::handle x, int64_t scale, int64_t shift, int64_t top_k, int64_t top_p_fixed, py::handle tables,
+                      py::handle w, py::handle z, bool avx512) {
+    // sampling.fixed_params' ranges: the products of step 3 stay below 2^63, top_p_fixed below 2^32 (0: off)
+    require(scale >= (int64_t{1} << 30) && scale < (int64_t{1} << 31), "scale", std::to_string(scale),
+            "2^30 <= scale < 2^31 (sampling.fixed_params)");
+    require(shift >= -4096 && shift <= 4096, "shift", std::to_string(shift), "-4096 .. 4096 (sampling.fixed_params)");
+    require(top_k >= 0, "top_k", std::to_string(top_k), "an integer >= 0 (0 = no top-k)");
+    require(top_p_fixed >= 0 && top_p_fixed < (int64_t{1} << 32), "top_p_fixed", std::to_string(top_p_fixed),
+            "0 .. 2^32 - 1 (0 = no top-p)");
+    Tensor xs = tensor(x, "x", {DType::f32}, "[R, V]", {-1, -1});
+    int64_t R = xs.shape[0], V = xs.shape[1];
+    require((V >= 1 && V < (int64_t{1} << 31)) || R == 0, "x", "shape " + shape_str(xs.shape),
+            "[R, V] with 1 <= V < 2^31");
+    Tensor ts = tensor(tables, "tables", {DType::i64}, "[3, 256]", {3, 256});
+    const int64_t* t = data<int64_t>(ts);
+    for (int i = 0; i < 3 * 256; ++i)  // the products of step 4 stay below 2^63
+        require(t[i] >= 0 && t[i] <= (int64_t{1} << 31), "tables", std::to_string(t[i]) + " at " + std::to_string(i),
+                "values in 0 .. 2^31 (sampling.exp2_tables())");
+    Tensor ws = tensor(w, "w", {DType::i64}, "[R, V]", xs.shape);
+    Tensor zs = tensor(z, "z", {DType::i64}, "[R]", {R});
+    py::gil_scoped_release release;
+    return tt_cpu::fixed_probs_rows(data<float>(xs), R, V, scale, shift, top_k, top_p_fixed, t, data<int64_t>(ws),
+                                    data<int64_t>(zs), avx512);
+}
+
+void residual_rows(py::handle pw, py::handle z, py::handle q, py::handle out) {
+    Tensor ps = tensor(pw, "pw", {DType::i64}, "[R, V]", {-1, -1});
+    int64_t R = ps.shape[0];
+    Tensor zs = tensor(z, "z", {DType::i64}, "[R]", {R});
+    Tensor qs = tensor(q, "q", {DType::f32}, "[R, V]", ps.shape);
+    Tensor os = tensor(out, "out", {DType::i64}, "[R, V]", ps.shape);
+    const int64_t* zv = data<int64_t>(zs);
+    for (int64_t r = 0; r < R; ++r) require(zv[r] >= 0, "z", std::to_string(zv[r]) + " at row " + std::to_string(r),
+                                            "a sum of weights >= 0");
+    py::gil_scoped_release release;
+    tt_cpu::residual_rows(data<int64_t>(ps), zv, data<float>(qs), R, ps.shape[1], data<int64_t>(os));
+}
+
+void sample_fixed_rows(py::handle w, py::handle u, py::handle out) {
+    Tensor ws = tensor(w, "w", {DType::i64}, "[R, V]", {-1, -1});
+    int64_t R = ws.shape[0], V = ws.shape[1];
+    require(V >= 1 || R == 0, "w", "shape " + shape_str(ws.shape), "[R, V] with V >= 1");
+    Tensor us = tensor(u, "u", {DType::i64}, "[R]", {R});
+    Tensor os = tensor(out, "out", {DType::i64}, "[R]", {R});
+    const int64_t* uv = data<int64_t>(us);
+    for (int64_t r = 0; r < R; ++r)
+        require(uv[r] >= 0 && uv[r] < (int64_t{1} << 24), "u", std::to_string(uv[r]) + " at row " + std::to_string(r),
+                "0 .. 2^24 - 1 (sampling.uniform_bits)");
+    py::gil_scoped_release release;
+    tt_cpu::sample_fixed_rows(data<int64_t>(ws), R, V, uv, data<int64_t>(os));
 }
 
 double fma_peak_gflops(int64_t iterations) {

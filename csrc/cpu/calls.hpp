@@ -50,6 +50,13 @@ bool probs_rows(py::handle x, double temperature, int64_t top_k, double top_p, p
 void nucleus_rows(py::handle p, double top_p);
 // p [R, V] float64, u [R] float64, out [R] int64
 void sample_rows(py::handle p, py::handle u, py::handle out);
+// x [R, V] float32, tables [3, 256] int64, w [R, V] int64, z [R] int64
+bool fixed_probs_rows(py::handle x, int64_t scale, int64_t shift, int64_t top_k, int64_t top_p_fixed, py::handle tables,
+                      py::handle w, py::handle z, bool avx512);
+// pw [R, V] int64, z [R] int64, q [R, V] float32, out [R, V] int64
+void residual_rows(py::handle pw, py::handle z, py::handle q, py::handle out);
+// w [R, V] int64, u [R] int64, out [R] int64
+void sample_fixed_rows(py::handle w, py::handle u, py::handle out);
 
 double fma_peak_gflops(int64_t iterations);
 

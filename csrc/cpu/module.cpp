@@ -1,9 +1,10 @@
 // tt_specdec._cpu: the bindings alone; the calls (and their argument checks) are in calls.cpp, the kernels
-// in decoder.cpp, sampling_rows.cpp and fma_peak.cpp.
+// in decoder.cpp, sampling_rows.cpp, fixed_rows.cpp and fma_peak.cpp.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "calls.hpp"
+#include "fixed_rows.hpp"
 #include "matrix_path.hpp"
 #include "pool.hpp"
 
@@ -67,6 +68,17 @@ PYBIND11_MODULE(_cpu, m) {
           "top-p of the float64 probability rows p [R, V] in place (process_logits' rule), renormalised");
     m.def("sample_rows", &calls::sample_rows, py::arg("p"), py::arg("u"), py::arg("out"),
           "out[r] (int64) = ops.sampling.sample_inverse_cdf of the float64 row p[r] with the float64 uniform u[r]");
+    m.def("fixed_probs_rows", &calls::fixed_probs_rows, py::arg("x"), py::arg("scale"), py::arg("shift"),
+          py::arg("top_k"), py::arg("top_p_fixed"), py::arg("tables"), py::arg("w"), py::arg("z"), py::arg("avx512") = true,
+          "w [R, V], z [R] (int64) = ops.accept_prefix.torch_impl.fixed_probs of the float32 rows x [R, V] (bit for "
+          "bit; sampling.fixed_params' scale, shift, top_p_fixed; tables = sampling.exp2_tables() [3, 256] int64); "
+          "returns whether every x was finite; avx512=False: the scalar loop even where the AVX-512 one runs");
+    m.def("fixed_rows_avx512", &tt_cpu::fixed_rows_avx512, "whether fixed_probs_rows' AVX-512 loop runs on this CPU");
+    m.def("residual_rows", &calls::residual_rows, py::arg("pw"), py::arg("z"), py::arg("q"), py::arg("out"),
+          "out [R, V] (int64) = torch_impl.residual_weights of the weights pw [R, V], their sums z [R] and the "
+          "float32 rows q [R, V]");
+    m.def("sample_fixed_rows", &calls::sample_fixed_rows, py::arg("w"), py::arg("u"), py::arg("out"),
+          "out[r] (int64) = torch_impl.sample_fixed of the int64 weights w[r] with the 24-bit integer uniform u[r]");
     m.def("fma_peak_gflops", &calls::fma_peak_gflops, py::arg("iterations"),
           "GFLOP/s of a register-only loop of fp32 FMAs on the calling thread (12 independent chains)");
     m.def("attention", &calls::attention, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("out"),

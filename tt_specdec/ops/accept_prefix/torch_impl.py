@@ -1,13 +1,17 @@
 """accept_prefix in torch and numpy, vectorized over rows (the CPU path); arguments validated by
-tt_specdec.ops.accept_prefix."""
+tt_specdec.ops.accept_prefix. The sampled rule's row work (fixed_probs, residual_weights, sample_fixed: numpy,
+the specification and the fallback) runs in tt_specdec._cpu's loops when that is built (fixed_rows.cpp, bit
+for bit): the numpy costs ~40 full-row array passes a row."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
 
 from tt_specdec.ops.accept_prefix.checks import PLACEHOLDER
+from tt_specdec.errors import check_finite
 from tt_specdec.sampling import (ALIGN_BITS, STREAM_ACCEPT, STREAM_SAMPLE, TOP_P_BITS, U_BITS, X_FRAC, argmax,
                                  exp2_tables, fixed_params, seeds_for_rows, uniform_bits)
 
@@ -24,6 +28,7 @@ def accept_prefix(target_logits: torch.Tensor, draft_tokens: torch.Tensor, draft
     lim = np.full(B, k) if num_draft is None else num_draft.long().numpy()
     # one pass over every row: greedy's target tokens, and the finiteness check of both paths (sampling
     # reads only the rows it reaches)
+    target_logits = exact_fp32(target_logits)
     target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, k+1]
     if temperature == 0.0:
         accepted = (target_tokens[:, :k] == d) & (np.arange(k) < lim.reshape(B, 1))
@@ -53,13 +58,14 @@ def accept_sampled(target_logits: torch.Tensor, d: np.ndarray, draft_probs: torc
     V = target_logits.shape[-1]
     scale, shift, top_p_fixed = fixed_params(temperature, top_p)
     top_k = top_k if 0 < top_k < V else 0
-    q_bits = None if draft_probs is None else draft_probs.float().contiguous().view(torch.int32)  # [B, k, V]
+    q = None if draft_probs is None else draft_probs.float().contiguous()  # [B, k, V]
+    q_bits = None if q is None else q.view(torch.int32)
     u_accept = uniform_bits(seed.view(B, 1).numpy(), STREAM_ACCEPT, np.arange(k).reshape(1, k))  # [B, k]
     u_sample = uniform_bits(seed.numpy(), STREAM_SAMPLE, 0)  # [B]
     # narrow rows: every row at once (numpy's per-call cost dominates); wide ones: only the rows reached
     small = V <= SMALL_ROW
     if small:
-        row_w, row_z = fixed_probs(fp32_bits(target_logits), scale, shift, top_k, top_p_fixed)  # [B, k+1, V], [B, k+1]
+        row_w, row_z = probs_of(target_logits, scale, shift, top_k, top_p_fixed)  # [B, k+1, V], [B, k+1]
     n, final = np.zeros(B, dtype=np.int64), np.full(B, PLACEHOLDER, dtype=np.int64)
     for b in range(B):
         if lim[b] < 0:  # a finished row: nothing to accept or draw
@@ -67,7 +73,7 @@ def accept_sampled(target_logits: torch.Tensor, d: np.ndarray, draft_probs: torc
         t = 0
         while True:
             pw, z = (row_w[b, t], row_z[b, t]) if small else \
-                fixed_probs(fp32_bits(target_logits[b, t]), scale, shift, top_k, top_p_fixed)  # [V], their sum
+                probs_of(target_logits[b, t], scale, shift, top_k, top_p_fixed)  # [V], their sum
             z = int(z)  # Python ints from here: the accept test's products pass 2^64
             if t >= lim[b]:  # every offered draft accepted: the bonus token draws from p itself
                 residual = pw
@@ -81,17 +87,75 @@ def accept_sampled(target_logits: torch.Tensor, d: np.ndarray, draft_probs: torc
                 residual = pw.copy()
                 residual[d[b, t]] = 0
             else:
-                residual = residual_weights(pw, z, q_bits[b, t].numpy().astype(np.int64) & MASK32)
+                residual = residuals_of(pw, np.array(z), q[b, t])
             if residual.sum() == 0:  # p == q on the support: rejection has probability 0, keep p
                 residual = pw
             break
-        n[b], final[b] = t, sample_fixed(residual, int(u_sample[b]))
+        n[b], final[b] = t, int(samples_of(residual, u_sample[b:b + 1])[0])
     return n, final
 
 
 MASK32 = 0xFFFFFFFF
 SMALL_ROW = 2048  # rows up to this wide: accept_sampled computes every row's weights at once
 ONE_BITS = 0x3F800000  # 1.0f: q of a drafter without probabilities
+
+
+def exact_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 logits as fp32 (exact: the same argmax and the same fixed_params bits), one copy for every row:
+    _cpu's argmax and integer rows read fp32 (torch's bf16 argmax costs ~0.3 ms a 49152-wide row). Others as given."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) and logits.device.type == "cpu" else logits
+
+
+@functools.cache
+def engine():
+    """tt_specdec._cpu when it is built with the integer rows (fixed_rows.cpp), else None: the numpy runs."""
+    try:
+        from tt_specdec import _cpu
+    except ImportError:
+        return None
+    return _cpu if hasattr(_cpu, "fixed_probs_rows") else None
+
+
+@functools.cache
+def exp2_table_tensor() -> torch.Tensor:
+    """sampling.exp2_tables() as [3, 256] int64: the engine's tables are these, passed in."""
+    return torch.tensor(exp2_tables(), dtype=torch.int64)
+
+
+def probs_of(logits: torch.Tensor, scale: int, shift: int, top_k: int, top_p_fixed: int) -> tuple[np.ndarray, np.ndarray]:
+    """fixed_probs of logits [..., V] (finite; any float dtype, rounded to fp32): (w [..., V], z [...]) int64."""
+    cpu = engine()
+    if cpu is None or logits.device.type != "cpu" or logits.numel() == 0:
+        return fixed_probs(fp32_bits(logits), scale, shift, top_k, top_p_fixed)
+    rows = logits.float().reshape(-1, logits.shape[-1]).contiguous()
+    w, z = torch.empty(rows.shape, dtype=torch.int64), torch.empty(rows.shape[0], dtype=torch.int64)
+    if not cpu.fixed_probs_rows(rows, scale, shift, top_k, top_p_fixed, exp2_table_tensor(), w, z):
+        check_finite("target_logits", logits)  # raises, naming the first bad index
+    return w.view(logits.shape).numpy(), z.view(logits.shape[:-1]).numpy()
+
+
+def residuals_of(pw: np.ndarray, z: np.ndarray, q: torch.Tensor) -> np.ndarray:
+    """residual_weights of weights pw [..., V] (int64), their sums z [...] and q [..., V] (float32 CPU rows)."""
+    cpu = engine()
+    if cpu is None or pw.size == 0:
+        return residual_weights(pw, z[..., None], q.contiguous().view(torch.int32).numpy().astype(np.int64) & MASK32)
+    V = pw.shape[-1]
+    out = torch.empty(pw.shape, dtype=torch.int64)
+    cpu.residual_rows(torch.from_numpy(np.ascontiguousarray(pw)).view(-1, V), torch.from_numpy(
+        np.ascontiguousarray(z, dtype=np.int64)).view(-1), q.contiguous().view(-1, V), out.view(-1, V))
+    return out.numpy()
+
+
+def samples_of(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """sample_fixed of each row of weights [R, V] (or one row [V]) with u [R] (int64 24-bit): ids [R] int64."""
+    rows = weights.reshape(-1, weights.shape[-1])
+    cpu = engine()
+    if cpu is None or rows.size == 0:
+        return np.array([sample_fixed(w, int(ub)) for w, ub in zip(rows, u)], dtype=np.int64)
+    out = torch.empty(rows.shape[0], dtype=torch.int64)
+    cpu.sample_fixed_rows(torch.from_numpy(np.ascontiguousarray(rows)), torch.from_numpy(
+        np.ascontiguousarray(u, dtype=np.int64)), out)
+    return out.numpy()
 
 
 def fp32_bits(x: torch.Tensor) -> np.ndarray:
@@ -221,6 +285,7 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
         depth[:, t] = depth[rows, par[:, t]] + 1
     # one pass over every row: greedy's target tokens, and the finiteness check of both paths (sampling
     # reads only the rows it reaches)
+    target_logits = exact_fp32(target_logits)
     target_tokens = argmax(target_logits, check="target_logits").numpy()  # [B, T]
     if temperature == 0.0:
         ok = np.zeros((B, T), bool)  # node t is on the accepted path
@@ -262,10 +327,11 @@ def accept_tree_sampled(target_logits: torch.Tensor, tokens: np.ndarray, par: np
     scale, shift, top_p_fixed = fixed_params(temperature, top_p)
     top_k = top_k if 0 < top_k < V else 0
     u = uniform_bits(seed.view(B, 1).numpy(), STREAM_ACCEPT, np.arange(max(T - 1, 1)).reshape(1, -1))  # [B, T-1]
-    q_bits = None if draft_probs is None else draft_probs.float().contiguous().view(torch.int32)  # [B, T, V]
+    q = None if draft_probs is None else draft_probs.float().contiguous()  # [B, T, V]
+    q_bits = None if q is None else q.view(torch.int32)
     at_node = np.zeros(B, np.int64)  # where each row's walk stands
-    weights = lambda rows, t: fixed_probs(fp32_bits(target_logits[torch.from_numpy(rows), t]), scale, shift, top_k,  # noqa: E731
-                                          top_p_fixed)[0]
+    weights = lambda rows, t: probs_of(target_logits[torch.from_numpy(rows), t], scale, shift, top_k,  # noqa: E731
+                                       top_p_fixed)[0]
     r = weights(np.arange(B), 0)  # [B, V] int64: p = r / sum(r) is what a child is tested against
     for t in range(1, T):
         rows = np.flatnonzero(at_node == par[:, t])
@@ -287,9 +353,8 @@ def accept_tree_sampled(target_logits: torch.Tensor, tokens: np.ndarray, par: np
                 residual = r[down]  # a copy (fancy indexing)
                 residual[np.arange(down.size), x[~accepted]] = 0
             else:
-                q_rows = q_bits[torch.from_numpy(down), t].numpy().astype(np.int64) & MASK32
-                residual = residual_weights(r[down], z[~accepted, None], q_rows)
+                residual = residuals_of(r[down], z[~accepted], q[torch.from_numpy(down), t])
             moved = residual.sum(1) > 0  # r <= floor(q z) everywhere: the rejection had probability 0; r stays
             r[down[moved]] = residual[moved]
     u_sample = uniform_bits(seed.numpy(), STREAM_SAMPLE, 0)
-    return at_node, np.array([sample_fixed(r[b], int(u_sample[b])) for b in range(B)], dtype=np.int64)
+    return at_node, samples_of(r, u_sample)
