@@ -108,12 +108,13 @@ class Machine:
     """`kernel` of `prog` as core `core` runs it. tensors: name -> torch tensor (the program's dtype and
     shape); outputs are read back after the run. streams: CB -> (bytes, page_bytes): the CB's front walks
     those pages as a ring, one per pop (a reader's chunks). fills: CB -> bytes at its front. reader: the
-    sampling writer's reader (see rv32_harness.cpp) as (sem, cb_mailbox, [(cb, tensor, offset)] for op 1, 2)."""
+    sampling writer's reader (see rv32_harness.cpp) as (sem, cb_mailbox, [(cb, tensor, offset)] for op 1, 2).
+    mailboxes: semaphore -> the CB whose first words each increment reports (Mark). sems: initial values."""
 
     def __init__(self, prog: P.Program, kernel: P.Kernel, core: tuple[int, int], tensors: dict[str, torch.Tensor],
                  *, streams: dict[int, tuple[bytes, int]] = None, fills: dict[int, bytes] = None,
                  reader: tuple[int, int, list[tuple[int, str, int]]] | None = None,
-                 mailboxes: dict[int, int] = None):
+                 mailboxes: dict[int, int] = None, sems: dict[int, int] = None):
         from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV32, Uc
         self.prog, self.kernel = prog, kernel
         self._tmp = tempfile.TemporaryDirectory(prefix="rv32_machine_")
@@ -169,7 +170,8 @@ class Machine:
         self._write("bench_cb_ring", "I", ring)
         self._write("bench_sems", "I", [0] * 8)
         for s in prog.semaphores:
-            mu.mem_write(sym["bench_sems"] + 4 * s.id, struct.pack("<I", s.initial_value))
+            value = (sems or {}).get(s.id, s.initial_value)
+            mu.mem_write(sym["bench_sems"] + 4 * s.id, struct.pack("<I", value))
         mailbox_words = [0] * 8
         for sem, cb in (mailboxes or {}).items():
             mailbox_words[sem] = cb_at[cb]

@@ -7,9 +7,9 @@ decides; the harness stands in for its reader, pointing the CBs at the rows it c
 scan is per vocabulary entry on every core alike; on C cores each scans V / C of them, and core 0's
 decisions (radix selects, the accept test, the combines) are listed apart.
 
-Vocabularies: SmolLM2's 49,152 (bf16) and Llama 3's 128,256 (fp32); B = 2, k = 4, temperature 0.7,
-alone and with top-k 50 and top-p 0.9; draft probabilities from a perturbed target (drafts sampled from
-them), logits N(0, 3^2). The kernel's tokens are checked against the torch op's for the same seed.
+Vocabularies: SmolLM2's 49,152 (bf16) and Llama 3's 128,256 (fp32); B = 3, k = 4, temperature 0.7,
+alone and with top-k 50 and top-p 0.9; logits N(0, 3^2), draft probabilities from the target's logits
+plus N(0, 0.3^2) (drafts sampled from them). The reader's instructions per element: one READ_ROW. The kernel's tokens are checked against the torch op's for the same seed.
 
     python bench/rv32_sampling.py [--json] [--quick]
 
@@ -37,17 +37,17 @@ SEM_PARTIALS, SEM_ROUND, SEM_READ = 0, 1, 2  # accept_prefix_sampling_program's 
 CB_LOGITS, CB_Q, CB_READ_CMD, CB_ROUND = 0, 1, 2, 3  # ... and its CB indices
 
 
-def inputs(B: int, k: int, V: int, dtype: torch.dtype, temperature: float, seed: int = 0) -> dict:
-    """Target logits N(0, 9), a drafter whose logits are the target's plus N(0, 1) noise: q its softmax at
-    `temperature`, the drafts sampled from q."""
+def inputs(B: int, k: int, V: int, dtype: torch.dtype, temperature: float, seed: int = 0, noise: float = 0.3) -> dict:
+    """Target logits N(0, 3^2), a drafter whose logits are the target's plus N(0, noise^2): q its softmax at
+    `temperature`, the drafts sampled from q (accepted, rejected and bonus rows all occur)."""
     g = torch.Generator().manual_seed(seed)
     logits = (3 * torch.randn(B, k + 1, V, generator=g)).to(dtype)
-    q = torch.softmax((logits[:, :k].float() + torch.randn(B, k, V, generator=g)) / temperature, dim=-1)
+    q = torch.softmax((logits[:, :k].float() + noise * torch.randn(B, k, V, generator=g)) / temperature, dim=-1)
     drafts = torch.multinomial(q.view(B * k, V), 1, generator=g).view(B, k).to(torch.int32)
     return {"logits": logits, "drafts": drafts, "draft_probs": q}
 
 
-def measure(V: int, dtype: torch.dtype, temperature: float, top_k: int, top_p: float, B: int = 2, k: int = 4,
+def measure(V: int, dtype: torch.dtype, temperature: float, top_k: int, top_p: float, B: int = 3, k: int = 4,
             seed: int = 7) -> dict:
     x = inputs(B, k, V, dtype, temperature)
     prog = AP.accept_prefix_sampling_program(B, k, V, dtype, temperature, has_draft_probs=True, top_k=top_k,
@@ -105,6 +105,19 @@ def measure(V: int, dtype: torch.dtype, temperature: float, top_k: int, top_p: f
             "rounds": per_round, "rows": per_row}
 
 
+def reader(V: int, dtype: torch.dtype, k: int = 4) -> dict:
+    """reader_accept_prefix_sampling.cpp for one READ_ROW command (its mailbox and semaphore preset): the
+    run ends at its wait for the next command, which no core sends here."""
+    prog = AP.accept_prefix_sampling_program(1, k, V, dtype, 0.7, has_draft_probs=True, max_cores=1)
+    kernel = next(kk for kk in prog.kernels if kk.role == "reader")
+    command = torch.tensor([READ_ROW, 0, 0, 0], dtype=torch.int32).numpy().tobytes()  # ReadCommand{op, page}
+    run = Machine(prog, kernel, (0, 0), {}, fills={CB_READ_CMD: command}, sems={SEM_READ: 1}).run()
+    if run.stopped is None or "wait forever" not in run.stopped:
+        raise RuntimeError(f"{kernel.path.name}: expected to stop at its wait for a second command, got {run.stopped}")
+    return {"kernel": kernel.path.name, "V": V, "dtype": str(dtype).replace("torch.", ""),
+            "instructions": run.instructions, "per_entry": run.instructions / V}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -112,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     shapes = [(49152, torch.bfloat16)] + ([] if args.quick else [(128256, torch.float32)])
     results = [measure(V, dtype, 0.7, top_k, top_p) for V, dtype in shapes for top_k, top_p in ((0, 1.0), (50, 0.9))]
+    readers = [reader(V, dtype) for V, dtype in shapes]
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps({"writer": results, "reader": readers}, indent=1))
         return 0
     for r in results:
         print(f"{r['kernel']} V={r['V']} {r['dtype']} T={r['temperature']} top_k={r['top_k']} top_p={r['top_p']} "
@@ -125,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  row        rows    instructions per entry")
         for kind, v in r["rows"].items():
             print(f"  {kind:10s} {v['rows']:6d}  {v['per_entry']:.2f}")
+    for r in readers:
+        print(f"{r['kernel']} V={r['V']} {r['dtype']}: {r['instructions']} instructions for one row, "
+              f"{r['per_entry']:.4f} per entry")
     return 0
 
 
