@@ -51,8 +51,11 @@ def measure(kind: str, V: int, dtype: torch.dtype, k: int = 4, T: int = 8) -> di
     tensors = {"logits": torch.randn(prog.tensor("logits").shape, generator=torch.Generator().manual_seed(1))}
     if not tree:
         tensors["num_draft"] = torch.full((1, 1), k, dtype=torch.int32)
-    fills = {} if tree else {1: torch.tensor([k], dtype=torch.int32).numpy().tobytes()}  # cb_num_draft: [B]
-    streams = {0: stream} if role == "writer" else {}  # cb_logits: the reader's chunks
+    ct = kernel.compile_time_args
+    fills = {} if tree or role == "reader" else {  # cb_num_draft [B], which the reader fills
+        ct[AP.ARGS["CT_WRITER_CB_NUM_DRAFT"]]: torch.tensor([k], dtype=torch.int32).numpy().tobytes()}
+    cb_logits = ct[AP.ARGS[("T" if tree else "") + "CT_WRITER_CB_LOGITS"]] if role == "writer" else None
+    streams = {cb_logits: stream} if role == "writer" else {}  # the reader's chunks
     run = Machine(prog, kernel, CORE, tensors, streams=streams, fills=fills).run()
     if run.stopped:
         raise RuntimeError(f"{kernel.path.name}: {run.stopped}")

@@ -33,8 +33,11 @@ from tt_specdec.ops.accept_prefix import program as AP  # noqa: E402
 
 ROUND_NAMES = {1: "START", 2: "TOP_K", 3: "MASS", 4: "TOP_P", 5: "RESIDUAL", 6: "SAMPLE", 7: "DONE"}
 READ_ROW = 1
-SEM_PARTIALS, SEM_ROUND, SEM_READ = 0, 1, 2  # accept_prefix_sampling_program's semaphore ids
-CB_LOGITS, CB_Q, CB_READ_CMD, CB_ROUND = 0, 1, 2, 3  # ... and its CB indices
+
+
+def slots(kernel, prefix: str, *names: str) -> list[int]:
+    """The CB indices / semaphore ids the kernel was given (its compile-time args, by accept_prefix_common.hpp's names)."""
+    return [kernel.compile_time_args[AP.ARGS[prefix + name]] for name in names]
 
 
 def inputs(B: int, k: int, V: int, dtype: torch.dtype, temperature: float, seed: int = 0, noise: float = 0.3) -> dict:
@@ -55,8 +58,10 @@ def measure(V: int, dtype: torch.dtype, temperature: float, top_k: int, top_p: f
     writer = next(kk for kk in prog.kernels if kk.role == "writer")
     tensors = {**x, "num_draft": torch.full((1, B), k, dtype=torch.int32),
                "seeds": torch.tensor(AP.seed_words(seed, B), dtype=torch.int32).view(1, B)}
-    machine = Machine(prog, writer, (0, 0), tensors, mailboxes={SEM_ROUND: CB_ROUND},
-                      reader=(SEM_READ, CB_READ_CMD, [(CB_LOGITS, "logits", 0), (CB_Q, "draft_probs", 0)]))
+    cb_logits, cb_q, cb_read_cmd, cb_round, sem_partials, sem_round, sem_read = slots(
+        writer, "SCT_WRITER_", "CB_LOGITS", "CB_Q", "CB_READ_CMD", "CB_ROUND", "SEM_PARTIALS", "SEM_ROUND", "SEM_READ")
+    machine = Machine(prog, writer, (0, 0), tensors, mailboxes={sem_round: cb_round},
+                      reader=(sem_read, cb_read_cmd, [(cb_logits, "logits", 0), (cb_q, "draft_probs", 0)]))
     run = machine.run(outputs=("num_accepted", "output_tokens"))
     if run.stopped:
         raise RuntimeError(f"{writer.path.name}: {run.stopped}")
@@ -84,12 +89,12 @@ def measure(V: int, dtype: torch.dtype, temperature: float, top_k: int, top_p: f
             rows[-1]["instructions"] += delta
         if m is None:
             break
-        if m.sem == SEM_ROUND:
+        if m.sem == sem_round:
             current_op = ROUND_NAMES[m.word]
             rounds[current_op] += 1
-        elif m.sem == SEM_PARTIALS:
+        elif m.sem == sem_partials:
             current_op = None
-        elif m.sem == SEM_READ and m.word == READ_ROW:
+        elif m.sem == sem_read and m.word == READ_ROW:
             b, t = divmod(m.page, k + 1)
             kind = "accepted" if t < n[b] else ("bonus" if t == k else "rejected")
             rows.append({"kind": kind, "instructions": 0})
@@ -111,7 +116,8 @@ def reader(V: int, dtype: torch.dtype, k: int = 4) -> dict:
     prog = AP.accept_prefix_sampling_program(1, k, V, dtype, 0.7, has_draft_probs=True, max_cores=1)
     kernel = next(kk for kk in prog.kernels if kk.role == "reader")
     command = torch.tensor([READ_ROW, 0, 0, 0], dtype=torch.int32).numpy().tobytes()  # ReadCommand{op, page}
-    run = Machine(prog, kernel, (0, 0), {}, fills={CB_READ_CMD: command}, sems={SEM_READ: 1}).run()
+    cb_read_cmd, sem_read = slots(kernel, "SCT_READER_", "CB_READ_CMD", "SEM_READ")
+    run = Machine(prog, kernel, (0, 0), {}, fills={cb_read_cmd: command}, sems={sem_read: 1}).run()
     if run.stopped is None or "wait forever" not in run.stopped:
         raise RuntimeError(f"{kernel.path.name}: expected to stop at its wait for a second command, got {run.stopped}")
     return {"kernel": kernel.path.name, "V": V, "dtype": str(dtype).replace("torch.", ""),
