@@ -20,6 +20,7 @@ uint32_t bench_cb_base[MAX_CBS];
 uint32_t bench_cb_page_bytes[MAX_CBS];
 uint32_t bench_cb_ring[MAX_CBS];
 uint32_t bench_sems[MAX_SEMS];
+uint32_t bench_bytes_read, bench_bytes_written;  // what the NoC moved for the kernel
 // the reader this writer would command (the sampling writer's ReadCommand mailbox): when semaphore
 // bench_read_sem moves, op 1 / 2 of the command at bench_read_mailbox points CB bench_read_cb[op-1]
 // at page `page` of a DRAM tensor (base + page * pitch + offset), as the reader's copy would
@@ -74,8 +75,14 @@ void cb_pop(EmuKernelCtx*, int32_t cb, int32_t n) {
 }
 bool cb_query(EmuKernelCtx*, int32_t, int32_t) { return true; }
 uint32_t cb_ptr(EmuKernelCtx*, uint32_t cb) { return bench_cb_front[cb]; }
-void noc_read(EmuKernelCtx*, uint64_t src, uint32_t dst, uint32_t n) { copy(dst, static_cast<uint32_t>(src), n); }
-void noc_write(EmuKernelCtx*, uint32_t src, uint64_t dst, uint32_t n) { copy(static_cast<uint32_t>(dst), src, n); }
+void noc_read(EmuKernelCtx*, uint64_t src, uint32_t dst, uint32_t n) {
+    copy(dst, static_cast<uint32_t>(src), n);
+    bench_bytes_read += n;
+}
+void noc_write(EmuKernelCtx*, uint32_t src, uint64_t dst, uint32_t n) {
+    copy(static_cast<uint32_t>(dst), src, n);
+    bench_bytes_written += n;
+}
 void barrier(EmuKernelCtx*) {}
 void sem_wait(EmuKernelCtx*, volatile uint32_t* sem, uint32_t val, bool at_least) {
     if (at_least ? *sem < val : *sem != val) bench_stop("noc_semaphore_wait: one core would wait forever");

@@ -70,6 +70,8 @@ class Run:
     instructions: int
     marks: list[Mark] = field(default_factory=list)
     stopped: str | None = None  # the message of a fail() or of a wait no one would end
+    bytes_read: int = 0  # what the kernel's NoC reads and writes moved
+    bytes_written: int = 0
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -245,6 +247,8 @@ class Machine:
         mu.emu_start(sym["bench_main"], RETURN_ADDR)
         result.instructions = count[0]
         result.stopped = stopped[0] if stopped else None
+        result.bytes_read, result.bytes_written = struct.unpack("<II", mu.mem_read(sym["bench_bytes_read"], 4) +
+                                                                mu.mem_read(sym["bench_bytes_written"], 4))
         for name in outputs:
             result.outputs[name] = self.read_tensor(name)
         return result
