@@ -229,11 +229,18 @@ inline void read_row_slice(const Accessor& logits, uint32_t page, uint32_t v_sta
 // earlier index: an equal key never replaces.
 template <typename Vals, typename KeyOf>
 inline void scan_chunk(Vals vals, uint32_t n, uint32_t v, KeyOf key_of, Partial& best) {
-    uint32_t top = 0;
-    for (uint32_t i = 0; i < n; ++i) {
+    uint32_t top = 0, top_odd = 0;  // two running maxima: half the loop steps
+    uint32_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        const uint32_t even = key_of(vals[i]), odd = key_of(vals[i + 1]);
+        top = even > top ? even : top;
+        top_odd = odd > top_odd ? odd : top_odd;
+    }
+    if (i < n) {
         const uint32_t key = key_of(vals[i]);
         top = key > top ? key : top;
     }
+    top = top_odd > top ? top_odd : top;
     if (top > best.key) {
         uint32_t i = 0;
         while (key_of(vals[i]) != top) {

@@ -191,7 +191,7 @@ void kernel_main() {
             }
             p = kept ? weight(key, cmd.max_key) : 0;
             r = p;
-            if (cmd.residual == RESIDUAL_Q) {
+            if (cmd.residual == RESIDUAL_Q && p != 0) {  // p == 0: r is 0 whatever q (outside top-k / top-p: most tokens)
                 if constexpr (has_draft_probs) {
                     const uint64_t qz = q_times_z(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(get_read_ptr(cb_q))[i],
                                                   cmd.z);
