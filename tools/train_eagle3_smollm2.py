@@ -30,7 +30,9 @@ turn's ids hash (blake2b) into bucket 0 of HELD_BUCKETS, so a repeated user turn
 3. `check`: our CPU engine's greedy token against the teacher's on sampled conversations, and the
    extraction path's features against fp32 features.
 4. `agreement`: a head's real drafter (Eagle3Drafter / the shipped EagleDrafter) on the CPU-engine
-   target, teacher-forced on held-out conversations: per draft position, P(draft j right | 1..j-1 right).
+   target, teacher-forced on held-out conversations: per draft position, P(draft j right | 1..j-1 right);
+   --json writes the figures. The target keeps the head's three layers through Decoder.allocate_cache(...,
+   keep_hidden=FEATURE_LAYERS) (the CPU engine copies them out between its blocks).
    `vocab`: held-out answer coverage of vocabularies of several sizes.
 
 Session 1 (2 shared Zen 4 cores, AVX-512 BF16, load 3-9 from other jobs; every job 1 thread, nice 19):
@@ -52,7 +54,12 @@ Session 1 (2 shared Zen 4 cores, AVX-512 BF16, load 3-9 from other jobs; every j
   0.632 drafts accepted per proposal; step 342 [0.363 0.347 0.336 0.280 0.300] 0.545; step 655 [0.418
   0.449 0.434 0.400 0.447] 0.730.
 
-Resume (every job skips or continues what is on disk; one thread each, niced):
+Session 2 (the same machine, from 21:30 UTC: extraction and training resumed from session 1's cache,
+still run by session 1's checkout): step 806, 1.27 M loss positions, 99.7 min of training: held-out
+[0.458 0.408 0.387 0.367 0.352]. The shipped head's figures are in the commit that ships it.
+
+Resume (every job skips or continues what is on disk; one thread each, niced; the checkpoint, shards and
+head_best of session 1's checkout load unchanged):
 
     cd <repo> && mkdir -p ~/.cache/tt_specdec/eagle3
     OMP_NUM_THREADS=1 nohup nice -n 19 python tools/train_eagle3_smollm2.py extract >> ~/.cache/tt_specdec/eagle3/extract.log 2>&1 &
