@@ -209,6 +209,20 @@ def test_lookup_first_passes_the_layers_on_and_stays_lossless(target, cpu_target
     assert spec.tokens == generate_plain(model, PROMPTS, max_new_tokens=40).tokens
 
 
+@pytest.mark.parametrize("lookup_first", [False, True], ids=["eagle3", "lookup+eagle3"])
+def test_coupled_sampling_equals_the_target_alone_on_the_cpu_engine(cpu_target, head, lookup_first):
+    """Seeded coupled sampling (the default): the drafts use the target's noise, so the output is the
+    target alone's seeded output, token for token."""
+    from tt_specdec.drafters import LookupFirstDrafter
+
+    sampling = Sampling(0.8, 0, 0.9, coupled=True)
+    drafter = Eagle3Drafter(cpu_target, head)
+    drafter = LookupFirstDrafter(drafter) if lookup_first else drafter
+    spec = speculative_generate(cpu_target, drafter, PROMPTS, k=3, max_new_tokens=32, sampling=sampling, seed=7)
+    assert spec.tokens == generate_plain(cpu_target, PROMPTS, max_new_tokens=32, sampling=sampling, seed=7).tokens
+    assert spec.stats.accepted > 0, "no draft accepted: the equality would hold trivially"
+
+
 def test_save_load_round_trip_and_vocabulary_subset(target, head, tmp_path):
     path = tmp_path / "h.safetensors"
     save_head(head, path, {"steps": "20"})
