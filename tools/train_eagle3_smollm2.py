@@ -55,8 +55,12 @@ Session 1 (2 shared Zen 4 cores, AVX-512 BF16, load 3-9 from other jobs; every j
   0.449 0.434 0.400 0.447] 0.730.
 
 Session 2 (the same machine, from 21:30 UTC: extraction and training resumed from session 1's cache,
-still run by session 1's checkout): step 806, 1.27 M loss positions, 99.7 min of training: held-out
-[0.458 0.408 0.387 0.367 0.352]. The shipped head's figures are in the commit that ships it.
+still run by session 1's checkout, beside the port's tests and measurements): held-out (64 conversations)
+step 806 [0.458 0.408 0.387 0.367 0.352] (1.27 M loss positions, 99.7 min), 913 [0.470 0.430 0.413 0.389
+0.380], 1036 [0.484 0.439 0.421 0.405 0.394], 1171 [0.509 0.474 0.451 0.426 0.406] (1.85 M loss positions,
+145.0 min; shipped). `agreement --convs 32 --k 5` (real drafters): shipped EAGLE-1 head [0.401 0.360 0.372
+0.413 0.489] 0.631 drafts accepted per proposal; step 806 [0.480 0.544 0.569 0.577 0.602] 1.023; step 1171
+[0.534 0.595 0.623 0.662 0.641] 1.259.
 
 Resume (every job skips or continues what is on disk; one thread each, niced; the checkpoint, shards and
 head_best of session 1's checkout load unchanged):
