@@ -6,10 +6,12 @@ with S = E (1 + o0) / (d0 + k·c + v(k+1) + o) predicted from them.
 
     nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --threads 1 --tokens 64 --json eagle.json
     nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --vocab-sweep 2048,4096,8192,16384,49152 --cost-only
+    nice -n 10 .venv/bin/python bench/bench_eagle_smollm2.py --k 5 --head3 tt_specdec/models/weights/smollm2_eagle3.safetensors --no-model
 
 The target and the draft model run on load_pair's default CPU engine (weights rounded to bf16, fp32
 compute: the weights the head was trained on). --vocab-sweep: the head restricted to the N most frequent tokens
 (a prefix of its ranking; beyond the shipped N the extra rows only time the cost), c and acceptance per N.
+--head3: an EAGLE-3 head (tools/train_eagle3_smollm2.py) beside the EAGLE head, same prompts and target.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import torch
 import tt_specdec
 from tt_specdec.drafters import ModelDrafter
 from tt_specdec.drafters.eagle import SMOLLM2_EAGLE, EagleDrafter, load_head
+from tt_specdec.drafters.eagle3 import Eagle3Drafter, load_head3
+from tt_specdec.models.cpu_llama import matrix_path
 from tt_specdec.speculative import generate_plain, speculative_generate
 from tt_specdec.bench.harness import merge, prompt_set
 from tt_specdec.speculative.measure import measure
@@ -50,6 +54,9 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=24, help="first n bench prompts, round-robin over categories")
     p.add_argument("--k", default="1,2,3,4,5,6", help="draft lengths")
     p.add_argument("--head", default=str(SMOLLM2_EAGLE), help="EAGLE head safetensors")
+    p.add_argument("--head3", help="also an EAGLE-3 head (tools/train_eagle3_smollm2.py) safetensors")
+    p.add_argument("--head3-vocab", type=int, default=None, help="the EAGLE-3 head's N most frequent tokens only")
+    p.add_argument("--no-model", action="store_true", help="leave out the distilled draft model")
     p.add_argument("--vocab-sweep", help="comma-separated vocabulary sizes N: the EAGLE head only, per N")
     p.add_argument("--cost-only", action="store_true", help="only the cost ratios, no generation")
     p.add_argument("--json", help="write the results here")
@@ -63,8 +70,16 @@ def main() -> None:
         drafters = {f"eagle N={n}": EagleDrafter(target, head_with_vocabulary(head, n, target.vocab_size))
                     for n in map(int, args.vocab_sweep.split(","))}
     else:
-        drafters = {f"eagle N={len(head.vocab_ids)}": EagleDrafter(target, head), "model": ModelDrafter(pair.draft)}
-    res: dict = {"threads": args.threads, "tokens": args.tokens, "k": ks, "head": args.head, "drafters": {}}
+        drafters = {f"eagle N={len(head.vocab_ids)}": EagleDrafter(target, head)}
+        if args.head3:
+            head3 = load_head3(args.head3, target.max_seq_len)
+            if args.head3_vocab:
+                head3 = head3.with_vocabulary(head3.vocab_ids[:args.head3_vocab])
+            drafters[f"eagle3 N={len(head3.vocab_ids)}"] = Eagle3Drafter(target, head3)
+        if not args.no_model:
+            drafters["model"] = ModelDrafter(pair.draft)
+    res: dict = {"threads": args.threads, "tokens": args.tokens, "k": ks, "head": args.head, "head3": args.head3,
+                 "matrix_path": matrix_path(), "drafters": {}}
     costs = {}
     for name, drafter in drafters.items():
         cost = measure(target, drafter, k_max=max(ks + [2]))

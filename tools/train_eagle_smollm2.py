@@ -231,7 +231,7 @@ def generate_rows(target, items: list[dict], eos: int, start: int) -> list[dict]
     x = torch.zeros(B, int(lens.max()), dtype=torch.long)
     for b, it in enumerate(items):
         x[b, :len(it["ids"])] = torch.tensor(it["ids"])
-    target.allocate_cache(B, x.shape[1] + distill.MAX_NEW)
+    target.allocate_cache(B, x.shape[1] + distill.MAX_NEW, keep_hidden=True)
     logits = target.prefill(x, lens)  # [B, V]
     pos, out = lens.clone(), [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool)
@@ -270,7 +270,6 @@ def generate(args) -> None:
     items = data.train_items[data.n_train_shards * distill.GEN_BATCH + n_prompt_shards * PROMPT_SHARD:]
     set_threads(args.threads)
     target = CpuLlama(load_smollm2(torch.float32, max_seq_len=MAX_LEN))
-    target.keep_hidden = True
     feat_dir().mkdir(parents=True, exist_ok=True)
     t0, n_tok = time.time(), 0
     for i in range(0, min(len(items), args.max_prompts), args.batch):

@@ -114,6 +114,15 @@ def eagle_drafter(pair: Pair) -> Drafter:
     return load_eagle_drafter(pair.target)  # a head for another target's width is refused there
 
 
+def eagle3_drafter(pair: Pair) -> Drafter:
+    from tt_specdec.drafters.eagle3 import SMOLLM2_EAGLE3, load_eagle3_drafter
+
+    if not SMOLLM2_EAGLE3.is_file():
+        raise ValueError(f"drafter: got 'eagle3', but {SMOLLM2_EAGLE3.name} is not shipped "
+                         "(tools/train_eagle3_smollm2.py writes it); use drafter='eagle' or 'ngram'")
+    return load_eagle3_drafter(pair.target)  # a head for another target's width or layers is refused there
+
+
 # drafter name -> factory building it for a pair; another drafter plugs in with register_drafter.
 # "lookup+X": prompt lookup where the context repeats itself, X elsewhere (drafters/lookup_first.py)
 DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda pair: NgramDrafter(),
@@ -121,7 +130,9 @@ DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda p
                                        "tree": lambda pair: TreeDrafter(model_drafter(pair).model),
                                        "lookup+tree": lambda pair: TreeDrafter(model_drafter(pair).model, lookup=True),
                                        "lookup+model": lambda pair: LookupFirstDrafter(model_drafter(pair)),
-                                       "lookup+eagle": lambda pair: LookupFirstDrafter(eagle_drafter(pair))}
+                                       "lookup+eagle": lambda pair: LookupFirstDrafter(eagle_drafter(pair)),
+                                       "eagle3": eagle3_drafter,
+                                       "lookup+eagle3": lambda pair: LookupFirstDrafter(eagle3_drafter(pair))}
 
 
 def register_drafter(name: str, factory: DrafterFactory) -> None:

@@ -212,7 +212,8 @@ void set_head(CpuModel& self, py::handle norm, std::shared_ptr<PackedLinear> hea
 }
 
 void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle v_cache,
-                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents) {
+                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents,
+                   py::handle hidden, const std::optional<std::vector<int64_t>>& hidden_layers) {
     auto layers = static_cast<int64_t>(self.layers.size()), B = static_cast<int64_t>(pos.size());
     Tensor xs = tensor(x, "x", {DType::f32}, "[B, T, dim]", {B, -1, self.dim});
     int64_t T = xs.shape[1];
@@ -235,8 +236,24 @@ void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle 
                     std::to_string(par) + " for row " + std::to_string(t), t == 0 ? "-1 for row 0" : "0 .. " + std::to_string(t - 1));
         }
     }
+    float* kept = nullptr;
+    std::vector<int64_t> kept_layers;
+    require(hidden.is_none() == !hidden_layers, "hidden, hidden_layers",
+            hidden.is_none() ? "hidden_layers without hidden" : "hidden without hidden_layers", "both or neither");
+    if (hidden_layers) {  // block counts whose output rows are copied out, in the order the blocks run
+        kept_layers = *hidden_layers;
+        auto n = static_cast<int64_t>(kept_layers.size());
+        for (int64_t j = 0; j < n; ++j) {
+            int64_t c = kept_layers[static_cast<size_t>(j)];
+            require(c >= 1 && c <= layers && (j == 0 || c > kept_layers[static_cast<size_t>(j - 1)]), "hidden_layers",
+                    std::to_string(c) + " at index " + std::to_string(j), "increasing block counts in 1.." + std::to_string(layers));
+        }
+        require(n >= 1, "hidden_layers", "an empty list", "at least one block count");
+        kept = data<float>(tensor(hidden, "hidden", {DType::f32}, "[B, T, n, dim]", {B, T, n, self.dim}));
+    }
     py::gil_scoped_release release;
-    self.forward(data<float>(xs), data<float>(ks), data<float>(vs), B, T, S, pos, out, parents ? parents->data() : nullptr);
+    self.forward(data<float>(xs), data<float>(ks), data<float>(vs), B, T, S, pos, out, parents ? parents->data() : nullptr,
+                 kept, kept_layers);
 }
 
 void model_logits(CpuModel& self, py::handle x, py::handle out) {

@@ -36,9 +36,11 @@ void add_layer(CpuModel& self, py::handle attn_norm, py::handle ffn_norm, std::s
                std::shared_ptr<PackedLinear> down);
 void set_head(CpuModel& self, py::handle norm, std::shared_ptr<PackedLinear> head);
 // x [B, T, dim] in and out, caches [layers, B, Hkv, S, D], pos [B], logits [B, T, V] or None, parents
-// [B * T] (a token tree) or None
+// [B * T] (a token tree) or None; hidden [B, T, n, dim] float32 with hidden_layers (n increasing block
+// counts in 1..layers), or both None
 void model_forward(CpuModel& self, py::handle x, py::handle k_cache, py::handle v_cache,
-                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents);
+                   const std::vector<int64_t>& pos, py::handle logits, const std::optional<std::vector<int64_t>>& parents,
+                   py::handle hidden, const std::optional<std::vector<int64_t>>& hidden_layers);
 // out [M, V] = the final norm and head of x [M, dim]
 void model_logits(CpuModel& self, py::handle x, py::handle out);
 

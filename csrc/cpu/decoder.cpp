@@ -189,7 +189,8 @@ void CpuModel::set_head(const float* norm, std::shared_ptr<PackedLinear> head_) 
 }
 
 void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int64_t T, int64_t S,
-                       const std::vector<int64_t>& pos, float* logits, const int64_t* parents) {
+                       const std::vector<int64_t>& pos, float* logits, const int64_t* parents, float* hidden,
+                       const std::vector<int64_t>& hidden_layers) {
     int64_t M = B * T, D = head_dim, qkv_n = (n_heads + 2 * n_kv) * D;
     for (auto* buf : {&h, &att, &o}) buf->resize(static_cast<size_t>(M * std::max(dim, n_heads * D)));
     qkv.resize(static_cast<size_t>(M * qkv_n));
@@ -236,6 +237,10 @@ void CpuModel::forward(float* x, float* k_cache, float* v_cache, int64_t B, int6
         }
         L.down->run(act.data(), o.data(), M);
         for (int64_t i = 0; i < M * dim; ++i) x[i] += o[i];
+        auto n = static_cast<int64_t>(hidden_layers.size());
+        for (int64_t j = 0; hidden != nullptr && j < n; ++j)
+            if (hidden_layers[static_cast<size_t>(j)] == static_cast<int64_t>(l) + 1)
+                for (int64_t m = 0; m < M; ++m) std::memcpy(hidden + (m * n + j) * dim, x + m * dim, sizeof(float) * dim);
     }
     if (logits != nullptr) head_logits(x, M, logits);
 }

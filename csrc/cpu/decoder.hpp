@@ -52,8 +52,11 @@ struct CpuModel {
     // x [M = B*T, dim]: the embeddings in, the final hidden state (before the norm) out;
     // caches [layers, B, Hkv, S, D]; logits [M, V] when not null; pos[b] + T <= min(S, max_len)
     // parents [B, T] or null: a token tree, row t at RoPE position pos + its depth, its KV at slot pos + t
+    // hidden [M, n, dim] or null: row m's hidden state after hidden_layers[j] blocks (increasing, 1..layers)
+    // into hidden[m, j] (an EAGLE-3 drafter's features), copied between the blocks: the same kernels run
     void forward(float* x, float* k_cache, float* v_cache, int64_t B, int64_t T, int64_t S,
-                 const std::vector<int64_t>& pos, float* logits, const int64_t* parents = nullptr);
+                 const std::vector<int64_t>& pos, float* logits, const int64_t* parents = nullptr,
+                 float* hidden = nullptr, const std::vector<int64_t>& hidden_layers = {});
     // logits [M, V] of final hidden states x [M, dim]: the final norm, then the head
     void head_logits(const float* x, int64_t M, float* logits);
 };

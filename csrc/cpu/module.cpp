@@ -53,10 +53,13 @@ PYBIND11_MODULE(_cpu, m) {
         .def("logits", &calls::model_logits, py::arg("x"), py::arg("out"),
              "out [M, V] = head(norm(x [M, dim])), float32")
         .def("forward", &calls::model_forward, py::arg("x"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
-             py::arg("logits"), py::arg("parents") = py::none(),
+             py::arg("logits"), py::arg("parents") = py::none(), py::arg("hidden") = py::none(),
+             py::arg("hidden_layers") = py::none(),
              "x [B, T, dim] float32: embeddings in, final hidden states out; caches [layers, B, Hkv, S, D] written at "
              "pos[b]..pos[b]+T-1; logits [B, T, V] float32, or None; parents: None, or a token tree's [B * T] parent "
-             "rows (-1 for row 0): row t then sits at position pos + its depth and sees the cache and its ancestors");
+             "rows (-1 for row 0): row t then sits at position pos + its depth and sees the cache and its ancestors; "
+             "hidden [B, T, n, dim] float32 with hidden_layers (n increasing block counts): the hidden state after "
+             "each of those blocks, the same kernels run");
     m.def("argmax_rows", &calls::argmax_rows, py::arg("x"), py::arg("out"), py::arg("prob") = py::none(),
           "out[m] (int64) = index of the first maximum of row m of x [M, N] float32 (finite values); prob[m] "
           "(float32, when given) = its softmax probability; returns whether every value was finite");

@@ -43,9 +43,10 @@ class Proposal:
 
 class Drafter(Protocol):
     vocab_size: int | None  # None: proposes ids from the context, works with any vocabulary
-    # True: it reads the target's final hidden states (Decoder.hidden_cache, EAGLE); the loop then asks the
-    # target to keep them (allocate_cache(..., keep_hidden=True))
-    needs_target_hidden: bool
+    # what it reads of the target's hidden states (Decoder.hidden_cache): False nothing, True the final ones
+    # (EAGLE), block counts the states after those blocks (EAGLE-3); the loop passes it to allocate_cache's
+    # keep_hidden
+    needs_target_hidden: bool | tuple[int, ...]
     # None: it drafts exactly the k asked. A float: it drafts while some row's product of draft
     # probabilities is at least stop_reach, up to k (the policy then asks it for its k_max and trims)
     stop_reach: float | None

@@ -9,6 +9,10 @@ it into logits. Drafting runs the head on its own predicted features for k token
 The logits may be restricted to a frequency-ranked subset of the vocabulary (FR-Spec): the
 head's `vocab_ids` [N]. Drafts map back to full ids; when sampling, `draft_probs` is the full
 distribution with zeros outside the subset, so acceptance stays lossless.
+
+EagleDrafter runs any head with this interface: an EAGLE-3 head (eagle3.py) differs only in what it
+reads from the target (`keep_hidden`), how it makes its input feature (`input_features`) and which
+norm and output rows make its logits (`output`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from torch import nn
 from tt_specdec import ops
 from tt_specdec.drafters.base import Proposal
 from tt_specdec.models.cpu_llama import CpuLayer, PackedLinear, build_engine, engine_logits
+from tt_specdec.models.decoder import hidden_layers
 from tt_specdec.models.llama import Block, Llama, LlamaConfig, rope_tables
 from tt_specdec.sampling import (STREAM_DRAFT, Sampling, argmax, coupled_sample, process_logits, sample_inverse_cdf,
                                  uniform)
@@ -32,6 +37,10 @@ SMOLLM2_EAGLE = pathlib.Path(__file__).resolve().parents[1] / "models" / "weight
 
 class EagleHead(nn.Module):
     """fc (2d -> d) + one decoder layer of the target's shapes; `vocab_ids` [N] the drafted vocabulary."""
+
+    keep_hidden: bool | tuple[int, ...] = True  # what it reads from the target (allocate_cache's keep_hidden)
+    kind = "eagle"  # its files' metadata "kind" (files written before there was one: "eagle")
+    fp32_tensors: tuple[str, ...] = ()  # state entries its files keep in fp32 (the rest bf16)
 
     def __init__(self, cfg: LlamaConfig, vocab_ids: torch.Tensor | None = None):
         super().__init__()
@@ -63,6 +72,23 @@ class EagleHead(nn.Module):
         head = EagleHead(self.cfg, vocab_ids)
         head.load_state_dict({k: v for k, v in self.state_dict().items() if k != "vocab_ids"}, strict=False)
         return head.to(self.fc.weight.dtype)
+
+    def file_metadata(self) -> dict[str, str]:
+        """What save_head writes beside the weights to rebuild this head (from_file_metadata reads it)."""
+        return {"kind": self.kind, "config": self.cfg.to_json()}
+
+    @classmethod
+    def from_file_metadata(cls, cfg: LlamaConfig, vocab_ids: torch.Tensor, metadata: dict[str, str]) -> "EagleHead":
+        return cls(cfg, vocab_ids)
+
+    def input_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The target's hidden_cache rows [..., d] -> the head's input feature [..., d]: as they are."""
+        return feats
+
+    def output(self, target: Llama) -> tuple[nn.Module, torch.Tensor]:
+        """(norm, rows [N, d]) that turn a head output into logits: the target's frozen final norm and its
+        output rows of vocab_ids."""
+        return target.norm, target.output_weight[self.vocab_ids]
 
     def forward_train(self, embeds: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """embeds [B, L, d] of x_{p+1}, feats [B, L, d] f_p for p = 0..L-1 -> f' [B, L, d] (causal, no cache)."""
@@ -98,10 +124,10 @@ class EagleHead(nn.Module):
         return self.layer.mlp(x + self.layer.wo(o.reshape(B, T, -1)))
 
 
-def restricted_logits(target: Llama, head_weight: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-    """feats [..., d] -> logits [..., N] over the head's vocabulary: the target's final norm, then its
-    output rows head_weight [N, d]."""
-    return F.linear(target.norm(feats), head_weight)
+def restricted_logits(norm: nn.Module, head_weight: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """feats [..., d] -> logits [..., N] over the head's vocabulary: norm, then the output rows
+    head_weight [N, d] (EagleHead.output)."""
+    return F.linear(norm(feats), head_weight)
 
 
 def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor,
@@ -132,7 +158,7 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
             in_feats = in_feats + (torch.rand_like(in_feats) * 2 - 1) * noise * scale
         pred = head.forward_train(embeds, in_feats)  # [B, L-1, d] f'_1 .. f'_{L-1}
         feat_loss = feat_loss + F.smooth_l1_loss(pred[m] / scale, feats[:, 1:][m] / scale) / unroll
-        logits = restricted_logits(target, head_weight, pred[m])  # [M, N]
+        logits = restricted_logits(target.norm, head_weight, pred[m])  # [M, N]
         ce = ce + F.cross_entropy(logits, target_sub, ignore_index=-1) / unroll
         if j == 0:
             agree = (vocab_ids[logits.argmax(-1)] == labels[:, 1:][m]).float().mean()
@@ -141,17 +167,16 @@ def training_loss(target: Llama, head: EagleHead, tokens: torch.Tensor, feats: t
 
 
 class EagleDrafter:
-    """Drafts k tokens with an EagleHead on the target's features (the Drafter protocol).
+    """Drafts k tokens with an EagleHead (or an Eagle3Head) on the target's features (the Drafter protocol).
 
-    `needs_target_hidden`: the loop allocates the target's cache with keep_hidden for it (and only for
-    it), so every target forward writes its features; at propose time the
+    `needs_target_hidden` (the head's keep_hidden): the loop allocates the target's cache with it (and
+    only for such a drafter), so every target forward writes its features; at propose time the
     target has processed context positions 0..length-2. Head slot p needs the TRUE f_p, so only
     slots computed from target features stay valid: `cached[b]` counts them, and each proposal
     first feeds slots cached .. length-2 in one batched call (the accepted tokens plus the newest),
     then k-1 single steps on predicted features, whose slots the next proposal overwrites.
     """
 
-    needs_target_hidden = True
     # drafts while some row's product of draft probabilities is at least stop_reach, up to the k asked:
     # the adaptive-k policy then asks for its k_max and trims by confidence (EAGLE-2's dynamic depth)
     stop_reach = 0.5
@@ -163,20 +188,29 @@ class EagleDrafter:
         if head.cfg.dim != target.cfg.dim or head.cfg.vocab_size != target.vocab_size:
             raise ValueError(f"head: got dim {head.cfg.dim}, vocabulary {head.cfg.vocab_size}; expected the target's "
                              f"dim {target.cfg.dim}, vocabulary {target.vocab_size}")
+        try:
+            self.layers = hidden_layers(head.keep_hidden, target.cfg.n_layers)  # the blocks hidden_cache holds
+        except ValueError:
+            raise ValueError(f"head: got feature_layers {head.keep_hidden}, expected increasing block counts within "
+                             f"the target's {target.cfg.n_layers} blocks") from None
+        self.needs_target_hidden = head.keep_hidden
         self.target, self.head = target, head.to(target.embed.weight.dtype).eval().requires_grad_(False)
         self.vocab_size = target.vocab_size
-        self.head_weight = target.output_weight[head.vocab_ids].contiguous()  # [N, d]
+        self.norm, head_weight = self.head.output(target)
+        self.head_weight = head_weight.detach().contiguous()  # [N, d]
         self.cached = torch.zeros(0, dtype=torch.long)  # [B]
         self.engine = None
         if target.attention == "cpu" and self.head.fc.weight.dtype == torch.float32:
-            self.engine = cpu_engine(self.head, target.norm, self.head_weight)  # the target's fast CPU kernels
+            self.engine = cpu_engine(self.head, self.norm, self.head_weight)  # the target's fast CPU kernels
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         hidden = self.target.hidden_cache
-        if hidden is None or tuple(hidden.shape[:2]) != (batch_size, cache_len):
-            got = None if hidden is None else list(hidden.shape[:2])
-            raise RuntimeError(f"target.hidden_cache: got {got}, expected [{batch_size}, {cache_len}]: call "
-                               f"target.allocate_cache({batch_size}, {cache_len}, keep_hidden=True) first")
+        width = len(self.layers) * self.head.cfg.dim
+        if hidden is None or tuple(hidden.shape) != (batch_size, cache_len, width):
+            got = None if hidden is None else list(hidden.shape)
+            raise RuntimeError(f"target.hidden_cache: got {got}, expected [{batch_size}, {cache_len}, {width}]: call "
+                               f"target.allocate_cache({batch_size}, {cache_len}, keep_hidden={self.needs_target_hidden}) "
+                               "first")
         self.head.allocate_cache(batch_size, cache_len)
         self.cached = torch.zeros(batch_size, dtype=torch.long)
 
@@ -197,7 +231,7 @@ class EagleDrafter:
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """feats [..., d] -> logits [..., N] fp32 over the head's vocabulary."""
         if self.engine is None:
-            return restricted_logits(self.target, self.head_weight, feats).float()
+            return restricted_logits(self.norm, self.head_weight, feats).float()
         return engine_logits(self.engine[1], feats, len(self.head.vocab_ids))
 
     @torch.inference_mode()
@@ -217,7 +251,8 @@ class EagleDrafter:
         feed = max(1, max(r - c for r, c in zip(ready_rows, self.cached.tolist())))
         start = [max(r - feed, 0) for r in ready_rows]  # [B]
         hidden = self.target.hidden_cache
-        feats = torch.stack([hidden[b, s:s + feed] for b, s in enumerate(start)]).to(dtype)  # f_p [B, feed, d]
+        feats = torch.stack([hidden[b, s:s + feed] for b, s in enumerate(start)]).to(dtype)  # [B, feed, n·d]
+        feats = self.head.input_features(feats)  # f_p [B, feed, d]
         tokens = torch.stack([context[b, s + 1:s + 1 + feed] for b, s in enumerate(start)])  # x_{p+1} [B, feed]
         out = self.step(embed(tokens), feats, torch.tensor(start), with_logits=False)[0]  # f'_{p+1}
         feat = torch.stack([out[b, r - 1 - s] for b, (r, s) in enumerate(zip(ready_rows, start))])  # [B, d]
@@ -254,38 +289,44 @@ class EagleDrafter:
 
 def cpu_engine(head: EagleHead, norm: nn.Module, head_weight: torch.Tensor):
     """(fc, engine, parts the engine points into): the head on the fast CPU decoder's kernels (models/cpu_llama.py), bf16 weights, fp32
-    compute: fc (2d -> d, bias added after), then the layer, the target's norm and head_weight [N, d]."""
+    compute: fc (2d -> d, bias added after), then the layer, `norm` and head_weight [N, d] (EagleHead.output)."""
     fc, layer, out = PackedLinear(head.fc.weight), CpuLayer(head.layer), PackedLinear(head_weight)
     return fc, build_engine(head.cfg, head.rope_cos, head.rope_sin, [layer], norm, out), (layer, out)
 
 
 def save_head(head: EagleHead, path: str | pathlib.Path, metadata: dict[str, str]) -> None:
-    """bf16 weights + vocab_ids (int32), the layer config in the metadata under "config"."""
+    """bf16 weights (head.fp32_tensors in fp32) + vocab_ids (int32); head.file_metadata() (kind, layer config)
+    and `metadata` in the safetensors metadata. Written to a temporary file, then renamed."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in head.state_dict().items() if k != "vocab_ids"}
+    tensors = {k: v.detach().to(torch.float32 if k in head.fp32_tensors else torch.bfloat16).contiguous()
+               for k, v in head.state_dict().items() if k != "vocab_ids"}
     tensors["vocab_ids"] = head.vocab_ids.to(torch.int32)
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={**metadata, "config": head.cfg.to_json()})
+    save_file(tensors, str(tmp), metadata={**metadata, **head.file_metadata()})
     tmp.replace(path)
 
 
-def load_head(path: str | pathlib.Path, max_seq_len: int | None = None) -> EagleHead:
-    """An EagleHead from save_head's file; `max_seq_len` (the target's) overrides the RoPE / cache length."""
+def load_head(path: str | pathlib.Path, max_seq_len: int | None = None, cls: type[EagleHead] = EagleHead) -> EagleHead:
+    """A `cls` head from save_head's file (fp32); `max_seq_len` (the target's) overrides the RoPE / cache length."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
-        cfg = LlamaConfig.from_json(f.metadata()["config"])
+        meta = f.metadata()
+    kind = meta.get("kind", "eagle")
+    if kind != cls.kind:
+        raise ValueError(f"path: got {path} of kind {kind!r}, expected an {cls.__name__} file (kind {cls.kind!r})")
+    cfg = LlamaConfig.from_json(meta["config"])
     if max_seq_len is not None:
         cfg = dataclasses.replace(cfg, max_seq_len=int(max_seq_len))
     state = load_file(str(path))
-    head = EagleHead(cfg, state.pop("vocab_ids"))
-    head.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    head = cls.from_file_metadata(cfg, state.pop("vocab_ids"), meta)
     missing = set(head.state_dict()) - set(state) - {"vocab_ids"}
     if missing:
-        raise ValueError(f"path: got {path} without {sorted(missing)}, expected an EagleHead file (save_head)")
+        raise ValueError(f"path: got {path} without {sorted(missing)}, expected an {cls.__name__} file (save_head)")
+    head.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     return head
 
 

@@ -133,7 +133,7 @@ class CpuLlama:
         self.engine = build_engine(model.cfg, model.rope_cos, model.rope_sin, self.layers, model.norm, self.head)
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D] fp32
         self.v_cache: torch.Tensor | None = None
-        self.keep_hidden = False  # as Llama: set by allocate_cache; forward then writes hidden_cache [B, S, dim]
+        self.keep_hidden: tuple[int, ...] = ()  # as Llama: set by allocate_cache; forward writes hidden_cache
         self.hidden_cache: torch.Tensor | None = None
         self.attention = self.native_attention  # "torch" / "emu": forward_with_ops, ops.verify_attention
 
@@ -157,7 +157,7 @@ class CpuLlama:
         logits(hidden_cache[b, p]) has the bits forward gave for position p."""
         return engine_logits(self.engine, h, self.vocab_size)
 
-    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool = False) -> None:
+    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool | tuple[int, ...] = False) -> None:
         Llama.allocate_cache(self, batch_size, cache_len, keep_hidden)
 
     @torch.inference_mode()
@@ -176,15 +176,19 @@ class CpuLlama:
         B, T = tokens.shape
         starts = pos.tolist()
         if self.attention != "cpu":
-            logits, x = self.forward_with_ops(tokens, pos)
+            logits, x, kept = self.forward_with_ops(tokens, pos)
         else:
             x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
             logits = torch.empty(B, T, self.vocab_size) if with_logits else None
-            self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, starts, logits)
+            layers = self.keep_hidden or None
+            kept = None if layers is None else torch.empty(B, T, len(layers), self.cfg.dim)
+            self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, starts, logits, hidden=kept,
+                                hidden_layers=layers)
             x = x.view(B, T, -1)
         if self.keep_hidden:
+            kept = kept.view(B, T, -1)  # [B, T, n·dim]
             for b, p in enumerate(starts):  # a slice per row: cheaper than one advanced-index write
-                self.hidden_cache[b, p:p + T] = x[b]
+                self.hidden_cache[b, p:p + T] = kept[b]
         return logits if with_logits else x
 
     @torch.inference_mode()
@@ -202,9 +206,10 @@ class CpuLlama:
                             parents.reshape(-1).tolist())
         return logits
 
-    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same step with attention from ops.verify_attention (`ops_backend` "torch" or "emu"):
-        (logits [B, T, V], final hidden [B, T, dim])."""
+    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor | None]:
+        """The same step with attention from ops.verify_attention (`attention` "torch" or "emu"):
+        (logits [B, T, V], final hidden [B, T, dim], the keep_hidden blocks' [B, T, n·dim] or None)."""
         cfg = self.cfg
         B, T = tokens.shape
         Hq, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -213,6 +218,7 @@ class CpuLlama:
         sin = self.model.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
         x = self.embed(tokens).view(B * T, cfg.dim)  # [M, dim], M = B*T
+        kept = []  # [B, T, dim] after each block count of keep_hidden
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(F.rms_norm(x, (cfg.dim,), layer.attn_norm, layer.eps)).view(B, T, -1)
             q = apply_rope(qkv[..., :Hq * D].view(B, T, Hq, D), cos, sin)
@@ -224,5 +230,7 @@ class CpuLlama:
             x = x + layer.wo(o.reshape(B * T, Hq * D))
             gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
+            if i + 1 in self.keep_hidden:
+                kept.append(x.view(B, T, cfg.dim))
         x = x.view(B, T, cfg.dim)
-        return self.logits(x), x
+        return self.logits(x), x, (torch.cat(kept, -1) if kept else None)

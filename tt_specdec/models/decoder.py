@@ -13,13 +13,15 @@ class Decoder(Protocol):
     # who runs its attention: its own engine (`native_attention`: "cpu" for CpuLlama's C++ engine,
     # "torch" for Llama), or ops.verify_attention on "emu" (the TT-Metal kernels on the host emulator)
     attention: str
-    # [B, S, dim]: the final hidden state (before the final norm) at every position a forward wrote, when
-    # allocate_cache was asked to keep them (an EAGLE drafter reads them); else None
+    # [B, S, n·dim]: at every position a forward wrote, the hidden states after the blocks that
+    # allocate_cache's keep_hidden named, side by side (hidden_layers below); else None. keep_hidden=True is
+    # the final hidden state before the final norm [B, S, dim] (EAGLE); (2, 15, 27) for SmolLM2's 30 blocks
+    # is a low, a middle and a high layer [B, S, 3·dim] (EAGLE-3)
     hidden_cache: torch.Tensor | None
 
-    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool = False) -> None:
-        """Preallocate a KV cache for `batch_size` rows of `cache_len` positions (and hidden_cache with
-        keep_hidden: every forward from then on writes it)."""
+    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool | tuple[int, ...] = False) -> None:
+        """Preallocate a KV cache for `batch_size` rows of `cache_len` positions (and hidden_cache when
+        keep_hidden is True or names block counts: every forward from then on writes it)."""
 
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] right-padded, lengths [B] -> logits [B, V] after each row's last token.
@@ -40,3 +42,18 @@ class TreeDecoder(Decoder, Protocol):
         """tokens [B, T] (row 0 the root, at position pos[b]), parents [B, T] (-1 for row 0, else an earlier
         row) -> logits [B, T, V]; row t sits at position pos[b] + its depth, sees the cache and its
         ancestors, and writes its KV at slot pos[b] + t."""
+
+
+def hidden_layers(keep_hidden: bool | tuple[int, ...], n_layers: int) -> tuple[int, ...]:
+    """allocate_cache's keep_hidden -> the block counts whose hidden states hidden_cache holds, in order:
+    False -> (), True -> (n_layers,) (the final hidden state), a tuple -> itself (increasing, 1..n_layers)."""
+    if keep_hidden is False:
+        return ()
+    if keep_hidden is True:
+        return (n_layers,)
+    layers = tuple(keep_hidden) if isinstance(keep_hidden, (tuple, list)) else None
+    if (not layers or any(not isinstance(c, int) or isinstance(c, bool) for c in layers)
+            or list(layers) != sorted(set(layers)) or layers[0] < 1 or layers[-1] > n_layers):
+        raise ValueError(f"keep_hidden: got {keep_hidden!r}, expected a bool or increasing block counts in "
+                         f"1..{n_layers}")
+    return layers

@@ -17,6 +17,7 @@ from torch import nn
 from tt_specdec import ops
 from tt_specdec.errors import check_tokens, value_range
 from tt_specdec.models import rope
+from tt_specdec.models.decoder import hidden_layers
 from tt_specdec.models.rope import Llama3Scaling
 from tt_specdec.ops.verify_attention import tree_mask_from_parents
 
@@ -137,9 +138,9 @@ class Llama(nn.Module):
         self.k_cache: torch.Tensor | None = None  # [n_layers, B, Hkv, S, D]
         self.v_cache: torch.Tensor | None = None
         self.attention = self.native_attention  # who runs ops.verify_attention: "torch", or "emu" (its kernels)
-        # an EAGLE-style drafter reads the target's final hidden state (before the final norm) per
-        # position: allocate_cache(..., keep_hidden=True) makes forward write it to hidden_cache [B, S, dim]
-        self.keep_hidden = False
+        # an EAGLE-style drafter reads the target's hidden states per position: allocate_cache(...,
+        # keep_hidden) names the blocks (decoder.hidden_layers) and forward writes them to hidden_cache
+        self.keep_hidden: tuple[int, ...] = ()
         self.hidden_cache: torch.Tensor | None = None
 
     @property
@@ -189,22 +190,25 @@ class Llama(nn.Module):
         return x
 
     # -- inference: preallocated KV cache, per-row positions --------------------------------
-    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool = False) -> None:
+    def allocate_cache(self, batch_size: int, cache_len: int, keep_hidden: bool | tuple[int, ...] = False) -> None:
         """Preallocate the KV cache for `batch_size` rows of `cache_len` positions (and hidden_cache
-        [B, S, dim] with keep_hidden, which every forward then writes)."""
+        [B, S, n·dim] with keep_hidden: True, the final hidden state, or n block counts; every forward then
+        writes it)."""
         cfg = self.cfg
         if cache_len > cfg.max_seq_len:
             raise ValueError(f"cache_len: got {cache_len}, expected at most max_seq_len={cfg.max_seq_len}")
+        layers = hidden_layers(keep_hidden, cfg.n_layers)
         shape = (cfg.n_layers, batch_size, cfg.n_kv_heads, cache_len, cfg.head_dim)
         if self.k_cache is None or self.k_cache.shape != shape:
             dtype = self.embed.weight.dtype
             self.k_cache = torch.zeros(shape, dtype=dtype)
             self.v_cache = torch.zeros(shape, dtype=dtype)
-        self.keep_hidden = keep_hidden
-        if not keep_hidden:
+        self.keep_hidden = layers
+        shape = (batch_size, cache_len, len(layers) * cfg.dim)
+        if not layers:
             self.hidden_cache = None
-        elif self.hidden_cache is None or self.hidden_cache.shape[:2] != (batch_size, cache_len):
-            self.hidden_cache = torch.zeros(batch_size, cache_len, cfg.dim)
+        elif self.hidden_cache is None or tuple(self.hidden_cache.shape) != shape:
+            self.hidden_cache = torch.zeros(shape)
 
     def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] right-padded, lengths [B] -> logits [B, V] after each row's last token."""
@@ -247,6 +251,7 @@ class Llama(nn.Module):
         sin = self.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
         x = self.embed(tokens)
+        kept = []  # [B, T, dim] after each block count of keep_hidden
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, cos, sin, cfg)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
@@ -256,6 +261,8 @@ class Llama(nn.Module):
                                      backend=self.attention)  # [B, T, Hq, D]
             x = x + layer.wo(o.reshape(B, T, -1))
             x = layer.mlp(x)
-        if self.keep_hidden:
-            self.hidden_cache[rows, slots] = x.float()
+            if i + 1 in self.keep_hidden:
+                kept.append(x)
+        if kept:
+            self.hidden_cache[rows, slots] = torch.cat(kept, -1).float()
         return self.logits(x).float()
