@@ -108,7 +108,7 @@ def default_pair_calls(monkeypatch, cost_cache):
 
 def test_generate_defaults_smollm2_cpu_engine_chat_template_k_auto_stop_at_eos(default_pair_calls, capsys,
                                                                                 monkeypatch):
-    assert tt_specdec.DEFAULT_DRAFTER == {"smollm2": "lookup+eagle", "tiny": "model"}
+    assert tt_specdec.DEFAULT_DRAFTER == {"smollm2": "lookup+eagle3", "tiny": "model"}
     # the tiny models stand in for SmolLM2 here, and have no EAGLE head: the same kind of drafter on their draft
     monkeypatch.setitem(tt_specdec.DEFAULT_DRAFTER, "smollm2", "lookup+model")
     assert main(["generate", "def", "--max-new-tokens", "48"]) == 0

@@ -20,7 +20,7 @@ from tt_specdec.speculative.measure import measured
 PAIRS = ("tiny", "smollm2")
 DEFAULT_PAIR = "smollm2"
 # the drafter each pair uses unless told: the fastest measured in `tt-specdec bench` (README)
-DEFAULT_DRAFTER = {"smollm2": "lookup+eagle", "tiny": "model"}
+DEFAULT_DRAFTER = {"smollm2": "lookup+eagle3", "tiny": "model"}
 OPS_BACKENDS = ("torch", "emu")
 K_MAX = 8  # the most drafts k="auto" chooses from for a chain drafter (a tree drafter: MAX_DRAFT)
 ENGINES = ("cpu", "torch")

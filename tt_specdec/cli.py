@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="draft tokens per step (default auto: chosen per row by the measured cost model; "
                         "0 = target alone)")
     g.add_argument("--drafter", choices=sorted(DRAFTERS),
-                   help="default: the pair's fastest measured (smollm2: lookup+eagle; tiny: model)")
+                   help="default: the pair's fastest measured (smollm2: lookup+eagle3; tiny: model)")
     g.add_argument("--max-new-tokens", type=int, default=128, help="stops earlier at the model's end of turn")
     g.add_argument("--ops", choices=["torch", "emu"], default="torch",
                    help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
