@@ -15,6 +15,7 @@ import tt_specdec
 from tt_specdec.drafters import NgramDrafter
 from tt_specdec.cli import main
 from tt_specdec.bench import harness as bench
+from tt_specdec.sampling import Sampling
 from tt_specdec.speculative.cost import CostModel, expected_tokens
 from tt_specdec.bench.prompts_smollm2 import CATEGORIES, PROMPTS, select
 from tt_specdec.speculative.stats import Stats
@@ -139,7 +140,7 @@ def test_measured_over_predicted_is_the_ratio_of_the_rows_figures():
     plain.add("chat", bench.Run([1] * 8, 8.0, 0.1, stats_of([(0, 0)] * 7)))  # prefill token + 7 steps
     spec.add("chat", bench.Run([1] * 8, 5.0, 0.1, stats_of([(2, 0), (2, 0), (2, 1), (2, 2)])))  # 1 + 7
     assert plain.stats.new_tokens == spec.stats.new_tokens == 8
-    row = bench.rows(cfg, [plain, spec], greedy=True)[1]
+    row = bench.rows(cfg, [plain, spec], Sampling())[1]
     assert row["speedup"] == pytest.approx(8 / 5)  # same tokens: the ratio of wall clocks
     assert row["predicted_speedup"] == pytest.approx(COST.speedup(0.5, 2))
     assert row["measured_over_predicted"] == pytest.approx((8 / 5) / COST.speedup(0.5, 2))
@@ -292,3 +293,17 @@ def test_plot_with_k_auto_only_draws_one_bar_per_configuration(tmp_path):
     png = tmp_path / "auto.png"
     bench.plot({"meta": {"categories": ["chat"]}, "results": [target] + rows}, str(png))
     assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("coupled", [True, False])
+def test_sampled_bench_compares_outputs_where_they_must_be_equal(tmp_path, capsys, coupled):
+    # coupled sampling is token for token the target alone's for the same seed; the rejection rule is not
+    js = tmp_path / "b.json"
+    argv = ["bench", "--pair", "tiny", "--k", "2", "--drafter", "model", "--drafter", "tree", "--prompts", "2",
+            "--max-new-tokens", "12", "--temperature", "0.7", "--top-p", "0.9", "--json", str(js)]
+    assert main(argv + ([] if coupled else ["--no-coupled"])) == 0
+    capsys.readouterr()
+    by = {r["config"]: r for r in json.loads(js.read_text())["results"]}
+    for name in ("ours model k=2", "ours tree k=2"):
+        assert by[name]["identical_to_target"] == (2 if coupled else None)
+    assert by["transformers model k=2"]["identical_to_target"] is None  # its own sampler, not ours

@@ -407,7 +407,7 @@ def bench(pair_name: str, pair, *, drafters: "list[str] | dict[str, Drafter]", k
         elapsed = time.perf_counter() - start
         progress(f"prompt {i + 1}/{len(prompts)} ({category}, {len(p)} tokens) done; elapsed {elapsed:.0f} s, "
                  f"about {elapsed / (i + 1) * (len(prompts) - i - 1):.0f} s left")
-    results = rows(configs, tallies, sampling.greedy)
+    results = rows(configs, tallies, sampling)
     meta = {"prompts": len(prompts), "categories": list(dict.fromkeys(c for c, _ in prompts)),
             "max_new_tokens": max_new_tokens, "temperature": sampling.temperature, "top_k": sampling.top_k,
             "top_p": sampling.top_p, "coupled": sampling.coupled, "chat_template": chat, "eos_token_id": eos, "transformers": transformers_version,
@@ -429,8 +429,9 @@ def offered_positions(stats: Stats) -> list[float]:
     return [a for a, offered in zip(stats.acceptance_per_position, stats.offered_per_position) if offered]
 
 
-def rows(configs: list[Config], tallies: list[Tally], greedy: bool) -> list[dict]:
-    """One dict per configuration, every key present (None where it does not apply)."""
+def rows(configs: list[Config], tallies: list[Tally], sampling: Sampling) -> list[dict]:
+    """One dict per configuration, every key present (None where it does not apply). Outputs are compared
+    with the target alone's where they must be equal: greedy, and our coupled sampling (the same seed)."""
     baseline = {c.stack: t for c, t in zip(configs, tallies) if c.drafter == TARGET}
     by_key = {(c.stack, c.drafter, c.k): t for c, t in zip(configs, tallies)}
     out = []
@@ -459,8 +460,8 @@ def rows(configs: list[Config], tallies: list[Tally], greedy: bool) -> list[dict
             "speedup": speedup,
             "vs_transformers": (t.tokens_per_s / counterpart.tokens_per_s
                                 if counterpart is not None and counterpart.tokens_per_s else None),
-            "identical_to_target": (sum(a == b for a, b in zip(t.outputs, base.outputs))
-                                    if speculative and greedy else None),
+            "identical_to_target": (sum(a == b for a, b in zip(t.outputs, base.outputs)) if speculative and (
+                sampling.greedy or (sampling.coupled and c.stack == OURS)) else None),
             "predicted_speedup": predicted,
             "measured_over_predicted": speedup / predicted if predicted else None,
             "cost_model": dataclasses.asdict(c.cost) if c.cost is not None else None,
