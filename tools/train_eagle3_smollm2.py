@@ -61,9 +61,11 @@ step 806 [0.458 0.408 0.387 0.367 0.352] (1.27 M loss positions, 99.7 min), 913 
 145.0 min; shipped). `agreement --convs 32 --k 5` (real drafters): shipped EAGLE-1 head [0.401 0.360 0.372
 0.413 0.489] 0.631 drafts accepted per proposal; step 806 [0.480 0.544 0.569 0.577 0.602] 1.023; step 1171
 [0.534 0.595 0.623 0.662 0.641] 1.259; step 1358 (held-out [0.532 0.501 0.484 0.454 0.441], 2.14 M loss
-positions, 160.0 min of training; shipped) [0.564 0.630 0.669 0.701 0.734] 1.440. Both jobs stopped at 22:57
-UTC: extraction had 40 of 80 training shards (this session's run: 1.42 M tokens in 86.3 min, 274 tok/s on
-average beside up to eight helpers' tests, 97-670 tok/s per shard).
+positions, 160.0 min of training) [0.564 0.630 0.669 0.701 0.734] 1.440; resumed 23:09-23:27 UTC with the
+machine otherwise idle (2.6 s/step, ~690 tok/s extraction): step 1604 (held-out [0.550 0.516 0.488 0.470
+0.454], 2.52 M loss positions, 175.0 min of training; shipped) [0.586 0.660 0.718 0.765 0.786] 1.617. Both
+jobs stopped at 23:27 UTC with 48 of 80 training shards extracted (session 2's first run: 1.42 M tokens in
+86.3 min, 274 tok/s on average beside up to eight helpers' tests, 97-670 tok/s per shard).
 
 Resume (every job skips or continues what is on disk; one thread each, niced; the checkpoint, shards and
 head_best of session 1's checkout load unchanged):
