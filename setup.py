@@ -65,8 +65,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tt_specdec", "tt_specdec.*"]),
     package_data={"tt_specdec.models": ["weights/*.safetensors"],
-                  **{f"tt_specdec.ops.{op}": ["kernels/*.cpp", "kernels/*.hpp"]
-                     for op in ("accept_prefix", "rollback_kv", "verify_attention")}},
+                  # every op folder's kernels (a hand-kept list had left kv_write's out of the wheel)
+                  **{f"tt_specdec.ops.{op.parent.name}": ["kernels/*.cpp", "kernels/*.hpp"]
+                     for op in sorted(Path(__file__).resolve().parent.glob("tt_specdec/ops/*/kernels"))}},
     # torch is pinned to the CPU wheel that lies on this machine's disk; an open range pulls a CUDA build
     install_requires=["torch>=2.1,<=2.13.0", "numpy", "safetensors"],
     extras_require={

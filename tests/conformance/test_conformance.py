@@ -19,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = Path(__file__).resolve().parent / "broken"
+EMU_BROKEN = Path(__file__).resolve().parents[1] / "emu" / "broken"
 VENV = Path(os.environ.get("TT_SPECDEC_TT_VENV", REPO / ".venv-tt"))
 
 
@@ -112,12 +113,14 @@ def test_broken_compute_kernel_fails_the_compute_call_check(tt_python):
 
 
 def test_call_outside_the_kernels_include_chain_fails(tt_python):
-    r = run_check(tt_python, "--only-extra", "--kernel", f"compute:{BROKEN / 'compute_missing_include.cpp'}")
+    # the emulator's fixture for the same rule (tests/emu/test_emu_compute.py): one kernel, both checks
+    kernel = EMU_BROKEN / "compute_copy_without_include.cpp"
+    r = run_check(tt_python, "--only-extra", "--kernel", f"compute:{kernel}")
     assert r.returncode == 1, r.stdout[-3000:]
     fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL:")]
     assert len(fails) == 2, fails
     for f, (name, line) in zip(fails, (("copy_init", 13), ("copy_tile", 18))):
-        assert re.match(f"FAIL: compute kernel compute_missing_include.cpp:{line}: {name} is declared in "
+        assert re.match(f"FAIL: compute kernel compute_copy_without_include.cpp:{line}: {name} is declared in "
                         r"(\S+ / )*api/compute/tile_move_copy.h, which the kernel's #include chain does not reach",
                         f), fails
 

@@ -1,6 +1,6 @@
 // BROKEN on purpose: calls copy_init / copy_tile without including api/compute/tile_move_copy.h.
-// The real compute_kernel_api.h and common.h do not include it (the JIT adds no include), so the
-// kernel does not compile on a card.
+// The real compute_kernel_api.h and common.h do not include it (the JIT adds no include): the emulator
+// refuses to compile it, and the conformance check fails naming both calls (tests/conformance/).
 #include "api/compute/compute_kernel_api.h"
 #include "api/compute/eltwise_binary.h"
 
