@@ -346,6 +346,60 @@ inline int32_t gathered_argmax(uint32_t gather_l1, uint32_t page_bytes, uint32_t
     return static_cast<int32_t>(best_index);
 }
 
+// ---- Core 0's staging in the tree writers, greedy and sampled: one sequence's [T] tree_tokens and [T] parents
+// read in at tree_l1, its [T] output tokens and [T] accepted slots written out from out_l1, then every sequence's
+// num_accepted behind them. Slots row_slot apart: each takes a DRAM read or write at its start. ---------------
+template <uint32_t nodes>
+struct TreeStaging {
+    static constexpr uint32_t row_bytes = nodes * sizeof(int32_t);
+    static constexpr uint32_t row_slot = align_up(row_bytes, DRAM_ALIGNMENT);
+    static constexpr uint32_t tree_bytes = 2 * row_slot;  // at tree_l1: tokens, parents
+
+    const uint32_t tree_l1, out_l1;
+    volatile tt_l1_ptr int32_t* const token;
+    volatile tt_l1_ptr int32_t* const parent;
+    volatile tt_l1_ptr int32_t* const out;
+    volatile tt_l1_ptr int32_t* const slot;
+    volatile tt_l1_ptr int32_t* const accepted;  // [B] num_accepted
+
+    TreeStaging(uint32_t tree_l1, uint32_t out_l1)
+        : tree_l1(tree_l1),
+          out_l1(out_l1),
+          token(reinterpret_cast<volatile tt_l1_ptr int32_t*>(tree_l1)),
+          parent(reinterpret_cast<volatile tt_l1_ptr int32_t*>(tree_l1 + row_slot)),
+          out(reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1)),
+          slot(reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1 + row_slot)),
+          accepted(reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1 + 2 * row_slot)) {}
+
+    // sequence b's tokens and parents in; its outputs reset: PLACEHOLDER, and slots the identity (past the path
+    // rollback copies nothing)
+    template <typename TokensAccessor, typename ParentsAccessor>
+    void read(uint32_t b, const TokensAccessor& tokens, const ParentsAccessor& parents) {
+        noc_async_read(get_noc_addr(b, tokens), tree_l1, row_bytes);
+        noc_async_read(get_noc_addr(b, parents), tree_l1 + row_slot, row_bytes);
+        for (uint32_t t = 0; t < nodes; ++t) {
+            out[t] = PLACEHOLDER;
+            slot[t] = static_cast<int32_t>(t);
+        }
+        noc_async_read_barrier();
+    }
+
+    // sequence b's path of n accepted nodes: out[0 .. n] and slot[0 .. n] filled by the walk
+    template <typename OutputAccessor, typename SlotsAccessor>
+    void write(uint32_t b, uint32_t n, const OutputAccessor& output, const SlotsAccessor& slots) {
+        accepted[b] = static_cast<int32_t>(n);
+        noc_async_write(out_l1, get_noc_addr(b, output), row_bytes);
+        noc_async_write(out_l1 + row_slot, get_noc_addr(b, slots), row_bytes);
+        noc_async_write_barrier();  // the staging rows are reused for the next sequence
+    }
+
+    template <typename Accessor>
+    void write_num_accepted(const Accessor& num_accepted, uint32_t batch) {
+        noc_async_write(out_l1 + 2 * row_slot, get_noc_addr(0, num_accepted), batch * sizeof(int32_t));
+        noc_async_write_barrier();
+    }
+};
+
 // core 0 -> every core's reader: what to bring into L1 next
 enum ReadOp : uint32_t { READ_ROW = 1, READ_Q = 2, READ_DONE = 3 };
 struct ReadCommand {

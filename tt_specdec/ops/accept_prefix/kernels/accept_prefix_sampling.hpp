@@ -156,10 +156,7 @@ public:
         row.shift = top_shift;
         row.prefix = 0;
         run_round(row);
-        uint64_t z_k = 0;
-        for (uint32_t c = 0; c < num_cores; ++c) {
-            z_k += gathered[c].mass;
-        }
+        const uint64_t z_k = gathered_mass();
         row.z = z_k;
         if (use_top_p) {  // the nucleus key, by weight sums
             const uint64_t target = top_p_target(top_p_fixed, z_k);
@@ -204,10 +201,7 @@ public:
         row.histogram = HIST_NONE;
         row.residual = residual;
         run_round(row);
-        uint64_t total = 0;
-        for (uint32_t c = 0; c < num_cores; ++c) {
-            total += gathered[c].mass;
-        }
+        uint64_t total = gathered_mass();
         const bool use_p = total == 0;  // p == q on the support: rejection had probability 0
         uint64_t slice_mass[num_cores];
         for (uint32_t c = 0; c < num_cores; ++c) {
@@ -245,10 +239,7 @@ public:
         row.draft = x;
         row.probe = probe;
         run_round(row);
-        uint64_t total = 0;
-        for (uint32_t c = 0; c < num_cores; ++c) {
-            total += gathered[c].mass;
-        }
+        const uint64_t total = gathered_mass();
         volatile tt_l1_ptr RoundPartial* owner = gathered + (probe == NO_TOKEN ? 0 : probe / slice);
         if (total == 0) {
             return probe == NO_TOKEN ? 0 : owner->probe_kept;
@@ -318,6 +309,15 @@ private:
         } else {
             return nullptr;
         }
+    }
+
+    // the cores' masses of the last round, summed
+    uint64_t gathered_mass() const {
+        uint64_t total = 0;
+        for (uint32_t c = 0; c < num_cores; ++c) {
+            total += gathered[c].mass;
+        }
+        return total;
     }
 
     void keep_masses() {

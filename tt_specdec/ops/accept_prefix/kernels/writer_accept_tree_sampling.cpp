@@ -60,9 +60,7 @@ void kernel_main() {
     constexpr auto output_args = TensorAccessorArgs<STCT_WRITER_OUTPUT_TA>();
     constexpr auto slots_args = TensorAccessorArgs<STCT_WRITER_SLOTS_TA>();
     static_assert(nodes >= 1 && nodes <= MAX_ROWS, "T tree rows must fit one 32-row tile");
-    constexpr uint32_t row_bytes = nodes * sizeof(int32_t);
-    // each staging slot takes a DRAM read or write at its start: DRAM_ALIGNMENT apart
-    constexpr uint32_t row_slot = align_up(row_bytes, DRAM_ALIGNMENT);
+    constexpr uint32_t row_bytes = TreeStaging<nodes>::row_bytes;
 
     // Runtime args
     // ------------
@@ -88,41 +86,26 @@ void kernel_main() {
     const auto output = TensorAccessor(output_args, get_arg_val<uint32_t>(STRT_WRITER_OUTPUT_ADDR), row_bytes);
     const auto slots_acc = TensorAccessor(slots_args, get_arg_val<uint32_t>(STRT_WRITER_SLOTS_ADDR), row_bytes);
 
-    const uint32_t scratch_l1 = get_write_ptr(cb_tree);  // 32 bytes: one DRAM entry
-    const uint32_t tokens_l1 = scratch_l1 + align_up(32, DRAM_ALIGNMENT);
-    const uint32_t parents_l1 = tokens_l1 + row_slot;
-    const uint32_t seeds_l1 = parents_l1 + row_slot;
-    const uint32_t out_l1 = get_write_ptr(cb_out);
-    const uint32_t slots_l1 = out_l1 + row_slot;
-    const uint32_t accepted_l1 = slots_l1 + row_slot;
-    volatile tt_l1_ptr int32_t* token = reinterpret_cast<volatile tt_l1_ptr int32_t*>(tokens_l1);
-    volatile tt_l1_ptr int32_t* parent = reinterpret_cast<volatile tt_l1_ptr int32_t*>(parents_l1);
+    const uint32_t scratch_l1 = get_write_ptr(cb_tree);  // 32 bytes: one DRAM entry, then the tree rows, then seeds
+    TreeStaging<nodes> tree(scratch_l1 + align_up(32, DRAM_ALIGNMENT), get_write_ptr(cb_out));
+    const uint32_t seeds_l1 = tree.tree_l1 + TreeStaging<nodes>::tree_bytes;
     volatile tt_l1_ptr uint32_t* seeds = reinterpret_cast<volatile tt_l1_ptr uint32_t*>(seeds_l1);
-    volatile tt_l1_ptr int32_t* out = reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1);
-    volatile tt_l1_ptr int32_t* slot = reinterpret_cast<volatile tt_l1_ptr int32_t*>(slots_l1);
-    volatile tt_l1_ptr int32_t* accepted = reinterpret_cast<volatile tt_l1_ptr int32_t*>(accepted_l1);
     noc_async_read(get_noc_addr(0, seeds_acc), seeds_l1, batch * sizeof(uint32_t));
     noc_async_read_barrier();
 
     // the first child of `node` after index `after` (nodes: none); a token outside the vocabulary never is one
     auto next_child = [&](int32_t node, uint32_t after) -> uint32_t {
         for (uint32_t c = after + 1; c < nodes; ++c) {
-            if (parent[c] == node && static_cast<uint32_t>(token[c]) < TreeConfig::vocab) {
+            if (tree.parent[c] == node && static_cast<uint32_t>(tree.token[c]) < TreeConfig::vocab) {
                 return c;
             }
         }
         return nodes;
     };
-    auto token_of = [&](uint32_t c) -> uint32_t { return c < nodes ? static_cast<uint32_t>(token[c]) : NO_TOKEN; };
+    auto token_of = [&](uint32_t c) -> uint32_t { return c < nodes ? static_cast<uint32_t>(tree.token[c]) : NO_TOKEN; };
 
     for (uint32_t b = 0; b < batch; ++b) {
-        noc_async_read(get_noc_addr(b, tokens_acc), tokens_l1, row_bytes);
-        noc_async_read(get_noc_addr(b, parents_acc), parents_l1, row_bytes);
-        for (uint32_t t = 0; t < nodes; ++t) {
-            out[t] = PLACEHOLDER;
-            slot[t] = static_cast<int32_t>(t);  // past the path: identity, rollback copies nothing
-        }
-        noc_async_read_barrier();
+        tree.read(b, tokens_acc, parents_acc);
         const uint32_t seed = seeds[b];
         int32_t node = 0;  // the walk's node
         uint32_t n = 0;
@@ -132,9 +115,9 @@ void kernel_main() {
             const uint32_t x = token_of(child);
             const uint32_t q_x = q_of_draft<TreeConfig::has_draft_probs>(draft_probs, b * nodes + child, x, scratch_l1);
             if (accepts(uniform_bits(seed, STREAM_ACCEPT, child - 1), q_x, rounds.row.z, r_x)) {  // u * q < r / z
-                out[n] = static_cast<int32_t>(x);
+                tree.out[n] = static_cast<int32_t>(x);
                 ++n;
-                slot[n] = static_cast<int32_t>(child);
+                tree.slot[n] = static_cast<int32_t>(child);
                 node = static_cast<int32_t>(child);
                 child = next_child(node, child);
                 r_x = rounds.keep_row(b * nodes + static_cast<uint32_t>(node), token_of(child));  // r = p_node
@@ -144,14 +127,10 @@ void kernel_main() {
                 child = sibling;
             }
         }
-        out[n] = static_cast<int32_t>(rounds.sample_kept(uniform_bits(seed, STREAM_SAMPLE, 0)));  // recovered / bonus
-        accepted[b] = static_cast<int32_t>(n);
-        noc_async_write(out_l1, get_noc_addr(b, output), row_bytes);
-        noc_async_write(slots_l1, get_noc_addr(b, slots_acc), row_bytes);
-        noc_async_write_barrier();  // the staging rows are reused for the next sequence
+        tree.out[n] = static_cast<int32_t>(rounds.sample_kept(uniform_bits(seed, STREAM_SAMPLE, 0)));  // last token
+        tree.write(b, n, output, slots_acc);
     }
-    noc_async_write(accepted_l1, get_noc_addr(0, num_accepted), batch * sizeof(int32_t));
-    noc_async_write_barrier();
+    tree.write_num_accepted(num_accepted, batch);
 
     rounds.finish();
 }
