@@ -420,7 +420,7 @@ enum RoundOp : uint32_t {
     ROUND_SAMPLE,     // the core holding the sample scans its slice for it
     ROUND_DONE,
     // the tree's rounds (writer_accept_tree_sampling.cpp): r kept in L1 across sibling rejections
-    ROUND_KEEP,         // r = p of the row in L1 (the sets decided) into kept buffer `buffer`; its sum
+    ROUND_KEEP,         // top-p: the kept r (MASS's top-k weights) cut at the nucleus key and quotas; its sum
     ROUND_SUBTRACT,     // r' = max(0, r - floor(q * z)) into the other buffer; its sum, r and r' at the probe
     ROUND_SAMPLE_KEPT,  // the core holding the sample scans its kept r for it
 };

@@ -21,7 +21,8 @@
 //          torch_impl.sample_fixed.
 // The tree's recursive rejection carries r from sibling to sibling, so its writer keeps r in L1
 // (Config::keeps_residual: two [slice] uint32 buffers per core, cb_residual):
-//   KEEP: r = p's weights of the row (its sets decided as above) into one buffer, and its sum.
+//   KEEP: r = p's weights of the row into one buffer, and its sum: MASS writes the top-k set's weights there,
+//          and with top-p a KEEP round zeroes those past the nucleus key (and ties past the quota).
 //   SUBTRACT: r' = max(0, r - floor(q_c * sum(r))) into the other buffer (q_c one-hot on the sibling's
 //          token without draft probabilities), its sum, and r, r' at the next sibling's token.
 //   SAMPLE_KEPT: SAMPLE over the kept r.
@@ -212,17 +213,19 @@ public:
         return draw(ROUND_SAMPLE, slice_mass, total, u);
     }
 
-    // The tree's kept residual r (Config::keeps_residual): r = p of logits page `page` in buffer row.buffer,
-    // its sum in row.z; returns r(d) (0 for NO_TOKEN).
+    // The tree's kept residual r (Config::keeps_residual): r = p of logits page `page` in buffer 0 (MASS wrote
+    // the top-k set's weights there; with top-p a KEEP round cuts them at the nucleus), its sum in row.z;
+    // returns r(d) (0 for NO_TOKEN).
     uint32_t keep_row(uint32_t page, uint32_t d) {
         static_assert(Config::keeps_residual, "the kept residual needs cb_residual");
-        const uint32_t r_d = decide_row(page, d);
-        row.op = ROUND_KEEP;
-        row.histogram = HIST_NONE;
-        row.residual = RESIDUAL_P;
-        row.buffer = 0;
-        run_round(row);
-        keep_masses();  // their sum is row.z, decide_row's
+        const uint32_t r_d = decide_row(page, d);  // row.buffer 0
+        if (use_top_p) {
+            row.op = ROUND_KEEP;
+            row.histogram = HIST_NONE;
+            row.residual = RESIDUAL_P;
+            run_round(row);
+        }
+        keep_masses();  // the last round's (MASS or KEEP): their sum is row.z, decide_row's
         return r_d;
     }
 
@@ -389,13 +392,16 @@ private:
         };
         // p's weight of entry i, in index order (ties: nucleus-key tokens seen so far)
         const uint32_t quota = cmd.tie_quota[core_id];
-        auto p_weight = [&](uint32_t i, uint32_t& ties) -> uint32_t {
-            const uint32_t key = key_at(row_l1, i);
+        auto in_sets = [&](uint32_t key, uint32_t& ties) -> bool {
             bool kept = key >= cmd.kth_key && key >= cmd.nucleus_key;
             if (kept && key == cmd.nucleus_key) {
                 kept = ties++ < quota;
             }
-            return kept ? weight(key, cmd.max_key) : 0;
+            return kept;
+        };
+        auto p_weight = [&](uint32_t i, uint32_t& ties) -> uint32_t {
+            const uint32_t key = key_at(row_l1, i);
+            return in_sets(key, ties) ? weight(key, cmd.max_key) : 0;
         };
         // the first entry whose running sum of r(i) passes the threshold (not crossed, rounding: the last)
         auto find_sample = [&](auto r_of) {
@@ -437,13 +443,25 @@ private:
             }
         } else if (cmd.op == ROUND_MASS || cmd.op == ROUND_TOP_P) {
             const bool total = cmd.op == ROUND_MASS;
+            // the tree keeps MASS's weights: r = p's after the nucleus cut (KEEP), without top-p as they are
+            volatile tt_l1_ptr uint32_t* keep = kept(cmd.buffer);
             for (uint32_t i = 0; i < count; ++i) {
                 const uint32_t key = key_at(row_l1, i);
                 if (key < cmd.kth_key || !(total || in_prefix(key, cmd.shift, cmd.prefix))) {
+                    if constexpr (Config::keeps_residual) {
+                        if (total) {
+                            keep[i] = 0;
+                        }
+                    }
                     continue;  // outside the top-k set, or a TOP_P round's prefix: no weight needed
                 }
                 const uint32_t w = weight(key, cmd.max_key);
                 mine->mass += total ? w : 0;
+                if constexpr (Config::keeps_residual) {
+                    if (total) {
+                        keep[i] = w;
+                    }
+                }
                 bin(key, w);
             }
         } else if (cmd.op == ROUND_RESIDUAL) {
@@ -463,7 +481,9 @@ private:
             if (cmd.op == ROUND_KEEP) {
                 uint32_t ties = 0;
                 for (uint32_t i = 0; i < count; ++i) {
-                    r[i] = p_weight(i, ties);
+                    if (r[i] != 0 && !in_sets(key_at(row_l1, i), ties)) {
+                        r[i] = 0;  // past the nucleus key, or a tie past this core's quota
+                    }
                     mine->mass += r[i];
                 }
             } else if (cmd.op == ROUND_SUBTRACT) {
