@@ -42,9 +42,9 @@ def runs(monkeypatch):
 
 
 def generate_ids(ops: str, k: int, max_new_tokens: int = 12, sampling: Sampling = Sampling(),
-                 emu_attention: bool = True, drafter: str = "model"):
+                 emu_attention: bool = True, drafter: str = "model", engine: str = "cpu"):
     """emu_attention=False: only accept_prefix and rollback_kv on `ops`; both models keep their own attention."""
-    pair = load_pair("tiny")
+    pair = load_pair("tiny", engine=engine)
     dec = SpeculativeDecoder(pair, drafter, k, sampling, ops=ops)
     if not emu_attention:
         for model in (pair.target, pair.draft):
@@ -123,16 +123,17 @@ def refuse_torch_ops(monkeypatch) -> None:
         monkeypatch.setattr(module, op, refused)
 
 
-@pytest.mark.parametrize("drafter", ["tree", "lookup+tree"])
+@pytest.mark.parametrize("drafter,engine", [("tree", "cpu"), ("lookup+tree", "cpu"),
+                                            ("lookup+tree", "torch")])  # torch: Llama.run_rows's tree mask
 @pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.8)], ids=["greedy", "coupled"])
-def test_emu_trees_give_the_target_alones_tokens(drafter, sampling, runs, tree_parents, monkeypatch):
-    alone = generate_ids("torch", 0, 16, sampling)  # k = 0: generate_plain, the target's own attention
-    torch_ops = generate_ids("torch", 3, 16, sampling, drafter=drafter)
+def test_emu_trees_give_the_target_alones_tokens(drafter, engine, sampling, runs, tree_parents, monkeypatch):
+    alone = generate_ids("torch", 0, 16, sampling, engine=engine)  # k = 0: generate_plain, its own attention
+    torch_ops = generate_ids("torch", 3, 16, sampling, drafter=drafter, engine=engine)
     assert runs == []
     tree_parents.clear()
     with monkeypatch.context() as patched:
         refuse_torch_ops(patched)
-        got = generate_ids("emu", 3, 16, sampling, drafter=drafter)
+        got = generate_ids("emu", 3, 16, sampling, drafter=drafter, engine=engine)
     assert got.tokens == torch_ops.tokens == alone.tokens
     assert got.stats.accepted == torch_ops.stats.accepted > 0 and got.stats.steps == torch_ops.stats.steps
     # trees were verified, and in some step the batch's two rows verified different trees
