@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tt_specdec import ops
-from tt_specdec.models.llama import Llama, apply_rope, check_forward_args
+from tt_specdec.models.llama import Llama, apply_rope, check_forward_args, tree_rows
 
 
 def _cpu():
@@ -197,8 +197,11 @@ class CpuLlama:
         earlier row) -> logits [B, T, V]. Row t sits at position pos[b] + its depth, sees the cache (keys
         0 .. pos[b]-1) and its ancestors, and writes its KV at slot pos[b] + t; after rollback_kv compacts
         an accepted path to pos[b] + depth, the cache and the path's logits have the bits that decoding the
-        path one token at a time gives (exact mode, for trees)."""
+        path one token at a time gives (exact mode, for trees). With `attention` "torch" or "emu" the attention
+        is ops.verify_attention's with the tree mask (forward_with_ops)."""
         check_forward_args(self, tokens, pos)
+        if self.attention != "cpu":
+            return self.forward_with_ops(tokens, pos, parents)[0]
         B, T = tokens.shape
         x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()
         logits = torch.empty(B, T, self.vocab_size)
@@ -206,14 +209,17 @@ class CpuLlama:
                             parents.reshape(-1).tolist())
         return logits
 
-    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                  torch.Tensor | None]:
+    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The same step with attention from ops.verify_attention (`attention` "torch" or "emu"):
-        (logits [B, T, V], final hidden [B, T, dim], the keep_hidden blocks' [B, T, n·dim] or None)."""
+        (logits [B, T, V], final hidden [B, T, dim], the keep_hidden blocks' [B, T, n·dim] or None).
+        parents [B, T] (a token tree, as forward_tree): row t at RoPE position pos[b] + its depth, tree-masked;
+        None: the chain, row t at pos[b] + t. KV is written at slot pos[b] + t either way."""
         cfg = self.cfg
         B, T = tokens.shape
         Hq, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        positions = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        slots = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        positions, tree_mask = (slots, None) if parents is None else tree_rows(pos, parents)  # [B, T], [B, T, T]
         cos = self.model.rope_cos[positions].unsqueeze(2)  # [B, T, 1, D]
         sin = self.model.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
@@ -224,9 +230,9 @@ class CpuLlama:
             q = apply_rope(qkv[..., :Hq * D].view(B, T, Hq, D), cos, sin)
             k = apply_rope(qkv[..., Hq * D:(Hq + Hkv) * D].view(B, T, Hkv, D), cos, sin)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
-            k_cache[rows, :, positions] = k
-            v_cache[rows, :, positions] = qkv[..., (Hq + Hkv) * D:].view(B, T, Hkv, D)
-            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.attention)
+            k_cache[rows, :, slots] = k
+            v_cache[rows, :, slots] = qkv[..., (Hq + Hkv) * D:].view(B, T, Hkv, D)
+            o = ops.verify_attention(q, k_cache, v_cache, pos, tree_mask=tree_mask, backend=self.attention)
             x = x + layer.wo(o.reshape(B * T, Hq * D))
             gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
