@@ -156,3 +156,28 @@ def test_registered_names_build_tree_drafters_for_smollm2(smollm2):
         spec = speculative_generate(pair.target, drafter, prompts, k=8, max_new_tokens=16, eos_token_id=eos)
         assert spec.tokens == plain
         assert spec.stats.accepted > 0 and spec.stats.tree_row_steps > 0
+
+
+def test_batched_trees_are_each_rows_tree_alone(smollm2):
+    """The head's shared calls (rows re-fed and padded to one width) change no row's tree, and the first j
+    nodes of a proposal are the j-draft proposal (what TreePolicy relies on)."""
+    from tt_specdec.api import DRAFTERS
+
+    pair, prompts = smollm2
+    model, k = pair.target, 12
+    context, length = prefilled(model, prompts, cache_len=256, layers=(2, 15, 27))
+    together = DRAFTERS["lookup+eagle3-tree"](pair)
+    together.reset(*context.shape)
+    proposal = together.propose(context, length, k, Sampling(), torch.zeros(len(prompts), dtype=torch.long))
+    assert proposal.steps < k, "lookup copies took nodes without head steps"
+    hidden = model.hidden_cache.clone()
+    for b, p in enumerate(prompts):
+        row_ctx, row_len = prefilled(model, [p], cache_len=256, layers=(2, 15, 27))
+        assert torch.equal(model.hidden_cache[0, :len(p) - 1], hidden[b, :len(p) - 1])  # the features it reads
+        for j in (k, 5):
+            alone = DRAFTERS["lookup+eagle3-tree"](pair)
+            alone.reset(*row_ctx.shape)
+            mine = alone.propose(row_ctx, row_len, j, Sampling(), torch.zeros(1, dtype=torch.long))
+            assert torch.equal(mine.tokens[0], proposal.tokens[b, :j]), (b, j)
+            assert torch.equal(mine.parents[0], proposal.parents[b, :j + 1]), (b, j)
+    assert len({tuple(p) for p in proposal.parents.tolist()}) > 1, "the rows' trees differ"

@@ -72,9 +72,9 @@ def compact_hidden(pos: torch.Tensor, num_accepted: torch.Tensor, accepted_slots
     backend). Validated as rollback_kv's compaction, before anything is written."""
     from tt_specdec.ops.rollback_kv import torch_impl
 
-    if hidden_cache.dim() != 3:
-        raise ValueError(f"hidden_cache: got shape {list(hidden_cache.shape)}, expected [B, S, W] (a Decoder's "
-                         "hidden_cache)")
+    if hidden_cache.dim() != 3 or hidden_cache.shape[0] != pos.shape[0]:
+        raise ValueError(f"hidden_cache: got shape {list(hidden_cache.shape)}, expected [B, S, W] with B={pos.shape[0]} "
+                         "(a Decoder's hidden_cache)")
     one_head = hidden_cache.unsqueeze(1)  # [B, 1, S, W]: a cache of one layer and one head
     check_compaction(pos, num_accepted, accepted_slots.shape[-1] - 1, accepted_slots, one_head, one_head, None, None)
     torch_impl.compact_kv((stacked(one_head),), pos, num_accepted, accepted_slots, None)
