@@ -238,11 +238,9 @@ class Llama(nn.Module):
         """A token tree's verify: tokens [B, T] (row 0 the root), parents [B, T] (-1 for row 0, else an
         earlier row) -> logits [B, T, V] (fp32). Row t sits at position pos[b] + its depth, writes its KV at
         slot pos[b] + t and sees the cache (keys 0 .. pos[b]-1) and its ancestors (verify_attention's
-        tree_mask); rollback_kv's compaction then moves an accepted path's KV to pos[b] + depth."""
+        tree_mask); rollback_kv's compaction then moves an accepted path's KV to pos[b] + depth. Kept hidden
+        states are written at slot pos[b] + t too (ops.rollback_kv.compact_hidden moves them with the KV)."""
         check_forward_args(self, tokens, pos)
-        if self.keep_hidden:
-            raise ValueError("forward_tree: got a cache kept with hidden states, expected keep_hidden=False "
-                             "(a tree's hidden states would need the compaction too)")
         return self.run_rows(tokens, pos, *tree_rows(pos, parents))
 
     def run_rows(self, tokens: torch.Tensor, pos: torch.Tensor, positions: torch.Tensor,

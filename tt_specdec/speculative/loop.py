@@ -17,6 +17,7 @@ from tt_specdec.drafters.base import Drafter
 from tt_specdec.errors import check_seed
 from tt_specdec.models.decoder import Decoder, TreeDecoder
 from tt_specdec.ops import PLACEHOLDER, accept_prefix, rollback_kv
+from tt_specdec.ops.rollback_kv import compact_hidden
 from tt_specdec.ops.accept_prefix import MAX_DRAFT, accept_tree
 from tt_specdec.sampling import (MASKED, Sampling, greedy_or_sample, process_logits, row_seeds, sample_next, step_seeds,
                                  support_scores)
@@ -249,8 +250,10 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
                 temperature=0.0 if sampling.coupled else sampling.temperature, top_k=sampling.top_k,
                 top_p=sampling.top_p, seed=step_seed, backend=ops)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale (a tree's accepted
-        # path is first compacted to pos .. pos + n)
+        # path is first compacted to pos .. pos + n, its kept hidden states with it: an EAGLE drafter reads them)
         tree_kv = {} if slots is None else dict(accepted_slots=slots, k_cache=target.k_cache, v_cache=target.v_cache)
+        if slots is not None and target.hidden_cache is not None:
+            compact_hidden(pos, num_accepted, slots, target.hidden_cache)
         pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops, **tree_kv)
         n = num_accepted.numpy()  # [B], -1 for finished rows
         if policy is not None:
