@@ -226,6 +226,8 @@ def extract(args) -> None:
         path = out / name
         if path.is_dir() or (args.max_shards is not None and s >= args.max_shards):
             continue
+        if name.startswith("train_") and int(name.split("_")[1]) < args.from_train_shard:
+            continue
         t1 = time.time()
         seqs, starts = zip(*(sequence(convs[i]) for i in idx))
         order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))
@@ -402,13 +404,14 @@ def expected_length(agree: list[float]) -> float:
     return float(np.cumprod(agree).sum())
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int = 30) -> float:
+def lr_at(step: int, total: int, peak: float, warm_from: int = 0, warmup: int = 30) -> float:
+    """The cosine of the whole run (peak to 10 % over `total` steps), ramped up linearly over `warmup` steps from
+    step warm_from (0; or where a fresh optimizer starts on trained weights, --init)."""
     import math
 
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    t = min(1.0, max(0, step - warmup) / max(1, total - warmup))
+    lr = peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr * (step - warm_from + 1) / warmup if step < warm_from + warmup else lr
 
 
 RECIPE = "tools/train_eagle3_smollm2.py (seed 0): EAGLE-3 head on SmolLM2-135M-Instruct's own greedy answers"
@@ -447,12 +450,25 @@ def train(args) -> None:
     else:
         head = Eagle3Head(target.cfg, ck["model"]["vocab_ids"], FEATURE_LAYERS)
         head.load_state_dict(ck["model"])
-    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     step, seen, train_s, best = 0, 0, 0.0, -1.0
     rng = random.Random(SEED + 2)
+    warm_from = 0  # lr_at's warm-up starts here (a fresh optimizer on trained weights warms up again)
+    if ck is None and args.init:
+        from safetensors import safe_open
+        from tt_specdec.drafters.eagle3 import load_head3
+
+        head = load_head3(args.init, target.max_seq_len)
+        with safe_open(args.init, framework="pt") as f:
+            meta = f.metadata()
+        step, seen = int(meta["steps"]), int(meta["loss_positions_seen"])
+        train_s, warm_from = float(meta["train_minutes"]) * 60, int(meta["steps"])
+        rng = random.Random(SEED + 3 + step)  # not the first run's batch order again
+        print(f"from {args.init}: step {step}, {seen} loss positions seen, {train_s / 60:.1f} min of training", flush=True)
+    opt = torch.optim.AdamW(head.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     if ck is not None:
         opt.load_state_dict(ck["opt"])
         step, seen, train_s, best = ck["step"], ck["seen"], ck["train_s"], ck["best"]
+        warm_from = ck.get("warm_from", 0)
         rng.setstate(ck["rng"])
         print(f"resumed at step {step}, {seen} loss positions seen, {train_s / 60:.0f} min of training", flush=True)
 
@@ -475,14 +491,15 @@ def train(args) -> None:
                 "teacher": "../shared/data/smollm2_teacher (SmolLM2-135M-Instruct greedy answers)"})
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": head.state_dict(), "opt": opt.state_dict(), "step": step, "seen": seen,
-                    "train_s": train_s, "rng": rng.getstate(), "best": best, "args": vars(args),
+                    "train_s": train_s, "rng": rng.getstate(), "best": best, "args": vars(args), "warm_from": warm_from,
                     "agreement": agree}, tmp)
         os.replace(tmp, ckpt_path)
         n_new = pool.rescan()
         print(f"  +{n_new} new shards: {len(pool.train)} training shards ({pool.positions()} positions)", flush=True)
 
-    if args.cmd == "evaluate":
+    if args.cmd == "evaluate" or (ck is None and args.init):  # a started head's score is the one to beat
         checkpoint()
+    if args.cmd == "evaluate":
         return
     last, window = time.time(), []
     while step < args.steps:
@@ -490,7 +507,7 @@ def train(args) -> None:
         head.train()
         tokens, feats, mask = make_batch(sample_items(pool, rng, args.batch_tokens))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr)
+            g["lr"] = lr_at(step, args.steps, args.lr, warm_from)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             loss, hits, counts = ttt_loss(head, embed, tokens, feats, mask, args.unroll)
         opt.zero_grad(set_to_none=True)
@@ -504,7 +521,7 @@ def train(args) -> None:
         if step % 10 == 0:
             w = [sum(x) / len(window) for x in zip(*window)]
             print(f"step {step} loss {w[0]:.3f} train-agree {[round(a, 3) for a in w[1:-2]]} {w[-2]:.1f} s/step "
-                  f"({w[-1] / w[-2]:.0f} loss positions/s) lr {lr_at(step, args.steps, args.lr):.2e} seen {seen}",
+                  f"({w[-1] / w[-2]:.0f} loss positions/s) lr {lr_at(step, args.steps, args.lr, warm_from):.2e} seen {seen}",
                   flush=True)
             window = []
         if time.time() - last > args.ckpt_minutes * 60 or step == args.steps:
@@ -576,6 +593,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("extract", help="the target's three-layer features over the teacher conversations")
     ex.add_argument("--max-shards", type=int, default=None, help="stop after this many shards of the plan")
+    ex.add_argument("--from-train-shard", type=int, default=0,
+                    help="skip training shards train_0000 .. before this one (the held-out shards are always made)")
     ck = sub.add_parser("check", help="CPU engine greedy vs teacher tokens; extraction path vs fp32")
     ck.add_argument("--n", type=int, default=16)
     vo = sub.add_parser("vocab", help="held-out coverage of FR-Spec vocabularies of several sizes")
@@ -583,6 +602,9 @@ def main() -> None:
     ev = sub.add_parser("evaluate", help="held-out agreement of the checkpoint")
     for p in (tr, ev):
         p.add_argument("--resume", action="store_true", help="continue from ~/.cache/tt_specdec/eagle3/ckpt.pt")
+        p.add_argument("--init", default=None,
+                       help="without a checkpoint: start from this head (safetensors, e.g. the shipped one), its "
+                            "steps / positions / minutes counted on, with a fresh optimizer and a new warm-up")
         p.add_argument("--steps", type=int, default=20000, help="length of the cosine schedule")
         p.add_argument("--batch-tokens", type=int, default=2048)
         p.add_argument("--lr", type=float, default=1e-3)

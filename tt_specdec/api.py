@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from tt_specdec.drafters import Drafter, LookupFirstDrafter, ModelDrafter, NgramDrafter, TreeDrafter
+from tt_specdec.drafters import Drafter, EagleTreeDrafter, LookupFirstDrafter, ModelDrafter, NgramDrafter, TreeDrafter
 from tt_specdec.errors import check_seed, is_int
 from tt_specdec.sampling import Sampling
 from tt_specdec.models import ByteTokenizer, Decoder, HFTokenizer, load_tiny_pair
@@ -114,13 +114,15 @@ def eagle_drafter(pair: Pair) -> Drafter:
     return load_eagle_drafter(pair.target)  # a head for another target's width is refused there
 
 
-def eagle3_drafter(pair: Pair) -> Drafter:
+def eagle3_drafter(pair: Pair, tree: dict | None = None) -> Drafter:
+    """The shipped EAGLE-3 head's chain drafter, or with `tree` (EagleTreeDrafter's keywords) its tree drafter."""
     from tt_specdec.drafters.eagle3 import SMOLLM2_EAGLE3, load_eagle3_drafter
 
     if not SMOLLM2_EAGLE3.is_file():
         raise ValueError(f"drafter: got 'eagle3', but {SMOLLM2_EAGLE3.name} is not shipped "
                          "(tools/train_eagle3_smollm2.py writes it); use drafter='eagle' or 'ngram'")
-    return load_eagle3_drafter(pair.target)  # a head for another target's width or layers is refused there
+    drafter = load_eagle3_drafter(pair.target)  # a head for another target's width or layers is refused there
+    return drafter if tree is None else EagleTreeDrafter(pair.target, drafter.head, **tree)
 
 
 # drafter name -> factory building it for a pair; another drafter plugs in with register_drafter.
@@ -132,7 +134,9 @@ DRAFTERS: dict[str, DrafterFactory] = {"model": model_drafter, "ngram": lambda p
                                        "lookup+model": lambda pair: LookupFirstDrafter(model_drafter(pair)),
                                        "lookup+eagle": lambda pair: LookupFirstDrafter(eagle_drafter(pair)),
                                        "eagle3": eagle3_drafter,
-                                       "lookup+eagle3": lambda pair: LookupFirstDrafter(eagle3_drafter(pair))}
+                                       "lookup+eagle3": lambda pair: LookupFirstDrafter(eagle3_drafter(pair)),
+                                       "eagle3-tree": lambda pair: eagle3_drafter(pair, tree={}),
+                                       "lookup+eagle3-tree": lambda pair: eagle3_drafter(pair, tree=dict(lookup=True))}
 
 
 def register_drafter(name: str, factory: DrafterFactory) -> None:

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--max-new-tokens", type=int, default=128, help="stops earlier at the model's end of turn")
     g.add_argument("--ops", choices=["torch", "emu"], default="torch",
                    help="emu: the three fused ops run as their TT-Metal kernels on the host emulator (slow; "
-                        "greedy or plain temperature sampling)")
+                        "greedy or sampling; with a tree drafter greedy or coupled sampling)")
     g.add_argument("--device", action="store_true",
                    help="the whole speculative step on a Tenstorrent card (ttnn decoders, our kernels; greedy, "
                         "drafter model, k 4 unless given); refused with the reason when no card or no ttnn")

@@ -1,11 +1,22 @@
 """`generate --ops emu`: the whole speculative loop with all three fused ops as their kernels
 on the host emulator (both models' verify_attention, accept_prefix, rollback_kv) gives token
-for token the torch ops' output on the tiny pair, and the steps reuse the compiled kernels."""
+for token the torch ops' output on the tiny pair, and the steps reuse the compiled kernels.
+Token trees (drafters `tree`, `lookup+tree`) run theirs: verify_attention with the tree mask,
+accept_tree, rollback_kv's compaction; greedy and coupled give the target alone's tokens, sampled trees under
+the rejection rule the torch ops' (the sampled accept_tree kernel)."""
+import importlib.util
+
 import pytest
 import torch
 
-from tt_specdec import Sampling, SpeculativeDecoder, load_pair
+from tt_specdec import Sampling, SpeculativeDecoder, chat_prompt, load_pair
+from tt_specdec.bench.prompts_smollm2 import PROMPTS as BENCH_PROMPTS, select
 from tt_specdec.cli import main
+from tt_specdec.drafters import TreeDrafter
+from tt_specdec.models.loaders import WEIGHTS
+from tt_specdec.ops.accept_prefix import torch_impl as accept_torch
+from tt_specdec.ops.rollback_kv import torch_impl as rollback_torch
+from tt_specdec.ops.verify_attention import torch_impl as attention_torch
 from tt_specdec.runtime import emu
 
 PROMPTS = ["def fib(n):", "The cat sat on"]  # two lengths: per-row positions and padded prefill
@@ -14,7 +25,7 @@ PROMPTS = ["def fib(n):", "The cat sat on"]  # two lengths: per-row positions an
 @pytest.fixture
 def runs(monkeypatch):
     """Per emu.run: (program name, its kernels' compile-time identity, kernels loaded by this run,
-    input shapes)."""
+    (input name, shape) per input; a list input (the sampling kernels' seeds): its length)."""
     calls = []
     real = emu.run
 
@@ -24,7 +35,8 @@ def runs(monkeypatch):
         key = tuple((k.source, k.role, tuple(k.compile_time_args), tuple(sorted(k.defines.items())))
                     for k in prog.kernels)
         loaded = emu.compile_stats.compiled + emu.compile_stats.disk_hits - before
-        calls.append((prog.name, key, loaded, tuple(tuple(x.shape) for x in inputs.values())))
+        shapes = tuple((name, tuple(x.shape) if hasattr(x, "shape") else (len(x),)) for name, x in inputs.items())
+        calls.append((prog.name, key, loaded, shapes))
         return result
 
     monkeypatch.setattr(emu, "run", run)
@@ -32,10 +44,10 @@ def runs(monkeypatch):
 
 
 def generate_ids(ops: str, k: int, max_new_tokens: int = 12, sampling: Sampling = Sampling(),
-                 emu_attention: bool = True):
+                 emu_attention: bool = True, drafter: str = "model", engine: str = "cpu"):
     """emu_attention=False: only accept_prefix and rollback_kv on `ops`; both models keep their own attention."""
-    pair = load_pair("tiny")
-    dec = SpeculativeDecoder(pair, "model", k, sampling, ops=ops)
+    pair = load_pair("tiny", engine=engine)
+    dec = SpeculativeDecoder(pair, drafter, k, sampling, ops=ops)
     if not emu_attention:
         for model in (pair.target, pair.draft):
             model.attention = model.native_attention
@@ -89,6 +101,102 @@ def test_emu_coupled_sampling_is_the_greedy_kernels_on_perturbed_scores(runs):
         {"reader_accept_prefix.cpp"}
 
 
+@pytest.fixture
+def tree_parents(monkeypatch):
+    """parents [B, k+1] of every TreeDrafter proposal (what the loop's tree steps verify)."""
+    seen, propose = [], TreeDrafter.propose
+
+    def recording(self, *args, **kwargs):
+        proposal = propose(self, *args, **kwargs)
+        seen.append(proposal.parents)
+        return proposal
+
+    monkeypatch.setattr(TreeDrafter, "propose", recording)
+    return seen
+
+
+def refuse_torch_ops(monkeypatch) -> None:
+    """Make a fall-back to the torch ops fail: on "emu" every op of the loop must run its kernels."""
+    def refused(*args, **kwargs):
+        raise AssertionError("a torch op ran with ops='emu'")
+
+    for module, op in ((accept_torch, "accept_tree"), (accept_torch, "accept_prefix"), (rollback_torch, "rollback_kv"),
+                       (attention_torch, "verify_attention")):
+        monkeypatch.setattr(module, op, refused)
+
+
+@pytest.mark.parametrize("drafter,engine", [("tree", "cpu"), ("lookup+tree", "cpu"),
+                                            ("lookup+tree", "torch")])  # torch: Llama.run_rows's tree mask
+@pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.8)], ids=["greedy", "coupled"])
+def test_emu_trees_give_the_target_alones_tokens(drafter, engine, sampling, runs, tree_parents, monkeypatch):
+    alone = generate_ids("torch", 0, 16, sampling, engine=engine)  # k = 0: generate_plain, its own attention
+    torch_ops = generate_ids("torch", 3, 16, sampling, drafter=drafter, engine=engine)
+    assert runs == []
+    tree_parents.clear()
+    with monkeypatch.context() as patched:
+        refuse_torch_ops(patched)
+        got = generate_ids("emu", 3, 16, sampling, drafter=drafter, engine=engine)
+    assert got.tokens == torch_ops.tokens == alone.tokens
+    assert got.stats.accepted == torch_ops.stats.accepted > 0 and got.stats.steps == torch_ops.stats.steps
+    # trees were verified, and in some step the batch's two rows verified different trees
+    assert got.stats.tree_row_steps > 0
+    assert any(not torch.equal(parents[0], parents[1]) for parents in tree_parents)
+    assert {run[0] for run in runs} == {"verify_attention", "accept_tree", "rollback_kv"}
+    tree_steps = sum(got.stats.shape_steps.values())  # steps that verified a tree (the rest: plain steps)
+    inputs = [dict(shapes) for _, _, _, shapes in runs]
+    n_layers = load_pair("tiny").target.cfg.n_layers
+    assert sum(run[0] == "verify_attention" and "tree" in x for run, x in zip(runs, inputs)) == n_layers * tree_steps
+    assert sum(run[0] == "rollback_kv" and "accepted_slots" in x for run, x in zip(runs, inputs)) == tree_steps
+    assert sum(run[0] == "rollback_kv" for run in runs) == got.stats.steps
+    assert sum(run[0] == "accept_tree" for run in runs) >= tree_steps  # one per row group of equal node counts
+
+
+def smollm2_ready() -> bool:
+    return (WEIGHTS / "smollm2_draft.safetensors").is_file() and all(
+        importlib.util.find_spec(m) for m in ("gguf", "tokenizers"))
+
+
+@pytest.mark.skipif(not smollm2_ready(), reason="needs smollm2_draft.safetensors, gguf, tokenizers (tools/setup.sh)")
+def test_emu_trees_on_smollm2_are_the_target_alone_on_the_same_kernels():
+    """The real pair, two bench prompts in one batch: the tree step on the kernels gives the tokens of the
+    target alone running the same attention kernel. Not compared with the CPU engine's own attention: the
+    kernel's TF32 sources move SmolLM2's logits by up to ~0.2, and the second prompt's first token is a
+    near-tie there (33.506 vs 33.495), which the chain on "emu" flips too."""
+    pair = load_pair("smollm2")
+    tok = pair.tokenizer
+    prompts = [tok.encode(chat_prompt(tok, text)) for _, text in select(BENCH_PROMPTS, 2)]
+    for drafter, sampling in (("tree", Sampling()), ("lookup+tree", Sampling(temperature=0.8))):
+        alone = SpeculativeDecoder(pair, drafter, 0, sampling, ops="emu").generate_ids(prompts, 12)
+        got = SpeculativeDecoder(pair, drafter, 3, sampling, ops="emu").generate_ids(prompts, 12)
+        assert got.tokens == alone.tokens
+        assert got.stats.accepted > 0 and got.stats.tree_row_steps > 0
+
+
+@pytest.mark.parametrize("drafter", ["tree", "lookup+tree"])
+@pytest.mark.parametrize("sampling", [Sampling(temperature=0.8, coupled=False),
+                                      Sampling(temperature=0.8, top_k=5, top_p=0.9, coupled=False)])
+def test_emu_sampled_trees_give_the_torch_ops_tokens(drafter, sampling, runs, monkeypatch):
+    """The rejection rule over a tree (coupled=False) on the sampled accept_tree kernel: the torch ops' tokens
+    when both models keep their own attention (as the chain's sampling test: the verify kernel's TF32 sources
+    would move a draw near a CDF boundary)."""
+    want = generate_ids("torch", 3, 12, sampling, emu_attention=False, drafter=drafter)
+    with monkeypatch.context() as patched:
+        refuse_torch_ops(patched)
+        got = generate_ids("emu", 3, 12, sampling, emu_attention=False, drafter=drafter)
+    assert got.tokens == want.tokens
+    assert got.stats.accepted == want.stats.accepted > 0 and got.stats.tree_row_steps > 0
+    assert "accept_tree_sampling" in {run[0] for run in runs}
+
+
+def test_sampled_trees_on_the_emulator_run_from_the_cli(capsys):
+    args = ["generate", "ab", "--pair", "tiny", "--drafter", "tree", "--k", "3", "--max-new-tokens", "4",
+            "--temperature", "0.8", "--no-coupled"]
+    assert main([*args, "--ops", "emu"]) == 0
+    emu_out = capsys.readouterr().out
+    assert main(args) == 0
+    assert emu_out and emu_out == capsys.readouterr().out  # the CPU engine's attention either way: the same text
+
+
 def test_missing_kernel_features_are_named():
     pair = load_pair("tiny")
     with pytest.raises(ValueError, match="k: got 'auto', expected an int with ops='emu'"):
@@ -104,12 +212,14 @@ def test_missing_kernel_features_are_named():
     assert torch_pair.target.attention == torch_pair.draft.attention == "torch"
 
 
-def test_cli_generate_ops_emu(capsys):
-    assert main(["generate", "ab", "--pair", "tiny", "--ops", "emu", "--k", "2", "--max-new-tokens", "4"]) == 0
+@pytest.mark.parametrize("drafter,k", [("model", "2"), ("tree", "3")])
+def test_cli_generate_ops_emu(capsys, drafter, k):
+    greedy = ["--drafter", drafter, "--k", k, "--max-new-tokens", "4"]
+    assert main(["generate", "ab", "--pair", "tiny", "--ops", "emu", *greedy]) == 0
     emu_text = capsys.readouterr().out
-    assert main(["generate", "ab", "--pair", "tiny", "--k", "2", "--max-new-tokens", "4"]) == 0
+    assert main(["generate", "ab", "--pair", "tiny", *greedy]) == 0
     assert emu_text == capsys.readouterr().out
-    sampled = ["--k", "2", "--max-new-tokens", "4", "--temperature", "1", "--top-p", "0.9"]
+    sampled = [*greedy, "--temperature", "1", "--top-p", "0.9"]  # coupled (Sampling's default)
     assert main(["generate", "ab", "--pair", "tiny", "--ops", "emu", *sampled]) == 0
     emu_text = capsys.readouterr().out
     assert main(["generate", "ab", "--pair", "tiny", *sampled]) == 0

@@ -118,6 +118,28 @@ def test_torch_ops_path_matches_engine(cpu_pair):
     torch.testing.assert_close(glue, engine, atol=SELF_ATOL[target.matrix_path], rtol=0)
 
 
+def test_torch_ops_tree_path_matches_engine(cpu_pair):
+    # forward_tree with ops.verify_attention's tree mask (forward_with_ops): RoPE at pos + depth, KV at slot
+    # pos + t, as the engine's tree verify; two rows with different trees after different contexts
+    target, _ = cpu_pair
+    context = torch.randint(0, 256, (2, 9))
+    tokens = torch.randint(0, 256, (2, 7))
+    parents = torch.tensor([[-1, 0, 0, 1, 1, 2, 5], [-1, 0, 1, 2, 0, 4, 3]])
+    pos = torch.tensor([9, 5])
+    results = {}
+    for attention in ("cpu", "torch"):
+        target.allocate_cache(2, 20)
+        target.forward(context, torch.zeros(2, dtype=torch.long))
+        target.attention = attention
+        try:
+            logits = target.forward_tree(tokens, pos, parents)
+        finally:
+            target.attention = "cpu"
+        results[attention] = logits, target.k_cache.clone(), target.v_cache.clone()
+    for engine, glue in zip(results["cpu"], results["torch"]):
+        torch.testing.assert_close(glue, engine, atol=SELF_ATOL[target.matrix_path], rtol=0)
+
+
 def test_bad_input_is_named(cpu_pair):
     target, _ = cpu_pair
     target.allocate_cache(1, 8)

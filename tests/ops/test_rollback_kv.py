@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tt_specdec.ops import PLACEHOLDER, accept_prefix, rollback_kv
-from tt_specdec.ops.rollback_kv import reference
+from tt_specdec.ops.rollback_kv import compact_hidden, reference
 
 
 @st.composite
@@ -213,3 +213,34 @@ def test_bad_compaction_inputs_name_the_argument_and_leave_caches_untouched(chan
     for name, x in before.items():
         if isinstance(x, torch.Tensor):
             assert torch.equal(step[name], x), f"{name} changed by a rejected call"
+
+
+@settings(deadline=None, max_examples=40)
+@given(B=st.integers(1, 8), k=st.integers(1, 15), width=st.sampled_from([1, 24]), seed=st.integers(0, 2**31 - 1))
+def test_compact_hidden_moves_the_rows_the_kv_moves(B, k, width, seed):
+    """A tree's kept hidden states [B, S, W] are compacted as the reference compacts a cache of one head."""
+    step = reference.random_rollback_step(seed, B, k, layers=None)
+    hidden = torch.randn(B, step["k_cache"].shape[-2], width, generator=torch.Generator().manual_seed(seed))
+    want = clone_step(step)
+    want["k_cache"], want["v_cache"] = hidden.unsqueeze(1).clone(), hidden.unsqueeze(1).clone()  # [B, 1, S, W]
+    reference.rollback_kv(**want)
+    got = hidden.clone()
+    compact_hidden(step["pos"], step["num_accepted"], step["accepted_slots"], got)
+    assert torch.equal(got, want["k_cache"][:, 0])
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(hidden_cache=torch.zeros(2, 80)), r"hidden_cache: got shape \[2, 80\], expected \[B, S, W\] with B=2"),
+    (dict(hidden_cache=torch.zeros(3, 80, 8)), r"hidden_cache: got shape \[3, 80, 8\], expected \[B, S, W\] with B=2"),
+    (dict(accepted_slots=torch.tensor([[0, 2, 4, -1], [0, 1, 3, 2]])), r"accepted_slots: got 4 at \[0, 2\]"),
+    (dict(pos=torch.tensor([0, 78])), "pos: got 78 at row 1"),
+])
+def test_bad_compact_hidden_inputs_name_the_argument_and_leave_it_untouched(change, match):
+    step = compaction_args()
+    args = dict(pos=step["pos"], num_accepted=step["num_accepted"], accepted_slots=step["accepted_slots"],
+                hidden_cache=torch.randn(2, 80, 8))
+    args.update(change)
+    before = args["hidden_cache"].clone()
+    with pytest.raises(ValueError, match=match):
+        compact_hidden(**args)
+    assert torch.equal(args["hidden_cache"], before)

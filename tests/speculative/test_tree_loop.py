@@ -10,6 +10,7 @@ import torch
 from test_lossless import FP32_BOUND, check_lossless
 from tt_specdec.api import load_pair
 from tt_specdec.drafters import TreeDrafter
+from tt_specdec.ops.rollback_kv import compact_hidden
 from tt_specdec.ops.verify_attention import tree_mask_from_parents
 from tt_specdec.sampling import Sampling
 from tt_specdec.speculative.cost import CostModel
@@ -88,6 +89,41 @@ def test_llama_forward_tree_rows_are_their_paths_decoded(tiny_pair):
         torch.testing.assert_close(tree[t], chain, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("engine", ["cpu", "torch"])
+def test_tree_verify_keeps_the_hidden_states_of_decoding_its_accepted_path(tiny_pair, cpu_pair, engine):
+    """forward_tree writes node t's kept hidden states at slot pos + t; compacted with the KV's slots, an
+    accepted path's rows are what decoding it one token at a time writes (the CPU engine: bit for bit)."""
+    target = cpu_pair.target if engine == "cpu" else tiny_pair[0]
+    layers, B = (1, 3, 4), 2
+    ctx = [PROMPTS[0], PROMPTS[3][:30]]
+    L = torch.tensor([len(c) - 1 for c in ctx])  # the root, ctx[-1], sits at position L
+    tokens = torch.tensor([[c[-1], 10, 11, 12, 13, 14, 15] for c in ctx])
+    parents = torch.tensor([[-1, 0, 0, 1, 2, 3, 5], [-1, 0, 1, 0, 3, 4, 2]])
+    accepted = torch.tensor([[0, 1, 3, 5, 6, -1, -1], [0, 3, 4, 5, -1, -1, -1]])  # [B, T] root paths (accept_tree's slots)
+    n = torch.tensor([4, 3])
+    assert all(int(parents[b, accepted[b, j]]) == accepted[b, j - 1] for b in range(B) for j in range(1, n[b] + 1))
+
+    def decoded(b: int) -> torch.Tensor:  # [n + 1, 3·dim] the path decoded token by token after the context
+        target.allocate_cache(1, 96, keep_hidden=layers)
+        target.forward(torch.tensor([ctx[b][:-1]]), torch.tensor([0]))
+        for j, node in enumerate(accepted[b, :n[b] + 1].tolist()):
+            target.forward(tokens[b:b + 1, node:node + 1], L[b:b + 1] + j)
+        return target.hidden_cache[0, L[b]:L[b] + n[b] + 1].clone()
+
+    want = [decoded(b) for b in range(B)]
+    target.allocate_cache(B, 96, keep_hidden=layers)
+    longest = int(L.max())
+    target.prefill(torch.tensor([c[:-1] + [0] * (longest - len(c) + 1) for c in ctx]), L)  # right-padded contexts
+    target.forward_tree(tokens, L, parents)
+    compact_hidden(L, n, accepted, target.hidden_cache)
+    for b in range(B):
+        got = target.hidden_cache[b, L[b]:L[b] + n[b] + 1]
+        if engine == "cpu":
+            assert torch.equal(got, want[b]), f"row {b}"
+        else:
+            torch.testing.assert_close(got, want[b], rtol=0, atol=1e-4)
+
+
 def test_coupled_sampling_with_trees_is_the_target_alone(cpu_pair):
     sampling = Sampling(0.8, 0, 0.9, coupled=True)
     plain = generate_plain(cpu_pair.target, PROMPTS, max_new_tokens=MAX_NEW, sampling=sampling, seed=7).tokens
@@ -117,11 +153,6 @@ def test_sampled_trees_seeded_reproduce_and_branch(cpu_pair):
                                  k=5, max_new_tokens=MAX_NEW, sampling=sampling, seed=s) for s in (3, 3, 4)]
     assert runs[0].tokens == runs[1].tokens and runs[0].tokens != runs[2].tokens
     assert 0 < runs[0].stats.accepted < runs[0].stats.drafted and runs[0].stats.tree_row_steps > 0
-
-
-def test_trees_on_the_emulator_are_refused(cpu_pair):
-    with pytest.raises(ValueError, match="ops: got 'emu' with a tree drafter, expected 'torch'"):
-        speculative_generate(cpu_pair.target, TreeDrafter(cpu_pair.draft), PROMPTS, k=3, max_new_tokens=4, ops="emu")
 
 
 def test_a_target_without_forward_tree_is_refused(cpu_pair):

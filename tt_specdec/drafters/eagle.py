@@ -234,13 +234,19 @@ class EagleDrafter:
             return restricted_logits(self.norm, self.head_weight, feats).float()
         return engine_logits(self.engine[1], feats, len(self.head.vocab_ids))
 
-    @torch.inference_mode()
-    def propose(self, context, length, k, sampling: Sampling, seeds) -> Proposal:
-        B = context.shape[0]
+    def check_reach(self, length: torch.Tensor, k: int) -> None:
+        """A proposal of k drafts after rows of length [B] writes head slots up to (length-1) + (k-2): they
+        must lie in the cache of reset."""
         cache_len = self.head.k_cache.shape[2]
-        if int(length.max()) + k - 3 >= cache_len:  # the last draft step writes slot (length-1) + (k-2)
+        if int(length.max()) + k - 3 >= cache_len:
             raise ValueError(f"k: got {k} with a row of length {int(length.max())}, expected length + k - 2 <= "
                              f"{cache_len} (the cache_len of reset)")
+
+    def first_step(self, context: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                torch.Tensor]:
+        """The head over every row's slots with target features not yet fed (cached .. length-2), in one
+        call -> (f' [B, d] at slot length-2, the head's output after the newest token; its logits [B, N], the
+        first draft's; ready [B] = length-1, what `cached` becomes once the proposal is done)."""
         embed, dtype = self.target.embed, self.head.fc.weight.dtype
         ready = length - 1  # [B] slots p = 0..length-2 have the target's f_p
         self.cached = torch.minimum(self.cached, ready)
@@ -256,7 +262,14 @@ class EagleDrafter:
         tokens = torch.stack([context[b, s + 1:s + 1 + feed] for b, s in enumerate(start)])  # x_{p+1} [B, feed]
         out = self.step(embed(tokens), feats, torch.tensor(start), with_logits=False)[0]  # f'_{p+1}
         feat = torch.stack([out[b, r - 1 - s] for b, (r, s) in enumerate(zip(ready_rows, start))])  # [B, d]
-        logits = self.logits(feat)  # [B, N]: from f'_{length-1}, the token after the newest
+        return feat, self.logits(feat), ready  # logits from f'_{length-1}: the token after the newest
+
+    @torch.inference_mode()
+    def propose(self, context, length, k, sampling: Sampling, seeds) -> Proposal:
+        B = context.shape[0]
+        self.check_reach(length, k)  # the last draft step writes slot (length-1) + (k-2)
+        embed = self.target.embed
+        feat, logits, ready = self.first_step(context, length)
         pos = ready.clone()
         drafts, probs, conf = [], [], []
         reach = np.ones(B)

@@ -10,7 +10,8 @@ the product of the draft's probabilities along its path, and the most probable c
 next, until the tree has k + 1 nodes; a prompt-lookup branch (the n-gram continuation, as
 NgramDrafter finds it) can compete, its tokens valued by the match's length. One top child per
 node (width 1) is a chain: the draft's greedy. Nodes are added best first, so the first j nodes
-of a proposal are the tree of j nodes.
+of a proposal are the tree of j nodes. `best_first` is the growth itself, for any drafter that can
+expand a node (TreeDrafter: the draft model; eagle_tree.EagleTreeDrafter: an EAGLE head).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -74,7 +76,7 @@ class TreeDrafter:
 
     draft: a Decoder (CpuLlama or Llama) sharing the target's vocabulary; top_children: the width,
     candidates pushed per expanded node (1: a chain), unless propose is given another; lookup: the
-    n-gram continuation of the context's tail competes as a branch from the root (copies()).
+    n-gram continuation of the context's tail competes as a branch from the root (lookup_copies).
 
     One draft forward per round expands one node of every row that still grows (rows share the call, as
     ModelDrafter's rows do): a tree of k drafts costs about k draft steps, like a chain of k. The cache of
@@ -142,65 +144,82 @@ class TreeDrafter:
         """k drafts per row as a tree after each row's context (context [B, S], length [B]); width: the most
         children per node (default top_children; 1: a chain). Deterministic (greedy or coupled verify)."""
         width = self.top_children if width is None else width
-        B = context.shape[0]
         ctxs = [context[b, :n].tolist() for b, n in enumerate(length.tolist())]
-        for b in range(B):
+        for b in range(len(ctxs)):
             self.sync(ctxs[b], b)
-        trees = [Tree.root(c[-1]) for c in ctxs]
-        order = itertools.count()  # heap tie-break: first pushed, first taken
-        # per row, candidates (-log p of the path, order, parent, token, copy index or -1 for the draft's own)
-        heaps: list[list] = [[] for _ in range(B)]
-        copies = [self.copies(c, k) for c in ctxs]  # (tokens, log p of each) or None
-        for b, found in enumerate(copies):
-            if found is not None:  # the copy's first token competes with the draft's from the start
-                heaps[b].append((-found[1], next(order), 0, found[0][0], 0))
-        logp = [{0: 0.0} for _ in range(B)]  # node -> log p of its path, for the nodes reached
-        expanded = [set() for _ in range(B)]
-        todo = [0 if k > 0 else None for _ in range(B)]  # the node each row expands next (None: full)
-        rounds = 0
-        while any(t is not None for t in todo):
+
+        def expand(trees: list[Tree], todo: list[int | None]) -> tuple[list[list[float]], list[list[int]]]:
             lp = self.feed(ctxs, [None if t is None else [trees[b].tokens[i] for i in trees[b].path(t)]
                                   for b, t in enumerate(todo)])  # [B, V]
-            rounds += 1
             top = torch.topk(lp, min(width, lp.shape[1]))
-            values, indices = top.values.tolist(), top.indices.tolist()
-            for b, node in enumerate(todo):
-                if node is not None:
-                    expanded[b].add(node)
-                    for v, tok in zip(values[b], indices[b]):
-                        heapq.heappush(heaps[b], (-(logp[b][node] + v), next(order), node, int(tok), -1))
-            todo = [self.grow(trees[b], heaps[b], logp[b], expanded[b], copies[b], k + 1, order) for b in range(B)]
-        source = np.array([OWN if c is None else COPIED for c in copies])
-        tokens = torch.tensor([t.tokens[1:] for t in trees], dtype=torch.long).view(B, k)
-        parents = torch.tensor([t.parents for t in trees], dtype=torch.long).view(B, k + 1)
-        return Proposal(tokens, source=source, model_steps=rounds, parents=parents)
+            return top.values.tolist(), top.indices.tolist()
 
-    def copies(self, ctx: list[int], k: int) -> tuple[list[int], float] | None:
-        """The prompt-lookup branch of a row: (up to k tokens that followed the latest earlier occurrence of
-        the context's tail, log p of each) or None. Each copied token counts as probability n / (max_ngram
-        + 1) for a match of n tokens (as LookupFirstDrafter's confidence), so copies and the draft's own
-        candidates are taken best first together."""
-        if self.lookup is None or k == 0:
-            return None
-        found = self.lookup.match(torch.tensor(ctx), k)
-        if found is None:
-            return None
-        tokens, real, n = found
-        return tokens[:real].tolist(), math.log(n / (self.lookup.max_ngram + 1))
+        return best_first(ctxs, k, [lookup_copies(self.lookup, c, k) for c in ctxs], expand)
 
-    @staticmethod
-    def grow(tree: Tree, heap: list, logp: dict[int, float], expanded: set[int],
-             copies: tuple[list[int], float] | None, nodes: int, order) -> int | None:
-        """Take the most probable candidates into `tree` until it has `nodes` nodes (None: full, nothing to
-        expand) or the draft's own candidate adds or reaches a node not expanded yet: that node. A copied
-        token's node is not expanded (copies cost no draft step) unless a draft candidate reaches it; it
-        offers the next copied token as a candidate."""
-        while len(tree) < nodes and heap:
-            neg, _, parent, tok, copy = heapq.heappop(heap)
-            node = tree.add(parent, tok)  # a node already there is reached, not added twice
-            logp.setdefault(node, -neg)
-            if copy >= 0 and copy + 1 < len(copies[0]):
-                heapq.heappush(heap, (-(logp[node] + copies[1]), next(order), node, copies[0][copy + 1], copy + 1))
-            if copy < 0 and len(tree) < nodes and node not in expanded and -neg > -math.inf:
-                return node
+
+Expand = Callable[[list[Tree], list[int | None]], tuple[list[list[float]], list[list[int]]]]
+
+
+def best_first(ctxs: list[list[int]], k: int, copies: list[tuple[list[int], float] | None],
+               expand: Expand) -> Proposal:
+    """The best-first trees of k drafts after each row's context ctxs [B][L] (EAGLE-2's dynamic tree), as a
+    Proposal with parents. expand(trees, todo) runs the drafter once for every row's node todo[b] (None:
+    the row expands nothing) and returns, per row, its candidate children: (log p of each [B][w], their
+    token ids [B][w]); copies[b]: the row's prompt-lookup branch (lookup_copies) or None. Rounds of expand
+    run until every tree has k + 1 nodes or nothing left to expand; model_steps counts them."""
+    B = len(ctxs)
+    trees = [Tree.root(c[-1]) for c in ctxs]
+    order = itertools.count()  # heap tie-break: first pushed, first taken
+    # per row, candidates (-log p of the path, order, parent, token, copy index or -1 for the draft's own)
+    heaps: list[list] = [[] for _ in range(B)]
+    for b, found in enumerate(copies):
+        if found is not None:  # the copy's first token competes with the draft's from the start
+            heaps[b].append((-found[1], next(order), 0, found[0][0], 0))
+    logp = [{0: 0.0} for _ in range(B)]  # node -> log p of its path, for the nodes reached
+    expanded = [set() for _ in range(B)]
+    todo = [0 if k > 0 else None for _ in range(B)]  # the node each row expands next (None: full)
+    rounds = 0
+    while any(t is not None for t in todo):
+        values, tokens = expand(trees, todo)
+        rounds += 1
+        for b, node in enumerate(todo):
+            if node is not None:
+                expanded[b].add(node)
+                for v, tok in zip(values[b], tokens[b]):
+                    heapq.heappush(heaps[b], (-(logp[b][node] + v), next(order), node, int(tok), -1))
+        todo = [grow(trees[b], heaps[b], logp[b], expanded[b], copies[b], k + 1, order) for b in range(B)]
+    source = np.array([OWN if c is None else COPIED for c in copies])
+    tokens = torch.tensor([t.tokens[1:] for t in trees], dtype=torch.long).view(B, k)
+    parents = torch.tensor([t.parents for t in trees], dtype=torch.long).view(B, k + 1)
+    return Proposal(tokens, source=source, model_steps=rounds, parents=parents)
+
+
+def grow(tree: Tree, heap: list, logp: dict[int, float], expanded: set[int],
+         copies: tuple[list[int], float] | None, nodes: int, order) -> int | None:
+    """Take the most probable candidates into `tree` until it has `nodes` nodes (None: full, nothing to
+    expand) or the draft's own candidate adds or reaches a node not expanded yet: that node. A copied
+    token's node is not expanded (copies cost no draft step) unless a draft candidate reaches it; it
+    offers the next copied token as a candidate."""
+    while len(tree) < nodes and heap:
+        neg, _, parent, tok, copy = heapq.heappop(heap)
+        node = tree.add(parent, tok)  # a node already there is reached, not added twice
+        logp.setdefault(node, -neg)
+        if copy >= 0 and copy + 1 < len(copies[0]):
+            heapq.heappush(heap, (-(logp[node] + copies[1]), next(order), node, copies[0][copy + 1], copy + 1))
+        if copy < 0 and len(tree) < nodes and node not in expanded and -neg > -math.inf:
+            return node
+    return None
+
+
+def lookup_copies(lookup: NgramDrafter | None, ctx: list[int], k: int) -> tuple[list[int], float] | None:
+    """The prompt-lookup branch of a row: (up to k tokens that followed the latest earlier occurrence of
+    the context's tail, log p of each) or None (no lookup, k = 0 or no match). Each copied token counts as
+    probability n / (max_ngram + 1) for a match of n tokens (as LookupFirstDrafter's confidence), so copies
+    and the draft's own candidates are taken best first together."""
+    if lookup is None or k == 0:
         return None
+    found = lookup.match(torch.tensor(ctx), k)
+    if found is None:
+        return None
+    tokens, real, n = found
+    return tokens[:real].tolist(), math.log(n / (lookup.max_ngram + 1))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tt_specdec import ops
-from tt_specdec.models.llama import Llama, apply_rope, check_forward_args
+from tt_specdec.models.llama import Llama, apply_rope, check_forward_args, tree_rows
 
 
 def _cpu():
@@ -173,23 +173,11 @@ class CpuLlama:
         """tokens [B, T] at positions pos[b] .. pos[b]+T-1 -> logits [B, T, V] fp32; writes their KV.
         with_logits=False returns the final hidden states [B, T, dim] instead (no head)."""
         check_forward_args(self, tokens, pos)
-        B, T = tokens.shape
-        starts = pos.tolist()
         if self.attention != "cpu":
             logits, x, kept = self.forward_with_ops(tokens, pos)
-        else:
-            x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
-            logits = torch.empty(B, T, self.vocab_size) if with_logits else None
-            layers = self.keep_hidden or None
-            kept = None if layers is None else torch.empty(B, T, len(layers), self.cfg.dim)
-            self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, starts, logits, hidden=kept,
-                                hidden_layers=layers)
-            x = x.view(B, T, -1)
-        if self.keep_hidden:
-            kept = kept.view(B, T, -1)  # [B, T, n·dim]
-            for b, p in enumerate(starts):  # a slice per row: cheaper than one advanced-index write
-                self.hidden_cache[b, p:p + T] = kept[b]
-        return logits if with_logits else x
+            self.keep_rows(kept, pos)
+            return logits if with_logits else x
+        return self.run_engine(tokens, pos, with_logits, None)
 
     @torch.inference_mode()
     def forward_tree(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
@@ -197,23 +185,52 @@ class CpuLlama:
         earlier row) -> logits [B, T, V]. Row t sits at position pos[b] + its depth, sees the cache (keys
         0 .. pos[b]-1) and its ancestors, and writes its KV at slot pos[b] + t; after rollback_kv compacts
         an accepted path to pos[b] + depth, the cache and the path's logits have the bits that decoding the
-        path one token at a time gives (exact mode, for trees)."""
+        path one token at a time gives (exact mode, for trees). Kept hidden states are written as the KV, at
+        slot pos[b] + t (the loop compacts them with the KV: ops.rollback_kv.compact_hidden). With `attention`
+        "torch" or "emu" the attention is ops.verify_attention's with the tree mask (forward_with_ops)."""
         check_forward_args(self, tokens, pos)
-        B, T = tokens.shape
-        x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()
-        logits = torch.empty(B, T, self.vocab_size)
-        self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, pos.tolist(), logits,
-                            parents.reshape(-1).tolist())
-        return logits
+        if self.attention != "cpu":
+            logits, _, kept = self.forward_with_ops(tokens, pos, parents)
+            self.keep_rows(kept, pos)
+            return logits
+        return self.run_engine(tokens, pos, True, parents.reshape(-1).tolist())
 
-    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                  torch.Tensor | None]:
+    def run_engine(self, tokens: torch.Tensor, pos: torch.Tensor, with_logits: bool,
+                   parents: list[int] | None) -> torch.Tensor:
+        """forward's and forward_tree's body on the C++ engine (parents [B * T] or None: a chain) -> logits
+        [B, T, V], or the final hidden states [B, T, dim] without logits; kept hidden states written to
+        hidden_cache at slots pos[b] + t, as the KV."""
+        B, T = tokens.shape
+        x = self.embed(tokens).reshape(B * T, self.cfg.dim).contiguous()  # [M, dim]: in embeddings, out hidden
+        logits = torch.empty(B, T, self.vocab_size) if with_logits else None
+        layers = self.keep_hidden or None
+        kept = None if layers is None else torch.empty(B, T, len(layers), self.cfg.dim)
+        self.engine.forward(x.view(B, T, -1), self.k_cache, self.v_cache, pos.tolist(), logits, parents,
+                            hidden=kept, hidden_layers=layers)
+        self.keep_rows(kept, pos)
+        return logits if with_logits else x.view(B, T, -1)
+
+    def keep_rows(self, kept: torch.Tensor | None, pos: torch.Tensor) -> None:
+        """The kept blocks' hidden states kept [B, T, n, dim] (or [B, T, n·dim]; None: none kept) into
+        hidden_cache at slots pos[b] .. pos[b]+T-1."""
+        if kept is None:
+            return
+        B, T = kept.shape[:2]
+        kept = kept.view(B, T, -1)  # [B, T, n·dim]
+        for b, p in enumerate(pos.tolist()):  # a slice per row: cheaper than one advanced-index write
+            self.hidden_cache[b, p:p + T] = kept[b]
+
+    def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The same step with attention from ops.verify_attention (`attention` "torch" or "emu"):
-        (logits [B, T, V], final hidden [B, T, dim], the keep_hidden blocks' [B, T, n·dim] or None)."""
+        (logits [B, T, V], final hidden [B, T, dim], the keep_hidden blocks' [B, T, n·dim] or None).
+        parents [B, T] (a token tree, as forward_tree): row t at RoPE position pos[b] + its depth, tree-masked;
+        None: the chain, row t at pos[b] + t. KV is written at slot pos[b] + t either way."""
         cfg = self.cfg
         B, T = tokens.shape
         Hq, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        positions = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        slots = pos.view(B, 1) + torch.arange(T)  # [B, T]
+        positions, tree_mask = (slots, None) if parents is None else tree_rows(pos, parents)  # [B, T], [B, T, T]
         cos = self.model.rope_cos[positions].unsqueeze(2)  # [B, T, 1, D]
         sin = self.model.rope_sin[positions].unsqueeze(2)
         rows = torch.arange(B).view(B, 1)
@@ -224,9 +241,9 @@ class CpuLlama:
             q = apply_rope(qkv[..., :Hq * D].view(B, T, Hq, D), cos, sin)
             k = apply_rope(qkv[..., Hq * D:(Hq + Hkv) * D].view(B, T, Hkv, D), cos, sin)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]  # [B, Hkv, S, D]
-            k_cache[rows, :, positions] = k
-            v_cache[rows, :, positions] = qkv[..., (Hq + Hkv) * D:].view(B, T, Hkv, D)
-            o = ops.verify_attention(q, k_cache, v_cache, pos, backend=self.attention)
+            k_cache[rows, :, slots] = k
+            v_cache[rows, :, slots] = qkv[..., (Hq + Hkv) * D:].view(B, T, Hkv, D)
+            o = ops.verify_attention(q, k_cache, v_cache, pos, tree_mask=tree_mask, backend=self.attention)
             x = x + layer.wo(o.reshape(B * T, Hq * D))
             gate, up = layer.gate_up(F.rms_norm(x, (cfg.dim,), layer.ffn_norm, layer.eps)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)

@@ -69,6 +69,13 @@ def check_forward_args(model, tokens: torch.Tensor, pos: torch.Tensor) -> None:
             f"expected 0..{model.cache_len - 1} (the KV cache length)")
 
 
+def tree_rows(pos: torch.Tensor, parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A token tree's verify rows: pos [B], parents [B, T] -> (RoPE positions [B, T]: pos[b] + node t's depth,
+    tree_mask [B, T, T]: verify_attention's, row t sees its ancestors and itself)."""
+    mask = tree_mask_from_parents(parents)  # [B, T, T]
+    return pos.view(-1, 1) + mask.sum(-1) - 1, mask  # depth: ancestors seen, the root excluded
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -231,14 +238,10 @@ class Llama(nn.Module):
         """A token tree's verify: tokens [B, T] (row 0 the root), parents [B, T] (-1 for row 0, else an
         earlier row) -> logits [B, T, V] (fp32). Row t sits at position pos[b] + its depth, writes its KV at
         slot pos[b] + t and sees the cache (keys 0 .. pos[b]-1) and its ancestors (verify_attention's
-        tree_mask); rollback_kv's compaction then moves an accepted path's KV to pos[b] + depth."""
+        tree_mask); rollback_kv's compaction then moves an accepted path's KV to pos[b] + depth. Kept hidden
+        states are written at slot pos[b] + t too (ops.rollback_kv.compact_hidden moves them with the KV)."""
         check_forward_args(self, tokens, pos)
-        if self.keep_hidden:
-            raise ValueError("forward_tree: got a cache kept with hidden states, expected keep_hidden=False "
-                             "(a tree's hidden states would need the compaction too)")
-        mask = tree_mask_from_parents(parents)  # [B, T, T]
-        depth = mask.sum(-1) - 1  # [B, T]: ancestors seen, the root excluded
-        return self.run_rows(tokens, pos, pos.view(-1, 1) + depth, mask)
+        return self.run_rows(tokens, pos, *tree_rows(pos, parents))
 
     def run_rows(self, tokens: torch.Tensor, pos: torch.Tensor, positions: torch.Tensor,
                  tree_mask: torch.Tensor | None) -> torch.Tensor:

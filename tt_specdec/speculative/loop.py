@@ -17,6 +17,7 @@ from tt_specdec.drafters.base import Drafter
 from tt_specdec.errors import check_seed
 from tt_specdec.models.decoder import Decoder, TreeDecoder
 from tt_specdec.ops import PLACEHOLDER, accept_prefix, rollback_kv
+from tt_specdec.ops.rollback_kv import compact_hidden
 from tt_specdec.ops.accept_prefix import MAX_DRAFT, accept_tree
 from tt_specdec.sampling import (MASKED, Sampling, greedy_or_sample, process_logits, row_seeds, sample_next, step_seeds,
                                  support_scores)
@@ -189,17 +190,15 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     sampled output has exactly the target's distribution, and with `sampling.coupled` it is token for
     token generate_plain's sampled output for the same seed (whatever the drafter, k or policy). With a `policy`, each row drafts
     the k (at most `k`) the cost model predicts fastest, 0 meaning a plain target step.
-    `ops` runs accept_prefix and rollback_kv ("emu": their kernels on the host emulator); the decoders
-    run their attention as their own `attention` says (SpeculativeDecoder sets all three).
+    `ops` runs accept_prefix (a tree: accept_tree) and rollback_kv (a tree: with its compaction) ("emu": their
+    kernels on the host emulator); the decoders run their attention, a tree's mask too, as their own
+    `attention` says (SpeculativeDecoder sets all three).
 
     Per-row state: pos, last [B] as torch (what the decoders and the ops take); the loop's own per-row
     integers (num_draft, num_accepted, the policy's) as numpy, each converted once per step.
     """
     check_request(target, prompts, max_new_tokens, k, drafter, seed=seed, eos_token_id=eos_token_id,
                   sampling=sampling)
-    if drafter.makes_trees and ops != "torch":
-        raise ValueError(f"ops: got {ops!r} with a tree drafter, expected 'torch' (the loop's tree path runs the "
-                         "target's forward_tree and accept_tree's torch op; their kernels are not wired into it yet)")
     stats, t0 = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)
@@ -231,7 +230,7 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
             label = f"k={k_step} w={shape.get('width', drafter.top_children)}"  # what was asked for
             stats.shape_steps[label] = stats.shape_steps.get(label, 0) + 1
             num_accepted, output, slots = verify_tree(target, last, proposal.tokens[:, :k_step], parents,
-                                                      num_draft, pos, sampling, step_seed)
+                                                      num_draft, pos, sampling, step_seed, ops)
         else:
             draft_tokens = proposal.tokens[:, :k_step]
             draft_probs = None if proposal.probs is None else proposal.probs[:, :k_step]
@@ -247,8 +246,10 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
                 temperature=0.0 if sampling.coupled else sampling.temperature, top_k=sampling.top_k,
                 top_p=sampling.top_p, seed=step_seed, backend=ops)
         # 4. rollback: pos += n + 1, last = output[n]; KV past the accepted prefix is stale (a tree's accepted
-        # path is first compacted to pos .. pos + n)
+        # path is first compacted to pos .. pos + n, its kept hidden states with it: an EAGLE drafter reads them)
         tree_kv = {} if slots is None else dict(accepted_slots=slots, k_cache=target.k_cache, v_cache=target.v_cache)
+        if slots is not None and target.hidden_cache is not None:
+            compact_hidden(pos, num_accepted, slots, target.hidden_cache)
         pos, last, _, _ = rollback_kv(pos, last, num_accepted, output, backend=ops, **tree_kv)
         n = num_accepted.numpy()  # [B], -1 for finished rows
         if policy is not None:
@@ -293,12 +294,14 @@ def coupled_verify_scores(logits: torch.Tensor, tokens: torch.Tensor, parents: t
 
 
 def verify_tree(target: TreeDecoder, last: torch.Tensor, draft_tokens: torch.Tensor, parents: torch.Tensor,
-                num_draft: np.ndarray, pos: torch.Tensor, sampling: Sampling,
-                seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                num_draft: np.ndarray, pos: torch.Tensor, sampling: Sampling, seeds: torch.Tensor,
+                ops: str = "torch") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steps 2-3 for a token tree: one tree-masked target forward over [last, d_1..d_k] (parents [B, k+1]),
     then the accepted root path of each row's first num_draft[b] + 1 nodes (greedy; coupled: greedy on the
-    perturbed scores; sampled: recursive rejection over siblings, seeds [B] this step's). Returns num_accepted [B] (-1 for skipped rows), output [B, k+1] (-1 padded) and
-    accepted_slots [B, k+1] (the verify slot of accepted token j), as accept_tree gives them."""
+    perturbed scores; sampled: recursive rejection over siblings, seeds [B] this step's), accept_tree on `ops`
+    (the target's attention runs as its `attention` says). Returns num_accepted [B] (-1 for skipped rows),
+    output [B, k+1] (-1 padded) and accepted_slots [B, k+1] (the verify slot of accepted token j), as
+    accept_tree gives them."""
     B = len(num_draft)
     tokens = torch.cat([last.view(B, 1), draft_tokens], 1)  # [B, T]: node 0 is last, at position pos
     logits = target.forward_tree(tokens, pos, parents)  # [B, T, V]
@@ -315,7 +318,7 @@ def verify_tree(target: TreeDecoder, last: torch.Tensor, draft_tokens: torch.Ten
         # drafter deterministic (q one-hot on each node's token)
         sampled = {} if sampling.greedy or sampling.coupled else dict(
             temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, seed=seeds[rows])
-        n, out, sl = accept_tree(logits[rows, :t], tokens[rows, :t], parents[rows, :t], **sampled)
+        n, out, sl = accept_tree(logits[rows, :t], tokens[rows, :t], parents[rows, :t], **sampled, backend=ops)
         num_accepted[rows], output[rows, :t], slots[rows, :t] = n, out, sl
     return num_accepted, output, slots
 

@@ -7,7 +7,8 @@ from tt_specdec.ops import dispatch
 from tt_specdec.ops.rollback_kv.checks import (Rollback, check_compaction, check_paged_slots, check_rollback_args,
                                              stacked)
 
-__all__ = ["Rollback", "check_compaction", "check_paged_slots", "check_rollback_args", "rollback_kv", "stacked"]
+__all__ = ["Rollback", "check_compaction", "check_paged_slots", "check_rollback_args", "compact_hidden", "rollback_kv",
+           "stacked"]
 
 
 def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tensor, output_tokens: torch.Tensor, *,
@@ -61,3 +62,19 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     from tt_specdec.ops.rollback_kv import program
     return program.run(dispatch.executor(backend), pos, last, num_accepted, output_tokens, page_table=page_table,
                        block_size=block_size, accepted_slots=accepted_slots, k_cache=k_cache, v_cache=v_cache)[0]
+
+
+def compact_hidden(pos: torch.Tensor, num_accepted: torch.Tensor, accepted_slots: torch.Tensor,
+                   hidden_cache: torch.Tensor) -> None:
+    """A token tree's kept hidden states (a Decoder's hidden_cache [B, S, W]) compacted in place as rollback_kv
+    compacts the KV with the same pos [B] (before the step), num_accepted [B] and accepted_slots [B, k+1]:
+    slot pos + accepted_slots[j] copied to pos + j for j <= n of live rows (torch; the tree path's only
+    backend). Validated as rollback_kv's compaction, before anything is written."""
+    from tt_specdec.ops.rollback_kv import torch_impl
+
+    if hidden_cache.dim() != 3 or hidden_cache.shape[0] != pos.shape[0]:
+        raise ValueError(f"hidden_cache: got shape {list(hidden_cache.shape)}, expected [B, S, W] with B={pos.shape[0]} "
+                         "(a Decoder's hidden_cache)")
+    one_head = hidden_cache.unsqueeze(1)  # [B, 1, S, W]: a cache of one layer and one head
+    check_compaction(pos, num_accepted, accepted_slots.shape[-1] - 1, accepted_slots, one_head, one_head, None, None)
+    torch_impl.compact_kv((stacked(one_head),), pos, num_accepted, accepted_slots, None)

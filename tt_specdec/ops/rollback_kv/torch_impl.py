@@ -19,7 +19,7 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     n = np.maximum(n_acc, 0)
     emitted = output_tokens.numpy()[np.arange(B), n]
     if accepted_slots is not None:
-        compact_kv(stacked(k_cache), stacked(v_cache), pos, num_accepted, accepted_slots, page_table)
+        compact_kv((stacked(k_cache), stacked(v_cache)), pos, num_accepted, accepted_slots, page_table)
     # the caller's dtypes kept (int32 on device)
     new_pos = torch.from_numpy(np.where(live, pos_np + n + 1, pos_np).astype(pos_np.dtype))
     new_last = torch.from_numpy(np.where(live, emitted, last_np).astype(last_np.dtype))
@@ -31,11 +31,12 @@ def rollback_kv(pos: torch.Tensor, last: torch.Tensor, num_accepted: torch.Tenso
     return Rollback(new_pos, new_last, torch.where(release, -1, page_table), freed)
 
 
-def compact_kv(k5: torch.Tensor, v5: torch.Tensor, pos: torch.Tensor, num_accepted: torch.Tensor,
+def compact_kv(caches: tuple[torch.Tensor, ...], pos: torch.Tensor, num_accepted: torch.Tensor,
                accepted_slots: torch.Tensor, page_table: torch.Tensor | None) -> None:
-    """Copies slot pos + accepted_slots[j] to pos + j for j <= n of live rows, in every layer, head,
-    K and V; caches [L, M, Hkv, S or block_size, D]. The right-hand side is gathered before the
-    scatter, so overlapping slots copy the values from before the call."""
+    """Copies slot pos + accepted_slots[j] to pos + j for j <= n of live rows, in every layer and head of
+    each cache [L, M, Hkv, S or block_size, D] (K and V; or a kept hidden state as one head). The
+    right-hand side is gathered before the scatter, so overlapping slots copy the values from before the
+    call."""
     B, rows = accepted_slots.shape
     j = torch.arange(rows).view(1, -1)
     moved = (num_accepted.view(B, 1) >= 0) & (j <= num_accepted.view(B, 1)) & (accepted_slots != j)  # [B, k+1]
@@ -45,8 +46,8 @@ def compact_kv(k5: torch.Tensor, v5: torch.Tensor, pos: torch.Tensor, num_accept
     if page_table is None:
         src_at, dst_at = (b_idx, src), (b_idx, dst)
     else:
-        blk = k5.shape[3]
+        blk = caches[0].shape[3]
         table = page_table.long()
         src_at, dst_at = (table[b_idx, src // blk], src % blk), (table[b_idx, dst // blk], dst % blk)
-    for cache in (k5, v5):
+    for cache in caches:
         cache[:, dst_at[0], :, dst_at[1]] = cache[:, src_at[0], :, src_at[1]]  # [M, L, Hkv, D], gathered first
