@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from tt_specdec.runtime import emu  # noqa: E402
 from tt_specdec.runtime import program as P  # noqa: E402
 from tt_specdec.ops.accept_prefix.program import (accept_prefix_program, accept_prefix_sampling_program,  # noqa: E402
-                                                  accept_tree_program)
+                                                  accept_tree_program, accept_tree_sampling_program)
 from tt_specdec.ops.rollback_kv.program import KVCaches, rollback_kv_program  # noqa: E402
 from tt_specdec.ops.verify_attention.program import verify_attention_program  # noqa: E402
 
@@ -48,6 +48,8 @@ def programs() -> list[tuple[str, P.Program]]:
         ("accept_prefix greedy V=128256 fp32", accept_prefix_program(1, 4, 128256, f32)),
         ("accept_tree greedy V=49152 bf16 T=16", accept_tree_program(2, 16, 49152, bf16)),
         ("accept_prefix sampling V=49152 bf16", accept_prefix_sampling_program(1, 4, 49152, bf16, 1.0,
+                                                                                has_draft_probs=True)),
+        ("accept_tree sampling V=49152 bf16 T=16", accept_tree_sampling_program(2, 16, 49152, bf16, 1.0,
                                                                                 has_draft_probs=True)),
         ("rollback_kv paged", rollback_kv_program(4, 4, max_blocks=16, block_size=32)),
         ("rollback_kv compaction", rollback_kv_program(1, 4, caches=caches)),

@@ -64,6 +64,24 @@ def test_greedy_accept_tree_on_the_card(B, T, V, dtype, seed, tie_heavy, follow)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 4), T=st.sampled_from([1, 2, 5, 16]), V=st.sampled_from(VOCABS),
+       dtype=st.sampled_from([torch.bfloat16, torch.float32]), seed=st.integers(0, 2**32 - 1),
+       with_q=st.booleans(), temperature=st.sampled_from([0.3, 1.0, 2.5]), top_p=st.sampled_from([1.0, 0.9]))
+def test_sampled_accept_tree_on_the_card(B, T, V, dtype, seed, with_q, temperature, top_p):
+    logits, tokens, parents = random_tree(B, T, V, dtype, seed % 2**31, follow=0.7)
+    q = None
+    if with_q:  # i.i.d. draws: siblings may repeat a token
+        g = torch.Generator().manual_seed(seed % 2**31)
+        q = torch.softmax(torch.randn(B, T, V, generator=g) * 2, -1)
+        tokens = torch.multinomial(q.reshape(-1, V).double(), 1, generator=g).view(B, T)
+    kwargs = dict(draft_probs=q, temperature=temperature, top_p=top_p, seed=seed)
+    got = accept_tree(logits, tokens, parents, backend="device", **kwargs)
+    want = accept_tree_reference(logits, tokens, parents, **kwargs)
+    for g_, w, name in zip(got, want, ("num_accepted", "output_tokens", "accepted_slots")):
+        assert torch.equal(g_, w), (name, g_, w)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(B=st.integers(1, 8), k=st.integers(1, 15), V=st.sampled_from(VOCABS),
        dtype=st.sampled_from([torch.bfloat16, torch.float32]), seed=st.integers(0, 2**32 - 1),
        with_q=st.booleans(), temperature=st.sampled_from([0.3, 1.0, 2.5]))

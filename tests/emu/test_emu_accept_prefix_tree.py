@@ -153,10 +153,8 @@ def test_kernel_slots_compact_the_kv_on_the_emulator():
     assert all(torch.equal(a, b) for a, b in zip(results["emu"], results["torch"]))
 
 
-def test_empty_batch_and_sampling_on_the_kernels():
+def test_empty_batch_on_the_kernels():
+    """(The sampled tree's kernels: tests/emu/test_emu_accept_tree_sampling.py.)"""
     n, out, slots = accept_tree(torch.zeros(0, 4, 8), torch.zeros(0, 4, dtype=torch.long),
                                 torch.zeros(0, 4, dtype=torch.long), backend="emu")
     assert n.shape == (0,) and out.shape == slots.shape == (0, 4) and n.dtype == out.dtype == torch.int64
-    logits, tokens, parents = random_tree(1, 3, 8, torch.float32, seed=0)
-    with pytest.raises(NotImplementedError, match="temperature: got 1.0 with backend 'emu'"):
-        accept_tree(logits, tokens, parents, temperature=1.0, seed=0, backend="emu")

@@ -2,7 +2,8 @@
 on the host emulator (both models' verify_attention, accept_prefix, rollback_kv) gives token
 for token the torch ops' output on the tiny pair, and the steps reuse the compiled kernels.
 Token trees (drafters `tree`, `lookup+tree`) run theirs: verify_attention with the tree mask,
-accept_tree, rollback_kv's compaction; greedy and coupled give the target alone's tokens."""
+accept_tree, rollback_kv's compaction; greedy and coupled give the target alone's tokens, sampled trees under
+the rejection rule the torch ops' (the sampled accept_tree kernel)."""
 import importlib.util
 
 import pytest
@@ -24,7 +25,7 @@ PROMPTS = ["def fib(n):", "The cat sat on"]  # two lengths: per-row positions an
 @pytest.fixture
 def runs(monkeypatch):
     """Per emu.run: (program name, its kernels' compile-time identity, kernels loaded by this run,
-    (input name, shape) per input)."""
+    (input name, shape) per input; a list input (the sampling kernels' seeds): its length)."""
     calls = []
     real = emu.run
 
@@ -34,7 +35,8 @@ def runs(monkeypatch):
         key = tuple((k.source, k.role, tuple(k.compile_time_args), tuple(sorted(k.defines.items())))
                     for k in prog.kernels)
         loaded = emu.compile_stats.compiled + emu.compile_stats.disk_hits - before
-        calls.append((prog.name, key, loaded, tuple((name, tuple(x.shape)) for name, x in inputs.items())))
+        shapes = tuple((name, tuple(x.shape) if hasattr(x, "shape") else (len(x),)) for name, x in inputs.items())
+        calls.append((prog.name, key, loaded, shapes))
         return result
 
     monkeypatch.setattr(emu, "run", run)
@@ -170,15 +172,29 @@ def test_emu_trees_on_smollm2_are_the_target_alone_on_the_same_kernels():
         assert got.stats.accepted > 0 and got.stats.tree_row_steps > 0
 
 
-def test_sampled_trees_on_the_emulator_are_refused_by_the_cli(capsys):
-    # the rejection rule over a tree (coupled=False) has no kernel yet: refused before any cache is touched
-    # (tests/speculative/test_tree_loop.py checks the cache)
+@pytest.mark.parametrize("drafter", ["tree", "lookup+tree"])
+@pytest.mark.parametrize("sampling", [Sampling(temperature=0.8, coupled=False),
+                                      Sampling(temperature=0.8, top_k=5, top_p=0.9, coupled=False)])
+def test_emu_sampled_trees_give_the_torch_ops_tokens(drafter, sampling, runs, monkeypatch):
+    """The rejection rule over a tree (coupled=False) on the sampled accept_tree kernel: the torch ops' tokens
+    when both models keep their own attention (as the chain's sampling test: the verify kernel's TF32 sources
+    would move a draw near a CDF boundary)."""
+    want = generate_ids("torch", 3, 12, sampling, emu_attention=False, drafter=drafter)
+    with monkeypatch.context() as patched:
+        refuse_torch_ops(patched)
+        got = generate_ids("emu", 3, 12, sampling, emu_attention=False, drafter=drafter)
+    assert got.tokens == want.tokens
+    assert got.stats.accepted == want.stats.accepted > 0 and got.stats.tree_row_steps > 0
+    assert "accept_tree_sampling" in {run[0] for run in runs}
+
+
+def test_sampled_trees_on_the_emulator_run_from_the_cli(capsys):
     args = ["generate", "ab", "--pair", "tiny", "--drafter", "tree", "--k", "3", "--max-new-tokens", "4",
             "--temperature", "0.8", "--no-coupled"]
-    assert main([*args, "--ops", "emu"]) == 2
-    assert "sampling: got temperature 0.8 with coupled=False, a tree drafter and ops 'emu', expected greedy or " \
-           "coupled sampling" in capsys.readouterr().err
-    assert main(args) == 0  # the torch ops run it
+    assert main([*args, "--ops", "emu"]) == 0
+    emu_out = capsys.readouterr().out
+    assert main(args) == 0
+    assert emu_out and emu_out == capsys.readouterr().out  # the CPU engine's attention either way: the same text
 
 
 def test_missing_kernel_features_are_named():

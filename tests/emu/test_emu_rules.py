@@ -259,6 +259,7 @@ def rv32_survey():
 @pytest.mark.parametrize("kernel", ["reader_accept_prefix.cpp", "writer_accept_prefix.cpp",
                                     "reader_accept_tree.cpp", "writer_accept_tree.cpp",
                                     "reader_accept_prefix_sampling.cpp", "writer_accept_prefix_sampling.cpp",
+                                    "writer_accept_tree_sampling.cpp",
                                     "reader_rollback_kv.cpp",
                                     "writer_rollback_kv.cpp", "reader_rollback_kv_compact.cpp",
                                     "writer_rollback_kv_compact.cpp", "reader_verify_attention.cpp",
@@ -270,10 +271,12 @@ def test_no_soft_float_on_the_data_movement_cores(rv32_survey, kernel):
 
 
 def test_sampling_writer_source_has_no_float_or_double():
-    """Without clang too: no float or double in the sampling writer or its header (its build is surveyed above)."""
+    """Without clang too: no float or double in the sampling writers or their headers (their builds are surveyed
+    above)."""
     from pathlib import Path
     kernels = Path(__file__).resolve().parents[2] / "tt_specdec/ops/accept_prefix/kernels"
-    for name in ("writer_accept_prefix_sampling.cpp", "accept_prefix_common.hpp"):
+    for name in ("writer_accept_prefix_sampling.cpp", "writer_accept_tree_sampling.cpp", "accept_prefix_common.hpp",
+                 "accept_prefix_sampling.hpp"):
         code = re.sub(r"//[^\n]*|/\*.*?\*/", "", (kernels / name).read_text(), flags=re.S)
         found = re.findall(r"\b(?:float|double|long double|_Float\d+|__bf16)\b|std::exp|<cmath>|<math\.h>", code)
         assert found == [], (name, found)

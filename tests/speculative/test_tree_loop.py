@@ -155,21 +155,6 @@ def test_sampled_trees_seeded_reproduce_and_branch(cpu_pair):
     assert 0 < runs[0].stats.accepted < runs[0].stats.drafted and runs[0].stats.tree_row_steps > 0
 
 
-def test_sampled_trees_on_the_emulator_are_refused_before_the_cache(cpu_pair):
-    # the rejection rule over a tree has no kernel yet (greedy and coupled trees run on "emu":
-    # tests/emu/test_emu_generate.py); refused before prefill writes the cache
-    target = cpu_pair.target
-    target.allocate_cache(len(PROMPTS), max(map(len, PROMPTS)) + 4 + 4)  # the shape this request would use
-    target.k_cache.fill_(1.5)
-    before = target.k_cache.clone()
-    with pytest.raises(ValueError, match=r"sampling: got temperature 0.8 with coupled=False, a tree drafter and ops "
-                                         r"'emu', expected greedy or coupled sampling \(the sampled tree accept has no "
-                                         r"kernel yet; ops='torch' runs it\)"):
-        speculative_generate(target, TreeDrafter(cpu_pair.draft), PROMPTS, k=3, max_new_tokens=4, ops="emu",
-                             sampling=Sampling(0.8, coupled=False))
-    assert torch.equal(target.k_cache, before)
-
-
 def test_a_target_without_forward_tree_is_refused(cpu_pair):
     class ChainOnly:  # a Decoder with forward only
         vocab_size, max_seq_len, attention, hidden_cache = 256, 2048, "torch", None

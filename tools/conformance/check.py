@@ -125,6 +125,12 @@ CASES: dict[str, list[dict]] = {
         dict(B=8, T=32, V=49152, logits_dtype=FP32),
         dict(B=3, T=16, V=6001, logits_dtype=FP32, max_cores=3),
     ],
+    "accept_tree_sampling_program": [  # sampled token trees: the chain's rounds and reader, r kept in L1
+        dict(B=1, T=1, V=100, logits_dtype=BF16, temperature=0.7, has_draft_probs=False),  # the root alone
+        dict(B=4, T=5, V=4103, logits_dtype=FP32, temperature=1.0, has_draft_probs=True, top_k=50, top_p=0.9),
+        dict(B=2, T=16, V=49152, logits_dtype=BF16, temperature=0.3, has_draft_probs=True),
+        dict(B=3, T=32, V=6001, logits_dtype=FP32, temperature=1.5, has_draft_probs=False, max_cores=3),
+    ],
     "verify_attention_program": [
         dict(B=1, T=1, Hq=1, Hkv=1, S=32, D=32, dtype=BF16, scale=0.17677669529663687),
         dict(B=2, T=5, Hq=9, Hkv=3, S=256, D=64, dtype=BF16, scale=0.125),
@@ -413,12 +419,23 @@ def check_op_wrappers(dev, report: Report) -> None:
         assert all(D.is_ttnn_tensor(x) for x in (n, out, tree_slots)), (type(n), type(out), type(tree_slots))
         assert list(n.shape) == [B] and list(out.shape) == list(tree_slots.shape) == [B, T], (n.shape, out.shape)
 
+    def tree_accept_sampled():
+        from tt_specdec.ops.accept_prefix import accept_tree
+        T = k + 1
+        tree_logits = ttnn.empty([B, T, V], ttnn.bfloat16, rm, dev, ttnn.DRAM_MEMORY_CONFIG)
+        tokens = ttnn.Tensor(list(range(T)) * B, [B, T], ttnn.int32, rm, dev)
+        parents = ttnn.Tensor([-1, 0, 0, 1][:T] * B, [B, T], ttnn.int32, rm, dev)  # two siblings under the root
+        n, out, tree_slots = accept_tree(tree_logits, tokens, parents, temperature=0.8, top_p=0.9, seed=5)
+        assert all(D.is_ttnn_tensor(x) for x in (n, out, tree_slots)), (type(n), type(out), type(tree_slots))
+        assert list(n.shape) == [B] and list(out.shape) == list(tree_slots.shape) == [B, T], (n.shape, out.shape)
+
     def kv_write_paged():
         from tt_specdec.ops.kv_write import kv_write
         kc, vc = tiles([16, 2, 64, 64]), tiles([16, 2, 64, 64])  # [blocks, Hkv, block, D]
         kv_write(tiles([B, 5, 2, 64]), tiles([B, 5, 2, 64]), kc, vc, row, page_table=table)
 
-    wrappers = {"accept_tree greedy": tree_accept, "rollback_kv": rollback, "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
+    wrappers = {"accept_tree greedy": tree_accept, "accept_tree sampled": tree_accept_sampled, "rollback_kv": rollback,
+                "rollback_kv compaction (contiguous)": lambda: rollback_compaction(False),
                 "rollback_kv compaction (paged)": lambda: rollback_compaction(True), "kv_write (paged)": kv_write_paged}
     for name, run in wrappers.items():
         try:

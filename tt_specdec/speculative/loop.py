@@ -199,10 +199,6 @@ def speculative_generate(target: Decoder, drafter: Drafter, prompts: Sequence[Se
     """
     check_request(target, prompts, max_new_tokens, k, drafter, seed=seed, eos_token_id=eos_token_id,
                   sampling=sampling)
-    if drafter.makes_trees and ops != "torch" and not (sampling.greedy or sampling.coupled):  # the kernel: pending
-        raise ValueError(f"sampling: got temperature {sampling.temperature} with coupled=False, a tree drafter and "
-                         f"ops {ops!r}, expected greedy or coupled sampling (the sampled tree accept has no kernel "
-                         "yet; ops='torch' runs it)")
     stats, t0 = Stats(k=k, accepted_per_position=[0] * k, offered_per_position=[0] * k), time.perf_counter()
     B = len(prompts)
     rows = Rows(prompts, max_new_tokens, k + 1, eos_token_id, on_tokens)

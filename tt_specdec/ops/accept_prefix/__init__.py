@@ -81,10 +81,11 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
                                   None = a deterministic drafter, q_t one-hot on node t's token
         seed           int or [B] sampling only, as accept_prefix: an int is one seed for the call, rows
                                   independent (sampling.row_seeds); [B] per-row seeds as given
-        backend        "torch", or greedy only: "emu", the TT-Metal kernels of kernels/
-                       (reader_accept_tree.cpp, writer_accept_tree.cpp) on the host emulator, or "device":
-                       the same kernels on a Tenstorrent card (also chosen for ttnn tensors; then the
-                       results stay on the card, int32, and accepted_slots goes to rollback_kv as it is)
+        backend        "torch", or "emu": the TT-Metal kernels of kernels/ (greedy: reader_accept_tree.cpp,
+                       writer_accept_tree.cpp; sampled: reader_accept_prefix_sampling.cpp,
+                       writer_accept_tree_sampling.cpp) on the host emulator, or "device": the same kernels on
+                       a Tenstorrent card (also chosen for ttnn tensors; then the results stay on the card,
+                       int32, and accepted_slots goes to rollback_kv as it is)
         returns        num_accepted [B] (n: accepted drafts, the path's depth),
                        output_tokens [B, T] (the path's n tokens, then the target's token at its end
                        node: recovered, or bonus at a leaf; PLACEHOLDER = -1 padded),
@@ -110,7 +111,9 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
     there); without draft_probs (deterministic) they are refused, as greedy refuses them.
     Randomness (sampling.uniform of the row's seed): node t's accept test takes STREAM_ACCEPT index t - 1,
     the last token STREAM_SAMPLE index 0; each node is tested at most once. A chain (parents t - 1) is then
-    accept_prefix bit for bit, with the same draft_probs rows shifted by one node.
+    accept_prefix bit for bit, with the same draft_probs rows shifted by one node. The kernels walk each tree
+    on core 0, the vocabulary split over up to 8 cores as the chain's sampling kernels, r kept in L1 (the same
+    integers: their results are the torch op's token for token).
 
     Example (greedy, V = 4): root 0 with children 1 (token 2) and 2 (token 1); node 3 (token 3) under node 2.
         >>> logits = torch.eye(4)[[1, 0, 3, 0]].unsqueeze(0)  # argmax per node: 1, 0, 3, 0
@@ -124,9 +127,6 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
         (tensor([2]), tensor([[ 1,  3,  0, -1]]), tensor([[0, 2, 3, 3]]))
     """
     backend = dispatch.backend_for(backend, target_logits)
-    if backend != "torch" and temperature != 0.0:
-        raise NotImplementedError(f"temperature: got {temperature} with backend {backend!r}, expected 0.0 (greedy): "
-                                  "the sampled tree accept has no kernel yet, it runs on backend='torch'")
     if not dispatch.is_ttnn_tensor(target_logits):  # ttnn tensors stay on the card: nothing is read back
         # on "torch", the argmax pass over every row checks the logits are finite
         check_tree_args(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p, seed,
@@ -136,4 +136,5 @@ def accept_tree(target_logits: torch.Tensor, tree_tokens: torch.Tensor, parents:
         return torch_impl.accept_tree(target_logits, tree_tokens, parents, draft_probs, temperature, top_k, top_p,
                                       seed)
     from tt_specdec.ops.accept_prefix import program
-    return program.run_tree(dispatch.executor(backend), target_logits, tree_tokens, parents)[0]
+    return program.run_tree(dispatch.executor(backend), target_logits, tree_tokens, parents, draft_probs=draft_probs,
+                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]

@@ -152,6 +152,53 @@ constexpr uint32_t SCT_WRITER_NUM_DRAFT_TA = 25;
 constexpr uint32_t SCT_WRITER_NUM_ACCEPTED_TA = 27;
 constexpr uint32_t SCT_WRITER_OUTPUT_TA = 29;
 
+// writer_accept_tree_sampling.cpp runtime args (its reader is reader_accept_prefix_sampling.cpp, SRT_READER_*)
+constexpr uint32_t STRT_WRITER_V_START = 0;
+constexpr uint32_t STRT_WRITER_V_END = 1;
+constexpr uint32_t STRT_WRITER_CORE_ID = 2;         // 0 .. num_cores-1; core 0 walks the trees
+constexpr uint32_t STRT_WRITER_REDUCE_NOC_X = 3;    // NoC coordinates of core 0
+constexpr uint32_t STRT_WRITER_REDUCE_NOC_Y = 4;
+constexpr uint32_t STRT_WRITER_EXP_SCALE = 5;      // as SRT_WRITER_EXP_SCALE
+constexpr uint32_t STRT_WRITER_EXP_SHIFT = 6;
+constexpr uint32_t STRT_WRITER_TOP_K = 7;
+constexpr uint32_t STRT_WRITER_TOP_P_FIXED = 8;
+constexpr uint32_t STRT_WRITER_TOKENS_ADDR = 9;       // tree_tokens [B, T] int32, one page per row
+constexpr uint32_t STRT_WRITER_PARENTS_ADDR = 10;     // parents [B, T] int32, one page per row
+constexpr uint32_t STRT_WRITER_DRAFT_PROBS_ADDR = 11;  // draft_probs [B, T, V] fp32 (unused without them)
+constexpr uint32_t STRT_WRITER_SEEDS_ADDR = 12;       // seeds [B] uint32, one page
+constexpr uint32_t STRT_WRITER_NUM_ACCEPTED_ADDR = 13;  // num_accepted [B] int32, one page
+constexpr uint32_t STRT_WRITER_OUTPUT_ADDR = 14;      // output_tokens [B, T] int32, one page per row
+constexpr uint32_t STRT_WRITER_SLOTS_ADDR = 15;       // accepted_slots [B, T] int32, one page per row
+constexpr uint32_t STRT_WRITER_NOC_X0 = 16;           // NoC coordinates of every core, x then y
+// followed by num_cores (x, y) pairs
+
+// writer_accept_tree_sampling.cpp compile-time args
+constexpr uint32_t STCT_WRITER_CB_LOGITS = 0;     // one page: this core's slice of the current node row
+constexpr uint32_t STCT_WRITER_CB_Q = 1;          // one page: this core's slice of a rejected node's q
+constexpr uint32_t STCT_WRITER_CB_READ_CMD = 2;   // ReadCommand mailbox, then core 0's staging copy
+constexpr uint32_t STCT_WRITER_CB_ROUND = 3;      // RoundCommand mailbox, then core 0's staging copy
+constexpr uint32_t STCT_WRITER_CB_PARTIAL = 4;    // this core's RoundPartial
+constexpr uint32_t STCT_WRITER_CB_GATHER = 5;     // core 0: [num_cores] RoundPartial
+constexpr uint32_t STCT_WRITER_CB_RESIDUAL = 6;   // two [slice] uint32 buffers: the kept residual r
+constexpr uint32_t STCT_WRITER_CB_TREE = 7;       // core 0: 32-byte scratch, [T] tokens, [T] parents, [B] seeds
+constexpr uint32_t STCT_WRITER_CB_OUT = 8;        // core 0: [T] output tokens, [T] slots, then [B] num_accepted
+constexpr uint32_t STCT_WRITER_BATCH = 9;         // B
+constexpr uint32_t STCT_WRITER_NODES = 10;        // T
+constexpr uint32_t STCT_WRITER_VOCAB = 11;        // V
+constexpr uint32_t STCT_WRITER_NUM_CORES = 12;
+constexpr uint32_t STCT_WRITER_SLICE = 13;        // vocabulary entries per core (the last core may have fewer)
+constexpr uint32_t STCT_WRITER_HAS_DRAFT_PROBS = 14;
+constexpr uint32_t STCT_WRITER_SEM_PARTIALS = 15;  // semaphore on core 0: RoundPartials arrived
+constexpr uint32_t STCT_WRITER_SEM_ROUND = 16;     // semaphore on every core: counts RoundCommands
+constexpr uint32_t STCT_WRITER_SEM_READ = 17;      // semaphore on every core: counts ReadCommands
+constexpr uint32_t STCT_WRITER_TOKENS_TA = 18;     // TensorAccessorArgs (2 args each)
+constexpr uint32_t STCT_WRITER_PARENTS_TA = 20;
+constexpr uint32_t STCT_WRITER_DRAFT_PROBS_TA = 22;
+constexpr uint32_t STCT_WRITER_SEEDS_TA = 24;
+constexpr uint32_t STCT_WRITER_NUM_ACCEPTED_TA = 26;
+constexpr uint32_t STCT_WRITER_OUTPUT_TA = 28;
+constexpr uint32_t STCT_WRITER_SLOTS_TA = 30;
+
 constexpr int32_t PLACEHOLDER = -1;  // padding of output_tokens, num_accepted of a skipped row
 constexpr uint32_t MAX_ROWS = 32;    // k + 1 <= 32: one tile row-block of target rows
 
@@ -299,11 +346,67 @@ inline int32_t gathered_argmax(uint32_t gather_l1, uint32_t page_bytes, uint32_t
     return static_cast<int32_t>(best_index);
 }
 
+// ---- Core 0's staging in the tree writers, greedy and sampled: one sequence's [T] tree_tokens and [T] parents
+// read in at tree_l1, its [T] output tokens and [T] accepted slots written out from out_l1, then every sequence's
+// num_accepted behind them. Slots row_slot apart: each takes a DRAM read or write at its start. ---------------
+template <uint32_t nodes>
+struct TreeStaging {
+    static constexpr uint32_t row_bytes = nodes * sizeof(int32_t);
+    static constexpr uint32_t row_slot = align_up(row_bytes, DRAM_ALIGNMENT);
+    static constexpr uint32_t tree_bytes = 2 * row_slot;  // at tree_l1: tokens, parents
+
+    const uint32_t tree_l1, out_l1;
+    volatile tt_l1_ptr int32_t* const token;
+    volatile tt_l1_ptr int32_t* const parent;
+    volatile tt_l1_ptr int32_t* const out;
+    volatile tt_l1_ptr int32_t* const slot;
+    volatile tt_l1_ptr int32_t* const accepted;  // [B] num_accepted
+
+    TreeStaging(uint32_t tree_l1, uint32_t out_l1)
+        : tree_l1(tree_l1),
+          out_l1(out_l1),
+          token(reinterpret_cast<volatile tt_l1_ptr int32_t*>(tree_l1)),
+          parent(reinterpret_cast<volatile tt_l1_ptr int32_t*>(tree_l1 + row_slot)),
+          out(reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1)),
+          slot(reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1 + row_slot)),
+          accepted(reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1 + 2 * row_slot)) {}
+
+    // sequence b's tokens and parents in; its outputs reset: PLACEHOLDER, and slots the identity (past the path
+    // rollback copies nothing)
+    template <typename TokensAccessor, typename ParentsAccessor>
+    void read(uint32_t b, const TokensAccessor& tokens, const ParentsAccessor& parents) {
+        noc_async_read(get_noc_addr(b, tokens), tree_l1, row_bytes);
+        noc_async_read(get_noc_addr(b, parents), tree_l1 + row_slot, row_bytes);
+        for (uint32_t t = 0; t < nodes; ++t) {
+            out[t] = PLACEHOLDER;
+            slot[t] = static_cast<int32_t>(t);
+        }
+        noc_async_read_barrier();
+    }
+
+    // sequence b's path of n accepted nodes: out[0 .. n] and slot[0 .. n] filled by the walk
+    template <typename OutputAccessor, typename SlotsAccessor>
+    void write(uint32_t b, uint32_t n, const OutputAccessor& output, const SlotsAccessor& slots) {
+        accepted[b] = static_cast<int32_t>(n);
+        noc_async_write(out_l1, get_noc_addr(b, output), row_bytes);
+        noc_async_write(out_l1 + row_slot, get_noc_addr(b, slots), row_bytes);
+        noc_async_write_barrier();  // the staging rows are reused for the next sequence
+    }
+
+    template <typename Accessor>
+    void write_num_accepted(const Accessor& num_accepted, uint32_t batch) {
+        noc_async_write(out_l1 + 2 * row_slot, get_noc_addr(0, num_accepted), batch * sizeof(int32_t));
+        noc_async_write_barrier();
+    }
+};
+
 // core 0 -> every core's reader: what to bring into L1 next
 enum ReadOp : uint32_t { READ_ROW = 1, READ_Q = 2, READ_DONE = 3 };
 struct ReadCommand {
     uint32_t op;
-    uint32_t page;  // READ_ROW: logits page b * (k+1) + t; READ_Q: draft_probs page b * k + n
+    // READ_ROW: logits page b * (k+1) + t (a tree: b * T + node);
+    // READ_Q: draft_probs page b * k + n (a tree: b * T + the rejected node)
+    uint32_t page;
     uint32_t pad[2];
 };
 
@@ -316,6 +419,10 @@ enum RoundOp : uint32_t {
     ROUND_RESIDUAL,   // residual and p masses of the slice
     ROUND_SAMPLE,     // the core holding the sample scans its slice for it
     ROUND_DONE,
+    // the tree's rounds (writer_accept_tree_sampling.cpp): r kept in L1 across sibling rejections
+    ROUND_KEEP,         // top-p: the kept r (MASS's top-k weights) cut at the nucleus key and quotas; its sum
+    ROUND_SUBTRACT,     // r' = max(0, r - floor(q * z)) into the other buffer; its sum, r and r' at the probe
+    ROUND_SAMPLE_KEPT,  // the core holding the sample scans its kept r for it
 };
 enum Residual : uint32_t { RESIDUAL_P = 0, RESIDUAL_Q = 1, RESIDUAL_ONE_HOT = 2 };  // what is subtracted from p
 enum Histogram : uint32_t { HIST_NONE = 0, HIST_COUNT = 1, HIST_MASS = 2 };
@@ -334,7 +441,9 @@ struct RoundCommand {
     uint64_t z;            // ROUND_RESIDUAL / ROUND_SAMPLE: p(v) = w(v) / z on the kept set
     uint64_t threshold;    // ROUND_SAMPLE: the first token where the running sum exceeds it
     uint64_t running;      // ROUND_SAMPLE: the sum over the slices before sample_core
-    uint64_t pad[2];
+    uint32_t buffer;       // tree rounds: which of the two kept-residual buffers holds r (the other takes the next)
+    uint32_t probe;        // ROUND_SUBTRACT: the token whose r before and after the owner reports (NO_TOKEN: none)
+    uint64_t pad;
     uint32_t tie_quota[MAX_SAMPLING_CORES];
 };
 
@@ -352,7 +461,9 @@ struct RoundPartial {
     uint32_t token;       // ROUND_SAMPLE
     uint64_t mass;        // ROUND_MASS: sum of w over the top-k set; ROUND_RESIDUAL: residual sum
     uint64_t p_mass;      // ROUND_RESIDUAL: sum of p's weights
-    uint64_t pad[2];
+    uint32_t probe_kept;      // ROUND_SUBTRACT, the core holding the probe: r at it before the round
+    uint32_t probe_residual;  // ... and after
+    uint64_t pad;
     Bin bins[RADIX_BINS];
 };
 constexpr uint32_t ROUND_PARTIAL_HEADER = sizeof(RoundPartial) - RADIX_BINS * sizeof(Bin);

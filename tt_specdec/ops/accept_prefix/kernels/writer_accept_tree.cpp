@@ -51,9 +51,7 @@ void kernel_main() {
     static_assert(nodes >= 1 && nodes <= MAX_ROWS, "T tree rows must fit one 32-row tile");
     static_assert(num_cores >= 1, "at least one core");
     constexpr uint32_t partial_bytes = partials_bytes(batch * nodes);  // one gather page
-    constexpr uint32_t row_bytes = nodes * sizeof(int32_t);
-    // each staging slot takes a DRAM read or write at its start: DRAM_ALIGNMENT apart
-    constexpr uint32_t row_slot = align_up(row_bytes, DRAM_ALIGNMENT);
+    constexpr uint32_t row_bytes = TreeStaging<nodes>::row_bytes;
 
     // 1. argmax of this core's slice of every node row
     const uint32_t partial_l1 = get_write_ptr(cb_partial);
@@ -82,43 +80,23 @@ void kernel_main() {
 
     noc_semaphore_wait(reinterpret_cast<volatile tt_l1_ptr uint32_t*>(sem_l1), num_cores);  // all partials in
 
-    const uint32_t tokens_l1 = get_write_ptr(cb_tree);
-    const uint32_t parents_l1 = tokens_l1 + row_slot;
-    const uint32_t out_l1 = get_write_ptr(cb_out);
-    const uint32_t slots_l1 = out_l1 + row_slot;
-    const uint32_t accepted_l1 = slots_l1 + row_slot;
-    volatile tt_l1_ptr int32_t* token = reinterpret_cast<volatile tt_l1_ptr int32_t*>(tokens_l1);
-    volatile tt_l1_ptr int32_t* parent = reinterpret_cast<volatile tt_l1_ptr int32_t*>(parents_l1);
-    volatile tt_l1_ptr int32_t* out = reinterpret_cast<volatile tt_l1_ptr int32_t*>(out_l1);
-    volatile tt_l1_ptr int32_t* slot = reinterpret_cast<volatile tt_l1_ptr int32_t*>(slots_l1);
-    volatile tt_l1_ptr int32_t* accepted = reinterpret_cast<volatile tt_l1_ptr int32_t*>(accepted_l1);
-
+    TreeStaging<nodes> tree(get_write_ptr(cb_tree), get_write_ptr(cb_out));
     for (uint32_t b = 0; b < batch; ++b) {
-        noc_async_read(get_noc_addr(b, tokens_acc), tokens_l1, row_bytes);
-        noc_async_read(get_noc_addr(b, parents_acc), parents_l1, row_bytes);
-        for (uint32_t t = 0; t < nodes; ++t) {
-            out[t] = PLACEHOLDER;
-            slot[t] = static_cast<int32_t>(t);  // past the path: identity, rollback copies nothing
-        }
-        noc_async_read_barrier();
+        tree.read(b, tokens_acc, parents_acc);
         int32_t node = 0;  // the walk's node, and its argmax
         int32_t want = gathered_argmax<num_cores>(gather_l1, partial_bytes, b * nodes);
         uint32_t n = 0;
         for (uint32_t c = 1; c < nodes; ++c) {  // children after their parent: one pass in index order
-            if (parent[c] == node && token[c] == want) {  // accepted: the target's token at its parent
-                out[n] = want;
+            if (tree.parent[c] == node && tree.token[c] == want) {  // accepted: the target's token at its parent
+                tree.out[n] = want;
                 ++n;
-                slot[n] = static_cast<int32_t>(c);
+                tree.slot[n] = static_cast<int32_t>(c);
                 node = static_cast<int32_t>(c);
                 want = gathered_argmax<num_cores>(gather_l1, partial_bytes, b * nodes + c);
             }
         }
-        out[n] = want;  // recovered (the end node has children) or bonus (a leaf)
-        accepted[b] = static_cast<int32_t>(n);
-        noc_async_write(out_l1, get_noc_addr(b, output), row_bytes);
-        noc_async_write(slots_l1, get_noc_addr(b, slots_acc), row_bytes);
-        noc_async_write_barrier();  // the staging rows are reused for the next sequence
+        tree.out[n] = want;  // recovered (the end node has children) or bonus (a leaf)
+        tree.write(b, n, output, slots_acc);
     }
-    noc_async_write(accepted_l1, get_noc_addr(0, num_accepted), batch * sizeof(int32_t));
-    noc_async_write_barrier();
+    tree.write_num_accepted(num_accepted, batch);
 }
