@@ -8,10 +8,12 @@ revision (`--rounds` of them, the order alternating): it loads the SmolLM2 pair,
 first `--prompts` bench prompts `--tokens` tokens with the target alone and then with `--drafter` at k
 "auto", and checks that the speculative output equals its own target alone (greedy). Median over rounds.
 
-    .venv/bin/python bench/bench_revisions.py --old d3f0a6d --new-env TT_SPECDEC_CPU_PATH=avx2 --json out/rev.json
+    .venv/bin/python bench/bench_revisions.py --old d3f0a6d --old-march znver3 --new-env TT_SPECDEC_CPU_PATH=avx2 \
+        --json out/rev.json
 
-(d3f0a6d: main before the CPU engine chose its matrix path at run time; TT_SPECDEC_CPU_PATH=avx2 runs this
-revision's AVX2 path, the one AVX2 machines get.)
+(d3f0a6d: main before the CPU engine chose its matrix path at run time, built with -march=native, so on an
+AVX-512 CPU its "AVX2" kernels used 32 vector registers; --old-march znver3 builds it as an AVX2-only EPYC
+does. TT_SPECDEC_CPU_PATH=avx2 runs this revision's AVX2 path, the one AVX2 machines get.)
 """
 from __future__ import annotations
 
@@ -62,10 +64,11 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get("TT_SPECDEC_CACHE", pathlib.Path.home() / ".cache" / "tt_specdec"))
 
 
-def checkout(rev: str) -> pathlib.Path:
-    """A built checkout of `rev` (reused when its build finished before)."""
+def checkout(rev: str, march: str | None = None) -> pathlib.Path:
+    """A built checkout of `rev` (reused when its build finished before); march: its CMakeLists' -march=native
+    replaced by -march=<march>, to build it as a machine of that kind would (e.g. znver3: an AVX2-only EPYC)."""
     sha = git("rev-parse", "--verify", f"{rev}^{{commit}}")
-    root = cache_root() / "revisions" / sha
+    root = cache_root() / "revisions" / (sha if march is None else f"{sha}-{march}")
     tree, done = root / "src", root / "built"
     if not done.is_file():
         if tree.exists():
@@ -73,6 +76,12 @@ def checkout(rev: str) -> pathlib.Path:
             git("worktree", "prune")
         root.mkdir(parents=True, exist_ok=True)
         git("worktree", "add", "--detach", str(tree), sha)
+        if march is not None:
+            cmake = tree / "CMakeLists.txt"
+            text = cmake.read_text()
+            if "-march=native" not in text:
+                raise SystemExit(f"--old-march: got {march!r}, but {rev}'s CMakeLists.txt has no -march=native to replace")
+            cmake.write_text(text.replace("-march=native", f"-march={march}"))
         print(f"building {rev} ({sha[:10]}) in {tree}", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree, check=True,
                        stdout=subprocess.DEVNULL)
@@ -105,6 +114,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--old", required=True, help="the older revision (a commit, tag or branch)")
     p.add_argument("--new", default=None, help="the newer revision (default: this working tree as it is)")
+    p.add_argument("--old-march", default=None,
+                   help="build the old revision with -march=<this> in place of -march=native (e.g. znver3)")
     p.add_argument("--old-env", action="append", default=[], help="KEY=VALUE for the old revision's runs")
     p.add_argument("--new-env", action="append", default=[], help="KEY=VALUE for the new revision's runs")
     p.add_argument("--drafter", default="lookup+eagle", help="a drafter both revisions have")
@@ -115,7 +126,7 @@ def main() -> None:
     args = p.parse_args()
     from tt_specdec.bench.harness import cpu_model_name
 
-    sides = {"old": (checkout(args.old), parse_env(args.old_env, "--old-env")),
+    sides = {"old": (checkout(args.old, args.old_march), parse_env(args.old_env, "--old-env")),
              "new": (REPO if args.new is None else checkout(args.new), parse_env(args.new_env, "--new-env"))}
     runs: dict[str, list[dict]] = {"old": [], "new": []}
     for r in range(args.rounds):
@@ -134,7 +145,7 @@ def main() -> None:
     summary = {side: {"target_alone_tok_s": round(med(side, "plain_s"), 2), "spec_tok_s": round(med(side, "spec_s"), 2),
                       "speedup": round(statistics.median(x["plain_s"] / x["spec_s"] for x in runs[side]), 3),
                       "identical": [x["identical"] for x in runs[side]]} for side in runs}
-    result = {"cpu": cpu_model_name(), "old": args.old, "new": args.new or "working tree", "drafter": args.drafter,
+    result = {"cpu": cpu_model_name(), "old": args.old, "old_march": args.old_march, "new": args.new or "working tree", "drafter": args.drafter,
               "old_env": sides["old"][1], "new_env": sides["new"][1], "prompts": args.prompts, "tokens": args.tokens,
               "rounds": runs, "summary": summary,
               "new_over_old_target_alone": round(summary["new"]["target_alone_tok_s"] / summary["old"]["target_alone_tok_s"], 3),
