@@ -43,7 +43,11 @@ __attribute__((always_inline)) inline void block(const LinearArgs& a, int64_t m0
             for (int j = 0; j < 2 * NP; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
         }
     }
+    // unrolled, so that every acc index is a constant: a loop index would put acc in memory, and GCC then
+    // stores every accumulator to the stack on each k-step (M >= 5 ran at half the FMA rate)
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
         for (int j = 0; j < NP; ++j) {
             int64_t col = (p + j) * PANEL;
             float* o = a.out + (m0 + r) * a.n + col;

@@ -39,7 +39,10 @@ __attribute__((always_inline)) inline void block(const LinearArgs& a, int64_t m0
             for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], xv, wv[j]);
         }
     }
+    // unrolled: constant acc indices keep the accumulators in registers (linear_avx2.cpp says why)
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
         for (int j = 0; j < NP; ++j) {
             int64_t col = (p + j) * PANEL;
             float* o = a.out + (m0 + r) * a.n + col;

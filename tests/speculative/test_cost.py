@@ -339,6 +339,17 @@ def test_cached_cost_models_tell_the_decoders_paths_apart():
     assert cost_mod.describe(target) != engine
 
 
+def test_cached_cost_models_name_the_engine_build(monkeypatch):
+    """A rebuilt _cpu (other kernels) is measured anew: its file's hash is in the key."""
+    from tt_specdec.models import cpu_llama, load_tiny_pair
+
+    target = cpu_llama.CpuLlama(load_tiny_pair()[0])
+    built = cost_mod.describe(target)
+    assert cpu_llama.engine_build() in built and len(cpu_llama.engine_build()) == 16
+    monkeypatch.setattr(cpu_llama, "engine_build", lambda: "0123456789abcdef")
+    assert cost_mod.describe(target) != built
+
+
 def test_measure_times_k_max_drafts_of_a_drafter_that_stops_early(tiny_pair):
     """On measure's random context an EAGLE head is unsure at once; c must still be k_max - 1 steps' worth."""
     from tt_specdec.drafters import EagleDrafter, EagleHead, LookupFirstDrafter, TreeDrafter

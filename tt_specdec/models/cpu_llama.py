@@ -18,7 +18,10 @@ bf16 into fp32: a slightly different target, each bit-identical between its own 
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import pathlib
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,13 @@ from tt_specdec.models.llama import Llama, apply_rope, check_forward_args, tree_
 def _cpu():
     from tt_specdec import _cpu as mod  # built by CMakeLists.txt with the emulator
     return mod
+
+
+@functools.cache
+def engine_build() -> str:
+    """The built _cpu module's identity (sha256 of its file, 16 hex digits): costs measured with one build
+    are not another's (a rebuilt kernel can cost a verify row differently)."""
+    return hashlib.sha256(pathlib.Path(_cpu().__file__).read_bytes()).hexdigest()[:16]
 
 
 def matrix_paths() -> list[str]:
@@ -141,6 +151,7 @@ class CpuLlama:
 
     weight_dtype = torch.bfloat16  # as stored and read each step; activations are fp32
     threads = property(lambda self: _cpu().threads())
+    engine_build = property(lambda self: engine_build())  # the cost cache's key names the build
     vocab_size = property(lambda self: self.cfg.vocab_size)
     max_seq_len = property(lambda self: self.cfg.max_seq_len)
     cache_len = property(lambda self: 0 if self.k_cache is None else self.k_cache.shape[3])

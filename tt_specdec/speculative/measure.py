@@ -164,8 +164,9 @@ def describe(model) -> str | None:
     threads = getattr(model, "threads", "")  # CpuLlama: its own kernel pool
     attention = getattr(model, "attention", "")  # CpuLlama: "cpu" (its engine) or the per-layer Python path
     path = getattr(model, "matrix_path", None)  # CpuLlama: avx2 / avx512_bf16 / amx cost a verify row differently
+    build = getattr(model, "engine_build", None)  # CpuLlama: its kernels' build (a rebuild is measured anew)
     ident = f"{type(model).__name__}:{getattr(model, 'cfg', '')}:{dtype}:{threads}:{attention}"
-    return ident + (f":{path}" if path else "")
+    return ident + (f":{path}" if path else "") + (f":{build}" if build else "")
 
 
 def describe_drafter(drafter) -> list:
