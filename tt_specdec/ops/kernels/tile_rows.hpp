@@ -30,6 +30,32 @@ constexpr uint32_t face_row_offset(uint32_t row, uint32_t half, uint32_t face_ro
     return ((row / 16) * 2 + half) * 16 * face_row_bytes + (row % 16) * face_row_bytes;
 }
 
+// Where slot `slot` of sequence b lives: its cache matrix and row there, b's own matrix of matrix_rows rows or,
+// when block_size > 0, the block b's page-table row (`table`) names. False for a slot past the cache or in an
+// unallocated block: device tensors are not validated by the host, and nothing outside the cache is touched.
+template <uint32_t block_size, uint32_t max_blocks, uint32_t matrix_rows, uint32_t seq_matrices>
+inline bool locate_slot(volatile tt_l1_ptr int32_t* table, uint32_t b, uint32_t slot, uint32_t& matrix,
+                        uint32_t& row) {
+    if constexpr (block_size > 0) {
+        if (slot >= max_blocks * block_size) {
+            return false;
+        }
+        const int32_t block = table[slot / block_size];
+        if (block < 0 || block >= static_cast<int32_t>(seq_matrices)) {
+            return false;
+        }
+        matrix = static_cast<uint32_t>(block);
+        row = slot % block_size;
+    } else {
+        if (slot >= matrix_rows) {
+            return false;
+        }
+        matrix = b;
+        row = slot;
+    }
+    return true;
+}
+
 // Row `row` (0..31) of the tile row starting at tile `first_tile` (d_tiles tiles: D columns) -> L1 at
 // row_l1, D contiguous elements. Asynchronous: the caller issues noc_async_read_barrier().
 template <uint32_t d_tiles, uint32_t face_row_bytes, typename Accessor>

@@ -48,8 +48,7 @@ void kernel_main() {
     constexpr bool paged = block_size > 0;
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
     constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);  // the page table's slot takes a DRAM read
-    constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a page: one 32 x 32 tile
-    constexpr uint32_t capacity = paged ? max_blocks * block_size : matrix_tiles * 32;
+    constexpr uint32_t tile_bytes = 64 * face_row_bytes;  // a page: one 32 x 32 tile
 
     const auto pos_acc = TensorAccessor(pos_args, pos_addr, state_bytes);
     const auto page_table_acc = TensorAccessor(page_table_args, page_table_addr, max_blocks * sizeof(int32_t));
@@ -82,18 +81,10 @@ void kernel_main() {
         uint32_t count = 0;
         const uint32_t src_tile = (b * hkv + head) * d_tiles;  // the (b, head) source: one tile row of d_tiles
         for (uint32_t t = 0; start >= 0 && t < t_rows; ++t) {
-            const uint32_t slot = static_cast<uint32_t>(start) + t;
-            if (slot >= capacity) {
-                break;  // past the cache: the host refuses this for torch inputs
-            }
-            uint32_t matrix = b, row = slot;  // the cache matrix holding the slot: the row's own, or a block
-            if constexpr (paged) {
-                const int32_t block = table[slot / block_size];
-                if (block < 0 || block >= static_cast<int32_t>(seq_matrices)) {
-                    continue;  // an unallocated block: never write outside the cache
-                }
-                matrix = static_cast<uint32_t>(block);
-                row = slot % block_size;
+            uint32_t matrix = 0, row = 0;  // the cache matrix holding the slot, and the row there
+            if (!locate_slot<block_size, max_blocks, matrix_tiles * 32, seq_matrices>(
+                    table, b, static_cast<uint32_t>(start) + t, matrix, row)) {
+                continue;  // past the cache (the host refuses this for torch inputs) or in no block
             }
             const uint32_t dst_tile = ((matrix * hkv + head) * matrix_tiles + row / 32) * d_tiles;
             gather_row<t_rows, d_tiles, face_row_bytes>(page, count, is_v, k_new, v_new, src_tile, t, dst_tile,

@@ -55,7 +55,7 @@ void kernel_main() {
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
     constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);  // slots that take DRAM reads
     constexpr uint32_t slots_page = align_up(rows * sizeof(int32_t), DRAM_ALIGNMENT);
-    constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a cache page: one 32 x 32 tile
+    constexpr uint32_t tile_bytes = 64 * face_row_bytes;  // a cache page: one 32 x 32 tile
     constexpr uint32_t units_per_seq = layers * 2 * hkv;
 
     const auto pos_acc = TensorAccessor(pos_args, pos_addr, state_bytes);
@@ -99,25 +99,13 @@ void kernel_main() {
             if (slots[j] == j || slots[j] < 0 || slots[j] >= static_cast<int32_t>(rows) || pos[b] < 0) {
                 continue;  // already in its final slot; or an offset the host would refuse: nothing to write
             }
-            const uint32_t src_slot = static_cast<uint32_t>(pos[b] + slots[j]);
-            const uint32_t dst_slot = static_cast<uint32_t>(pos[b] + j);
-            uint32_t src_seq = b, dst_seq = b;  // the cache matrix holding the slot: the row's own, or a block
-            uint32_t src_row = src_slot, dst_row = dst_slot;
-            if constexpr (paged) {
-                if (src_slot >= max_blocks * block_size || dst_slot >= max_blocks * block_size) {
-                    continue;  // past the page table
-                }
-                const int32_t src_block = table[src_slot / block_size], dst_block = table[dst_slot / block_size];
-                if (src_block < 0 || dst_block < 0 || src_block >= static_cast<int32_t>(seq_matrices) ||
-                    dst_block >= static_cast<int32_t>(seq_matrices)) {
-                    continue;  // an unallocated block: never read or write outside the cache
-                }
-                src_seq = static_cast<uint32_t>(src_block);
-                dst_seq = static_cast<uint32_t>(dst_block);
-                src_row = src_slot % block_size;
-                dst_row = dst_slot % block_size;
-            } else if (src_slot >= matrix_tiles * 32 || dst_slot >= matrix_tiles * 32) {
-                continue;  // past the sequence's cache
+            uint32_t src_seq = 0, src_row = 0, dst_seq = 0, dst_row = 0;  // each slot's cache matrix and row there
+            constexpr uint32_t matrix_rows = matrix_tiles * 32;
+            if (!locate_slot<block_size, max_blocks, matrix_rows, seq_matrices>(
+                    table, b, static_cast<uint32_t>(pos[b] + slots[j]), src_seq, src_row) ||
+                !locate_slot<block_size, max_blocks, matrix_rows, seq_matrices>(
+                    table, b, static_cast<uint32_t>(pos[b] + j), dst_seq, dst_row)) {
+                continue;  // past the cache or in an unallocated block: never read or write outside it
             }
             const uint32_t src_tile =
                 row_tile(cache_matrix(layer, seq_matrices, src_seq, hkv, head), src_row, matrix_tiles, d_tiles);
