@@ -2,8 +2,8 @@
 // one row of a [rows, D] matrix stored as 32 x 32 tiles is, per 32-column tile, two 16-element face rows.
 // A reader gathers whole rows into a "rows page" (below) and a writer writes each into its destination tile.
 // Included by a path relative to the including kernel (e.g. "../../kernels/tile_rows.hpp"): the real JIT
-// includes a kernel by its own path (tt_metal/jit_build/genfiles.cpp, get_kernel_source_to_include), so
-// quoted includes resolve from the kernel's folder, and its -I list has no folder of ours.
+// includes a kernel by its own path (tt_metal/jit_build/genfiles.cpp, get_kernel_source_to_include) and adds
+// -I<the kernel's folder> (tt_metal/jit_build/build.cpp, process_include_paths), and no -I names this folder.
 #pragma once
 
 #include <cstdint>
