@@ -7,6 +7,8 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
+ROOT = Path(__file__).resolve().parent
+
 
 class CMakeExtension(Extension):
     def __init__(self, name: str, source_dir: str = "."):
@@ -37,16 +39,15 @@ class CMakeBuild(build_ext):
 class BuildPyWithEmuHeaders(build_py):
     """Ships the emulator's kernel API headers (csrc/include, outside the package) inside it, so an
     installed wheel can JIT kernels on the emulator: tt_specdec/_emu_include. The ops' kernels are
-    package data (tt_specdec/ops/<op>/kernels/)."""
+    package data (tt_specdec/ops/<op>/kernels/, and tt_specdec/ops/kernels/ that they share)."""
 
     def run(self) -> None:
         super().run()
         import shutil
 
-        root = Path(__file__).resolve().parent
         target = Path(self.build_lib) / "tt_specdec" / "_emu_include"
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(root / "csrc" / "include", target)
+        shutil.copytree(ROOT / "csrc" / "include", target)
 
 
 def _cmake_exe() -> str:
@@ -65,9 +66,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tt_specdec", "tt_specdec.*"]),
     package_data={"tt_specdec.models": ["weights/*.safetensors"],
-                  # every op folder's kernels (a hand-kept list had left kv_write's out of the wheel)
-                  **{f"tt_specdec.ops.{op.parent.name}": ["kernels/*.cpp", "kernels/*.hpp"]
-                     for op in sorted(Path(__file__).resolve().parent.glob("tt_specdec/ops/*/kernels"))}},
+                  # every kernels folder: each op's and the one they share, tt_specdec/ops/kernels (a hand-kept
+                  # list had left kv_write's out of the wheel)
+                  **{".".join(k.parent.relative_to(ROOT).parts): ["kernels/*.cpp", "kernels/*.hpp"]
+                     for k in sorted(ROOT.glob("tt_specdec/ops/**/kernels"))}},
     # torch is pinned to the CPU wheel that lies on this machine's disk; an open range pulls a CUDA build
     install_requires=["torch>=2.1,<=2.13.0", "numpy", "safetensors"],
     extras_require={

@@ -224,6 +224,10 @@ def program_descriptor(prog: P.Program, tensors: dict, dev):
             config = ttnn.WriterConfigDescriptor()
         else:
             config = ttnn.ComputeConfigDescriptor(fp32_dest_acc_en=k.fp32_dest_acc_en)
+        # the JIT compiles '#include "<kernel_source>"' (tt_metal/jit_build/genfiles.cpp, kernel_includes.hpp) with
+        # -I<the kernel's folder> (tt_metal/jit_build/build.cpp, settings->process_include_paths): a kernel's quoted
+        # includes resolve from its own folder, so ../../kernels/tile_rows.hpp is found (as recorded on the mock
+        # device by tools/conformance); ttnn's -I list names no other folder of ours
         kernels.append(ttnn.KernelDescriptor(
             kernel_source=str(k.path), source_type=ttnn.KernelDescriptor.SourceType.FILE_PATH,
             core_ranges=core_range_set(k.core_ranges),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -99,11 +100,48 @@ def _emu_sources_digest() -> str:
     return h.hexdigest()
 
 
+_GENERATED_HEADER = "chlkc_descriptors.h"  # _build writes it per compile (the real JIT generates it)
+# An #include line: its delimiter ('"' or '<') and the name. Computed includes (#include MACRO) are not followed.
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.M)
+
+
+def _include_dirs(src: Path) -> list[Path]:
+    """The -I folders of a kernel's compile after the generated one (_build), in g++'s search order."""
+    return [EMU_INCLUDE, src.parent]
+
+
+def _resolve_include(name: str, quoted: bool, including: Path, src: Path) -> Path | None:
+    """Where g++ finds `#include "name"` (the including file's folder first) or `<name>` in `including`
+    during the compile of `src`; None for the generated chlkc_descriptors.h (its text is in the key) and for
+    what resolves in no folder of ours (the C++ library's headers)."""
+    if quoted and (including.parent / name).is_file():
+        return including.parent / name
+    if name == _GENERATED_HEADER:  # _build's own -I folder comes first
+        return None
+    return next((d / name for d in _include_dirs(src) if (d / name).is_file()), None)
+
+
 def _kernel_sources_digest(src: Path) -> str:
-    """The kernel and the headers beside it (<op>_common.hpp), which it includes."""
-    h = hashlib.sha256(src.read_bytes())
-    for p in sorted(src.parent.glob("*.h*")):
-        h.update(p.name.encode() + p.read_bytes())
+    """The kernel's include closure: every file its #include lines reach, followed transitively as g++
+    resolves them, each hashed once by its path relative to the kernel's folder (the key does not depend on
+    where the tree lies) and its bytes. The emulator's own headers are left to _emu_sources_digest."""
+    emu_root = EMU_INCLUDE.resolve()
+    files: dict[Path, str] = {}  # resolved path -> path relative to the kernel's folder
+    todo = [src]
+    while todo:
+        f = todo.pop()
+        real = f.resolve()
+        if real in files or real.is_relative_to(emu_root):
+            continue
+        files[real] = os.path.relpath(os.path.normpath(f), src.parent)
+        for delimiter, name in _INCLUDE.findall(f.read_text(errors="replace")):
+            found = _resolve_include(name.strip(), delimiter == '"', f, src)
+            if found is not None:
+                todo.append(found)
+    h = hashlib.sha256()
+    for real, rel in sorted(files.items(), key=lambda item: item[1]):
+        data = real.read_bytes()
+        h.update(f"{rel}\0{len(data)}\0".encode() + data)
     return h.hexdigest()
 
 
@@ -173,9 +211,9 @@ def _build(src: Path, kernel: P.Kernel, cta: str, defines: list[str], header: st
     cachefile.stale_temporaries(out_dir.parent, ".build-*")  # left by a process killed mid-build
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".build-"))
     try:
-        (tmp / "chlkc_descriptors.h").write_text(header)
+        (tmp / _GENERATED_HEADER).write_text(header)
         cmd = [os.environ.get("CXX", "g++"), JIT_OPT[kernel.role], *CXX_FLAGS, f"-DKERNEL_COMPILE_TIME_ARGS={cta}",
-               f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", f"-I{EMU_INCLUDE}", f"-I{src.parent}",
+               f"-D{ROLE_DEFINES[kernel.role]}", *defines, f"-I{tmp}", *(f"-I{d}" for d in _include_dirs(src)),
                "-include", "emu/kernel_entry.h", "-c", str(src), "-o", str(tmp / "kernel.o")]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode == 0:  # linked without -ffast-math: see LINK_FLAGS

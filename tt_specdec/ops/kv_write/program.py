@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from tt_specdec.ops.dispatch import is_ttnn_tensor
+from tt_specdec.ops.tile_rows import rows_page_bytes
 from tt_specdec.runtime import device, emu
 from tt_specdec.runtime import program as P
 
@@ -50,7 +51,7 @@ def kv_write_program(B: int, T: int, Hkv: int, D: int, dtype: torch.dtype, *, S:
     grid = [(i % 8, i // 8) for i in range(n)]
     cores = [P.CoreRange(c, c) for c in grid]
     scratch_page = P.dram_align(B * 4) + P.dram_align(max(max_blocks, 1) * 4)  # both slots take DRAM reads
-    rows_page = P.dram_align((ARGS["ROWS_HEADER_DEST"] + 2 * T) * 4) + T * d_tiles * 2 * face_row_bytes
+    rows_page = rows_page_bytes(T, d_tiles, face_row_bytes)
     cb = dict(scratch=0, rows=1)
     cbs = [P.CircularBuffer(cb["scratch"], cores, 1, scratch_page, P.DataFormat.Int32, "scratch"),
            P.CircularBuffer(cb["rows"], cores, 2, rows_page, P.data_format(dtype), "rows")]

@@ -17,6 +17,7 @@ import torch
 
 from tt_specdec.ops.dispatch import host_converted, is_ttnn_tensor
 from tt_specdec.ops.rollback_kv.checks import Rollback
+from tt_specdec.ops.tile_rows import rows_page_bytes
 from tt_specdec.runtime import device, emu
 from tt_specdec.runtime import program as P
 
@@ -116,7 +117,7 @@ def compaction(B: int, rows: int, max_blocks: int, block_size: int, caches: KVCa
     grid = compact_cores(units)
     cores = [P.CoreRange(c, c) for c in grid]
     scratch_page = 2 * P.dram_align(B * 4) + P.dram_align(rows * 4) + P.dram_align(max_blocks * 4)
-    rows_page = P.dram_align(P.dram_align((ARGS["ROWS_HEADER_DEST"] + 2 * rows) * 4) + rows * d_tiles * 2 * face_row_bytes)
+    rows_page = rows_page_bytes(rows, d_tiles, face_row_bytes)
     cb = dict(scratch=0, rows=1)
     cbs = [P.CircularBuffer(cb["scratch"], cores, 1, scratch_page, P.DataFormat.Int32, "compact_scratch"),
            P.CircularBuffer(cb["rows"], cores, 2, rows_page, P.data_format(caches.dtype), "compact_rows")]

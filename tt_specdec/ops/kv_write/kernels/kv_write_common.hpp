@@ -43,21 +43,12 @@ constexpr uint32_t CT_WRITER_V_TA = 6;
 
 constexpr int32_t SKIP = -1;  // pos of a finished row; an empty page-table entry
 
-constexpr uint32_t ROWS_HEADER_COUNT = 0;
-constexpr uint32_t ROWS_HEADER_IS_V = 1;
-constexpr uint32_t ROWS_HEADER_DEST = 4;  // (destination tile, row in tile) per written row
-
 // Slots that take a DRAM read start at multiples of `align` (the kernels pass DRAM_ALIGNMENT: 32 on Wormhole,
 // 64 on Blackhole): a read lands only where (l1 & (align - 1)) == (dram & (align - 1))
 // (hw/inc/internal/debug/sanitize.h), as in rollback_kv_common.hpp
 constexpr uint32_t align_up(uint32_t bytes, uint32_t align) { return (bytes + align - 1) / align * align; }
-constexpr uint32_t rows_data_offset(uint32_t t, uint32_t align) {
-    return align_up((ROWS_HEADER_DEST + 2 * t) * 4, align);
-}
 
-// byte offset of half `half` (columns 0-15 or 16-31) of row `row` inside a 32 x 32 tile of four 16 x 16 faces
-constexpr uint32_t face_row_offset(uint32_t row, uint32_t half, uint32_t face_row_bytes) {
-    return ((row / 16) * 2 + half) * 16 * face_row_bytes + (row % 16) * face_row_bytes;
-}
+// The rows page (reader -> writer) and the row reads and writes: ../../kernels/tile_rows.hpp, shared with
+// rollback_kv's compaction kernels.
 
 }  // namespace kv_write

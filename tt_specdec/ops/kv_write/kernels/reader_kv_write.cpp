@@ -8,9 +8,11 @@
 #include <cstdint>
 
 #include "api/dataflow/dataflow_api.h"
+#include "../../kernels/tile_rows.hpp"
 #include "kv_write_common.hpp"
 
 using namespace kv_write;
+using namespace tile_rows;
 
 void kernel_main() {
     // Runtime args
@@ -46,9 +48,7 @@ void kernel_main() {
     constexpr bool paged = block_size > 0;
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
     constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);  // the page table's slot takes a DRAM read
-    constexpr uint32_t row_bytes = d_tiles * 2 * face_row_bytes;  // one KV row of D elements
-    constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a page: one 32 x 32 tile
-    constexpr uint32_t capacity = paged ? max_blocks * block_size : matrix_tiles * 32;
+    constexpr uint32_t tile_bytes = 64 * face_row_bytes;  // a page: one 32 x 32 tile
 
     const auto pos_acc = TensorAccessor(pos_args, pos_addr, state_bytes);
     const auto page_table_acc = TensorAccessor(page_table_args, page_table_addr, max_blocks * sizeof(int32_t));
@@ -78,40 +78,19 @@ void kernel_main() {
         }
         cb_reserve_back(cb_rows, 1);  // one page per unit, even an empty one: the writer walks the same units
         const uint32_t page = get_write_ptr(cb_rows);
-        volatile tt_l1_ptr int32_t* header = reinterpret_cast<volatile tt_l1_ptr int32_t*>(page);
         uint32_t count = 0;
         const uint32_t src_tile = (b * hkv + head) * d_tiles;  // the (b, head) source: one tile row of d_tiles
         for (uint32_t t = 0; start >= 0 && t < t_rows; ++t) {
-            const uint32_t slot = static_cast<uint32_t>(start) + t;
-            if (slot >= capacity) {
-                break;  // past the cache: the host refuses this for torch inputs
-            }
-            uint32_t matrix = b, row = slot;  // the cache matrix holding the slot: the row's own, or a block
-            if constexpr (paged) {
-                const int32_t block = table[slot / block_size];
-                if (block < 0 || block >= static_cast<int32_t>(seq_matrices)) {
-                    continue;  // an unallocated block: never write outside the cache
-                }
-                matrix = static_cast<uint32_t>(block);
-                row = slot % block_size;
+            uint32_t matrix = 0, row = 0;  // the cache matrix holding the slot, and the row there
+            if (!locate_slot<block_size, max_blocks, matrix_tiles * 32, seq_matrices>(
+                    table, b, static_cast<uint32_t>(start) + t, matrix, row)) {
+                continue;  // past the cache (the host refuses this for torch inputs) or in no block
             }
             const uint32_t dst_tile = ((matrix * hkv + head) * matrix_tiles + row / 32) * d_tiles;
-            header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(dst_tile);
-            header[ROWS_HEADER_DEST + 2 * count + 1] = static_cast<int32_t>(row % 32);
-            const uint32_t row_l1 = page + rows_data_offset(t_rows, DRAM_ALIGNMENT) + count * row_bytes;
-            for (uint32_t c = 0; c < d_tiles; ++c) {
-                for (uint32_t half = 0; half < 2; ++half) {
-                    const uint32_t offset = face_row_offset(t, half, face_row_bytes);
-                    const uint64_t src = is_v ? get_noc_addr(src_tile + c, v_new, offset)
-                                              : get_noc_addr(src_tile + c, k_new, offset);
-                    noc_async_read(src, row_l1 + (2 * c + half) * face_row_bytes, face_row_bytes);
-                }
-            }
+            gather_row<t_rows, d_tiles, face_row_bytes>(page, count, is_v, k_new, v_new, src_tile, t, dst_tile,
+                                                        row % 32);
             ++count;
         }
-        header[ROWS_HEADER_COUNT] = static_cast<int32_t>(count);
-        header[ROWS_HEADER_IS_V] = is_v ? 1 : 0;
-        noc_async_read_barrier();  // every row of the unit is in L1 before the writer sends it
-        cb_push_back(cb_rows, 1);
+        push_rows_page(cb_rows, page, count, is_v);
     }
 }

@@ -10,9 +10,11 @@
 #include <cstdint>
 
 #include "api/dataflow/dataflow_api.h"
+#include "../../kernels/tile_rows.hpp"
 #include "rollback_kv_common.hpp"
 
 using namespace rollback_kv;
+using namespace tile_rows;
 
 void kernel_main() {
     // Runtime args
@@ -53,8 +55,7 @@ void kernel_main() {
     constexpr uint32_t state_bytes = batch * sizeof(int32_t);
     constexpr uint32_t state_page = align_up(state_bytes, DRAM_ALIGNMENT);  // slots that take DRAM reads
     constexpr uint32_t slots_page = align_up(rows * sizeof(int32_t), DRAM_ALIGNMENT);
-    constexpr uint32_t row_bytes = d_tiles * 2 * face_row_bytes;  // one KV row of D elements
-    constexpr uint32_t tile_bytes = 64 * face_row_bytes;          // a cache page: one 32 x 32 tile
+    constexpr uint32_t tile_bytes = 64 * face_row_bytes;  // a cache page: one 32 x 32 tile
     constexpr uint32_t units_per_seq = layers * 2 * hkv;
 
     const auto pos_acc = TensorAccessor(pos_args, pos_addr, state_bytes);
@@ -93,52 +94,27 @@ void kernel_main() {
         }
         cb_reserve_back(cb_rows, 1);  // one page per unit, even an empty one: the writer walks the same units
         const uint32_t page = get_write_ptr(cb_rows);
-        volatile tt_l1_ptr int32_t* header = reinterpret_cast<volatile tt_l1_ptr int32_t*>(page);
         uint32_t count = 0;
         for (int32_t j = 0; j <= n; ++j) {  // n == SKIP: no rows
             if (slots[j] == j || slots[j] < 0 || slots[j] >= static_cast<int32_t>(rows) || pos[b] < 0) {
                 continue;  // already in its final slot; or an offset the host would refuse: nothing to write
             }
-            const uint32_t src_slot = static_cast<uint32_t>(pos[b] + slots[j]);
-            const uint32_t dst_slot = static_cast<uint32_t>(pos[b] + j);
-            uint32_t src_seq = b, dst_seq = b;  // the cache matrix holding the slot: the row's own, or a block
-            uint32_t src_row = src_slot, dst_row = dst_slot;
-            if constexpr (paged) {
-                if (src_slot >= max_blocks * block_size || dst_slot >= max_blocks * block_size) {
-                    continue;  // past the page table
-                }
-                const int32_t src_block = table[src_slot / block_size], dst_block = table[dst_slot / block_size];
-                if (src_block < 0 || dst_block < 0 || src_block >= static_cast<int32_t>(seq_matrices) ||
-                    dst_block >= static_cast<int32_t>(seq_matrices)) {
-                    continue;  // an unallocated block: never read or write outside the cache
-                }
-                src_seq = static_cast<uint32_t>(src_block);
-                dst_seq = static_cast<uint32_t>(dst_block);
-                src_row = src_slot % block_size;
-                dst_row = dst_slot % block_size;
-            } else if (src_slot >= matrix_tiles * 32 || dst_slot >= matrix_tiles * 32) {
-                continue;  // past the sequence's cache
+            uint32_t src_seq = 0, src_row = 0, dst_seq = 0, dst_row = 0;  // each slot's cache matrix and row there
+            constexpr uint32_t matrix_rows = matrix_tiles * 32;
+            if (!locate_slot<block_size, max_blocks, matrix_rows, seq_matrices>(
+                    table, b, static_cast<uint32_t>(pos[b] + slots[j]), src_seq, src_row) ||
+                !locate_slot<block_size, max_blocks, matrix_rows, seq_matrices>(
+                    table, b, static_cast<uint32_t>(pos[b] + j), dst_seq, dst_row)) {
+                continue;  // past the cache or in an unallocated block: never read or write outside it
             }
             const uint32_t src_tile =
                 row_tile(cache_matrix(layer, seq_matrices, src_seq, hkv, head), src_row, matrix_tiles, d_tiles);
             const uint32_t dst_tile =
                 row_tile(cache_matrix(layer, seq_matrices, dst_seq, hkv, head), dst_row, matrix_tiles, d_tiles);
-            header[ROWS_HEADER_DEST + 2 * count] = static_cast<int32_t>(dst_tile);  // where the writer puts the row
-            header[ROWS_HEADER_DEST + 2 * count + 1] = static_cast<int32_t>(dst_row % 32);
-            const uint32_t row_l1 = page + rows_data_offset(rows, DRAM_ALIGNMENT) + count * row_bytes;
-            for (uint32_t c = 0; c < d_tiles; ++c) {
-                for (uint32_t half = 0; half < 2; ++half) {
-                    const uint32_t offset = face_row_offset(src_row % 32, half, face_row_bytes);
-                    const uint64_t src = is_v ? get_noc_addr(src_tile + c, v_cache, offset)
-                                              : get_noc_addr(src_tile + c, k_cache, offset);
-                    noc_async_read(src, row_l1 + (2 * c + half) * face_row_bytes, face_row_bytes);
-                }
-            }
+            gather_row<rows, d_tiles, face_row_bytes>(page, count, is_v, k_cache, v_cache, src_tile, src_row % 32,
+                                                      dst_tile, dst_row % 32);
             ++count;
         }
-        header[ROWS_HEADER_COUNT] = static_cast<int32_t>(count);
-        header[ROWS_HEADER_IS_V] = is_v ? 1 : 0;
-        noc_async_read_barrier();  // every moved row of the unit is in L1 before the writer overwrites any
-        cb_push_back(cb_rows, 1);
+        push_rows_page(cb_rows, page, count, is_v);  // all moved rows read before the writer overwrites any
     }
 }

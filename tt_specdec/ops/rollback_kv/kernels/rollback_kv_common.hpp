@@ -91,24 +91,12 @@ constexpr uint32_t CT_COMPACT_WRITER_V_TA = 6;
 
 constexpr int32_t SKIP = -1;  // num_accepted of a finished row; an empty page-table entry
 
-// A rows page (reader -> writer), int32 words: [count, is_v, -, -] then (tile, row) of each moved
-// row's destination, then from byte rows_data_offset(k+1) the rows themselves, D elements each.
-constexpr uint32_t ROWS_HEADER_COUNT = 0;
-constexpr uint32_t ROWS_HEADER_IS_V = 1;
-constexpr uint32_t ROWS_HEADER_DEST = 4;
-
 // Slots that take a DRAM read start at multiples of `align` (the kernels pass DRAM_ALIGNMENT): a read
 // from a DRAM page start lands only where (l1 & (align - 1)) == 0 (hw/inc/internal/debug/sanitize.h).
 constexpr uint32_t align_up(uint32_t bytes, uint32_t align) { return (bytes + align - 1) / align * align; }
-constexpr uint32_t rows_data_offset(uint32_t rows, uint32_t align) {
-    return align_up((ROWS_HEADER_DEST + 2 * rows) * 4, align);
-}
 
-// Tiles store 32 x 32 as four 16 x 16 faces, row-major inside a face: row r of a tile, columns
-// 16 * half .. 16 * half + 15, are contiguous at this byte offset.
-constexpr uint32_t face_row_offset(uint32_t row, uint32_t half, uint32_t face_row_bytes) {
-    return ((row / 16) * 2 + half) * 16 * face_row_bytes + (row % 16) * face_row_bytes;
-}
+// The rows page (reader -> writer) and the row reads and writes: ../../kernels/tile_rows.hpp, shared with
+// kv_write's kernels.
 
 // Index of the [rows, D] matrix of (layer, sequence or block, head) in a cache stacked as
 // [layers, B or num_blocks, Hkv] x [rows, D].
