@@ -86,6 +86,29 @@ def test_loop_leaves_the_hidden_states_of_decoding(cpu_target, head):  # noqa: F
         assert torch.equal(kept[b, :n], cpu_target.hidden_cache[0, :n]), f"row {b}"
 
 
+@pytest.mark.parametrize("attention", ["torch", "emu"])
+def test_tree_on_the_ops_path_keeps_the_hidden_states(cpu_target, head, attention):  # noqa: F811
+    """The CPU engine's target with its attention from ops.verify_attention (the tree mask; "emu": the
+    kernel on the emulator, the accept and rollback ops too): the target alone's tokens on that path, and the
+    kept hidden states forward_tree wrote there (then compacted) are those of one forward over the output."""
+    cpu_target.attention = attention
+    try:
+        drafter = EagleTreeDrafter(cpu_target, head, top_children=3, lookup=True)
+        prompts = TREE_PROMPTS[:2]
+        spec = speculative_generate(cpu_target, drafter, prompts, k=6, max_new_tokens=16, ops=attention)
+        kept = cpu_target.hidden_cache.clone()  # [B, S, 3·dim]
+        assert spec.tokens == generate_plain(cpu_target, prompts, max_new_tokens=16).tokens
+        assert spec.stats.tree_row_steps > 0 and spec.stats.accepted > 0
+        for b, prompt in enumerate(prompts):
+            seq = torch.tensor([prompt + spec.tokens[b][:-1]])
+            cpu_target.allocate_cache(1, kept.shape[1], keep_hidden=LAYERS)
+            cpu_target.forward(seq, torch.tensor([0]))
+            n = seq.shape[1]
+            torch.testing.assert_close(kept[b, :n], cpu_target.hidden_cache[0, :n], atol=1e-4, rtol=1e-4)
+    finally:
+        cpu_target.attention = cpu_target.native_attention
+
+
 def test_bad_width_is_refused(cpu_target, head):  # noqa: F811
     with pytest.raises(ValueError, match="top_children: got 0"):
         EagleTreeDrafter(cpu_target, head, top_children=0)
