@@ -32,7 +32,9 @@ turn's ids hash (blake2b) into bucket 0 of HELD_BUCKETS, so a repeated user turn
 4. `agreement`: a head's real drafter (Eagle3Drafter / the shipped EagleDrafter) on the CPU-engine
    target, teacher-forced on held-out conversations: per draft position, P(draft j right | 1..j-1 right);
    --json writes the figures. The target keeps the head's three layers through Decoder.allocate_cache(...,
-   keep_hidden=FEATURE_LAYERS) (the CPU engine copies them out between its blocks).
+   keep_hidden=FEATURE_LAYERS) (the CPU engine copies them out between its blocks). --prompts bench: the same
+   on the 24 bench prompts followed by the target's own greedy answers (what the drafter meets in the bench);
+   both print a_1 per category and per answer window (0-127, 128+) and the answer tokens' vocabulary coverage.
    `vocab`: held-out answer coverage of vocabularies of several sizes.
 
 Session 1 (2 shared Zen 4 cores, AVX-512 BF16, load 3-9 from other jobs; every job 1 thread, nice 19):
@@ -532,11 +534,32 @@ def train(args) -> None:
 # ---------------------------------------------------------------------------------------
 # 4. measurement: the real drafter, teacher-forced on held-out conversations
 # ---------------------------------------------------------------------------------------
+def agreement_sequences(args, target) -> list[tuple[str, np.ndarray, int]]:
+    """[(category, ids [L], first answer index)]: --convs held-out teacher conversations ("held"), or with
+    --prompts bench the first --convs bench prompts (chat template) followed by the target's own greedy answer
+    of at most --answer-tokens tokens (on this CPU engine: what the drafter must predict there)."""
+    if args.prompts == "held":
+        return [("held", *sequence(c)) for c in [c for c in read_conversations() if c["held"]][:args.convs]]
+    from tt_specdec.bench.harness import prompt_set
+    from tt_specdec.models import load_smollm2_tokenizer
+    from tt_specdec.speculative import generate_plain
+
+    tok = load_smollm2_tokenizer()
+    out = []
+    for cat, text in prompt_set("smollm2", args.convs):
+        ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": text}]))
+        answer = generate_plain(target, [ids], max_new_tokens=args.answer_tokens, eos_token_id=tok.eos_token_id).tokens[0]
+        out.append((cat, np.array(list(ids) + list(answer), dtype=np.int64), len(ids)))
+    return out
+
+
 def agreement(args) -> None:
     """Per draft position j = 1..k, the share of proposals whose draft j is the teacher's token given drafts
     1..j-1 were (a_j), for a shipped-style head run by its real drafter on the CPU engine target: at every
-    answer position n of --convs held-out conversations, the target has run over the whole conversation
-    (teacher-forced), the drafter proposes k drafts after tokens 0..n-1. Also E = mean drafts accepted of k."""
+    answer position n of the sequences (agreement_sequences: held-out conversations or the bench prompts with
+    the target's answers), the target has run over the whole sequence (teacher-forced), the drafter proposes
+    k drafts after tokens 0..n-1. Also E = mean drafts accepted of k, and a_1 per category, per answer window
+    (positions 0-127 of an answer, 128 on) and the share of answer tokens inside the head's vocabulary."""
     import tt_specdec
     from tt_specdec.drafters.eagle import load_eagle_drafter
     from tt_specdec.drafters.eagle3 import SMOLLM2_EAGLE3, Eagle3Drafter, load_head3
@@ -554,11 +577,14 @@ def agreement(args) -> None:
         if args.vocab:
             drafter = type(drafter)(target, drafter.head.with_vocabulary(drafter.head.vocab_ids[:args.vocab]))
     drafter.stop_reach = 0.0  # always k drafts
-    convs = [c for c in read_conversations() if c["held"]][:args.convs]
+    inside = np.zeros(target.vocab_size, dtype=bool)
+    inside[drafter.head.vocab_ids.numpy()] = True
+    seqs = agreement_sequences(args, target)
     k = args.k
     hits, reach, proposals, t0 = np.zeros(k), np.zeros(k), 0, time.time()
-    for c in convs:
-        seq, start = sequence(c)
+    first: dict[str, list[int]] = {}  # a_1 hits per category / answer window
+    in_vocab = []
+    for cat, seq, start in seqs:
         L = len(seq)
         target.allocate_cache(1, L + k + 2, keep_hidden=drafter.needs_target_hidden)
         drafter.reset(1, L + k + 2)
@@ -568,6 +594,10 @@ def agreement(args) -> None:
         for n in range(start, L):  # drafts after tokens 0..n-1; draft j (0-based) is compared with seq[n+j]
             drafts = drafter.propose(context, torch.tensor([n]), k, Sampling(), row_seeds(0, 1)).tokens[0].tolist()
             proposals += 1
+            window = "answer 0-127" if n - start < 128 else "answer 128+"
+            for key in (cat, window):
+                first.setdefault(key, []).append(int(drafts[0] == seq[n]))
+            in_vocab.append(bool(inside[seq[n]]))
             for j in range(min(k, L - n)):
                 reach[j] += 1
                 if drafts[j] != seq[n + j]:
@@ -575,16 +605,20 @@ def agreement(args) -> None:
                 hits[j] += 1
     a = hits / np.maximum(reach, 1)
     per_proposal = hits.sum() / max(proposals, 1)
-    print(f"{args.kind} {args.head or 'shipped'} vocabulary {len(drafter.head.vocab_ids)}: {len(convs)} held-out "
-          f"conversations, {proposals} proposals of k={k} ({time.time() - t0:.0f}s): agreement per draft position "
-          f"{[round(float(x), 4) for x in a]}; accepted drafts per proposal {per_proposal:.3f}", flush=True)
+    by = {key: round(float(np.mean(v)), 4) for key, v in first.items()}
+    source = "held-out conversations" if args.prompts == "held" else "bench prompts (+ the target's answers)"
+    print(f"{args.kind} {args.head or 'shipped'} vocabulary {len(drafter.head.vocab_ids)}: {len(seqs)} {source}, "
+          f"{proposals} proposals of k={k} ({time.time() - t0:.0f}s): agreement per draft position "
+          f"{[round(float(x), 4) for x in a]}; accepted drafts per proposal {per_proposal:.3f}; a_1 by {by}; "
+          f"answer tokens inside the vocabulary {np.mean(in_vocab):.4f}", flush=True)
     if args.json:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps({
             "kind": args.kind, "head": str(args.head or "shipped"), "vocabulary": len(drafter.head.vocab_ids),
-            "conversations": len(convs), "proposals": proposals, "k": k, "threads": args.threads,
+            "prompts": args.prompts, "sequences": len(seqs), "proposals": proposals, "k": k, "threads": args.threads,
             "agreement_per_position": [round(float(x), 4) for x in a], "reached_per_position": reach.tolist(),
-            "accepted_drafts_per_proposal": round(float(per_proposal), 4), "seconds": round(time.time() - t0, 1)},
+            "accepted_drafts_per_proposal": round(float(per_proposal), 4), "a1_by": by,
+            "answer_tokens_in_vocabulary": round(float(np.mean(in_vocab)), 4), "seconds": round(time.time() - t0, 1)},
             indent=1))
 
 
@@ -619,7 +653,10 @@ def main() -> None:
     ag.add_argument("--kind", choices=("eagle", "eagle3"), default="eagle3")
     ag.add_argument("--head", default=None, help="safetensors (default for eagle: the shipped head)")
     ag.add_argument("--vocab", type=int, default=None, help="only the N most frequent of its vocabulary")
-    ag.add_argument("--convs", type=int, default=48)
+    ag.add_argument("--convs", type=int, default=48, help="conversations (or bench prompts) to run")
+    ag.add_argument("--prompts", choices=("held", "bench"), default="held",
+                    help="held-out teacher conversations, or the bench prompts with the target's own answers")
+    ag.add_argument("--answer-tokens", type=int, default=128, help="--prompts bench: the answers' length")
     ag.add_argument("--k", type=int, default=5)
     ag.add_argument("--json", default=None, help="also write the figures here")
     for p in (ex, ck, vo, tr, ev, ag):
