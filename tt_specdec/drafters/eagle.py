@@ -11,8 +11,8 @@ head's `vocab_ids` [N]. Drafts map back to full ids; when sampling, `draft_probs
 distribution with zeros outside the subset, so acceptance stays lossless.
 
 EagleDrafter runs any head with this interface: an EAGLE-3 head (eagle3.py) differs only in what it
-reads from the target (`keep_hidden`), how it makes its input feature (`input_features`) and which
-norm and output rows make its logits (`output`).
+reads from the target (`keep_hidden`), how it makes its input feature (`input_features`; on the CPU
+engine `packed_input_features`) and which norm and output rows make its logits (`output`).
 """
 from __future__ import annotations
 

@@ -88,9 +88,9 @@ class Eagle3Head(EagleHead):
         return self.fuse(feats / self.feat_scale.flatten().to(feats.dtype))
 
     def packed_input_features(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """input_features on the CPU engine: rows [M, n·d] fp32 -> g [M, d], fuse packed as bf16 (the weights
-        are bf16 already; the scaled features are rounded to bf16 on a bf16-product matrix path). In torch fp32
-        it cost ~0.4 ms a proposal, 5x the head's whole decoder layer on the engine."""
+        """input_features on the CPU engine: rows [M, n·d] fp32 -> g [M, d], fuse packed as bf16 (the shipped
+        weights are bf16 already; the scaled features are rounded to bf16 on a bf16-product matrix path). In
+        torch fp32 it cost ~0.4 ms a proposal, more than the head's decoder layer on the engine."""
         fuse, scale = PackedLinear(self.fuse.weight), self.feat_scale.detach().flatten().float()  # scale [n·d]
         return lambda feats: fuse(feats / scale)
 
