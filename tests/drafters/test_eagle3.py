@@ -7,6 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tt_specdec.drafters.eagle import EagleHead, load_head, save_head
 from tt_specdec.drafters.eagle3 import Eagle3Drafter, Eagle3Head, load_head3, ttt_loss
@@ -131,6 +133,48 @@ def test_fusion_scales_then_projects(head):
     expected = f @ (head.fuse.weight / head.feat_scale.flatten()).T
     torch.testing.assert_close(head.input_features(f), expected, rtol=1e-4, atol=1e-4)
     assert head.input_features(f.view(1, 5, -1)).shape == (1, 5, head.cfg.dim)
+
+
+@settings(max_examples=20, deadline=None)
+@given(rows=st.integers(1, 9), steps=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+def test_fusion_on_the_cpu_engine_is_the_bf16_product(cpu_target, head, rows, steps, seed):
+    """The drafter's packed fuse: torch's product of the bf16-rounded weights (and, on a bf16-product matrix
+    path, bf16-rounded scaled features) up to the order of fp32 sums; near the fp32 head's fusion."""
+    from tt_specdec.models.cpu_llama import matrix_path
+
+    drafter = Eagle3Drafter(cpu_target, head)
+    assert drafter.engine is not None
+    f = torch.randn(rows, steps, 3 * head.cfg.dim, generator=torch.Generator().manual_seed(seed)) * 4
+    got = drafter.input_features(f)  # [rows, steps, d]
+    x = f / head.feat_scale.flatten()
+    if matrix_path() not in ("portable", "avx2"):  # these widen bf16 weights and keep fp32 activations
+        x = x.bfloat16().float()
+    expected = x.double() @ head.fuse.weight.bfloat16().double().T
+    assert got.shape == (rows, steps, head.cfg.dim) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-4 * float(expected.abs().max()))
+    torch.testing.assert_close(got, head.input_features(f), rtol=0.03, atol=0.03 * float(expected.abs().max()))
+
+
+def test_cpu_engine_proposals_follow_the_torch_head(cpu_target, head):
+    """The drafts on the CPU engine (bf16 fc, fuse, layer, lm_head) against the same drafter on torch ops (fp32):
+    the head's arithmetic differs in bf16 rounding only, so the greedy drafts agree almost everywhere."""
+    cpu_target.attention = "torch"  # the same head on torch ops
+    slow = Eagle3Drafter(cpu_target, head)
+    cpu_target.attention = "cpu"
+    fast = Eagle3Drafter(cpu_target, head)
+    assert fast.engine is not None and slow.engine is None
+    context = torch.tensor([PROMPTS[2] + [0] * 8])
+    cpu_target.allocate_cache(1, context.shape[1], keep_hidden=LAYERS)
+    cpu_target.forward(context[:, :len(PROMPTS[2])], torch.zeros(1, dtype=torch.long))
+    same = total = 0
+    for drafter in (fast, slow):
+        drafter.stop_reach = 0.0  # always k drafts
+        drafter.reset(1, context.shape[1])
+    for n in range(10, len(PROMPTS[2]), 3):  # drafts after tokens 0..n-1, the target's features fed
+        drafts = [d.propose(context, torch.tensor([n]), 3, Sampling(), row_seeds(0, 1)).tokens for d in (fast, slow)]
+        same += int((drafts[0] == drafts[1]).sum())
+        total += drafts[0].numel()
+    assert same >= 0.8 * total, f"{same} of {total} drafts equal"
 
 
 def test_first_ttt_pass_is_the_teacher_forced_head(target, head):

@@ -11,13 +11,14 @@ head's `vocab_ids` [N]. Drafts map back to full ids; when sampling, `draft_probs
 distribution with zeros outside the subset, so acceptance stays lossless.
 
 EagleDrafter runs any head with this interface: an EAGLE-3 head (eagle3.py) differs only in what it
-reads from the target (`keep_hidden`), how it makes its input feature (`input_features`) and which
-norm and output rows make its logits (`output`).
+reads from the target (`keep_hidden`), how it makes its input feature (`input_features`; on the CPU
+engine `packed_input_features`) and which norm and output rows make its logits (`output`).
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,6 +85,10 @@ class EagleHead(nn.Module):
     def input_features(self, feats: torch.Tensor) -> torch.Tensor:
         """The target's hidden_cache rows [..., d] -> the head's input feature [..., d]: as they are."""
         return feats
+
+    def packed_input_features(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """input_features as EagleDrafter runs it on the CPU engine: rows [M, d] fp32 -> [M, d], as they are."""
+        return lambda feats: feats
 
     def output(self, target: Llama) -> tuple[nn.Module, torch.Tensor]:
         """(norm, rows [N, d]) that turn a head output into logits: the target's frozen final norm and its
@@ -199,9 +204,10 @@ class EagleDrafter:
         self.norm, head_weight = self.head.output(target)
         self.head_weight = head_weight.detach().contiguous()  # [N, d]
         self.cached = torch.zeros(0, dtype=torch.long)  # [B]
-        self.engine = None
+        self.engine = self.packed_features = None
         if target.attention == "cpu" and self.head.fc.weight.dtype == torch.float32:
             self.engine = cpu_engine(self.head, self.norm, self.head_weight)  # the target's fast CPU kernels
+            self.packed_features = self.head.packed_input_features()
 
     def reset(self, batch_size: int, cache_len: int) -> None:
         hidden = self.target.hidden_cache
@@ -227,6 +233,14 @@ class EagleDrafter:
         engine.forward(x.view(B, T, d), self.head.k_cache.unsqueeze(0), self.head.v_cache.unsqueeze(0), pos.tolist(),
                        logits)  # the engine's caches are [layers, B, Hkv, S, D]: one layer here
         return x.view(B, T, d), logits
+
+    def input_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """hidden_cache rows [B, T, n·d] fp32 -> the head's input features [B, T, d] (on the CPU engine: its
+        packed linears, bf16 weights)."""
+        if self.engine is None:
+            return self.head.input_features(feats)
+        B, T, width = feats.shape
+        return self.packed_features(feats.reshape(B * T, width).contiguous()).view(B, T, -1)
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """feats [..., d] -> logits [..., N] fp32 over the head's vocabulary."""
@@ -258,7 +272,7 @@ class EagleDrafter:
         start = [max(r - feed, 0) for r in ready_rows]  # [B]
         hidden = self.target.hidden_cache
         feats = torch.stack([hidden[b, s:s + feed] for b, s in enumerate(start)]).to(dtype)  # [B, feed, n·d]
-        feats = self.head.input_features(feats)  # f_p [B, feed, d]
+        feats = self.input_features(feats)  # f_p [B, feed, d]
         tokens = torch.stack([context[b, s + 1:s + 1 + feed] for b, s in enumerate(start)])  # x_{p+1} [B, feed]
         out = self.step(embed(tokens), feats, torch.tensor(start), with_logits=False)[0]  # f'_{p+1}
         feat = torch.stack([out[b, r - 1 - s] for b, (r, s) in enumerate(zip(ready_rows, start))])  # [B, d]
