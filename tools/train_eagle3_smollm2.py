@@ -69,8 +69,20 @@ machine otherwise idle (2.6 s/step, ~690 tok/s extraction): step 1604 (held-out 
 jobs stopped at 23:27 UTC with 48 of 80 training shards extracted (session 2's first run: 1.42 M tokens in
 86.3 min, 274 tok/s on average beside up to eight helpers' tests, 97-670 tok/s per shard).
 
+Session 3 (2026-12-05, the same CPU model, a fresh machine: no features or checkpoint left): `extract
+--from-train-shard 48` made the held-out shards and the 30 training shards the step-1604 head had not seen
+(train_0048-0077): 2.00 M tokens in 56.7 min (1,000-1,300 tok/s per shard idle, 180-480 beside helpers' tests).
+`train --init <shipped step-1604 head> --bf16 --lr 6e-4 --held-convs 64 --ckpt-minutes 12` (a fresh AdamW, a
+30-step warm-up from step 1604 on the same cosine), then `--resume`: held-out (64 conversations) step 1763 [0.559
+0.528 0.508 0.478 0.464], 2070 [0.579 0.544 0.525 0.501 0.480], 2584 [0.594 0.560 0.543 0.515 0.497], 3048 [0.617
+0.592 0.571 0.551 0.535] (4.80 M loss positions, 224.0 min of training; shipped; ~1.7 s a step idle). A first
+try with only 5 new shards on disk overfitted them (train agreement 0.92 within 180 steps) and was discarded.
+`agreement --convs 32 --k 5`: step 3048 [0.647 0.710 0.744 0.755 0.801] 1.897; `--prompts bench --convs 24`:
+step 1604 [0.451 0.497 0.536 0.706 0.811] 0.936, step 3048 [0.501 0.519 0.590 0.628 0.725] 1.068.
+
 Resume (every job skips or continues what is on disk; one thread each, niced; the checkpoint, shards and
-head_best of session 1's checkout load unchanged):
+head_best of an earlier run load unchanged; on a machine without them, start from the shipped head with
+`train --init tt_specdec/models/weights/smollm2_eagle3.safetensors` and `extract --from-train-shard N`):
 
     cd <repo> && mkdir -p ~/.cache/tt_specdec/eagle3
     OMP_NUM_THREADS=1 nohup nice -n 19 python tools/train_eagle3_smollm2.py extract >> ~/.cache/tt_specdec/eagle3/extract.log 2>&1 &
