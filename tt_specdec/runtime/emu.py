@@ -47,7 +47,12 @@ JIT_FLAGS = ["-std=c++17", "-ffast-math", "-fno-finite-math-only", "-fsigned-zer
              "-Wno-error=unused-but-set-variable", "-Wno-unused-variable", "-Wno-unused-function",
              "-DKERNEL_BUILD", "-DTENSIX_FIRMWARE"]
 JIT_OPT = {"reader": "-Os", "writer": "-Os", "compute": "-O3"}
-CXX_FLAGS = [*JIT_FLAGS, "-fPIC"]  # and JIT_OPT[role]
+# Host-only: every kernel .so keeps its symbols to itself, as each kernel is its own ELF on the card
+# (tt_metal/jit_build/build.cpp links one per kernel and RISC). Without these g++ exports the headers'
+# inline thread_locals (emu_compute::state, emu_ctx) as STB_GNU_UNIQUE, which ld.so binds to ONE
+# definition per process even under RTLD_LOCAL: a kernel then used another kernel's TLS, and State's size
+# differs with DST_ACCUM_MODE ([4, 1024] vs [8, 1024] floats), so it wrote past it into the heap.
+CXX_FLAGS = [*JIT_FLAGS, "-fPIC", "-fvisibility=hidden", "-fno-gnu-unique"]  # and JIT_OPT[role]
 # Linked apart from the compile, without -ffast-math: g++ would link crtfastmath.o into the .so, whose
 # constructor turns on flush-to-zero for the whole Python process.
 LINK_FLAGS = ["-shared"]
