@@ -452,18 +452,6 @@ def train(args) -> None:
         time.sleep(60)
         pool.rescan()
     ck = torch.load(ckpt_path, weights_only=False) if ckpt_path.is_file() and args.resume else None
-    if ck is None:
-        convs = read_conversations()
-        ranked = frequency_ranked_vocab(convs, target.vocab_size)
-        print(f"vocabulary {args.vocab}: held-out answer coverage {coverage(convs, ranked[:args.vocab], target.vocab_size):.4f}",
-              flush=True)
-        f = np.concatenate([np.asarray(pool.train[0][i][1], dtype=np.float32) for i in range(64)])  # [n, 3, d]
-        scale = torch.from_numpy(np.sqrt((f ** 2).mean(0))).clamp(min=1e-3)
-        torch.manual_seed(SEED)
-        head = Eagle3Head.for_target(target, ranked[:args.vocab], FEATURE_LAYERS, scale)
-    else:
-        head = Eagle3Head(target.cfg, ck["model"]["vocab_ids"], FEATURE_LAYERS)
-        head.load_state_dict(ck["model"])
     step, seen, train_s, best = 0, 0, 0.0, -1.0
     rng = random.Random(SEED + 2)
     warm_from = 0  # lr_at's warm-up starts here (a fresh optimizer on trained weights warms up again)
@@ -478,6 +466,18 @@ def train(args) -> None:
         train_s, warm_from = float(meta["train_minutes"]) * 60, int(meta["steps"])
         rng = random.Random(SEED + 3 + step)  # not the first run's batch order again
         print(f"from {args.init}: step {step}, {seen} loss positions seen, {train_s / 60:.1f} min of training", flush=True)
+    elif ck is None:
+        convs = read_conversations()
+        ranked = frequency_ranked_vocab(convs, target.vocab_size)
+        print(f"vocabulary {args.vocab}: held-out answer coverage {coverage(convs, ranked[:args.vocab], target.vocab_size):.4f}",
+              flush=True)
+        f = np.concatenate([np.asarray(pool.train[0][i][1], dtype=np.float32) for i in range(64)])  # [n, 3, d]
+        scale = torch.from_numpy(np.sqrt((f ** 2).mean(0))).clamp(min=1e-3)
+        torch.manual_seed(SEED)
+        head = Eagle3Head.for_target(target, ranked[:args.vocab], FEATURE_LAYERS, scale)
+    else:
+        head = Eagle3Head(target.cfg, ck["model"]["vocab_ids"], FEATURE_LAYERS)
+        head.load_state_dict(ck["model"])
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     if ck is not None:
         opt.load_state_dict(ck["opt"])

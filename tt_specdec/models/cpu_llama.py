@@ -185,8 +185,7 @@ class CpuLlama:
         with_logits=False returns the final hidden states [B, T, dim] instead (no head)."""
         check_forward_args(self, tokens, pos)
         if self.attention != "cpu":
-            logits, x, kept = self.forward_with_ops(tokens, pos)
-            self.keep_rows(kept, pos)
+            logits, x = self.forward_with_ops(tokens, pos)
             return logits if with_logits else x
         return self.run_engine(tokens, pos, with_logits, None)
 
@@ -201,9 +200,7 @@ class CpuLlama:
         "torch" or "emu" the attention is ops.verify_attention's with the tree mask (forward_with_ops)."""
         check_forward_args(self, tokens, pos)
         if self.attention != "cpu":
-            logits, _, kept = self.forward_with_ops(tokens, pos, parents)
-            self.keep_rows(kept, pos)
-            return logits
+            return self.forward_with_ops(tokens, pos, parents)[0]
         return self.run_engine(tokens, pos, True, parents.reshape(-1).tolist())
 
     def run_engine(self, tokens: torch.Tensor, pos: torch.Tensor, with_logits: bool,
@@ -232,9 +229,10 @@ class CpuLlama:
             self.hidden_cache[b, p:p + T] = kept[b]
 
     def forward_with_ops(self, tokens: torch.Tensor, pos: torch.Tensor, parents: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """The same step with attention from ops.verify_attention (`attention` "torch" or "emu"):
-        (logits [B, T, V], final hidden [B, T, dim], the keep_hidden blocks' [B, T, n·dim] or None).
+        (logits [B, T, V], final hidden [B, T, dim]); the keep_hidden blocks' states written to hidden_cache
+        at slots pos[b] + t, as run_engine writes them.
         parents [B, T] (a token tree, as forward_tree): row t at RoPE position pos[b] + its depth, tree-masked;
         None: the chain, row t at pos[b] + t. KV is written at slot pos[b] + t either way."""
         cfg = self.cfg
@@ -261,4 +259,5 @@ class CpuLlama:
             if i + 1 in self.keep_hidden:
                 kept.append(x.view(B, T, cfg.dim))
         x = x.view(B, T, cfg.dim)
-        return self.logits(x), x, (torch.cat(kept, -1) if kept else None)
+        self.keep_rows(torch.cat(kept, -1) if kept else None, pos)
+        return self.logits(x), x

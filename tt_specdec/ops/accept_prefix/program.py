@@ -366,6 +366,23 @@ def seed_words(seed, B: int) -> list[int]:
     return [w - (1 << 32) if w >= 1 << 31 else w for w in words]
 
 
+def logits_dtype(target_logits) -> torch.dtype:
+    """The torch dtype of target_logits (a torch tensor, or a ttnn one on a card: bfloat16 or float32)."""
+    dtype = device.torch_dtype(target_logits) if is_ttnn_tensor(target_logits) else target_logits.dtype
+    if dtype is None:
+        raise TypeError(f"target_logits: got ttnn dtype {target_logits.dtype}, expected bfloat16 or float32")
+    return dtype
+
+
+def sampling_inputs(seed, draft_probs, B: int) -> dict:
+    """The sampling programs' extra inputs, chain and tree alike: seeds (words, or a ttnn tensor as given) and
+    draft_probs (fp32) when given."""
+    tensors = {"seeds": seed if is_ttnn_tensor(seed) else seed_words(seed, B)}
+    if draft_probs is not None:
+        tensors["draft_probs"] = host_converted(draft_probs, lambda x: x.to(torch.float32).contiguous())
+    return tensors
+
+
 def run(ex, target_logits, draft_tokens, *, draft_probs=None, num_draft=None, temperature: float = 0.0,
         top_k: int = 0, top_p: float = 1.0, seed=None, max_cores: int = MAX_CORES):
     """accept_prefix's kernels on executor `ex` (tt_specdec.runtime.emu or .device), arguments
@@ -374,9 +391,7 @@ def run(ex, target_logits, draft_tokens, *, draft_probs=None, num_draft=None, te
     on_card = is_ttnn_tensor(target_logits)
     B, rows, V = (int(s) for s in target_logits.shape)
     k = rows - 1
-    dtype = device.torch_dtype(target_logits) if on_card else target_logits.dtype
-    if dtype is None:
-        raise TypeError(f"target_logits: got ttnn dtype {target_logits.dtype}, expected bfloat16 or float32")
+    dtype = logits_dtype(target_logits)
     with ex.aligned():
         if temperature == 0.0:
             prog = accept_prefix_program(B, k, V, dtype, max_cores=max_cores)
@@ -388,9 +403,7 @@ def run(ex, target_logits, draft_tokens, *, draft_probs=None, num_draft=None, te
                "drafts": host_converted(draft_tokens, lambda x: x.to(torch.int32)),
                "num_draft": [k] * B if num_draft is None else host_converted(num_draft, row)}
     if temperature > 0:
-        tensors["seeds"] = seed if is_ttnn_tensor(seed) else seed_words(seed, B)
-        if draft_probs is not None:
-            tensors["draft_probs"] = host_converted(draft_probs, lambda x: x.to(torch.float32).contiguous())
+        tensors.update(sampling_inputs(seed, draft_probs, B))
     r = ex.run(prog, tensors)
     n, out = r.outputs["num_accepted"], r.outputs["output_tokens"]
     if on_card:
@@ -406,9 +419,7 @@ def run_tree(ex, target_logits, tree_tokens, parents, *, draft_probs=None, tempe
     as is)."""
     on_card = is_ttnn_tensor(target_logits)
     B, T, V = (int(s) for s in target_logits.shape)
-    dtype = device.torch_dtype(target_logits) if on_card else target_logits.dtype
-    if dtype is None:
-        raise TypeError(f"target_logits: got ttnn dtype {target_logits.dtype}, expected bfloat16 or float32")
+    dtype = logits_dtype(target_logits)
     with ex.aligned():
         if temperature == 0.0:
             prog = accept_tree_program(B, T, V, dtype, max_cores=max_cores)
@@ -419,9 +430,7 @@ def run_tree(ex, target_logits, tree_tokens, parents, *, draft_probs=None, tempe
     tensors = {"logits": host_converted(target_logits, lambda x: x.contiguous()),
                "tree_tokens": host_converted(tree_tokens, int32), "parents": host_converted(parents, int32)}
     if temperature > 0:
-        tensors["seeds"] = seed if is_ttnn_tensor(seed) else seed_words(seed, B)
-        if draft_probs is not None:
-            tensors["draft_probs"] = host_converted(draft_probs, lambda x: x.to(torch.float32).contiguous())
+        tensors.update(sampling_inputs(seed, draft_probs, B))
     r = ex.run(prog, tensors)
     n, out, slots = (r.outputs[name] for name in ("num_accepted", "output_tokens", "accepted_slots"))
     if on_card:
